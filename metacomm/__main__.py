@@ -1,0 +1,5 @@
+import sys
+
+from metacomm.sims.cli import main
+
+sys.exit(main())

@@ -1,0 +1,72 @@
+"""The ``metacomm`` command line.
+
+Each subcommand lives in its own module under :mod:`metacomm.sims.commands` and exposes
+``add_parser(subparsers)`` (registering its flags, with units in every help string) and ``run(args) -> int``.
+A :class:`~metacomm.ConfigError` (any bad input) prints one line ``metacomm <cmd>: error: <field>: <what is
+allowed>`` on stderr and exits with code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from metacomm import __version__
+from metacomm._validation import ConfigError
+
+# Subcommand name -> module under metacomm.sims.commands (a module that does not exist yet is skipped).
+SUBCOMMANDS: dict[str, str] = {
+    "demo": "demo",
+    "ber": "ber",
+    "train": "train",
+    "plot": "plot",
+    "meta-train": "meta_train",
+    "fewshot": "fewshot",
+    "drift": "drift",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own usage errors: one line, exit 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="metacomm",
+        description="metacomm: adaptive communications simulator (differentiable channels, learned codecs, "
+        "meta-learned adaptation to drifting channels). Eb/N0 and Es/N0 are in dB; Es = 1 per complex "
+        "channel use.",
+    )
+    parser.add_argument("--version", action="version", version=f"metacomm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, module in SUBCOMMANDS.items():
+        try:
+            mod = importlib.import_module(f"metacomm.sims.commands.{module}")
+        except ModuleNotFoundError as e:
+            if e.name == f"metacomm.sims.commands.{module}":
+                continue
+            raise
+        mod.add_parser(sub, name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except ConfigError as e:
+        print(f"metacomm {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"metacomm {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
