@@ -1,0 +1,368 @@
+"""Monte-Carlo results: data classes, ``results.json`` / ``results.csv`` writing and loading.
+
+``results.json`` schema (extra keys are allowed and ignored by readers)::
+
+    {"config": {"format": "metacomm-results/1", ...},
+     "points": [{"ebno_db": float,            # Eb/N0 in dB (information bits)
+                 "ber": float | null,         # bit_errors / bits; null when the point was not simulated
+                 "bler": float | null,        # block_errors / blocks
+                 "bit_errors": int, "bits": int, "block_errors": int, "blocks": int,
+                 "ber_ci": [lo, hi] | null,   # 95% (1 - alpha) binomial interval over bits (see stats.py)
+                 "bler_ci": [lo, hi] | null,  # same over blocks
+                 "simulated": bool,           # false: skipped after an error-free point (early stop)
+                 "stop_reason": str,          # target_block_errors | target_bit_errors | max_blocks | ...
+                 "ber_ci_block": [lo, hi] | null,  # BER interval with the block as independent unit
+                 ...}, ...]}
+
+A point that was not simulated (the sweep stopped early after an error-free point) is reported with zero counts,
+``null`` rates and intervals and ``"simulated": false`` -- never as a measured zero. ``results.csv`` holds the
+same rows (empty cells for ``null``).
+
+Files are written atomically (temporary file in the same directory, then :func:`os.replace`). An existing file
+is only replaced if it is itself a metacomm results file; anything else raises :class:`~metacomm.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from metacomm._validation import ConfigError
+from metacomm.sims import stats
+
+__all__ = [
+    "FORMAT",
+    "PointResult",
+    "SweepResult",
+    "save_results",
+    "load_results",
+    "write_json",
+    "write_csv",
+    "CSV_COLUMNS",
+]
+
+FORMAT = "metacomm-results/1"
+REQUIRED_POINT_KEYS = ("ebno_db", "ber", "bler", "bit_errors", "bits", "block_errors", "blocks", "ber_ci",
+                       "bler_ci")
+CSV_COLUMNS = ("ebno_db", "ber", "ber_ci_lo", "ber_ci_hi", "bler", "bler_ci_lo", "bler_ci_hi", "bit_errors",
+               "bits", "block_errors", "blocks", "simulated", "stop_reason", "ber_ci_block_lo", "ber_ci_block_hi")
+
+
+@dataclass
+class PointResult:
+    """Counts of one Eb/N0 point. Rates and intervals are derived properties.
+
+    ``bit_errors_sq`` is ``sum_j e_j^2`` over blocks (``e_j`` bit errors of block ``j``), used for the
+    block-level BER interval; ``bits_per_block`` is ``k``.
+    """
+
+    ebno_db: float
+    bit_errors: int = 0
+    bits: int = 0
+    block_errors: int = 0
+    blocks: int = 0
+    bit_errors_sq: int = 0
+    bits_per_block: int = 0
+    simulated: bool = False
+    stop_reason: str = "not_simulated"
+    seed: int | None = None
+    runtime_s: float = 0.0
+    alpha: float = 0.05
+    ci_method: str = "clopper-pearson"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ber(self) -> float | None:
+        return self.bit_errors / self.bits if self.simulated and self.bits > 0 else None
+
+    @property
+    def bler(self) -> float | None:
+        return self.block_errors / self.blocks if self.simulated and self.blocks > 0 else None
+
+    @property
+    def ber_ci(self) -> tuple[float, float] | None:
+        """Binomial interval over bits (assumes independent bit errors; see :mod:`metacomm.sims.stats`)."""
+        if not self.simulated or self.bits == 0:
+            return None
+        return stats.binomial_ci(self.bit_errors, self.bits, self.alpha, self.ci_method)
+
+    @property
+    def bler_ci(self) -> tuple[float, float] | None:
+        if not self.simulated or self.blocks == 0:
+            return None
+        return stats.binomial_ci(self.block_errors, self.blocks, self.alpha, self.ci_method)
+
+    @property
+    def ber_ci_block(self) -> tuple[float, float] | None:
+        """BER interval with the block as the independent unit (valid for correlated bit errors)."""
+        if not self.simulated or self.blocks == 0 or self.bits_per_block <= 0:
+            return None
+        return stats.ber_block_ci(self.bit_errors, self.bit_errors_sq, self.blocks, self.bits_per_block,
+                                  self.alpha, self.ci_method)
+
+    @property
+    def throughput_bps(self) -> float | None:
+        """Simulated bits per second of wall-clock time at this point."""
+        return self.bits / self.runtime_s if self.runtime_s > 0 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        def lst(ci):
+            return None if ci is None else [float(ci[0]), float(ci[1])]
+
+        d = {
+            "ebno_db": float(self.ebno_db),
+            "ber": self.ber,
+            "bler": self.bler,
+            "bit_errors": int(self.bit_errors),
+            "bits": int(self.bits),
+            "block_errors": int(self.block_errors),
+            "blocks": int(self.blocks),
+            "ber_ci": lst(self.ber_ci),
+            "bler_ci": lst(self.bler_ci),
+            "simulated": bool(self.simulated),
+            "stop_reason": self.stop_reason,
+            "ber_ci_block": lst(self.ber_ci_block),
+            "bit_errors_sq": int(self.bit_errors_sq),
+            "bits_per_block": int(self.bits_per_block),
+            "seed": self.seed,
+            "runtime_s": float(self.runtime_s),
+            "alpha": float(self.alpha),
+            "ci_method": self.ci_method,
+        }
+        d.update(self.extra)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "points") -> PointResult:
+        for key in REQUIRED_POINT_KEYS:
+            if key not in d:
+                raise ConfigError(where, f"missing key {key!r} (required: {', '.join(REQUIRED_POINT_KEYS)})")
+        try:
+            ebno = float(d["ebno_db"])
+            counts = {k: int(d[k]) for k in ("bit_errors", "bits", "block_errors", "blocks")}
+        except (TypeError, ValueError):
+            raise ConfigError(where, "ebno_db must be a number and the counts integers") from None
+        if not math.isfinite(ebno):
+            raise ConfigError(where, f"ebno_db must be finite, got {d['ebno_db']!r}")
+        if min(counts.values()) < 0 or counts["bit_errors"] > counts["bits"] or \
+                counts["block_errors"] > counts["blocks"]:
+            raise ConfigError(where, f"inconsistent counts {counts}")
+        simulated = bool(d.get("simulated", d["ber"] is not None))
+        if simulated and d["ber"] is not None and counts["bits"] > 0:
+            if not math.isclose(float(d["ber"]), counts["bit_errors"] / counts["bits"], rel_tol=1e-9, abs_tol=0):
+                raise ConfigError(where, "ber does not equal bit_errors / bits")
+        if simulated and d["bler"] is not None and counts["blocks"] > 0:
+            if not math.isclose(float(d["bler"]), counts["block_errors"] / counts["blocks"], rel_tol=1e-9,
+                                abs_tol=0):
+                raise ConfigError(where, "bler does not equal block_errors / blocks")
+        known = set(REQUIRED_POINT_KEYS) | {"simulated", "stop_reason", "ber_ci_block", "bit_errors_sq",
+                                             "bits_per_block", "seed", "runtime_s", "alpha", "ci_method"}
+        return cls(
+            ebno_db=ebno, **counts,
+            bit_errors_sq=int(d.get("bit_errors_sq", 0)),
+            bits_per_block=int(d.get("bits_per_block", counts["bits"] // counts["blocks"] if counts["blocks"] else 0)),
+            simulated=simulated,
+            stop_reason=str(d.get("stop_reason", "unknown" if simulated else "not_simulated")),
+            seed=d.get("seed"),
+            runtime_s=float(d.get("runtime_s", 0.0)),
+            alpha=float(d.get("alpha", 0.05)),
+            ci_method=str(d.get("ci_method", "clopper-pearson")),
+            extra={k: v for k, v in d.items() if k not in known},
+        )
+
+
+@dataclass
+class SweepResult:
+    """A Monte-Carlo sweep: one :class:`PointResult` per requested Eb/N0 point, plus the run's ``config``."""
+
+    points: list[PointResult]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ebno_db(self) -> np.ndarray:
+        return np.array([p.ebno_db for p in self.points], dtype=np.float64)
+
+    def _rates(self, name: str) -> np.ndarray:
+        vals = [getattr(p, name) for p in self.points]
+        return np.array([np.nan if v is None else v for v in vals], dtype=np.float64)
+
+    @property
+    def ber(self) -> np.ndarray:
+        """BER per point (NaN where not simulated)."""
+        return self._rates("ber")
+
+    @property
+    def bler(self) -> np.ndarray:
+        return self._rates("bler")
+
+    @property
+    def simulated(self) -> np.ndarray:
+        return np.array([p.simulated for p in self.points], dtype=bool)
+
+    def to_dict(self) -> dict[str, Any]:
+        cfg = dict(self.config)
+        cfg.setdefault("format", FORMAT)
+        return {"config": cfg, "points": [p.to_dict() for p in self.points]}
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "results") -> SweepResult:
+        if not isinstance(d, dict) or not isinstance(d.get("config"), dict) or not isinstance(d.get("points"), list):
+            raise ConfigError(where, 'not a metacomm results file: expected {"config": {...}, "points": [...]}')
+        pts = []
+        for i, p in enumerate(d["points"]):
+            if not isinstance(p, dict):
+                raise ConfigError(where, f"points[{i}] must be an object")
+            pts.append(PointResult.from_dict(p, where=f"{where}: points[{i}]"))
+        return cls(points=pts, config=dict(d["config"]))
+
+    def save(self, out_dir: str | os.PathLike, *, csv_file: bool = True) -> Path:
+        return save_results(self, out_dir, csv_file=csv_file)
+
+    def summary(self) -> str:
+        """A plain-text table of the points."""
+        lines = [f"{'Eb/N0 [dB]':>10} {'BER':>11} {'BLER':>11} {'bit err':>10} {'bits':>12} {'blk err':>9} "
+                 f"{'blocks':>10}  status"]
+        for p in self.points:
+            if p.simulated:
+                lines.append(f"{p.ebno_db:10.2f} {p.ber:11.4e} {p.bler:11.4e} {p.bit_errors:10d} {p.bits:12d} "
+                             f"{p.block_errors:9d} {p.blocks:10d}  {p.stop_reason}")
+            else:
+                lines.append(f"{p.ebno_db:10.2f} {'-':>11} {'-':>11} {'-':>10} {'-':>12} {'-':>9} {'-':>10}  "
+                             f"{p.stop_reason}")
+        return "\n".join(lines)
+
+
+def _is_metacomm_json(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8") as f:
+            d = json.load(f)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    if not isinstance(d, dict) or not isinstance(d.get("config"), dict) or not isinstance(d.get("points"), list):
+        return False
+    if d["config"].get("format") == FORMAT:
+        return True
+    return all(isinstance(p, dict) and all(k in p for k in REQUIRED_POINT_KEYS) for p in d["points"])
+
+
+def _is_metacomm_csv(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            header = next(csv.reader(f), None)
+    except (OSError, UnicodeDecodeError):
+        return False
+    return header is not None and tuple(header[: len(CSV_COLUMNS)]) == CSV_COLUMNS
+
+
+def _atomic_write(path: Path, text: str, field_name: str, is_ours) -> None:
+    path = Path(path)
+    if path.exists():
+        if path.is_dir():
+            raise ConfigError(field_name, f"{str(path)!r} is a directory")
+        if not is_ours(path):
+            raise ConfigError(field_name, f"{str(path)!r} exists and is not a metacomm results file; refusing to "
+                                          "overwrite it (choose another --out directory or remove the file)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _clean(obj):
+    """Replace non-finite floats by None and numpy scalars by Python ones, recursively (strict JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(float(obj)) else None
+    if isinstance(obj, (str, int, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+def write_json(result: SweepResult, path: str | os.PathLike, field_name: str = "--out") -> Path:
+    """Write ``result`` as ``results.json`` (schema in the module docstring) atomically to ``path``."""
+    text = json.dumps(_clean(result.to_dict()), indent=2, allow_nan=False) + "\n"
+    _atomic_write(Path(path), text, field_name, _is_metacomm_json)
+    return Path(path)
+
+
+def write_csv(result: SweepResult, path: str | os.PathLike, field_name: str = "--out") -> Path:
+    """Write one row per point (columns :data:`CSV_COLUMNS`; empty cells for undefined values) atomically."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+
+    def f(v):
+        return "" if v is None else repr(float(v))
+
+    for p in result.points:
+        ber_ci, bler_ci, blk_ci = p.ber_ci, p.bler_ci, p.ber_ci_block
+        w.writerow([
+            repr(float(p.ebno_db)), f(p.ber), f(ber_ci and ber_ci[0]), f(ber_ci and ber_ci[1]),
+            f(p.bler), f(bler_ci and bler_ci[0]), f(bler_ci and bler_ci[1]),
+            p.bit_errors, p.bits, p.block_errors, p.blocks, int(p.simulated), p.stop_reason,
+            f(blk_ci and blk_ci[0]), f(blk_ci and blk_ci[1]),
+        ])
+    _atomic_write(Path(path), buf.getvalue(), field_name, _is_metacomm_csv)
+    return Path(path)
+
+
+def save_results(result: SweepResult, out_dir: str | os.PathLike, *, csv_file: bool = True) -> Path:
+    """Write ``out_dir/results.json`` (and ``out_dir/results.csv``); returns the JSON path.
+
+    Both targets are checked before anything is written, so a refusal leaves the directory untouched.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError("--out", f"{str(out)!r} exists and is not a directory")
+    jp, cp = out / "results.json", out / "results.csv"
+    if jp.exists() and not _is_metacomm_json(jp):
+        raise ConfigError("--out", f"{str(jp)!r} exists and is not a metacomm results file; refusing to overwrite "
+                                   "it (choose another --out directory or remove the file)")
+    if csv_file and cp.exists() and not _is_metacomm_csv(cp):
+        raise ConfigError("--out", f"{str(cp)!r} exists and is not a metacomm results file; refusing to overwrite "
+                                   "it (choose another --out directory or remove the file)")
+    write_json(result, jp)
+    if csv_file:
+        write_csv(result, cp)
+    return jp
+
+
+def load_results(path: str | os.PathLike, field_name: str = "results") -> SweepResult:
+    """Load and validate a ``results.json`` (a file, or a directory containing one)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "results.json"
+    try:
+        with open(p, encoding="utf-8") as f:
+            d = json.load(f)
+    except FileNotFoundError:
+        raise ConfigError(field_name, f"no such results file: {str(p)!r}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(field_name, f"cannot read {str(p)!r}: {e}") from None
+    except ValueError as e:
+        raise ConfigError(field_name, f"{str(p)!r} is not valid JSON ({e})") from None
+    return SweepResult.from_dict(d, where=f"{field_name} {str(p)!r}")
