@@ -1,19 +1,58 @@
-"""Differentiable channel models (see :mod:`metacomm.channels.base` for the protocol)."""
+"""Differentiable channel models (see :mod:`metacomm.channels.base` for the protocol).
+
+* noise: :class:`AWGN`
+* flat block fading: :class:`RayleighBlockFading`, :class:`RicianBlockFading`
+* frequency-selective: :class:`MultipathBlockFading` (L-tap, exponential PDP), :class:`TDL` (3GPP TR 38.901
+  TDL-A..E through Sionna); :func:`convolve`, :func:`convolution_matrix` for equalisers
+* hardware impairments (noiseless stages): :class:`IQImbalance`, :class:`RandomIQImbalance`,
+  :class:`PhaseOffset`, :class:`WienerPhaseNoise`, :class:`RappPA`, :class:`SalehPA`
+* :class:`Compose` chains stages; :func:`make_channel` builds any of :data:`CHANNEL_NAMES` by name.
+"""
 
 from metacomm.channels.awgn import AWGN
 from metacomm.channels.base import Channel, State, complex_normal, make_generator
 from metacomm.channels.compose import Compose
+from metacomm.channels.fading import RayleighBlockFading, RicianBlockFading
+from metacomm.channels.impairments import (
+    IQImbalance,
+    PhaseOffset,
+    RandomIQImbalance,
+    RappPA,
+    SalehPA,
+    WienerPhaseNoise,
+    iq_imbalance,
+)
+from metacomm.channels.multipath import MultipathBlockFading, convolution_matrix, convolve, exponential_pdp
+from metacomm.channels.registry import CHANNEL_NAMES, channel_help, make_channel
+from metacomm.channels.tdl import TDL
 from metacomm.channels.units import ebnodb_to_esnodb, ebnodb_to_no, esnodb_to_ebnodb, esnodb_to_no
 
 __all__ = [
     "AWGN",
+    "CHANNEL_NAMES",
     "Channel",
     "Compose",
+    "IQImbalance",
+    "MultipathBlockFading",
+    "PhaseOffset",
+    "RandomIQImbalance",
+    "RappPA",
+    "RayleighBlockFading",
+    "RicianBlockFading",
+    "SalehPA",
     "State",
+    "TDL",
+    "WienerPhaseNoise",
+    "channel_help",
     "complex_normal",
+    "convolution_matrix",
+    "convolve",
     "ebnodb_to_esnodb",
     "ebnodb_to_no",
     "esnodb_to_ebnodb",
     "esnodb_to_no",
+    "exponential_pdp",
+    "iq_imbalance",
+    "make_channel",
     "make_generator",
 ]

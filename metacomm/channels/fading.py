@@ -29,7 +29,9 @@ from metacomm.channels._sampling import (
 )
 from metacomm.channels.base import Channel, add_noise, complex_normal
 
-__all__ = ["RayleighBlockFading", "RicianBlockFading"]
+__all__ = ["RayleighBlockFading", "RicianBlockFading", "DEFAULT_K_FACTOR_DB"]
+
+DEFAULT_K_FACTOR_DB = 10.0
 
 
 class RayleighBlockFading(Channel):
@@ -61,7 +63,7 @@ class RicianBlockFading(Channel):
     power to scattered power, :math:`K_{\mathrm{dB}} = 10 \log_{10} K`; :math:`K = 0` is Rayleigh fading and
     :math:`K \to \infty` a static AWGN channel.
 
-    :param k_factor_db: K-factor in dB (give this *or* ``k_factor``).
+    :param k_factor_db: K-factor in dB (give this *or* ``k_factor``; default 10 dB when neither is given).
     :param k_factor: K-factor, linear (>= 0).
     :param los_phase: LoS phase :math:`\theta` in radians when fixed (default 0).
     :param random_los_phase: if True, :math:`\theta \sim U[-\pi, \pi)` independently per block (then ``h`` is
@@ -75,8 +77,10 @@ class RicianBlockFading(Channel):
     def __init__(self, k_factor_db: float | None = None, *, k_factor: float | None = None,
                  los_phase: float = 0.0, random_los_phase: bool = False):
         super().__init__()
-        if (k_factor_db is None) == (k_factor is None):
-            raise ConfigError("k_factor_db", "give exactly one of k_factor_db (dB) or k_factor (linear)")
+        if k_factor_db is not None and k_factor is not None:
+            raise ConfigError("k_factor_db", "give k_factor_db (dB) or k_factor (linear), not both")
+        if k_factor_db is None and k_factor is None:
+            k_factor_db = DEFAULT_K_FACTOR_DB
         if k_factor_db is not None:
             k = 10.0 ** (check_finite("k_factor_db", k_factor_db) / 10.0)
         else:
