@@ -48,6 +48,7 @@ __all__ = [
     "write_json",
     "write_csv",
     "CSV_COLUMNS",
+    "check_output_dir",
 ]
 
 FORMAT = "metacomm-results/1"
@@ -330,24 +331,31 @@ def write_csv(result: SweepResult, path: str | os.PathLike, field_name: str = "-
     return Path(path)
 
 
+def check_output_dir(out_dir: str | os.PathLike, *, csv_file: bool = True, field_name: str = "--out") -> Path:
+    """Raise :class:`~metacomm.ConfigError` unless ``results.json``/``results.csv`` may be (re)written in
+    ``out_dir`` (absent, or existing metacomm results files). Call before a long run to fail early."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(field_name, f"{str(out)!r} exists and is not a directory")
+    targets = [(out / "results.json", _is_metacomm_json)]
+    if csv_file:
+        targets.append((out / "results.csv", _is_metacomm_csv))
+    for path, is_ours in targets:
+        if path.exists() and (path.is_dir() or not is_ours(path)):
+            raise ConfigError(field_name, f"{str(path)!r} exists and is not a metacomm results file; refusing to "
+                                          "overwrite it (choose another --out directory or remove the file)")
+    return out
+
+
 def save_results(result: SweepResult, out_dir: str | os.PathLike, *, csv_file: bool = True) -> Path:
     """Write ``out_dir/results.json`` (and ``out_dir/results.csv``); returns the JSON path.
 
     Both targets are checked before anything is written, so a refusal leaves the directory untouched.
     """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError("--out", f"{str(out)!r} exists and is not a directory")
-    jp, cp = out / "results.json", out / "results.csv"
-    if jp.exists() and not _is_metacomm_json(jp):
-        raise ConfigError("--out", f"{str(jp)!r} exists and is not a metacomm results file; refusing to overwrite "
-                                   "it (choose another --out directory or remove the file)")
-    if csv_file and cp.exists() and not _is_metacomm_csv(cp):
-        raise ConfigError("--out", f"{str(cp)!r} exists and is not a metacomm results file; refusing to overwrite "
-                                   "it (choose another --out directory or remove the file)")
-    write_json(result, jp)
+    out = check_output_dir(out_dir, csv_file=csv_file)
+    jp = write_json(result, out / "results.json")
     if csv_file:
-        write_csv(result, cp)
+        write_csv(result, out / "results.csv")
     return jp
 
 

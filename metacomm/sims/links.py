@@ -1,0 +1,108 @@
+"""Turn command-line choices into a Link for :func:`metacomm.sims.engine.simulate`.
+
+:func:`build_link` takes any object with the attributes of ``metacomm ber``'s arguments (an
+:class:`argparse.Namespace`, a :class:`types.SimpleNamespace`, or a ``dict``):
+
+* ``codec`` -- classical ``bpsk, qpsk, qam16, qam64, hamming74, ldpc5g`` (built by
+  :func:`metacomm.codecs.registry.make_link`) or learned ``ae, constellation, neural-rx`` (loaded from
+  ``checkpoint`` by :func:`metacomm.codecs.checkpoint.load_codec` and wrapped in
+  :class:`~metacomm.codecs.base.CodecLink`);
+* ``decoder`` -- classical decoder/demapper choice (``app, maxlog, ml, hard, bp``) or ``None`` for the default;
+* ``channel`` -- a name of :func:`metacomm.channels.registry.make_channel`; ``channel_kwargs`` (optional dict)
+  are passed on to it;
+* ``block_length`` -- information bits per block, or ``None`` for the codec's default;
+* ``checkpoint`` -- path of a learned codec; ``device`` -- ``cpu``/``cuda``.
+
+The registries and the checkpoint loader are imported lazily, so the engine itself has no dependency on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+from metacomm._validation import ConfigError, check_choice
+
+__all__ = ["CLASSICAL_CODECS", "LEARNED_CODECS", "CODECS", "DECODERS", "build_link", "link_info"]
+
+CLASSICAL_CODECS = ("bpsk", "qpsk", "qam16", "qam64", "hamming74", "ldpc5g")
+LEARNED_CODECS = ("ae", "constellation", "neural-rx")
+CODECS = CLASSICAL_CODECS + LEARNED_CODECS
+DECODERS = ("app", "maxlog", "ml", "hard", "bp")
+
+
+def _get(cfg: Any, name: str, default=None):
+    if isinstance(cfg, dict):
+        return cfg.get(name, default)
+    return getattr(cfg, name, default)
+
+
+def build_link(cfg: Any) -> Callable:
+    """A Link ``(batch_size, ebno_db, generator) -> (bits, bits_hat)`` for the choices in ``cfg``.
+
+    Raises :class:`~metacomm.ConfigError` naming the CLI flag for unknown names, a learned codec without
+    ``--checkpoint``, a ``--decoder`` given to a learned codec, etc. Errors about block lengths and decoders
+    of classical codecs come from :func:`metacomm.codecs.registry.make_link`.
+    """
+    if isinstance(cfg, dict):
+        cfg = SimpleNamespace(**cfg)
+    codec = check_choice("--codec", _get(cfg, "codec"), CODECS)
+    decoder = _get(cfg, "decoder")
+    if decoder is not None:
+        check_choice("--decoder", decoder, DECODERS)
+    device = _get(cfg, "device", "cpu") or "cpu"
+    channel_name = _get(cfg, "channel")
+    channel_kwargs = dict(_get(cfg, "channel_kwargs", None) or {})
+    checkpoint = _get(cfg, "checkpoint")
+    block_length = _get(cfg, "block_length")
+
+    from metacomm.channels.registry import make_channel
+
+    channel = make_channel(channel_name, **channel_kwargs)
+    if hasattr(channel, "to"):
+        channel = channel.to(device)
+
+    if codec in LEARNED_CODECS:
+        if not checkpoint:
+            raise ConfigError("--checkpoint", f"--codec {codec} is a learned codec and needs --checkpoint PATH "
+                                              "(a file written by metacomm train / save_codec)")
+        if decoder is not None:
+            raise ConfigError("--decoder", f"applies to classical codecs only ({', '.join(CLASSICAL_CODECS)}); "
+                                           f"--codec {codec} uses its learned decoder")
+        if block_length is not None:
+            raise ConfigError("--block-length", f"is fixed by the checkpoint for --codec {codec}; omit it")
+        from metacomm.codecs.base import CodecLink
+        from metacomm.codecs.checkpoint import load_codec
+
+        model, _meta = load_codec(checkpoint)
+        model = model.to(device).eval()
+        return CodecLink(model, channel)
+
+    if checkpoint:
+        raise ConfigError("--checkpoint", f"only for learned codecs ({', '.join(LEARNED_CODECS)}), not "
+                                          f"--codec {codec}")
+    from metacomm.codecs.registry import make_link
+
+    kwargs: dict[str, Any] = {"device": device}
+    if decoder is not None:
+        kwargs["decoder"] = decoder
+    if block_length is not None:
+        kwargs["block_length"] = block_length
+    return make_link(codec, channel, **kwargs)
+
+
+def link_info(link: Any) -> dict[str, Any]:
+    """Descriptive numbers of a link for ``results.json`` (information bits per block, rate), where known."""
+    info: dict[str, Any] = {}
+    codec = getattr(link, "codec", None)
+    k = getattr(link, "num_info_bits", None) or getattr(codec, "num_info_bits", None)
+    if k is not None:
+        info["block_length_bits"] = int(k)
+    rate = getattr(codec, "rate", None)
+    if rate is not None:
+        info["rate_bits_per_channel_use"] = float(rate)
+    n_c = getattr(codec, "num_channel_uses", None)
+    if n_c is not None:
+        info["channel_uses_per_block"] = float(n_c)
+    return info
