@@ -29,10 +29,10 @@ from torch import nn
 from metacomm._validation import ConfigError, check_choice, check_positive_int
 from metacomm.codecs.base import Codec
 from metacomm.codecs.qam import (
-    BITS_PER_SYMBOL,
     DEMAPPING_METHODS,
     QAMDemapper,
     QAMMapper,
+    check_bits_per_symbol,
     sionna_device,
     sionna_precision,
 )
@@ -111,10 +111,7 @@ class LDPC5G(Codec):
     def __init__(self, k: int = 512, n: int = 1024, bits_per_symbol: int = 2, *, demapping: str = "app",
                  num_iter: int = 20, device=None, precision: str = "single"):
         super().__init__()
-        m = check_positive_int("bits_per_symbol", bits_per_symbol)
-        if m not in BITS_PER_SYMBOL:
-            raise ConfigError("bits_per_symbol", f"unsupported value {m}; allowed: "
-                                                 + ", ".join(str(b) for b in BITS_PER_SYMBOL))
+        m = check_bits_per_symbol(bits_per_symbol)
         self.k, self.n = check_ldpc5g_params(k, n, m)
         self.bits_per_symbol = m
         self.num_iter = check_positive_int("num_iter", num_iter)

@@ -44,6 +44,8 @@ __all__ = [
     "QAMMapper",
     "UncodedQAM",
     "broadcast_no",
+    "check_bits_per_symbol",
+    "make_constellation",
     "sionna_device",
     "sionna_precision",
 ]
@@ -106,7 +108,7 @@ def broadcast_no(no, y: torch.Tensor, field: str = "no") -> torch.Tensor:
                              f"block {tuple(y.shape)}; allowed: a scalar, [batch], [batch, 1] or [batch, n]")
 
 
-def _check_bits_per_symbol(bits_per_symbol) -> int:
+def check_bits_per_symbol(bits_per_symbol) -> int:
     m = check_positive_int("bits_per_symbol", bits_per_symbol)
     if m not in BITS_PER_SYMBOL:
         allowed = ", ".join(f"{k} ({v})" for k, v in BITS_PER_SYMBOL.items())
@@ -116,7 +118,7 @@ def _check_bits_per_symbol(bits_per_symbol) -> int:
 
 def make_constellation(bits_per_symbol: int, *, device=None, precision: str = "single") -> Constellation:
     """Sionna's Gray-labelled constellation: real 2-PAM for BPSK, square QAM otherwise (unit energy)."""
-    m = _check_bits_per_symbol(bits_per_symbol)
+    m = check_bits_per_symbol(bits_per_symbol)
     kind = "pam" if m == 1 else "qam"
     return Constellation(kind, m, precision=sionna_precision(precision), device=sionna_device(device))
 
@@ -126,7 +128,7 @@ class QAMMapper(nn.Module):
 
     def __init__(self, bits_per_symbol: int, *, device=None, precision: str = "single"):
         super().__init__()
-        self.bits_per_symbol = _check_bits_per_symbol(bits_per_symbol)
+        self.bits_per_symbol = check_bits_per_symbol(bits_per_symbol)
         self.mapper = Mapper(constellation=make_constellation(bits_per_symbol, device=device,
                                                               precision=precision),
                              precision=precision, device=sionna_device(device))
@@ -151,7 +153,7 @@ class QAMDemapper(nn.Module):
 
     def __init__(self, bits_per_symbol: int, demapping: str = "app", *, device=None, precision: str = "single"):
         super().__init__()
-        self.bits_per_symbol = _check_bits_per_symbol(bits_per_symbol)
+        self.bits_per_symbol = check_bits_per_symbol(bits_per_symbol)
         self.demapping = check_choice("--decoder", demapping, DEMAPPING_METHODS)
         self.demapper = Demapper(demapping, constellation=make_constellation(bits_per_symbol, device=device,
                                                                              precision=precision),
@@ -179,7 +181,7 @@ class UncodedQAM(Codec):
     def __init__(self, bits_per_symbol: int, num_symbols: int = 512, demapping: str = "app", *, device=None,
                  precision: str = "single"):
         super().__init__()
-        self.bits_per_symbol = _check_bits_per_symbol(bits_per_symbol)
+        self.bits_per_symbol = check_bits_per_symbol(bits_per_symbol)
         self.num_symbols = check_positive_int("num_symbols", num_symbols)
         self.demapping = check_choice("--decoder", demapping, DEMAPPING_METHODS)
         self.num_info_bits = self.num_symbols * self.bits_per_symbol
