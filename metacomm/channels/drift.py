@@ -587,6 +587,7 @@ class ParamRandomWalk(ParamProcess):
 
 
 POSITIONS = ("tx", "rx")
+STATE_POLICIES = ("fresh", "hold")
 
 
 class ImpairmentDrift:
@@ -597,18 +598,24 @@ class ImpairmentDrift:
     :param params: parameter name -> :class:`ParamProcess` or a constant number.
     :param position: ``"tx"`` (before the fading channel: PA, transmitter IQ imbalance) or ``"rx"`` (after it:
         receiver phase noise).
+    :param state: the impairment's own random state (e.g. the per-device draw of ``random-iq-imbalance``, a
+        phase-noise path): ``"fresh"`` draws it every frame from that frame's channel (so drifting parameters
+        that shape the draw apply); ``"hold"`` draws it once at the start of the segment and keeps it (one device
+        for the whole segment; a regime switch draws a new one).
     :param name: label for plots.
 
-    :meth:`channels` yields ``(channel, values)`` per frame. The impairment's own random state (if any) is drawn
-    fresh every frame by :class:`Timeline` from the frame's channel, so that the drifting parameters apply.
+    :meth:`channels` yields ``(channel, values)`` per frame.
     """
 
     def __init__(self, factory: Callable[..., Channel], params: Mapping[str, ParamProcess | float], *,
-                 position: str = "tx", name: str = "impairment"):
+                 position: str = "tx", state: str = "fresh", name: str = "impairment"):
         if not callable(factory):
             raise ConfigError("factory", "expected a callable returning a Channel")
         if position not in POSITIONS:
             raise ConfigError("position", f"unknown value {position!r}; allowed: {', '.join(POSITIONS)}")
+        if state not in STATE_POLICIES:
+            raise ConfigError("state", f"unknown value {state!r}; allowed: {', '.join(STATE_POLICIES)}")
+        self.state = state
         self.factory = factory
         self.params = {k: (v if isinstance(v, ParamProcess) else ConstantParam(v)) for k, v in params.items()}
         self.position = position
@@ -772,6 +779,7 @@ class Timeline:
             imp = seg.impairment.channels(generator) if seg.impairment is not None else None
             base_ebno = self.ebno_db if seg.ebno_db is None else seg.ebno_db
             static_channel = self._compose(seg, None)
+            imp_state = None
             for _ in range(length):
                 state = next(states)
                 gain = _gain_db(state, fading.keys)
@@ -780,7 +788,10 @@ class Timeline:
                     imp_ch, vals = next(imp)
                     params.update(vals)
                     channel = self._compose(seg, imp_ch)
-                    imp_state = imp_ch.sample_state(b, n, generator=generator, device=device, dtype=dtype)
+                    if imp_state is None or seg.impairment.state == "fresh":
+                        n_imp = n if seg.impairment.position == "tx" else seg.channel.output_length(n)
+                        imp_state = imp_ch.sample_state(b, n_imp, generator=generator, device=device,
+                                                        dtype=dtype)
                     ii, fi = (0, 1) if seg.impairment.position == "tx" else (1, 0)
                     full = {f"{fi}.{k}": v for k, v in state.items()}
                     full.update({f"{ii}.{k}": v for k, v in imp_state.items()})
