@@ -1,1 +1,29 @@
-"""metacomm.scenarios."""
+"""Scenario packs: a scenario bundles a channel distribution, a codec architecture, a meta-objective, task
+samplers and an evaluation protocol (see :mod:`metacomm.scenarios.fewshot_fading`).
+
+:func:`make_scenario` builds one by name; :data:`SCENARIOS` lists the names.
+"""
+
+from __future__ import annotations
+
+from metacomm._validation import ConfigError, check_choice
+
+__all__ = ["SCENARIOS", "make_scenario"]
+
+SCENARIOS = ("fading-ae",)
+
+
+def make_scenario(name: str, *, device="cpu", **overrides):
+    """Scenario ``name`` on ``device`` with config ``overrides`` (keyword = config field).
+
+    Raises ConfigError for an unknown name (listing the allowed ones) or an unknown/bad config field.
+    """
+    check_choice("--scenario", name, SCENARIOS)
+    if name == "fading-ae":
+        from metacomm.scenarios.fewshot_fading import FadingAEConfig, FadingAEScenario
+        fields = FadingAEConfig.__dataclass_fields__
+        bad = [k for k in overrides if k not in fields]
+        if bad:
+            raise ConfigError(bad[0], f"not a {name} setting; allowed: {', '.join(fields)}")
+        return FadingAEScenario(FadingAEConfig(**overrides), device=device)
+    raise ConfigError("--scenario", f"{name!r} is not implemented")  # pragma: no cover
