@@ -11,6 +11,8 @@
 * ``channel`` -- a name of :func:`metacomm.channels.registry.make_channel`; ``channel_kwargs`` (optional dict)
   are passed on to it;
 * ``block_length`` -- information bits per block, or ``None`` for the codec's default;
+* ``csi`` -- receiver channel knowledge on block-fading channels: ``"ls"`` (least-squares estimate from
+  ``num_pilots`` pilot symbols per block, default) or ``"perfect"`` (genie); ignored on channels without fading;
 * ``checkpoint`` -- path of a learned codec; ``device`` -- ``cpu``/``cuda``.
 
 The registries and the checkpoint loader are imported lazily, so the engine itself has no dependency on them.
@@ -22,14 +24,15 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-from metacomm._validation import ConfigError, check_choice
+from metacomm._validation import ConfigError, check_choice, check_positive_int
 
-__all__ = ["CLASSICAL_CODECS", "LEARNED_CODECS", "CODECS", "DECODERS", "build_link", "link_info"]
+__all__ = ["CLASSICAL_CODECS", "LEARNED_CODECS", "CODECS", "DECODERS", "CSI_CHOICES", "build_link", "link_info"]
 
 CLASSICAL_CODECS = ("bpsk", "qpsk", "qam16", "qam64", "hamming74", "ldpc5g")
 LEARNED_CODECS = ("ae", "constellation", "neural-rx")
 CODECS = CLASSICAL_CODECS + LEARNED_CODECS
 DECODERS = ("app", "maxlog", "ml", "hard", "bp")
+CSI_CHOICES = ("ls", "perfect")
 
 
 def _get(cfg: Any, name: str, default=None):
@@ -84,7 +87,12 @@ def build_link(cfg: Any) -> Callable:
                                           f"--codec {codec}")
     from metacomm.codecs.registry import make_link
 
-    kwargs: dict[str, Any] = {"device": device}
+    csi = _get(cfg, "csi", None) or "ls"
+    check_choice("--csi", csi, CSI_CHOICES)
+    kwargs: dict[str, Any] = {"device": device, "estimator": csi}
+    num_pilots = _get(cfg, "num_pilots", None)
+    if num_pilots is not None:
+        kwargs["num_pilots"] = check_positive_int("--num-pilots", num_pilots)
     if decoder is not None:
         kwargs["decoder"] = decoder
     if block_length is not None:

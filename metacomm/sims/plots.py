@@ -106,10 +106,12 @@ def plot_results(results: SweepResult | Sequence[SweepResult], out: str | os.Pat
                     floors[j] = min(floors[j], *(v for v in ci if v > 0), np.inf)
         c = r.config
         k = c.get("block_length_bits") or next((p.bits_per_block for p in r.points if p.bits_per_block), None)
-        key = (c.get("codec"), c.get("decoder"), c.get("channel"), k)
+        csi = c.get("csi", "perfect")
+        key = (c.get("codec"), c.get("decoder"), c.get("channel"), k, csi)
         if theory and c.get("codec") and c.get("channel") and key not in seen_theory and grid.size > 1:
             seen_theory.add(key)
-            th = theory_curves(str(c["codec"]), str(c["channel"]), decoder=c.get("decoder"), block_length=k)
+            th = theory_curves(str(c["codec"]), str(c["channel"]), decoder=c.get("decoder"), block_length=k,
+                               csi=csi)
             pending.append((th, color))
     for th, color in pending:
         for j, (ax, which) in enumerate(zip(axes, ("ber", "bler"), strict=True)):

@@ -12,7 +12,7 @@ import math
 import sys
 
 from metacomm._validation import ConfigError, check_choice, check_nonneg_int, check_positive_int
-from metacomm.sims.links import CLASSICAL_CODECS, CODECS, DECODERS, LEARNED_CODECS
+from metacomm.sims.links import CLASSICAL_CODECS, CODECS, CSI_CHOICES, DECODERS, LEARNED_CODECS
 
 __all__ = ["add_parser", "run", "parse_ebno_range", "CHANNELS"]
 
@@ -78,9 +78,16 @@ def add_parser(subparsers, name: str = "ber") -> argparse.ArgumentParser:
                    help="checkpoint file of a learned codec (--codec ae|constellation|neural-rx)")
     p.add_argument("--channel", required=True, metavar="NAME",
                    help=f"channel model: {', '.join(CHANNELS)} (awgn: additive noise of N0 per complex sample; "
-                   "rayleigh/rician: flat block fading, one gain per block, perfect CSI at the receiver; "
+                   "rayleigh/rician: flat block fading, one gain per block (receiver CSI: see --csi); "
                    "multipath: L-tap block fading with exponential power-delay profile; tdl-*: 3GPP TR 38.901 "
                    "TDL profiles)")
+    p.add_argument("--csi", default="ls", metavar="MODE",
+                   help="receiver channel knowledge on fading channels: ls (least-squares estimate from "
+                   "--num-pilots QPSK pilot symbols per block; pilot energy not counted in Eb) or perfect (genie "
+                   "CSI) (default ls; ignored for awgn)")
+    p.add_argument("--num-pilots", default=None, metavar="N",
+                   help="pilot symbols (complex channel uses) per block for --csi ls on fading channels "
+                   "(default 16)")
     p.add_argument("--ebno-db", required=True, metavar="START:STOP:STEP",
                    help="Eb/N0 points in dB: START:STOP:STEP (STOP included when on the grid, STEP > 0) or a "
                    "comma list (e.g. 0,3,6); write --ebno-db=-2:4:1 for negative values")
@@ -123,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
     seed = check_nonneg_int("--seed", args.seed)
     block_length = None if args.block_length is None else check_positive_int("--block-length", args.block_length)
     check_choice("--ci", args.ci, ("clopper-pearson", "wilson"))
+    check_choice("--csi", args.csi, CSI_CHOICES)
+    num_pilots = None if args.num_pilots is None else check_positive_int("--num-pilots", args.num_pilots)
 
     from metacomm.sims.engine import resolve_device, simulate
     from metacomm.sims.links import build_link, link_info
@@ -136,10 +145,11 @@ def run(args: argparse.Namespace) -> int:
     compare = [load_results(c, field_name="--compare") for c in args.compare]
 
     cfg = {"codec": args.codec, "decoder": args.decoder, "channel": args.channel, "block_length": block_length,
-           "checkpoint": args.checkpoint, "device": str(device)}
+           "checkpoint": args.checkpoint, "device": str(device), "csi": args.csi, "num_pilots": num_pilots}
     link = build_link(cfg)
     config = {"command": "metacomm ber", "codec": args.codec, "decoder": args.decoder, "channel": args.channel,
               "block_length": block_length, "checkpoint": args.checkpoint, "ebno_db": ebnos,
+              "csi": args.csi if args.channel != "awgn" else "perfect", "num_pilots": num_pilots,
               "argv": " ".join(sys.argv[1:]) if sys.argv else ""}
     config.update(link_info(link))
     result = simulate(link, ebnos, batch_size=batch_size, max_blocks=max_blocks, target_block_errors=target,
