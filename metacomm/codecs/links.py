@@ -21,6 +21,11 @@ genie estimator, so LS and perfect-CSI links with the same seed see the same dat
 With ``account_estimation_error=True`` (default) the LS error variance (:math:`N_0/\sum|p|^2` for flat fading,
 the LS error covariance for multipath) is added to the equaliser's noise model, so the demapper LLRs are not
 over-confident.
+
+Note on truncated multipath (``MultipathBlockFading(mode="truncate")``, Park et al.'s model): the last
+symbols of a block reach the receiver only through the first taps, so for non-minimum-phase taps the linear
+LMMSE equaliser cannot recover the tail of the block at any SNR (an error floor concentrated on the last
+``L-1`` symbols). ``mode="full"`` keeps all ``n + L - 1`` outputs and has no such floor.
 """
 
 from __future__ import annotations
