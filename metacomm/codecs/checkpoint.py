@@ -1,0 +1,184 @@
+"""Saving and loading trained codecs.
+
+A checkpoint is a :func:`torch.save` file holding only tensors and plain Python values (loaded with
+``weights_only=True``, so loading never executes code)::
+
+    {"format": "metacomm-codec", "format_version": 1, "metacomm_version": "0.1.0",
+     "codec_class": "Autoencoder", "config": {constructor kwargs}, "state_dict": {...},
+     "meta": {"channel": "awgn", "channel_kwargs": {...}, "train_ebno_db": 7.0, "training": {...}, ...}}
+
+:func:`save_codec` writes atomically (a temporary file in the same directory, then :func:`os.replace`): an error
+at any point leaves an existing file untouched. :func:`load_codec` rebuilds the codec from its class and
+configuration and loads the weights; every failure (missing, truncated or corrupt file, not a metacomm
+checkpoint, another codec class or shape than ``expect`` asks for) raises
+``ConfigError("--checkpoint", <one line>)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import math
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+from metacomm import __version__
+from metacomm._validation import ConfigError
+from metacomm.codecs.base import Codec
+
+__all__ = ["save_codec", "load_codec", "CODEC_CLASSES", "FORMAT", "FORMAT_VERSION"]
+
+FORMAT = "metacomm-codec"
+FORMAT_VERSION = 1
+FIELD = "--checkpoint"
+
+# Codec class name -> module that defines it (classes are imported lazily).
+CODEC_CLASSES: dict[str, str] = {
+    "Autoencoder": "metacomm.codecs.autoencoder",
+    "TrainableConstellation": "metacomm.codecs.constellation",
+    "NeuralReceiver": "metacomm.codecs.neural_rx",
+}
+
+
+def _codec_class(name: str):
+    if name not in CODEC_CLASSES:
+        raise ConfigError(FIELD, f"unknown codec class {name!r} in checkpoint; known: "
+                                 f"{', '.join(CODEC_CLASSES)}")
+    return getattr(importlib.import_module(CODEC_CLASSES[name]), name)
+
+
+def _plain(value, where: str):
+    """Check that ``value`` is made of JSON-like Python values (what ``weights_only`` loading accepts)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, where) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v, where) for k, v in value.items()}
+    raise ConfigError(where, f"checkpoint metadata must be plain values (numbers, strings, lists, dicts); "
+                             f"got {type(value).__name__}")
+
+
+def save_codec(path, codec: Codec, meta: dict | None = None) -> Path:
+    """Write ``codec`` (class, configuration, weights) and ``meta`` to ``path`` atomically.
+
+    ``meta`` should carry what the codec was trained on: ``channel`` (registry name), ``channel_kwargs``,
+    ``train_ebno_db`` (dB) and anything else (training settings, measured numbers); plain values only.
+    The metacomm version is added. Returns the path written.
+    """
+    name = type(codec).__name__
+    if name not in CODEC_CLASSES or not hasattr(codec, "config"):
+        raise ConfigError("codec", f"cannot checkpoint a {name}; supported: {', '.join(CODEC_CLASSES)}")
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "metacomm_version": __version__,
+        "codec_class": name,
+        "config": _plain(codec.config(), "meta"),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in codec.state_dict().items()},
+        "meta": _plain(dict(meta or {}), "meta"),
+    }
+    path = Path(path)
+    if path.exists() and path.is_dir():
+        raise ConfigError("--out", f"{path} is a directory; give a file name such as ckpt.pt")
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise ConfigError("--out", f"directory {directory} does not exist")
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def _matches(config: dict, want: dict) -> list[str]:
+    bad = []
+    for key, value in want.items():
+        have = config.get(key, "<absent>")
+        same = have == value
+        if isinstance(have, float) and isinstance(value, (int, float)):
+            same = math.isclose(have, value)
+        if not same:
+            bad.append(f"{key}={have!r} (expected {value!r})")
+    return bad
+
+
+def load_codec(path, expect: str | dict | None = None, *, device=None) -> tuple[Codec, dict]:
+    """Load a checkpoint written by :func:`save_codec` -> ``(codec, meta)`` (codec in eval mode).
+
+    ``expect``: ``None`` (any codec), a class name (``"Autoencoder"``), or a dict of required configuration
+    entries, optionally with ``"class"`` (e.g. ``{"class": "Autoencoder", "k": 4, "n": 7}``). ``meta`` is the
+    stored metadata plus ``codec_class``, ``config`` and ``metacomm_version``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(FIELD, f"{path}: no such file")
+    if path.is_dir():
+        raise ConfigError(FIELD, f"{path} is a directory, not a checkpoint file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError,
+            AttributeError, IndexError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(FIELD, f"{path}: not a readable metacomm checkpoint (truncated or corrupt: "
+                                 f"{first[:160]})") from None
+    except Exception as e:  # pickle.UnpicklingError and friends
+        raise ConfigError(FIELD, f"{path}: not a readable metacomm checkpoint ({type(e).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ConfigError(FIELD, f"{path}: not a metacomm codec checkpoint (no '{FORMAT}' header)")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise ConfigError(FIELD, f"{path}: checkpoint format version {payload.get('format_version')!r}; "
+                                 f"this metacomm reads version {FORMAT_VERSION}")
+    name = payload.get("codec_class")
+    config = payload.get("config")
+    state = payload.get("state_dict")
+    if not isinstance(name, str) or not isinstance(config, dict) or not isinstance(state, dict):
+        raise ConfigError(FIELD, f"{path}: damaged metacomm checkpoint (class/config/weights missing)")
+    if expect is not None:
+        want = {"class": expect} if isinstance(expect, str) else dict(expect)
+        want_class = want.pop("class", None)
+        if want_class is not None and want_class != name:
+            raise ConfigError(FIELD, f"{path} holds a {name} codec ({_describe(config)}), expected a {want_class}")
+        bad = _matches(config, want)
+        if bad:
+            raise ConfigError(FIELD, f"{path} holds a {name} with a different shape: {', '.join(bad)}")
+    cls = _codec_class(name)
+    try:
+        codec = cls(**config)
+    except ConfigError as e:
+        raise ConfigError(FIELD, f"{path}: stored configuration is invalid ({e})") from None
+    except TypeError as e:
+        raise ConfigError(FIELD, f"{path}: stored configuration does not fit {name} ({e})") from None
+    try:
+        codec.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise ConfigError(FIELD, f"{path}: weights do not fit {name}({_describe(config)}): "
+                                 f"{' '.join(first[:2])[:200]}") from None
+    if device is not None:
+        codec.to(device)
+    codec.eval()
+    meta = dict(payload.get("meta") or {})
+    meta.update(codec_class=name, config=dict(config), metacomm_version=payload.get("metacomm_version"))
+    return codec, meta
+
+
+def _describe(config: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in config.items())
