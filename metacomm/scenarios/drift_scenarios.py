@@ -407,9 +407,12 @@ _any_key = _AnyKey()
 def _fading(ctx: _Ctx, path: str, raw: Any, tf: float | None) -> FadingProcess | None:
     if raw is None:
         return None
-    tbl = ctx.table(path, raw, DRIFT_KEYS["gauss-markov"] + ("num_sinusoids",), required=("process",))
-    proc = ctx.string(f"{path}.process", tbl["process"], PROCESSES)
-    ctx.table(path, tbl, DRIFT_KEYS[proc])  # keys of other processes are rejected
+    if not isinstance(raw, Mapping):
+        raise ctx.error(path, f"expected a table, got {type(raw).__name__} {raw!r}")
+    if "process" not in raw:
+        raise ctx.error(f"{path}.process", f"missing (required); allowed: {', '.join(PROCESSES)}")
+    proc = ctx.string(f"{path}.process", raw["process"], PROCESSES)
+    tbl = ctx.table(path, raw, DRIFT_KEYS[proc])  # keys of other processes are rejected too
     if proc == "iid":
         return GaussMarkovFading(rho=0.0)
     if proc == "static":
