@@ -631,11 +631,13 @@ class ImpairmentDrift:
 
     def channels(self, generator: torch.Generator | None = None) -> Iterator[tuple[Channel, dict[str, float]]]:
         its = {k: p.values(generator) for k, p in self.params.items()}
+        ch = None
         while True:
             vals = {k: next(it) for k, it in its.items()}
-            ch = self.factory(**vals)
-            if not isinstance(ch, Channel):
-                raise ConfigError("factory", f"must return a metacomm Channel, got {type(ch).__name__}")
+            if ch is None or self.drifting:  # constant parameters: build the stage once
+                ch = self.factory(**vals)
+                if not isinstance(ch, Channel):
+                    raise ConfigError("factory", f"must return a metacomm Channel, got {type(ch).__name__}")
             yield ch, vals
 
 
