@@ -63,9 +63,9 @@ def call(model: nn.Module, params: Mapping[str, torch.Tensor], fn: Callable, *ar
     ``params`` may be partial: the module's own tensors (parameters and buffers) are used for the others.
     ``model`` is left untouched afterwards (one owner, one path -- see ARCHITECTURE.md).
     """
-    key = (id(model), id(fn))
+    key = (id(model), id(getattr(fn, "__func__", fn)), id(getattr(fn, "__self__", None)))
     bound = _BOUND_CACHE.get(key)
-    if bound is None or bound.m is not model or bound._fn is not fn:
+    if bound is None or bound.m is not model or bound._fn != fn:
         bound = _Bound(model, fn)
         if len(_BOUND_CACHE) > 256:
             _BOUND_CACHE.clear()
