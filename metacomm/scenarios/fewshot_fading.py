@@ -12,16 +12,16 @@ Setting of Park, Simeone & Kang, "Meta-learning to communicate: fast end-to-end 
   :math:`N_0 = 1/(\rho\, E_b/N_0)` for ``Eb/N0 = 15 dB`` and :math:`\rho = k/n = 1` information bit per
   complex channel use (so :math:`E_s/N_0 = 15` dB too);
 * a task = one channel realisation (taps) from a fixed set of ``num_train_channels = 100`` meta-training
-  channels, with ``messages_per_task = 16`` support messages (pilots) and 16 query messages;
+  channels, with ``messages_per_task = 16`` support messages (pilots) and 16 query messages, each group of 16
+  a random permutation of all messages (as in the authors' code);
 * meta-training: MAML, 1 inner SGD step at 0.1, outer Adam 0.01, 20 tasks per update;
 * run time (:func:`evaluate`): on ``num_test_channels`` *new* channels, adapt with ``pilots`` fresh pilot
   messages per step -- step 1 SGD at the inner rate (0.1), later steps Adam 1e-3 -- and measure the BLER after
   each number of steps in ``steps``.
 
-Optional receiver-side RTN (``rtn=True``): a 3-layer tanh network maps the received samples to ``L``
-complex inverse-filter estimates :math:`\hat h`, and the received block is deconvolved,
-:math:`\hat x = \mathbf H(\hat h)^{-1} y` (lower-triangular Toeplitz solve, ``truncate`` mode), before the
-decoder MLP (Park et al.'s "RTN" layer, after O'Shea & Hoydis' radio transformer networks).
+Optional receiver-side RTN (``rtn=True``, :class:`RTNDecoder`): a 3-layer tanh network maps the received
+samples to ``L`` complex inverse-filter taps that filter the block before the decoder MLP (Park et al.'s "RTN"
+layer, after O'Shea & Hoydis' radio transformer networks).
 
 All randomness (channels, messages, noise) is drawn from explicit generators outside the loss, which is a
 deterministic function of ``(weights, batch)`` (see :mod:`metacomm.adaptation.objective`).
@@ -76,9 +76,11 @@ class FadingAEConfig:
 
 
 class RTNDecoder(nn.Module):
-    r"""Receiver with an RTN front end: :math:`y \to \hat h = f_{\rm tanh}(y)` (``L`` complex taps) ->
-    :math:`\hat x = \mathbf H(\hat h)^{-1} y` -> the autoencoder decoder. Input/outputs as
-    :class:`~metacomm.codecs.autoencoder.AEDecoder` (``block_logits(y)`` ``[B, 2^k]``)."""
+    r"""Receiver with an RTN front end (Park et al.): a tanh MLP maps the received block ``[Re y, Im y]`` to
+    ``L`` complex inverse-filter taps :math:`w`, the block is filtered, :math:`\hat x_t = \sum_{\ell=0}^{L-1}
+    w_\ell\, y_{t+\ell}` (:math:`y_t = 0` for :math:`t \ge n`; the transpose of the channel's causal
+    convolution), and the autoencoder decoder MLP decodes :math:`\hat x`. ``block_logits(y)`` ``[B, 2^k]``
+    as :class:`~metacomm.codecs.autoencoder.AEDecoder`."""
 
     def __init__(self, base: nn.Module, n: int, num_taps: int, hidden: int):
         super().__init__()
@@ -89,11 +91,9 @@ class RTNDecoder(nn.Module):
 
     def equalize(self, y: torch.Tensor) -> torch.Tensor:
         f = self.rtn(torch.cat([y.real, y.imag], dim=-1))
-        h0 = torch.complex(f[..., : self.num_taps], f[..., self.num_taps:])
-        # Unit-offset parametrisation keeps the first tap away from 0 at initialisation (H invertible).
-        h = h0 + torch.nn.functional.one_hot(torch.tensor(0, device=y.device), self.num_taps).to(h0.dtype)
-        H = convolution_matrix(h.reshape(-1, self.num_taps), self.n).reshape(*y.shape[:-1], self.n, self.n)
-        return torch.linalg.solve_triangular(H, y.unsqueeze(-1), upper=False).squeeze(-1)
+        w = torch.complex(f[..., : self.num_taps], f[..., self.num_taps:])  # [B, L]
+        yp = torch.cat([y, y.new_zeros((*y.shape[:-1], self.num_taps - 1))], dim=-1)
+        return sum(w[..., ell:ell + 1] * yp[..., ell:ell + self.n] for ell in range(self.num_taps))
 
     def block_logits(self, y):
         return self.base.block_logits(self.equalize(y))
@@ -181,10 +181,18 @@ class FadingAEScenario:
         return model.to(self.device)
 
     # --- tasks ----------------------------------------------------------------------------------------
-    def _batch(self, taps: torch.Tensor, num: int, g: torch.Generator) -> dict:
+    def _batch(self, taps: torch.Tensor, num: int, g: torch.Generator, balanced: bool = True) -> dict:
+        """``num`` messages per task through each task's taps. ``balanced``: as Park et al., consecutive groups
+        of ``2^k`` messages are random permutations of all messages (each message once per group); else
+        i.i.d. uniform messages (test data)."""
         T = taps.shape[0]
         M = 2 ** self.config.k
-        msg = torch.randint(0, M, (T, num), generator=g, device=self.device)
+        if balanced:
+            groups = -(-num // M)
+            keys = torch.rand(T, groups, M, generator=g, device=self.device)
+            msg = keys.argsort(-1).reshape(T, groups * M)[:, :num]
+        else:
+            msg = torch.randint(0, M, (T, num), generator=g, device=self.device)
         noise = complex_normal((T, num, self.config.n), generator=g, device=self.device)
         return {"msg": msg, "taps": taps, "noise": noise,
                 "no": torch.full((T,), self.no, device=self.device)}
@@ -224,7 +232,7 @@ class FadingAEScenario:
             left = test_blocks
             while left > 0:
                 num = min(left, 4096)
-                b = self._batch(taps, num, generator)
+                b = self._batch(taps, num, generator, balanced=False)
                 _, st = batched_loss(model, {}, self.objective.loss, b, phi)
                 errs += float(st["block_errors"].sum())
                 left -= num
