@@ -47,6 +47,7 @@ import torch
 from sionna.phy.mimo import lmmse_equalizer
 
 from metacomm._validation import ConfigError, check_choice, check_positive_int
+from metacomm.channels.multipath import convolution_matrix
 
 __all__ = [
     "ONE_TAP_KINDS",
@@ -63,8 +64,6 @@ ConvMatrixFn = Callable[[torch.Tensor, int], torch.Tensor]
 
 
 def _default_conv_matrix() -> ConvMatrixFn:
-    from metacomm.channels.multipath import convolution_matrix
-
     return lambda taps, n: convolution_matrix(taps, n)
 
 

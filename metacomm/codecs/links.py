@@ -37,6 +37,7 @@ from torch import nn
 
 from metacomm._validation import ConfigError, check_choice, check_positive_int
 from metacomm.channels.base import Channel, make_generator
+from metacomm.channels.multipath import convolution_matrix
 from metacomm.channels.units import ebnodb_to_no
 from metacomm.codecs.base import Codec, random_bits
 from metacomm.codecs.equalization import (
@@ -150,8 +151,6 @@ class PilotLink(nn.Module):
         stage = self._stage
         if hasattr(stage, "convolution_matrix"):
             return stage.convolution_matrix({"taps": taps}, n)
-        from metacomm.channels.multipath import convolution_matrix
-
         mode = "truncate" if stage.output_length(n) == n else "full"
         return convolution_matrix(taps, n, mode=mode, lag0=int(getattr(stage, "lag0", 0)))
 
