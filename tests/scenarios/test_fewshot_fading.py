@@ -1,0 +1,182 @@
+"""fading-ae scenario (Park, Simeone & Kang 2020) and the meta-train / fewshot commands."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from metacomm.scenarios import make_scenario
+from metacomm.sims.cli import main
+
+pytest.importorskip("metacomm.codecs.autoencoder")
+pytest.importorskip("metacomm.channels.multipath")
+
+
+def test_noise_variance_and_channel_statistics():
+    sc = make_scenario("fading-ae")
+    # Eb/N0 = 15 dB, rho = k/n = 1 bit per complex use: N0 = 10^(-1.5).
+    assert math.isclose(sc.no, 10 ** -1.5, rel_tol=1e-9)
+    big = sc.channel.sample_state(20000, 4, generator=torch.Generator().manual_seed(0))["taps"]
+    assert big.shape == (20000, 3)
+    np.testing.assert_allclose(big.abs().square().mean(0).numpy(), [1 / 3] * 3, rtol=0.05)
+    assert sc.train_taps.shape == (100, 3) and sc.test_taps.shape == (20, 3)
+
+
+def test_objective_matches_independent_numpy_reference():
+    sc = make_scenario("fading-ae")
+    model = sc.build_model(3)
+    g = torch.Generator().manual_seed(1)
+    tasks = sc.sample_tasks(2, g)
+    b = {k: v[0] for k, v in tasks.support.items()}
+    loss, st = sc.objective.loss(model, b)
+    # Reference: codebook -> causal 3-tap convolution truncated to n -> + sqrt(N0) w -> decoder MLP -> CE.
+    with torch.no_grad():
+        book = model.encoder.codebook().numpy()  # [16, 4] complex
+        x = book[b["msg"].numpy()]
+        h = b["taps"].numpy()
+        y = np.zeros_like(x)
+        for t in range(4):
+            for ell in range(3):
+                if t - ell >= 0:
+                    y[:, t] += h[ell] * x[:, t - ell]
+        y = y + math.sqrt(sc.no) * b["noise"].numpy()
+        feats = torch.from_numpy(np.concatenate([y.real, y.imag], axis=1)).float()
+        logits = model.decoder.net(feats).numpy()
+    lse = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1)
+    ce = np.mean(lse - logits[np.arange(16), b["msg"].numpy()])
+    assert abs(float(loss.detach()) - ce) < 1e-5
+    assert float(st["blocks"]) == 16
+    assert float(st["block_errors"]) == float((logits.argmax(1) != b["msg"].numpy()).sum())
+    # Codewords have ||x||^2 = n (Es = 1 per complex use).
+    np.testing.assert_allclose((np.abs(book) ** 2).sum(1), 4.0, rtol=1e-5)
+
+
+def test_balanced_message_groups():
+    sc = make_scenario("fading-ae", messages_per_task=40)
+    tasks = sc.sample_tasks(3, torch.Generator().manual_seed(0))
+    msg = tasks.support["msg"]
+    for t in range(3):
+        for grp in range(2):
+            assert sorted(msg[t, 16 * grp:16 * (grp + 1)].tolist()) == list(range(16))
+
+
+def test_pilot_ls_ml_reference_behaves():
+    hi = make_scenario("fading-ae", ebno_db=40.0)
+    e, n = hi.pilot_ls_ml(pilots=16, generator=torch.Generator().manual_seed(0), test_blocks=500)
+    assert e / n < 0.02
+    lo = make_scenario("fading-ae", ebno_db=0.0)
+    e, n = lo.pilot_ls_ml(pilots=16, generator=torch.Generator().manual_seed(0), test_blocks=500)
+    assert e / n > 0.1
+
+
+def test_rtn_model_trains_through_engine():
+    sc = make_scenario("fading-ae", rtn=True)
+    from metacomm.adaptation import MetaConfig, MetaTrainer
+    tr = MetaTrainer(sc.build_model(0), sc.objective, sc.sample_tasks, MetaConfig(meta_batch=4, outer_lr=0.01),
+                     seed=0)
+    rep = tr.train(2, progress=False)
+    assert all(math.isfinite(h["loss"]) for h in rep)
+    assert any(n.startswith("decoder.rtn.") for n, _ in tr.model.named_parameters())
+
+
+def _run(argv, capsys):
+    rc = main(argv)
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_cli_meta_train_resume_equals_uninterrupted(tmp_path, capsys):
+    base = ["meta-train", "--scenario", "fading-ae", "--meta-batch", "4", "--val-every", "0", "--quiet",
+            "--seed", "3"]
+    a = tmp_path / "a.pt"
+    assert _run([*base, "--meta-steps", "4", "--joint-steps", "2", "--out", str(a)], capsys)[0] == 0
+    b = tmp_path / "b.pt"
+    assert _run([*base, "--meta-steps", "2", "--joint-steps", "0", "--out", str(b)], capsys)[0] == 0
+    assert _run([*base, "--meta-steps", "4", "--joint-steps", "2", "--resume", str(b), "--out", str(b)],
+                capsys)[0] == 0
+    ca, cb = torch.load(a, weights_only=False), torch.load(b, weights_only=False)
+    assert ca["step"] == cb["step"] == 4
+    for k in ca["model"]:
+        assert torch.equal(ca["model"][k], cb["model"][k]), k
+    for k in ca["joint"]["model"]:
+        assert torch.equal(ca["joint"]["model"][k], cb["joint"]["model"][k]), k
+
+
+def test_cli_fewshot_end_to_end_and_bad_input(tmp_path, capsys):
+    ck = tmp_path / "m.pt"
+    rc, _, err = _run(["meta-train", "--scenario", "fading-ae", "--algo", "fomaml", "--meta-steps", "3",
+                       "--meta-batch", "4", "--val-every", "0", "--quiet", "--out", str(ck)], capsys)
+    assert rc == 0, err
+    out = tmp_path / "fs"
+    rc, stdout, err = _run(["fewshot", "--checkpoint", str(ck), "--pilots", "2,4", "--steps", "0,1,3",
+                            "--test-channels", "3", "--test-blocks", "200", "--genie-steps", "5",
+                            "--out", str(out)], capsys)
+    assert rc == 0, err
+    res = json.loads((out / "results.json").read_text())
+    schemes = {r["scheme"] for r in res["results"]}
+    assert schemes == {"meta", "joint", "random", "genie", "pilot-ls-ml"}
+    for r in res["results"]:
+        assert r["blocks"] > 0 and 0 <= r["bler"] <= 1
+        lo, hi = r["bler_ci"]
+        assert lo <= r["bler"] <= hi
+    assert {(r["pilots"], r["steps"]) for r in res["results"] if r["scheme"] == "meta"} == \
+        {(p, s) for p in (2, 4) for s in (0, 1, 3)}
+    assert (out / "bler_vs_steps.png").stat().st_size > 0 and (out / "bler_vs_pilots.png").stat().st_size > 0
+
+    bad = [
+        (["fewshot", "--checkpoint", str(ck), "--pilots", "0", "--out", str(out)], "--pilots"),
+        (["fewshot", "--checkpoint", str(ck), "--steps", "-1", "--out", str(out)], "--steps"),
+        (["fewshot", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(out)], "--checkpoint"),
+        (["fewshot", "--checkpoint", str(ck), "--schemes", "meta,oracle", "--out", str(out)], "--schemes"),
+        (["meta-train", "--scenario", "awgn-ae", "--out", str(ck)], "--scenario"),
+        (["meta-train", "--scenario", "fading-ae", "--algo", "mmaml", "--out", str(ck)], "--algo"),
+        (["meta-train", "--scenario", "fading-ae", "--inner-lr", "-0.1", "--out", str(ck)], "--inner-lr"),
+        (["meta-train", "--scenario", "fading-ae", "--outer-lr", "0", "--out", str(ck)], "--outer-lr"),
+        (["meta-train", "--scenario", "fading-ae", "--inner-steps", "-2", "--out", str(ck)], "--inner-steps"),
+    ]
+    for argv, field in bad:
+        rc, _, err = _run(argv, capsys)
+        assert rc == 2 and field in err, (argv, err)
+        assert "Traceback" not in err
+
+
+def test_fewshot_rejects_checkpoint_of_another_codec(tmp_path, capsys):
+    from metacomm.codecs.autoencoder import Autoencoder
+    from metacomm.codecs.checkpoint import save_codec
+    p = tmp_path / "ae.pt"
+    save_codec(p, Autoencoder(4, 7), {"channel": "awgn"})
+    rc, _, err = _run(["fewshot", "--checkpoint", str(p), "--out", str(tmp_path / "o")], capsys)
+    assert rc == 2 and "--checkpoint" in err and "meta-train" in err
+    # A meta checkpoint whose weights do not fit the scenario's codec.
+    ck = tmp_path / "m.pt"
+    assert _run(["meta-train", "--scenario", "fading-ae", "--meta-steps", "1", "--meta-batch", "2",
+                 "--joint-steps", "0", "--val-every", "0", "--quiet", "--out", str(ck)], capsys)[0] == 0
+    d = torch.load(ck, weights_only=False)
+    d["model"]["encoder.net.0.weight"] = torch.zeros(3, 3)
+    torch.save(d, ck)
+    rc, _, err = _run(["fewshot", "--checkpoint", str(ck), "--out", str(tmp_path / "o")], capsys)
+    assert rc == 2 and "different codec" in err
+
+
+@pytest.mark.slow
+def test_meta_beats_joint_beats_random_after_one_step():
+    """Park et al.'s ordering after one adaptation step with 16 pilots: meta < joint < random (BLER)."""
+    torch.set_num_threads(1)
+    from metacomm.adaptation import MetaConfig, MetaTrainer, params_of
+    from metacomm.adaptation.functional import SGD
+    sc = make_scenario("fading-ae")
+    meta = MetaTrainer(sc.build_model(0), sc.objective, sc.sample_tasks,
+                       MetaConfig(algo="maml", inner_lr=0.1, outer_lr=0.01, meta_batch=20), seed=0)
+    meta.train(4000, progress=False)
+    joint = MetaTrainer(sc.build_model(0), sc.objective, sc.sample_tasks,
+                        MetaConfig(algo="maml", inner_steps=0, outer_lr=0.01, meta_batch=20), seed=1)
+    joint.train(4000, progress=False)
+    rnd = sc.build_model(99)
+    bler = {}
+    for name, m in (("meta", meta.model), ("joint", joint.model), ("random", rnd)):
+        r = sc.evaluate(params_of(m), m, pilots=16, steps=[1], generator=torch.Generator().manual_seed(5),
+                        test_blocks=20000, first=SGD(0.1))
+        bler[name] = r[1][0] / r[1][1]
+    assert bler["meta"] < bler["joint"] < bler["random"], bler
