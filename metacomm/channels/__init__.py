@@ -6,12 +6,32 @@
   TDL-A..E through Sionna); :func:`convolve`, :func:`convolution_matrix` for equalisers
 * hardware impairments (noiseless stages): :class:`IQImbalance`, :class:`RandomIQImbalance`,
   :class:`PhaseOffset`, :class:`WienerPhaseNoise`, :class:`RappPA`, :class:`SalehPA`
+* drift processes (:mod:`metacomm.channels.drift`): :class:`GaussMarkovFading`, :class:`JakesFading`, SNR
+  drift (:class:`SNRRandomWalk`, :class:`SinusoidalShadowing`, :class:`DeepFades`), :class:`ImpairmentDrift`,
+  and the segment :class:`Timeline` that yields one :class:`Frame` (state + N0) per frame
 * :class:`Compose` chains stages; :func:`make_channel` builds any of :data:`CHANNEL_NAMES` by name.
 """
 
 from metacomm.channels.awgn import AWGN
 from metacomm.channels.base import Channel, State, complex_normal, make_generator
 from metacomm.channels.compose import Compose
+from metacomm.channels.drift import (
+    ConstantParam,
+    DeepFades,
+    Frame,
+    GaussMarkovFading,
+    ImpairmentDrift,
+    JakesFading,
+    LinearRamp,
+    ParamRandomWalk,
+    Segment,
+    SinusoidalShadowing,
+    SNRDrift,
+    SNRRandomWalk,
+    Timeline,
+    doppler_frequency,
+    doppler_rho,
+)
 from metacomm.channels.fading import RayleighBlockFading, RicianBlockFading
 from metacomm.channels.impairments import (
     IQImbalance,
@@ -28,6 +48,21 @@ from metacomm.channels.tdl import TDL
 from metacomm.channels.units import ebnodb_to_esnodb, ebnodb_to_no, esnodb_to_ebnodb, esnodb_to_no
 
 __all__ = [
+    "ConstantParam",
+    "DeepFades",
+    "Frame",
+    "GaussMarkovFading",
+    "ImpairmentDrift",
+    "JakesFading",
+    "LinearRamp",
+    "ParamRandomWalk",
+    "Segment",
+    "SinusoidalShadowing",
+    "SNRDrift",
+    "SNRRandomWalk",
+    "Timeline",
+    "doppler_frequency",
+    "doppler_rho",
     "AWGN",
     "CHANNEL_NAMES",
     "Channel",
