@@ -2,10 +2,15 @@
 
 Setting (issue 4): 64 tasks, 5 inner SGD steps, 1024 support (and 1024 query) symbols per task, an MLP
 2-64-64-4 classifying 4 classes (cross-entropy). The batched engine
-(:func:`metacomm.adaptation.meta_gradients`, ``batched=True``: ``torch.vmap`` over tasks of a
-``torch.func.grad`` inner loop) is compared with the per-task loop over ``functional_call`` +
+(:func:`metacomm.adaptation.meta_gradients`, ``batched=True``: per-task weights stacked on a task axis, one
+``torch.vmap``-ed forward of all tasks and one autograd backward of the summed task losses per inner step) is
+compared with the per-task loop over ``functional_call`` +
 ``torch.autograd.grad(create_graph=True)`` (what learn2learn / higher do), on the same device, same data; the
 two meta-gradients are checked equal and both times (best of ``--repeats``) and their ratio are printed.
+
+Measured (issue 4): H200 loop 1144 ms vs batched 27.1 ms (42x; 256 tasks: 124x); 16-core x86 CPU 917 ms vs
+207 ms (4.4x); a busy 2-core CPU with ``--threads 1`` ~1.0x at this size (compute-bound: batching only removes
+Python overhead), 1.6x at 8 tasks x 3 steps x 256 symbols.
 
     python benchmarks/meta_step.py [--device cuda] [--tasks 64 --steps 5 --symbols 1024] [--threads 1]
 """

@@ -82,11 +82,11 @@ class RTNDecoder(nn.Module):
     convolution), and the autoencoder decoder MLP decodes :math:`\hat x`. ``block_logits(y)`` ``[B, 2^k]``
     as :class:`~metacomm.codecs.autoencoder.AEDecoder`."""
 
-    def __init__(self, base: nn.Module, n: int, num_taps: int, hidden: int):
+    def __init__(self, base: nn.Module, n: int, num_taps: int):
         super().__init__()
         self.n, self.num_taps = n, num_taps
-        self.rtn = nn.Sequential(nn.Linear(2 * n, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
-                                 nn.Linear(hidden, 2 * num_taps))
+        d = 2 * n  # as the authors: Linear(2n, 2n)-tanh-Linear(2n, 2n)-tanh-Linear(2n, 2L)
+        self.rtn = nn.Sequential(nn.Linear(d, d), nn.Tanh(), nn.Linear(d, d), nn.Tanh(), nn.Linear(d, 2 * num_taps))
         self.base = base
 
     def equalize(self, y: torch.Tensor) -> torch.Tensor:
@@ -109,7 +109,7 @@ class RTNAutoencoder(nn.Module):
         super().__init__()
         ae = Autoencoder(k, n, real_uses=False, hidden=hidden)
         self.encoder = ae.encoder
-        self.decoder = RTNDecoder(ae.decoder, n, num_taps, hidden)
+        self.decoder = RTNDecoder(ae.decoder, n, num_taps)
         self.num_info_bits, self.num_channel_uses = k, n
 
     def block_logits(self, y):
