@@ -1,0 +1,60 @@
+"""``metacomm train``: outputs, bad input (exit 2, one line, nothing written), checkpoint usable by load_codec."""
+
+import csv
+
+import pytest
+
+from metacomm.sims.cli import main
+
+
+def test_train_ae_writes_checkpoint_curve_and_plot(tmp_path, capsys):
+    out = tmp_path / "ae.pt"
+    rc = main(["train", "--codec", "ae", "--n", "4", "--k", "2", "--train-ebno-db", "4", "--steps", "30",
+               "--batch-size", "64", "--lr", "0.01", "--seed", "1", "--quiet", "--out", str(out)])
+    assert rc == 0
+    for name in ("ae.pt", "ae_curve.csv", "ae_curve.png", "ae_codec.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    rows = list(csv.reader(open(tmp_path / "ae_curve.csv")))
+    assert rows[0] == ["step", "loss", "bler", "running_bler", "lr"] and len(rows) == 31
+    from metacomm.codecs.checkpoint import load_codec
+
+    codec, meta = load_codec(out, expect={"class": "Autoencoder", "k": 2, "n": 4})
+    assert meta["channel"] == "awgn" and meta["train_ebno_db"] == 4.0
+    assert meta["training"]["steps"] == 30 and meta["training"]["seed"] == 1
+
+
+def test_train_constellation_reports_bmd(tmp_path, capsys):
+    out = tmp_path / "c.pt"
+    rc = main(["train", "--codec", "constellation", "--bits-per-symbol", "4", "--num-symbols", "8",
+               "--train-ebno-db", "8", "--steps", "10", "--batch-size", "16", "--out", str(out)])
+    assert rc == 0
+    assert "BMD rate" in capsys.readouterr().out
+    assert (tmp_path / "c_codec.png").exists()
+
+
+@pytest.mark.parametrize("argv,field", [
+    (["--codec", "ae", "--n", "0", "--k", "4"], "--n"),
+    (["--codec", "ae", "--n", "7", "--k", "-1"], "--k"),
+    (["--codec", "ae", "--n", "7", "--k", "17"], "--k"),
+    (["--codec", "turbo"], "--codec"),
+    (["--codec", "ae", "--steps", "0"], "--steps"),
+    (["--codec", "ae", "--lr", "-1"], "--lr"),
+    (["--codec", "neural-rx", "--channel", "awgn"], "--channel"),
+    (["--codec", "ae", "--channel", "nope"], "--channel"),
+    (["--codec", "constellation", "--bits-per-symbol", "3"], "--bits-per-symbol"),
+])
+def test_bad_input_exit_2_nothing_written(tmp_path, capsys, argv, field):
+    out = tmp_path / "x.pt"
+    rc = main(["train", *argv, "--train-ebno-db", "5", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith(f"metacomm train: error: {field}"), err
+    assert list(tmp_path.iterdir()) == []
+    if field == "--k" and "17" in argv:
+        assert "16" in err[0] and "2^k" in err[0]
+
+
+def test_existing_checkpoint_not_overwritten_on_error(tmp_path, capsys):
+    out = tmp_path / "keep.pt"
+    out.write_bytes(b"precious")
+    rc = main(["train", "--codec", "ae", "--k", "0", "--train-ebno-db", "5", "--out", str(out)])
+    assert rc == 2 and out.read_bytes() == b"precious"
