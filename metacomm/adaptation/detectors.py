@@ -1,0 +1,130 @@
+r"""Drift detectors on the per-frame pilot loss, one independent detector per link (batched).
+
+Both detectors watch a scalar statistic per link and frame, typically the pilot cross-entropy of the *current*
+(not yet adapted) weights, :math:`x_t = \mathcal L_{\text{pilots}_t}(\phi_{t-1})` in nats, and say per link
+whether the channel has drifted enough to act. ``update(x)`` takes float ``[B]`` and returns bool ``[B]``.
+
+* :class:`ThresholdDetector` -- fires when :math:`x_t > \mu_{t-1} + \kappa\,\sigma_{t-1}` (and
+  :math:`x_t > x_{\min}`), where :math:`\mu, \sigma^2` are exponentially weighted running mean and variance of
+  the statistic, :math:`\mu_t = (1-\lambda)\mu_{t-1} + \lambda x_t`,
+  :math:`\sigma^2_t = (1-\lambda)(\sigma^2_{t-1} + \lambda (x_t - \mu_{t-1})^2)` (West's EWMA variance).
+  During the first ``warmup`` frames it always fires (no reference yet).
+* :class:`CUSUMDetector` -- Page's one-sided CUSUM for an increase of the mean,
+  :math:`S_t = \max(0,\ S_{t-1} + x_t - \mu_{t-1} - \delta)`, fires when :math:`S_t > h` and then restarts
+  :math:`S_t = 0`; :math:`\mu` is the EWMA of the statistic (the in-control level), :math:`\delta \ge 0` the
+  allowance (half the shift to detect), :math:`h > 0` the decision threshold, both in the statistic's units.
+
+:func:`make_detector` builds one by name (``"threshold"``, ``"cusum"``). All state is on the statistic's device;
+:meth:`reset` forgets everything (e.g. at a known regime boundary).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from metacomm._validation import ConfigError, check_nonneg, check_nonneg_int, check_positive
+
+__all__ = ["Detector", "ThresholdDetector", "CUSUMDetector", "DETECTORS", "make_detector"]
+
+DETECTORS = ("threshold", "cusum")
+
+
+def _as_stat(x) -> torch.Tensor:
+    x = torch.as_tensor(x)
+    if x.dim() != 1:
+        raise ConfigError("statistic", f"expected a float tensor [links], got shape {tuple(x.shape)}")
+    if not torch.is_floating_point(x):
+        x = x.float()
+    return x.detach()
+
+
+class Detector:
+    """Base class: :meth:`update` (float ``[B]`` -> bool ``[B]``) and :meth:`reset`."""
+
+    def update(self, x) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def reset(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class ThresholdDetector(Detector):
+    r"""Pilot loss above a running threshold :math:`\mu + \kappa\sigma` (module docstring).
+
+    :param kappa: threshold in running standard deviations (>= 0, default 3).
+    :param smoothing: EWMA weight :math:`\lambda \in (0, 1]` of the running mean/variance (default 0.1).
+    :param warmup: frames during which the detector always fires and only learns the level (default 5).
+    :param min_loss: never fire below this value of the statistic (default 0: no floor).
+    """
+
+    def __init__(self, kappa: float = 3.0, smoothing: float = 0.1, warmup: int = 5, min_loss: float = 0.0):
+        self.kappa = check_nonneg("kappa", kappa)
+        self.smoothing = check_positive("smoothing", smoothing)
+        if self.smoothing > 1:
+            raise ConfigError("smoothing", f"must lie in (0, 1], got {smoothing}")
+        self.warmup = check_nonneg_int("warmup", warmup)
+        self.min_loss = check_nonneg("min_loss", min_loss)
+        self.reset()
+
+    def reset(self) -> None:
+        self.mean: torch.Tensor | None = None
+        self.var: torch.Tensor | None = None
+        self.count = 0
+
+    def update(self, x) -> torch.Tensor:
+        x = _as_stat(x)
+        lam = self.smoothing
+        if self.mean is None or self.mean.shape != x.shape:
+            self.mean, self.var, self.count = x.clone(), torch.zeros_like(x), 0
+            fired = torch.ones_like(x, dtype=torch.bool)
+        else:
+            thr = self.mean + self.kappa * self.var.sqrt()
+            fired = (x > thr) & (x > self.min_loss)
+            if self.count < self.warmup:
+                fired = torch.ones_like(fired)
+            d = x - self.mean
+            self.mean = self.mean + lam * d
+            self.var = (1 - lam) * (self.var + lam * d * d)
+        self.count += 1
+        return fired
+
+
+class CUSUMDetector(Detector):
+    r"""Page's one-sided CUSUM on the statistic (module docstring).
+
+    :param threshold: decision threshold :math:`h > 0` (statistic units, e.g. nats; default 1.0).
+    :param drift: allowance :math:`\delta \ge 0` (default 0.1).
+    :param smoothing: EWMA weight :math:`\lambda \in (0, 1]` of the in-control level :math:`\mu` (default 0.1).
+    """
+
+    def __init__(self, threshold: float = 1.0, drift: float = 0.1, smoothing: float = 0.1):
+        self.threshold = check_positive("threshold", threshold)
+        self.drift = check_nonneg("drift", drift)
+        self.smoothing = check_positive("smoothing", smoothing)
+        if self.smoothing > 1:
+            raise ConfigError("smoothing", f"must lie in (0, 1], got {smoothing}")
+        self.reset()
+
+    def reset(self) -> None:
+        self.mean: torch.Tensor | None = None
+        self.stat: torch.Tensor | None = None
+
+    def update(self, x) -> torch.Tensor:
+        x = _as_stat(x)
+        if self.mean is None or self.mean.shape != x.shape:
+            self.mean, self.stat = x.clone(), torch.zeros_like(x)
+            return torch.ones_like(x, dtype=torch.bool)
+        s = torch.clamp(self.stat + x - self.mean - self.drift, min=0.0)
+        fired = s > self.threshold
+        self.stat = torch.where(fired, torch.zeros_like(s), s)
+        self.mean = self.mean + self.smoothing * (x - self.mean)
+        return fired
+
+
+def make_detector(name: str, **kwargs) -> Detector:
+    """``"threshold"`` -> :class:`ThresholdDetector`, ``"cusum"`` -> :class:`CUSUMDetector` (kwargs passed)."""
+    if name == "threshold":
+        return ThresholdDetector(**kwargs)
+    if name == "cusum":
+        return CUSUMDetector(**kwargs)
+    raise ConfigError("detector", f"unknown detector {name!r}; allowed: {', '.join(DETECTORS)}")

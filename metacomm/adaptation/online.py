@@ -1,0 +1,321 @@
+r"""The adaptive codec: a meta-learned codec that keeps adapting to a drifting channel, for many links at once.
+
+:class:`AdaptiveCodec` wraps any codec of the :mod:`metacomm.codecs.base` protocol whose decoder has
+``block_logits(y)`` (the autoencoders, :class:`metacomm.scenarios.online_drift.DriftAutoencoder`). Its own
+parameters are the meta-learned initialisation :math:`\theta`; it holds per-link *fast weights*
+:math:`\phi^{(b)}` for ``B`` independent links, stacked on a leading link axis (``{name: [B, *shape]}``).
+
+Per frame ``t`` and link ``b``, :meth:`AdaptiveCodec.observe` takes ``P`` known pilot messages and what was
+received, and runs ``S`` SGD steps of the pilot cross-entropy
+
+.. math:: \phi \leftarrow \phi - \alpha\, \nabla_\phi \frac1P \sum_{p=1}^{P}
+          -\log \operatorname{softmax}(z_\phi(y_p))_{m_p}
+
+on the adapted names (default: the decoder) from a start point chosen by the policy; all links are adapted in
+one vmapped forward and one backward (:func:`metacomm.adaptation.functional.batched_loss`: slice ``b`` of the
+gradient of the summed losses is link ``b``'s own gradient). :meth:`decode` / :meth:`block_logits` then use
+:math:`\phi^{(b)}` on link ``b``'s payload.
+
+Policies (``policy=``):
+
+* ``"every-frame"`` -- adapt every frame, from the meta-init (``warm_start=False``: each frame is a fresh
+  few-shot task) or from the current weights (``warm_start=True``: accumulates evidence while the channel
+  drifts slowly).
+* ``"on-detection"`` -- warm-start adaptation only on the links whose drift detector fires
+  (:mod:`metacomm.adaptation.detectors`; statistic = pilot loss of the current weights).
+* ``"reset-on-change"`` -- adapt every frame, warm-started, but restart from the meta-init on the links where
+  the detector fires (a regime change).
+* ``"online-meta"`` -- follow the meta-leader: every link keeps its own initialisation :math:`\theta^{(b)}`,
+  adapts from it, and after the frame refines it with a Reptile step over the pilots of the last ``W`` frames,
+  :math:`\theta \leftarrow \theta + \epsilon\, \frac1W \sum_{w} (U_w(\theta) - \theta)` with :math:`U_w` the
+  ``S``-step inner update on frame ``w``'s pilots (Nichol et al. 2018; Finn et al. 2019's FTML with a
+  first-order meta-gradient).
+
+Encoder adaptation (``adapt`` naming encoder parameters) assumes feedback: the loss then re-transmits the pilot
+messages through a differentiable model of the channel, so :meth:`observe` needs ``channel``, ``state`` and the
+pilots' unit-variance ``noise``.
+
+Randomness: nothing here draws random numbers (pilots, channels and noise come from the caller).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from metacomm._validation import (
+    ConfigError,
+    check_choice,
+    check_nonneg_int,
+    check_positive,
+    check_positive_int,
+)
+from metacomm.adaptation.detectors import Detector, make_detector
+from metacomm.adaptation.functional import batched_loss
+from metacomm.adaptation.params import AdaptSpec, select_names
+from metacomm.codecs.learned_base import bit_llrs_from_block_logits, bits_to_index, message_bit_table
+
+__all__ = ["AdaptiveCodec", "POLICIES"]
+
+POLICIES = ("every-frame", "on-detection", "reset-on-change", "online-meta")
+
+
+def _pilot_ce(model, batch):
+    logits = model.decoder.block_logits(batch["y"])
+    return nn.functional.cross_entropy(logits, batch["msg"])
+
+
+def _pilot_ce_feedback(channel):
+    def loss(model, batch):
+        x = model.encoder.forward_index(batch["msg"])
+        P = x.shape[0]
+        state = {k: v.unsqueeze(0).expand(P, *v.shape) for k, v in batch["state"].items()}
+        y = channel(x, batch["no"], state=state, noise=batch["noise"])
+        return nn.functional.cross_entropy(model.decoder.block_logits(y), batch["msg"])
+    return loss
+
+
+def _logits(model, y):
+    return model.decoder.block_logits(y)
+
+
+class AdaptiveCodec(nn.Module):
+    """A meta-learned codec with per-link fast weights (see the module docstring).
+
+    :param codec: the meta-trained codec (its current parameters are the meta-init :math:`\\theta`; a deep
+        copy is kept, so later changes to ``codec`` do not leak in).
+    :param num_links: ``B`` independent links adapted per call (>= 1).
+    :param adapt: adapt spec of the fast weights (default ``"decoder"``; see
+        :mod:`metacomm.adaptation.params`; e.g. ``"decoder.taps"`` for the drift codec's channel belief).
+    :param steps: SGD steps per adaptation ``S`` (>= 0).
+    :param lr: SGD rate :math:`\\alpha` (> 0), or Meta-SGD per-parameter rates ``{name: tensor}``.
+    :param policy: one of :data:`POLICIES`.
+    :param warm_start: ``every-frame`` only: start from the current weights instead of the meta-init.
+    :param detector: a :class:`~metacomm.adaptation.detectors.Detector` or its name (``on-detection`` and
+        ``reset-on-change``; default ``"threshold"``).
+    :param meta_lr: ``online-meta``: Reptile step :math:`\\epsilon \\in (0, 1]` (default 0.5).
+    :param meta_window: ``online-meta``: frames :math:`W` in the buffer (default 4).
+
+    Shapes: pilots ``msg`` int64 ``[B, P]`` (or bits ``[B, P, k]``), ``y`` complex ``[B, P, n_rx]``; payload
+    ``y`` ``[B, N, n_rx]`` -> ``decode`` float LLRs ``[B, N, k]``, ``block_logits`` ``[B, N, 2^k]``. With
+    ``num_links == 1`` a 2-D ``y`` ``[N, n_rx]`` is accepted and 2-D outputs are returned (a drop-in demapper).
+    """
+
+    def __init__(self, codec: nn.Module, *, num_links: int = 1, adapt: AdaptSpec = "decoder", steps: int = 1,
+                 lr: float | Mapping[str, torch.Tensor] = 0.1, policy: str = "every-frame",
+                 warm_start: bool = False, detector: Detector | str | None = None, meta_lr: float = 0.5,
+                 meta_window: int = 4):
+        super().__init__()
+        import copy
+
+        if not hasattr(codec, "decoder") or not hasattr(codec.decoder, "block_logits"):
+            raise ConfigError("codec", "needs a codec whose decoder has block_logits(y) (an autoencoder)")
+        self.codec = copy.deepcopy(codec)
+        for p in self.codec.parameters():
+            p.requires_grad_(True)
+        self.num_links = check_positive_int("num_links", num_links)
+        self.names = select_names(self.codec, adapt, field="adapt")
+        self.steps = check_nonneg_int("steps", steps)
+        if isinstance(lr, Mapping):
+            missing = [n for n in self.names if n not in lr]
+            if missing:
+                raise ConfigError("lr", f"per-parameter rates missing for {', '.join(missing)}")
+            self.lr = {n: torch.as_tensor(lr[n]).detach() for n in self.names}
+        else:
+            self.lr = check_positive("lr", lr)
+        self.policy = check_choice("policy", policy, POLICIES)
+        if not isinstance(warm_start, bool):
+            raise ConfigError("warm_start", f"must be True or False, got {warm_start!r}")
+        self.warm_start = warm_start
+        if policy in ("on-detection", "reset-on-change"):
+            det = detector if detector is not None else "threshold"
+            self.detector = make_detector(det) if isinstance(det, str) else det
+            if not isinstance(self.detector, Detector):
+                raise ConfigError("detector", "expected a Detector or one of: threshold, cusum")
+        else:
+            self.detector = None
+        self.meta_lr = check_positive("meta_lr", meta_lr)
+        if self.meta_lr > 1:
+            raise ConfigError("meta_lr", f"must lie in (0, 1], got {meta_lr}")
+        self.meta_window = check_positive_int("meta_window", meta_window)
+        self.needs_feedback = any(n.startswith("encoder.") for n in self.names)
+        self.k = int(self.codec.num_info_bits)
+        self.register_buffer("bit_table", message_bit_table(self.k), persistent=False)
+        self.last_latency_s = 0.0
+        self.last_fired: torch.Tensor | None = None
+        self.reset()
+
+    # --- state --------------------------------------------------------------------------------------------
+    def meta_init(self) -> dict[str, torch.Tensor]:
+        """The meta-learned initialisation of the adapted names (detached)."""
+        params = dict(self.codec.named_parameters())
+        return {n: params[n].detach() for n in self.names}
+
+    def _stack(self, params, B):
+        return {n: t.unsqueeze(0).expand(B, *t.shape).clone() for n, t in params.items()}
+
+    def reset(self, num_links: int | None = None) -> None:
+        """Forget all adaptation: fast weights (and online-meta inits) = the meta-init; detectors reset."""
+        if num_links is not None:
+            self.num_links = check_positive_int("num_links", num_links)
+        self.fast = self._stack(self.meta_init(), self.num_links)
+        self.inits = self._stack(self.meta_init(), self.num_links) if self.policy == "online-meta" else None
+        self._buffer: deque = deque(maxlen=self.meta_window)
+        if self.detector is not None:
+            self.detector.reset()
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        if getattr(self, "fast", None) is not None:
+            self.fast = {n: fn(t) for n, t in self.fast.items()}
+        if getattr(self, "inits", None) is not None:
+            self.inits = {n: fn(t) for n, t in self.inits.items()}
+        return self
+
+    def _shared(self):
+        return {n: p.detach() for n, p in self.codec.named_parameters() if n not in self.names}
+
+    # --- adaptation -----------------------------------------------------------------------------------------
+    def _pilot_batch(self, pilots_tx, pilots_rx, no, channel, state, noise):
+        B = self.num_links
+        msg = pilots_tx
+        if torch.is_floating_point(msg):
+            if msg.dim() != 3 or msg.shape[-1] != self.k:
+                raise ConfigError("pilots_tx", f"expected message indices [B, P] or bits [B, P, {self.k}], got "
+                                               f"{tuple(msg.shape)}")
+            msg = bits_to_index(msg)
+        if msg.dim() != 2 or msg.shape[0] != B:
+            raise ConfigError("pilots_tx", f"expected [{B}, P] pilot messages for {B} links, got {tuple(msg.shape)}")
+        if pilots_rx.dim() != 3 or pilots_rx.shape[:2] != msg.shape or not torch.is_complex(pilots_rx):
+            raise ConfigError("pilots_rx", f"expected complex [{B}, {msg.shape[1]}, n_rx], got "
+                                           f"{pilots_rx.dtype} {tuple(pilots_rx.shape)}")
+        batch = {"msg": msg.to(torch.int64), "y": pilots_rx}
+        if self.needs_feedback:
+            if channel is None or state is None or noise is None:
+                raise ConfigError("adapt", "adapting the encoder assumes feedback: observe() needs channel=, "
+                                           "state= and noise= of the pilots")
+            no_t = torch.as_tensor(no, dtype=torch.float32, device=pilots_rx.device)
+            batch.update(state=dict(state), noise=noise, no=no_t.expand(B) if no_t.dim() == 0 else no_t)
+            return batch, _pilot_ce_feedback(channel)
+        return batch, _pilot_ce
+
+    def _adapt(self, start, batch, loss_fn, steps):
+        shared = self._shared()
+        phi = {n: t.detach().clone() for n, t in start.items()}
+        for _ in range(steps):
+            phi = {n: t.requires_grad_(True) for n, t in phi.items()}
+            with torch.enable_grad():
+                losses = batched_loss(self.codec, shared, loss_fn, batch, phi)
+                grads = torch.autograd.grad(losses.sum(), [phi[n] for n in self.names])
+            rate = self.lr
+            phi = {n: (phi[n] - (rate[n] if isinstance(rate, dict) else rate) * g).detach()
+                   for n, g in zip(self.names, grads, strict=True)}
+        return phi
+
+    @torch.no_grad()
+    def pilot_loss(self, pilots_tx, pilots_rx, no=None, *, channel=None, state=None, noise=None) -> torch.Tensor:
+        """Pilot cross-entropy [nats] of the current fast weights per link, float ``[B]``."""
+        batch, loss_fn = self._pilot_batch(pilots_tx, pilots_rx, no, channel, state, noise)
+        return batched_loss(self.codec, self._shared(), loss_fn, batch, self.fast).detach()
+
+    def observe(self, pilots_tx, pilots_rx, no=None, *, channel=None, state=None, noise=None,
+                steps: int | None = None) -> dict:
+        """Adapt the fast weights on this frame's pilots according to the policy.
+
+        :param pilots_tx: known pilot messages, int64 ``[B, P]`` (or bits ``[B, P, k]``).
+        :param pilots_rx: what was received for them, complex ``[B, P, n_rx]``.
+        :param no: N0 per complex sample (float or ``[B]``); used by feedback (encoder) adaptation only.
+        :param channel, state, noise: the differentiable channel model, its per-link state ``{key: [B, ...]}``
+            and the pilots' unit-variance noise ``[B, P, n_rx]`` (needed only when the encoder adapts).
+        :param steps: override ``S`` for this call.
+        :returns: ``{"pilot_loss": [B] before adapting, "adapted": bool [B], "fired": bool [B] or None,
+            "latency_s": wall time of the adaptation}``.
+        """
+        steps = self.steps if steps is None else check_nonneg_int("steps", steps)
+        batch, loss_fn = self._pilot_batch(pilots_tx, pilots_rx, no, channel, state, noise)
+        t0 = time.perf_counter()
+        B = self.num_links
+        fired = None
+        before = None
+        if self.detector is not None:
+            with torch.no_grad():
+                before = batched_loss(self.codec, self._shared(), loss_fn, batch, self.fast).detach()
+            fired = self.detector.update(before).to(pilots_rx.device)
+        if self.policy == "every-frame":
+            start = self.fast if self.warm_start else self._stack(self.meta_init(), B)
+            self.fast = self._adapt(start, batch, loss_fn, steps)
+            adapted = torch.ones(B, dtype=torch.bool, device=pilots_rx.device)
+        elif self.policy == "on-detection":
+            new = self._adapt(self.fast, batch, loss_fn, steps)
+            self.fast = {n: torch.where(fired.view(-1, *[1] * (t.dim() - 1)), new[n], t)
+                         for n, t in self.fast.items()}
+            adapted = fired
+        elif self.policy == "reset-on-change":
+            init = self._stack(self.meta_init(), B)
+            start = {n: torch.where(fired.view(-1, *[1] * (t.dim() - 1)), init[n], t) for n, t in self.fast.items()}
+            self.fast = self._adapt(start, batch, loss_fn, steps)
+            adapted = torch.ones(B, dtype=torch.bool, device=pilots_rx.device)
+        else:  # online-meta
+            self.fast = self._adapt(self.inits, batch, loss_fn, steps)
+            self._buffer.append(batch)
+            acc = {n: torch.zeros_like(t) for n, t in self.inits.items()}
+            for past in self._buffer:
+                phi = self._adapt(self.inits, past, loss_fn, max(steps, 1))
+                for n in acc:
+                    acc[n] += phi[n] - self.inits[n]
+            W = len(self._buffer)
+            self.inits = {n: (t + self.meta_lr * acc[n] / W).detach() for n, t in self.inits.items()}
+            adapted = torch.ones(B, dtype=torch.bool, device=pilots_rx.device)
+        if pilots_rx.is_cuda:
+            torch.cuda.synchronize(pilots_rx.device)
+        self.last_latency_s = time.perf_counter() - t0
+        self.last_fired = fired
+        return {"pilot_loss": before, "adapted": adapted, "fired": fired, "latency_s": self.last_latency_s}
+
+    # --- inference --------------------------------------------------------------------------------------------
+    def _batched_y(self, y):
+        if not torch.is_complex(y):
+            raise ConfigError("y", f"expected complex received samples, got {y.dtype}")
+        if y.dim() == 2 and self.num_links == 1:
+            return y.unsqueeze(0), True
+        if y.dim() != 3 or y.shape[0] != self.num_links:
+            raise ConfigError("y", f"expected [{self.num_links}, N, n_rx] (links first), got {tuple(y.shape)}")
+        return y, False
+
+    @torch.no_grad()
+    def block_logits(self, y: torch.Tensor) -> torch.Tensor:
+        """Block logits of the payload with each link's fast weights: ``[B, N, n_rx]`` -> ``[B, N, 2^k]``."""
+        y3, squeeze = self._batched_y(y)
+        out = batched_loss(self.codec, self._shared(), _logits, y3, self.fast)
+        return out[0] if squeeze else out
+
+    def decode(self, y: torch.Tensor, no=None) -> torch.Tensor:
+        """Bit LLRs (``ln P(b=1)/P(b=0)``) ``[B, N, k]`` (exact marginals of the block posterior)."""
+        return bit_llrs_from_block_logits(self.block_logits(y), self.bit_table.to(y.device))
+
+    def decide_block(self, y: torch.Tensor) -> torch.Tensor:
+        """Arg-max message per payload block, int64 ``[B, N]``."""
+        return self.block_logits(y).argmax(-1)
+
+    def forward(self, y: torch.Tensor, no=None) -> torch.Tensor:
+        """Same as :meth:`decode` (so the codec drops into a pipeline as a demapper/decoder block)."""
+        return self.decode(y, no)
+
+    @torch.no_grad()
+    def encode(self, bits_or_msg: torch.Tensor) -> torch.Tensor:
+        """Transmit: bits ``[B, N, k]`` (or message indices int ``[B, N]``) -> complex ``[B, N, n]``; with the
+        links' adapted encoder weights when the encoder adapts, else the meta-init encoder. With
+        ``num_links == 1``, ``[N, k]`` / ``[N]`` inputs give ``[N, n]``."""
+        msg = bits_to_index(bits_or_msg) if torch.is_floating_point(bits_or_msg) else bits_or_msg.to(torch.int64)
+        squeeze = msg.dim() == 1
+        if squeeze:
+            msg = msg.unsqueeze(0)
+        if not self.needs_feedback:
+            x = self.codec.encoder.forward_index(msg.reshape(-1)).reshape(*msg.shape, -1)
+        else:
+            x = batched_loss(self.codec, self._shared(), lambda m, i: m.encoder.forward_index(i), msg, self.fast)
+        return x[0] if squeeze else x

@@ -1,0 +1,309 @@
+r"""Scenario ``online-drift``: the meta-learned autoencoder that runs on drifting channels.
+
+Setting of Park, Simeone & Kang (SPAWC 2020, online setting): ``k = 8`` bits per block, ``n = 8`` complex
+channel uses, 3-tap Rayleigh multipath with taps :math:`h_\ell \sim \mathcal{CN}(0, 1/3)` convolved over the
+``n`` uses (``mode="truncate"``), Eb/N0 = 10 dB (:math:`N_0 = 1/(\rho\,E_b/N_0)` with :math:`\rho = k/n = 1`
+bit per complex use, so Es/N0 = 10 dB too), run-time adaptation of the *decoder* with 8-16 pilot messages and
+one SGD step at rate 0.1.
+
+Codec (:class:`DriftAutoencoder`): the transmitter is the (n, k) autoencoder encoder of
+:class:`metacomm.codecs.autoencoder.Autoencoder` (``real_uses=False``: one-hot(256) -> Linear(256, H) -> ReLU ->
+Linear(H, 16) -> :math:`\|x\|^2 = n`). The receiver is a *channel-aware template decoder*
+(:class:`TemplateDecoder`) whose fast weights are its belief about the channel:
+
+.. math::  z_m(y) = -\beta\, \big\| y - \mathbf H(\hat h)\, t_m \big\|^2 + c_m, \qquad m = 0..2^k-1,
+
+with learned templates :math:`t_m \in \mathbb C^n` (the receiver's model of the codewords), learned biases
+:math:`c_m`, a learned inverse temperature :math:`\beta = e^{\lambda}` and the taps belief
+:math:`\hat h = s\,\theta_h` (:math:`\theta_h` = the ``taps`` parameter, :math:`2L` reals, ``s = e^{\sigma}``
+a learned scale), :math:`\mathbf H(\hat h)` the ``n x n`` lower-triangular Toeplitz convolution matrix. With
+:math:`t_m` = the codebook, :math:`\hat h = h`, :math:`\beta = 1/N_0` and :math:`c = 0` this is exactly the ML
+decoder (the genie); the learned parts absorb what the channel model misses. Why this adapts in one step: at
+:math:`\hat h = 0` all logits are equal, and the gradient of the pilot cross-entropy w.r.t. :math:`\theta_h` is
+
+.. math:: -\nabla_{\theta_h} \mathcal L = \frac{2\beta s}{P} \sum_p \mathbf T_p^H y_p
+          - (\text{codebook-mean term}),
+
+the *matched-filter* channel estimate from the ``P`` pilot blocks (:math:`\mathbf T_p` the convolution matrix of
+the pilot template); MAML meta-learns the initialisation, :math:`\beta` and :math:`s` so that one step at rate
+0.1 lands near the channel. This is the role of Park et al.'s RTN layer (a receiver-side channel model the
+adaptation acts on) in a form whose fast weights are the ``2L`` channel reals, which the adaptive codec can
+adapt for a thousand links at once cheaply. ``decoder.block_logits(y)`` is ``[B, 2^k]``; ``decoder(y, no)``
+gives exact bit LLRs (``ln P(b=1)/P(b=0)``) from them.
+
+Meta-training (:func:`meta_train`) reuses the ``fading-ae`` machinery
+(:class:`metacomm.scenarios.fewshot_fading.FadingAEScenario`: its objective, task samplers and few-shot
+evaluation) and the engine's :class:`~metacomm.adaptation.MetaTrainer` (second-order MAML, decoder-only inner
+loop by default, tasks = channels drawn from a large training set, ``messages_per_task`` support = query
+messages).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from metacomm._validation import ConfigError, check_finite, check_positive, check_positive_int
+from metacomm.codecs.autoencoder import AEEncoder
+from metacomm.codecs.learned_base import (
+    bit_llrs_from_block_logits,
+    index_to_bits,
+    message_bit_table,
+    reset_linear_,
+)
+from metacomm.scenarios.fewshot_fading import FadingAEConfig, FadingAEScenario
+
+__all__ = ["OnlineDriftConfig", "TemplateDecoder", "DriftAutoencoder", "OnlineDriftScenario", "meta_train",
+           "save_meta", "load_meta", "FORMAT", "NAME"]
+
+NAME = "online-drift"
+FORMAT = "metacomm-online-meta/1"
+
+
+@dataclass
+class OnlineDriftConfig:
+    """Settings of the drift autoencoder and its meta-training (defaults = Park et al. SPAWC 2020).
+
+    ``k`` bits, ``n`` complex uses, ``num_taps`` channel taps (also the decoder's model order), ``ebno_db``
+    [dB] training Eb/N0, ``hidden`` encoder width, ``messages_per_task`` support (= query) messages per task
+    (pilots at meta-training time), ``inner_lr``/``inner_steps`` the run-time rule the initialisation is
+    meta-trained for, ``adapt`` the adapted parameter set (adapt spec), ``num_train_channels`` the size of the
+    fixed training-channel set.
+    """
+
+    k: int = 8
+    n: int = 8
+    num_taps: int = 3
+    ebno_db: float = 10.0
+    hidden: int = 64
+    messages_per_task: int = 16
+    inner_lr: float = 0.1
+    inner_steps: int = 1
+    adapt: str = "decoder.taps"
+    num_train_channels: int = 20000
+    channel_seed: int = 2020
+    test_seed: int = 4242
+
+    def validate(self) -> OnlineDriftConfig:
+        for f in ("k", "n", "num_taps", "hidden", "messages_per_task", "inner_steps", "num_train_channels"):
+            setattr(self, f, check_positive_int(f, getattr(self, f)))
+        if self.k > 12:
+            raise ConfigError("k", f"the template decoder scores all 2^k messages; k must be <= 12, got {self.k}")
+        self.ebno_db = check_finite("ebno_db", self.ebno_db)
+        self.inner_lr = check_positive("inner_lr", self.inner_lr)
+        if not isinstance(self.adapt, str):
+            raise ConfigError("adapt", f"expected an adapt spec string, got {self.adapt!r}")
+        return self
+
+
+def _conv_templates(templates: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    r"""``r[..., m, i] = sum_l taps[..., l] * templates[m, i - l]`` (truncated causal convolution).
+
+    ``templates`` complex ``[M, n]``, ``taps`` complex ``[..., L]`` -> ``[..., M, n]``; vmap-friendly (pads and
+    slices only)."""
+    n = templates.shape[-1]
+    L = taps.shape[-1]
+    padded = torch.nn.functional.pad(templates, (L - 1, 0))  # [M, n + L - 1]
+    out = None
+    for ell in range(L):
+        shifted = padded[..., L - 1 - ell: L - 1 - ell + n]  # templates delayed by ell
+        term = taps[..., ell, None, None] * shifted
+        out = term if out is None else out + term
+    return out
+
+
+class TemplateDecoder(nn.Module):
+    r"""Channel-aware template decoder (see the module docstring for the metric).
+
+    Parameters (all trainable; the default fast weights are ``taps``): ``taps`` float ``[2L]`` (:math:`\theta_h`
+    as ``[Re h_0..Re h_{L-1}, Im h_0..Im h_{L-1}]``), ``templates`` float ``[2^k, 2n]`` (``[Re | Im]``),
+    ``bias`` ``[2^k]``, ``log_beta`` and ``log_scale`` scalars.
+
+    ``y`` complex ``[B, n]`` -> ``block_logits(y)`` float ``[B, 2^k]``; ``forward(y, no)`` -> bit LLRs
+    ``[B, k]``. ``no`` is accepted for the codec protocol and ignored (:math:`\beta` is learned at the training
+    Eb/N0).
+    """
+
+    def __init__(self, k: int, n: int, num_taps: int):
+        super().__init__()
+        self.k, self.n, self.num_taps = k, n, num_taps
+        self.taps = nn.Parameter(torch.zeros(2 * num_taps))
+        self.templates = nn.Parameter(torch.zeros(2 ** k, 2 * n))
+        self.bias = nn.Parameter(torch.zeros(2 ** k))
+        self.log_beta = nn.Parameter(torch.zeros(()))
+        self.log_scale = nn.Parameter(torch.zeros(()))
+        self.register_buffer("bit_table", message_bit_table(k), persistent=False)
+
+    def channel_estimate(self) -> torch.Tensor:
+        """The decoder's current channel belief :math:`\\hat h = s\\,\\theta_h`, complex ``[L]``."""
+        L = self.num_taps
+        return torch.complex(self.taps[:L], self.taps[L:]) * self.log_scale.exp()
+
+    def expected_rx(self) -> torch.Tensor:
+        """:math:`\\mathbf H(\\hat h) t_m` for every message, complex ``[2^k, n]``."""
+        t = torch.complex(self.templates[:, : self.n], self.templates[:, self.n:])
+        return _conv_templates(t, self.channel_estimate())
+
+    def block_logits(self, y: torch.Tensor) -> torch.Tensor:
+        if not torch.is_complex(y) or y.shape[-1] != self.n:
+            raise ConfigError("y", f"expected complex received samples [batch, {self.n}], got {y.dtype} "
+                                   f"{tuple(y.shape)}")
+        r = self.expected_rx()  # [M, n]
+        # ||y - r_m||^2 = ||y||^2 - 2 Re<y, r_m> + ||r_m||^2; the ||y||^2 term is common to all m.
+        cross = torch.view_as_real(y) .flatten(-2) @ torch.view_as_real(r).flatten(-2).t()  # Re <y, r_m>
+        dist = -2.0 * cross + r.abs().square().sum(-1)
+        return -self.log_beta.exp() * dist + self.bias
+
+    def forward(self, y: torch.Tensor, no=None) -> torch.Tensor:
+        return bit_llrs_from_block_logits(self.block_logits(y), self.bit_table.to(y.device))
+
+    def decide_block(self, y: torch.Tensor) -> torch.Tensor:
+        return self.block_logits(y).argmax(-1)
+
+
+class DriftAutoencoder(nn.Module):
+    """The online-drift codec: AE encoder (Park et al., complex uses) + :class:`TemplateDecoder`.
+
+    ``encoder(bits [B,k]) -> complex [B,n]`` (Es = 1 per use), ``encoder.forward_index(msg)``,
+    ``encoder.codebook()`` ``[2^k, n]``; ``decoder(y, no) -> LLRs [B,k]``, ``decoder.block_logits(y)``;
+    ``decide(y, no)`` -> bits of the arg-max block. ``num_info_bits = k``, ``num_channel_uses = n``,
+    ``rate = k / n``.
+    """
+
+    def __init__(self, k: int = 8, n: int = 8, num_taps: int = 3, hidden: int = 64):
+        super().__init__()
+        self.encoder = AEEncoder(k, n, real_uses=False, hidden=hidden, num_hidden_layers=1, power="block")
+        self.decoder = TemplateDecoder(k, n, num_taps)
+        self.num_info_bits, self.num_channel_uses = k, n
+        self._config = dict(k=k, n=n, num_taps=num_taps, hidden=hidden)
+
+    @property
+    def rate(self) -> float:
+        return self.num_info_bits / self.num_channel_uses
+
+    def config(self) -> dict:
+        return dict(self._config)
+
+    def block_logits(self, y):
+        return self.decoder.block_logits(y)
+
+    def decide(self, y, no=None):
+        return index_to_bits(self.decoder.decide_block(y), self.num_info_bits, dtype=y.real.dtype)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Encoder: PyTorch's Linear init from ``generator``; decoder: templates = the initial codebook (so the
+        decoder starts matched to its encoder), zero taps belief and bias, :math:`\\beta = s = 1`."""
+        for m in self.encoder.modules():
+            if isinstance(m, nn.Linear):
+                reset_linear_(m, generator)
+        book = self.encoder.codebook()
+        d = self.decoder
+        d.templates.copy_(torch.cat([book.real, book.imag], dim=-1))
+        d.taps.zero_()
+        d.bias.zero_()
+        d.log_beta.zero_()
+        d.log_scale.zero_()
+
+
+class OnlineDriftScenario(FadingAEScenario):
+    """The ``fading-ae`` scenario machinery (objective, task samplers, :meth:`evaluate`) with the drift geometry
+    and the :class:`DriftAutoencoder` codec. :param config: :class:`OnlineDriftConfig`."""
+
+    name = NAME
+
+    def __init__(self, config: OnlineDriftConfig | None = None, device="cpu"):
+        self.drift_config = (config or OnlineDriftConfig()).validate()
+        c = self.drift_config
+        super().__init__(FadingAEConfig(k=c.k, n=c.n, num_taps=c.num_taps, ebno_db=c.ebno_db,
+                                        num_train_channels=c.num_train_channels, messages_per_task=c.messages_per_task,
+                                        hidden=c.hidden, channel_seed=c.channel_seed, test_seed=c.test_seed),
+                         device=device)
+        self.objective.adapt = c.adapt
+
+    def config_dict(self) -> dict:
+        return asdict(self.drift_config)
+
+    def build_model(self, seed: int) -> DriftAutoencoder:
+        c = self.drift_config
+        model = DriftAutoencoder(c.k, c.n, c.num_taps, c.hidden)
+        model.reset_parameters(torch.Generator().manual_seed(int(seed)))
+        return model.to(self.device)
+
+
+def meta_train(config: OnlineDriftConfig | None = None, *, meta_steps: int = 1500, meta_batch: int = 20,
+               outer_lr: float = 3e-3, algo: str = "maml", seed: int = 0, device="cpu", progress: bool = False):
+    """Meta-train the drift codec; returns ``(scenario, model, trainer)``.
+
+    The outer loop (Adam at ``outer_lr``) trains every parameter (encoder, templates, taps initialisation,
+    temperature, scale); the inner loop adapts ``config.adapt`` (default ``"decoder.taps"``) with
+    ``config.inner_steps`` SGD steps at ``config.inner_lr`` on ``messages_per_task`` pilot messages.
+    """
+    from metacomm.adaptation import MetaConfig, MetaTrainer
+
+    sc = OnlineDriftScenario(config, device=device)
+    c = sc.drift_config
+    model = sc.build_model(seed)
+    cfg = MetaConfig(algo=algo, inner_steps=c.inner_steps, inner_lr=c.inner_lr, outer_lr=outer_lr,
+                     meta_batch=meta_batch, adapt=c.adapt)
+    trainer = MetaTrainer(model, sc.objective, sc.sample_tasks, cfg, seed=seed, device=device)
+    trainer.train(meta_steps, progress=progress)
+    return sc, model, trainer
+
+
+def save_meta(path, model: DriftAutoencoder, config: OnlineDriftConfig, meta: dict | None = None) -> None:
+    """Write a small checkpoint: ``{"kind": FORMAT, "config": ..., "model": state_dict, "meta": ...}``."""
+    import os
+
+    payload = {"kind": FORMAT, "scenario": NAME, "config": asdict(config),
+               "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+               "meta": dict(meta or {})}
+    tmp = f"{path}.tmp"
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_meta(path, *, device="cpu", field: str = "--checkpoint") -> tuple[DriftAutoencoder, OnlineDriftConfig, dict]:
+    """Read a checkpoint of :func:`save_meta`: ``(model on device, config, whole dict)``; ConfigError naming
+    ``field`` for a missing/unreadable/foreign file."""
+    import os
+
+    p = str(path)
+    if not os.path.exists(p):
+        raise ConfigError(field, f"{p}: no such file")
+    try:
+        ck = torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is a user error
+        raise ConfigError(field, f"{p}: not a readable checkpoint ({type(e).__name__})") from None
+    if not isinstance(ck, dict) or ck.get("kind") != FORMAT:
+        raise ConfigError(field, f"{p}: not an online-drift meta checkpoint (expected the output of "
+                                 "scripts/make_demo_checkpoints.py or scenarios.online_drift.save_meta)")
+    try:
+        cfg = OnlineDriftConfig(**ck["config"]).validate()
+    except TypeError as e:
+        raise ConfigError(field, f"{p}: bad config in checkpoint ({e})") from None
+    model = DriftAutoencoder(cfg.k, cfg.n, cfg.num_taps, cfg.hidden)
+    try:
+        model.load_state_dict(ck["model"])
+    except RuntimeError as e:
+        raise ConfigError(field, f"{p}: weights do not fit the codec: {str(e).splitlines()[0][:160]}") from None
+    return model.to(device), cfg, ck
+
+
+def ml_block_logits(y: torch.Tensor, codebook: torch.Tensor, taps: torch.Tensor, no) -> torch.Tensor:
+    r"""ML (genie or plug-in) block log-likelihoods :math:`-\|y - \mathbf H(h) c_m\|^2 / N_0`.
+
+    ``y`` complex ``[B, n]``, ``codebook`` complex ``[2^k, n]``, ``taps`` complex ``[B, L]`` (per block),
+    ``no`` float or ``[B]`` -> float ``[B, 2^k]``. With the true taps and N0 the arg-max is the ML decision of
+    any decoder for that encoder.
+    """
+    r = _conv_templates(codebook, taps)  # [B, M, n]
+    d = (y.unsqueeze(-2) - r).abs().square().sum(-1)
+    no_t = torch.as_tensor(no, dtype=d.dtype, device=d.device)
+    if no_t.dim() == 1:
+        no_t = no_t[:, None]
+    return -d / no_t
+
+
