@@ -12,7 +12,7 @@ from metacomm.codecs.constellation import TrainableConstellation, bmd_rate
 
 
 def _gray_16qam_reference():
-    """Independent 16-QAM reference: per axis 2 bits -> PAM level with Gray map 00:+1? (check via distance)."""
+    """Independent 16-QAM reference: the per-axis amplitude levels {-3, -1, 1, 3}/sqrt(10) (unit energy)."""
     levels = torch.tensor([-3.0, -1.0, 1.0, 3.0]) / math.sqrt(10.0)
     return levels
 
