@@ -45,7 +45,7 @@ def test_common_random_numbers_and_independent_genie(tmp_path):
     assert ra.series("genie", "block_errors") == rb.series("genie", "block_errors")
     # Independent genie: numpy convolution of every codeword with the frame's taps, ML by exhaustive search.
     book = model.encoder.codebook().detach().numpy()
-    for (state, no, sig), f in zip(b, rb.frames, strict=True):
+    for (state, _no, sig), f in zip(b, rb.frames, strict=True):
         key = next(k for k in state if k.endswith("taps"))
         taps = state[key].numpy()
         y = sig["y_d"].numpy()
