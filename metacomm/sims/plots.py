@@ -1,11 +1,15 @@
 """BER/BLER-vs-Eb/N0 figures (matplotlib, Agg backend -- no display needed).
 
 :func:`plot_results` draws one or several :class:`~metacomm.sims.results.SweepResult` on two side-by-side axes
-(BER and BLER, log y, Eb/N0 in dB on x) with the confidence intervals stored in the points as error bars and,
+(BER and BLER, log y, Eb/N0 in dB on x) with confidence intervals as error bars and,
 where a closed form exists for the link (``config["codec"]``, ``config["channel"]``, see
 :func:`metacomm.sims.theory.theory_curves`), the theory curve dashed underneath. Points with zero errors are
 drawn as a downward triangle at the interval's upper bound (an upper limit, since log axes cannot show 0);
 points that were not simulated are omitted.
+
+BER error bars use the block-level interval (``ber_ci_block``, the block as the independent unit, see
+:mod:`metacomm.sims.stats`), which is the bit-level Clopper-Pearson interval when bit errors are independent and
+wider when they are not (coded links, QAM symbols, block fading); BLER error bars are the block intervals.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ def default_label(result: SweepResult) -> str:
         parts[0] += f" ({c['decoder']})"
     if c.get("channel"):
         parts.append(f"over {c['channel']}")
+        if c["channel"] != "awgn" and c.get("csi"):
+            parts.append(f"({'perfect CSI' if c['csi'] == 'perfect' else str(c['csi']).upper() + ' CSI'})")
     return " ".join(parts)
 
 
@@ -46,7 +52,7 @@ def _draw(ax, result: SweepResult, which: str, label: str, color) -> bool:
         if not p.simulated:
             continue
         rate = p.ber if which == "ber" else p.bler
-        ci = p.ber_ci if which == "ber" else p.bler_ci
+        ci = (p.ber_ci_block or p.ber_ci) if which == "ber" else p.bler_ci
         if rate is None:
             continue
         if rate > 0:
@@ -101,7 +107,7 @@ def plot_results(results: SweepResult | Sequence[SweepResult], out: str | os.Pat
         for j, (ax, which) in enumerate(zip(axes, ("ber", "bler"), strict=True)):
             _draw(ax, r, which, lab, color)
             for p in r.points:
-                ci = p.ber_ci if which == "ber" else p.bler_ci
+                ci = (p.ber_ci_block or p.ber_ci) if which == "ber" else p.bler_ci
                 if ci is not None:
                     floors[j] = min(floors[j], *(v for v in ci if v > 0), np.inf)
         c = r.config
