@@ -32,11 +32,13 @@ not depend on which other points ran before it (sweeping ``[0, 5]`` or ``[5]`` w
 gives the same counts at 5 dB).
 
 **Speed.** Error counts are accumulated in int64 tensors on ``device``; the host reads them only at *check
-points*. After each check the engine plans how many batches to run before the next one: half the number of
-batches the current error rate predicts are still needed (at least 1, at most ``max_batches_per_check``), or
-doubling while no error has been seen. That costs about ``log2(target)`` host syncs per point instead of one
-per batch (as :func:`sionna.phy.utils.sim_ber` does), and overshoots the target by at most about one check's
-worth of batches. The schedule depends only on the counts, so it is itself reproducible.
+points*. On CPU a read is free, so the counters are checked after every batch (``max_batches_per_check=1``:
+the point stops at the first batch that reaches the target, as in :func:`sionna.phy.utils.sim_ber`). On CUDA
+(default ``max_batches_per_check=64``) the engine plans after each check how many batches to run before the
+next one: half the number of batches the current error rate predicts are still needed (at least 1, at most
+``max_batches_per_check``), or doubling while no error has been seen. That costs about ``log2(target)`` host
+syncs per point instead of one per batch, and overshoots the target by at most about one check's worth of
+batches. The schedule depends only on the counts, so it is itself reproducible.
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ def resolve_device(device: str | torch.device, field: str = "--device") -> torch
             raise ConfigError(field, "CUDA was requested but torch.cuda.is_available() is False; use --device cpu")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ConfigError(field, f"no CUDA device {dev.index}; {torch.cuda.device_count()} available")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
     return dev
 
 
@@ -175,7 +179,7 @@ def simulate(
     ci_method: str = "clopper-pearson",
     seed_sionna: bool = True,
     first_point_index: int = 0,
-    max_batches_per_check: int = 64,
+    max_batches_per_check: int | None = None,
     config: dict[str, Any] | None = None,
 ) -> SweepResult:
     """Monte-Carlo BER/BLER sweep of ``link`` over ``ebno_dbs`` (dB). See the module docstring.
@@ -198,7 +202,8 @@ def simulate(
         alpha, ci_method: interval level ``1 - alpha`` and method ("clopper-pearson" or "wilson").
         seed_sionna: for an ``mc_fun``, set ``sionna.phy.config.seed`` to each point's seed.
         first_point_index: index of ``ebno_dbs[0]`` in the seed derivation (to resume/split a sweep).
-        max_batches_per_check: upper bound on batches between two host reads of the counters.
+        max_batches_per_check: upper bound on batches between two host reads of the counters (default: 1 on
+            CPU, 64 on CUDA).
         config: extra entries stored in ``SweepResult.config`` (e.g. the CLI choices).
 
     Returns:
@@ -213,10 +218,12 @@ def simulate(
         target_bit_errors = check_positive_int("--target-bit-errors", target_bit_errors)
     seed = check_nonneg_int("--seed", seed)
     first_point_index = check_nonneg_int("first_point_index", first_point_index)
-    max_batches_per_check = check_positive_int("max_batches_per_check", max_batches_per_check)
     check_choice("ci_method", ci_method, stats.CI_METHODS)
     stats.clopper_pearson(0, 1, alpha)  # validates alpha
     dev = resolve_device(device)
+    if max_batches_per_check is None:
+        max_batches_per_check = 1 if dev.type == "cpu" else 64
+    max_batches_per_check = check_positive_int("max_batches_per_check", max_batches_per_check)
     if not callable(link):
         raise ConfigError("link", f"must be callable, got {type(link).__name__}")
     kind = link_kind_of(link) if link_kind == "auto" else check_choice("link_kind", link_kind, ("link", "mc_fun"))
@@ -226,6 +233,7 @@ def simulate(
         "target_bit_errors": target_bit_errors, "seed": seed, "device": str(dev), "early_stop": bool(early_stop),
         "soft_estimates": bool(soft_estimates), "link_kind": kind, "alpha": float(alpha), "ci_method": ci_method,
         "confidence": 1.0 - float(alpha), "first_point_index": first_point_index,
+        "max_batches_per_check": max_batches_per_check,
         "metacomm_version": __version__, "torch_version": torch.__version__,
     }
     if config:

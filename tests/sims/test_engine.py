@@ -181,3 +181,24 @@ def test_bad_link_outputs():
     with pytest.raises(ConfigError, match="link"):
         simulate(lambda b, e, g: (torch.zeros(b, 3), torch.zeros(b, 4)), [0.0], batch_size=2, max_blocks=2,
                  target_block_errors=1, quiet=True)
+
+
+def test_planned_check_schedule():
+    # the CUDA default (several batches between host reads) run on CPU: same stopping semantics, bounded overshoot,
+    # reproducible; with a per-batch schedule the point stops at the first batch reaching the target
+    link = flip_link(lambda e: 0.002, k=16)  # BLER ~ 3.2 %
+    kw = dict(batch_size=50, max_blocks=200_000, target_block_errors=200, seed=8, quiet=True)
+    a = simulate(link, [0.0], max_batches_per_check=64, **kw)
+    b = simulate(link, [0.0], max_batches_per_check=64, **kw)
+    assert counts(a) == counts(b)
+    pa = a.points[0]
+    assert pa.stop_reason == "target_block_errors" and 200 <= pa.block_errors <= 260
+    c = simulate(link, [0.0], max_batches_per_check=1, **kw)
+    pc = c.points[0]
+    # per-batch checks: one batch fewer would not have reached the target (a batch has <= 50 block errors)
+    assert 200 <= pc.block_errors < 250
+    # the two schedules draw the same stream: the shorter run's counts are a prefix of the longer one's
+    assert pc.blocks <= pa.blocks
+    d = simulate(link, [0.0], max_batches_per_check=1, **{**kw, "max_blocks": pa.blocks,
+                                                             "target_block_errors": None})
+    assert counts(d)[0][:4] == (pa.bit_errors, pa.bits, pa.block_errors, pa.blocks)
