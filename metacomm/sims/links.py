@@ -31,6 +31,8 @@ __all__ = ["CLASSICAL_CODECS", "LEARNED_CODECS", "CODECS", "DECODERS", "CSI_CHOI
 CLASSICAL_CODECS = ("bpsk", "qpsk", "qam16", "qam64", "hamming74", "ldpc5g")
 LEARNED_CODECS = ("ae", "constellation", "neural-rx")
 CODECS = CLASSICAL_CODECS + LEARNED_CODECS
+#: ``--codec`` name of a learned codec -> the codec class its checkpoint must hold.
+LEARNED_CLASSES = {"ae": "Autoencoder", "constellation": "TrainableConstellation", "neural-rx": "NeuralReceiver"}
 DECODERS = ("app", "maxlog", "ml", "hard", "bp")
 CSI_CHOICES = ("ls", "perfect")
 
@@ -78,7 +80,7 @@ def build_link(cfg: Any) -> Callable:
         from metacomm.codecs.base import CodecLink
         from metacomm.codecs.checkpoint import load_codec
 
-        model, _meta = load_codec(checkpoint)
+        model, _meta = load_codec(checkpoint, expect=LEARNED_CLASSES[codec], device=device)
         model = model.to(device).eval()
         return CodecLink(model, channel)
 

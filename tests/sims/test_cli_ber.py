@@ -120,3 +120,24 @@ def test_tiny_real_run_and_plot(capsys, tmp_path):
 def test_plot_bad_input(capsys, tmp_path):
     rc, _, err = run_cli(["plot", str(tmp_path / "nope.json"), "--out", str(tmp_path / "f.png")], capsys)
     assert rc == 2 and "no such results file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_learned_codec_checkpoint(capsys, tmp_path):
+    ae_mod = pytest.importorskip("metacomm.codecs.autoencoder")
+    ckpt = pytest.importorskip("metacomm.codecs.checkpoint")
+    needs_registry("metacomm.channels.registry")
+    path = tmp_path / "ae.pt"
+    ckpt.save_codec(path, ae_mod.Autoencoder(4, 7), {"channel": "awgn"})
+    out = tmp_path / "ae_run"
+    rc, _, err = run_cli(["ber", "--codec", "ae", "--checkpoint", str(path), "--channel", "awgn", "--ebno-db", "0,5",
+                          "--batch-size", "200", "--max-blocks", "400", "--quiet", "--out", str(out)], capsys)
+    assert rc == 0, err
+    d = json.loads((out / "results.json").read_text())
+    assert d["config"]["block_length_bits"] == 4 and all(p["bits"] == 4 * p["blocks"] for p in d["points"])
+    # the checkpoint must hold the codec kind that --codec names
+    rc, _, err = run_cli(["ber", "--codec", "neural-rx", "--checkpoint", str(path), "--channel", "awgn",
+                          "--ebno-db", "0", "--out", str(tmp_path / "x")], capsys)
+    assert rc == 2 and "--checkpoint" in err and len(err.strip().splitlines()) == 1
+    rc, _, err = run_cli(["ber", "--codec", "ae", "--checkpoint", str(tmp_path / "missing.pt"), "--channel", "awgn",
+                          "--ebno-db", "0", "--out", str(tmp_path / "x")], capsys)
+    assert rc == 2 and "--checkpoint" in err
