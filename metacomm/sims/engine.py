@@ -15,7 +15,8 @@ A *link* is either
 * a Sionna-style ``mc_fun(batch_size, ebno_db) -> (b, b_hat)`` as accepted by :func:`sionna.phy.utils.sim_ber`
   (``ebno_db`` is passed as a 0-d float32 tensor on ``device``). Such a function draws from Sionna's global
   generators, so the engine seeds ``sionna.phy.config.seed`` with each point's seed (``seed_sionna=True``);
-  that is the only way to make it reproducible, and it changes Sionna's global random state.
+  that is the only way to make it reproducible, and it changes Sionna's global random state (and, through
+  Sionna, torch's default generator); after the sweep ``config.seed`` holds the last simulated point's seed.
 
 The kind is detected from the signature (a parameter named ``generator``, or three positional parameters ->
 Link; two -> mc_fun); ``link_kind="link"|"mc_fun"`` overrides the detection.

@@ -141,3 +141,10 @@ def test_learned_codec_checkpoint(capsys, tmp_path):
     rc, _, err = run_cli(["ber", "--codec", "ae", "--checkpoint", str(tmp_path / "missing.pt"), "--channel", "awgn",
                           "--ebno-db", "0", "--out", str(tmp_path / "x")], capsys)
     assert rc == 2 and "--checkpoint" in err
+
+
+def test_foreign_png_not_overwritten(capsys, tmp_path):
+    (tmp_path / "ber.png").write_bytes(b"my figure")
+    rc, _, err = run_cli(BASE + ["--out", str(tmp_path)], capsys)
+    assert rc == 2 and "refusing to overwrite" in err
+    assert (tmp_path / "ber.png").read_bytes() == b"my figure"

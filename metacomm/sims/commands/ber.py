@@ -68,7 +68,7 @@ def add_parser(subparsers, name: str = "ber") -> argparse.ArgumentParser:
     )
     p.add_argument("--codec", required=True, metavar="NAME",
                    help=f"link to simulate: uncoded {', '.join(CLASSICAL_CODECS[:4])} (Gray, Sionna mapper); "
-                   "hamming74 (Hamming(7,4), BPSK); ldpc5g (5G NR LDPC, QPSK); learned "
+                   "hamming74 (Hamming(7,4), BPSK); ldpc5g (5G NR LDPC, rate 1/2, k=512 by default, QPSK); learned "
                    f"{', '.join(LEARNED_CODECS)} (needs --checkpoint). Choices: {', '.join(CODECS)}")
     p.add_argument("--decoder", default=None, metavar="NAME",
                    help=f"decoder/demapper of a classical codec: {', '.join(DECODERS)} (app = exact LLR "
@@ -140,14 +140,21 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     out = check_output_dir(args.out)
-    if (out / "ber.png").is_dir():
-        raise ConfigError("--out", f"{str(out / 'ber.png')!r} is a directory")
+    png = out / "ber.png"
+    if png.is_dir() or (png.exists() and not (out / "results.json").exists()):
+        raise ConfigError("--out", f"{str(png)!r} exists and does not belong to metacomm results in that directory; "
+                                   "refusing to overwrite it (choose another --out directory or remove the file)")
     compare = [load_results(c, field_name="--compare") for c in args.compare]
 
     cfg = {"codec": args.codec, "decoder": args.decoder, "channel": args.channel, "block_length": block_length,
            "checkpoint": args.checkpoint, "device": str(device), "csi": args.csi, "num_pilots": num_pilots}
     link = build_link(cfg)
-    config = {"command": "metacomm ber", "codec": args.codec, "decoder": args.decoder, "channel": args.channel,
+    decoder = args.decoder
+    if decoder is None and args.codec in CLASSICAL_CODECS:
+        from metacomm.codecs.registry import DECODERS as CODEC_DECODERS
+
+        decoder = CODEC_DECODERS.get(args.codec, (None,))[0]  # the default the registry applied
+    config = {"command": "metacomm ber", "codec": args.codec, "decoder": decoder, "channel": args.channel,
               "block_length": block_length, "checkpoint": args.checkpoint, "ebno_db": ebnos,
               "csi": args.csi if args.channel != "awgn" else "perfect", "num_pilots": num_pilots,
               "argv": " ".join(sys.argv[1:]) if sys.argv else ""}
