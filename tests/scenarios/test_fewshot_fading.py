@@ -162,21 +162,28 @@ def test_fewshot_rejects_checkpoint_of_another_codec(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_meta_beats_joint_beats_random_after_one_step():
-    """Park et al.'s ordering after one adaptation step with 16 pilots: meta < joint < random (BLER)."""
+    """Park et al.'s ordering after one adaptation step with 16 pilots: meta < joint < random (BLER).
+
+    The meta-learned initialisation is Meta-SGD (MAML with learned per-parameter inner rates), 2000 meta-steps;
+    the joint baseline gets the same 2000 Adam updates over the same channels. Measured with 10^4 meta-steps
+    (`metacomm fewshot`): Meta-SGD 0.94 -> 2.0e-3 after one step; joint 0.20 -> 0.18; random 0.93 -> 0.93.
+    """
     torch.set_num_threads(1)
     from metacomm.adaptation import MetaConfig, MetaTrainer, params_of
     from metacomm.adaptation.functional import SGD
     sc = make_scenario("fading-ae")
     meta = MetaTrainer(sc.build_model(0), sc.objective, sc.sample_tasks,
-                       MetaConfig(algo="maml", inner_lr=0.1, outer_lr=0.01, meta_batch=20), seed=0)
-    meta.train(4000, progress=False)
+                       MetaConfig(algo="metasgd", inner_lr=0.1, outer_lr=0.01, meta_batch=20), seed=0)
+    meta.train(2000, progress=False)
     joint = MetaTrainer(sc.build_model(0), sc.objective, sc.sample_tasks,
                         MetaConfig(algo="maml", inner_steps=0, outer_lr=0.01, meta_batch=20), seed=1)
-    joint.train(4000, progress=False)
+    joint.train(2000, progress=False)
     rnd = sc.build_model(99)
     bler = {}
-    for name, m in (("meta", meta.model), ("joint", joint.model), ("random", rnd)):
+    for name, m, first in (("meta", meta.model, meta.lrs), ("joint", joint.model, SGD(0.1)),
+                           ("random", rnd, SGD(0.1))):
         r = sc.evaluate(params_of(m), m, pilots=16, steps=[1], generator=torch.Generator().manual_seed(5),
-                        test_blocks=20000, first=SGD(0.1))
+                        test_blocks=10000, first=first)
         bler[name] = r[1][0] / r[1][1]
-    assert bler["meta"] < bler["joint"] < bler["random"], bler
+    assert bler["meta"] < 0.5 * bler["joint"], bler
+    assert bler["joint"] < 0.5 * bler["random"], bler
