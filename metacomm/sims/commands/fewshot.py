@@ -5,7 +5,8 @@
 For every scheme -- ``meta`` (the meta-learned initialisation), ``joint`` (the joint-training baseline of the
 same checkpoint), ``random`` (a fresh random initialisation) -- and every number of pilots per step ``P``, each
 test channel's copy is adapted (step 1: SGD at the meta-training inner rate, or Meta-SGD's learned rates;
-later steps: Adam ``--adam-lr``) on ``P`` fresh pilot messages per step, and the block error rate (= message
+later steps: Adam ``--adam-lr``; the parameters adapted are those the checkpoint was meta-trained to adapt,
+e.g. only the head for ANIL) on ``P`` fresh pilot messages per step, and the block error rate (= message
 error rate) is measured after each number of steps. References: ``genie`` (a codec trained from scratch on
 each test channel, ``--genie-steps``) and ``pilot-ls-ml`` (uncoded BPSK, LS taps from ``P`` pilot blocks, ML
 detection). Writes ``DIR/results.json`` (BLER with Clopper-Pearson 95 % intervals pooled over the test
@@ -138,7 +139,7 @@ def run(args) -> int:
         for j, p in enumerate(pilots):
             g = torch.Generator(device=dev).manual_seed(int(args.seed) * 1000 + 17 * j + k)
             res = sc.evaluate(params_of(model), model, pilots=p, steps=steps, generator=g,
-                              test_blocks=test_blocks, first=first_opt, rest=Adam(adam_lr))
+                              test_blocks=test_blocks, first=first_opt, rest=Adam(adam_lr), adapt=ck["adapt"])
             for s, (e, b) in sorted(res.items()):
                 add(scheme, p, s, e, b)
             print(f"{scheme:7s} pilots={p:4d} " + " ".join(f"{s}:{e / b:.4f}" for s, (e, b) in sorted(res.items())))
