@@ -3,9 +3,16 @@
 Classical baselines: uncoded Gray QAM (:class:`UncodedQAM`), Hamming(7,4) (:class:`Hamming74`), 5G NR LDPC
 (:class:`LDPC5G`); pilot-aided fading links (:class:`PilotLink`, :mod:`metacomm.codecs.equalization`);
 by name via :func:`make_codec` / :func:`make_link`.
+
+Learned codecs: the (n, k) :class:`Autoencoder` (O'Shea & Hoydis), :class:`TrainableConstellation` (learned
+geometry + neural or APP demapper), the pilot-aided :class:`NeuralReceiver`; :func:`train` trains any of them
+end to end through a differentiable channel; :func:`save_codec` / :func:`load_codec` for checkpoints.
 """
 
+from metacomm.codecs.autoencoder import Autoencoder
 from metacomm.codecs.base import Codec, CodecLink, random_bits
+from metacomm.codecs.checkpoint import load_codec, save_codec
+from metacomm.codecs.constellation import TrainableConstellation, bmd_rate
 from metacomm.codecs.equalization import (
     lmmse_equalize,
     ls_estimate_flat,
@@ -14,11 +21,23 @@ from metacomm.codecs.equalization import (
 )
 from metacomm.codecs.hamming import Hamming74
 from metacomm.codecs.ldpc import LDPC5G
+from metacomm.codecs.learned_base import LearnedCodec
 from metacomm.codecs.links import PilotLink, qpsk_pilots
+from metacomm.codecs.neural_rx import NeuralReceiver
 from metacomm.codecs.qam import UncodedQAM
 from metacomm.codecs.registry import CODEC_NAMES, DECODERS, make_codec, make_link
+from metacomm.codecs.training import TrainingHistory, train
 
 __all__ = [
+    "bmd_rate",
+    "load_codec",
+    "save_codec",
+    "TrainingHistory",
+    "train",
+    "LearnedCodec",
+    "NeuralReceiver",
+    "TrainableConstellation",
+    "Autoencoder",
     "CODEC_NAMES",
     "DECODERS",
     "Codec",
