@@ -193,5 +193,19 @@ class UncodedQAM(Codec):
     def name(self) -> str:
         return BITS_PER_SYMBOL[self.bits_per_symbol]
 
+    def decide(self, y: torch.Tensor, no) -> torch.Tensor:
+        """Hard bit decisions ``[B, k]``.
+
+        For BPSK and Gray QPSK the bit LLRs separate per real dimension, so the sign of every APP or max-log LLR
+        is the sign of ``Re y`` (bit 0 of a symbol) or ``Im y`` (bit 1), for any N0 > 0: a sign slicer gives the
+        same decisions without computing LLRs (label 1 <-> negative half-axis, Sionna's Gray labelling).
+        Higher orders use the demapper's LLR signs.
+        """
+        if self.bits_per_symbol == 1:
+            return (y.real < 0).to(y.real.dtype)
+        if self.bits_per_symbol == 2:
+            return torch.stack([y.real < 0, y.imag < 0], dim=-1).flatten(-2).to(y.real.dtype)
+        return super().decide(y, no)
+
     def extra_repr(self) -> str:
         return f"{self.name}, num_symbols={self.num_symbols}, demapping={self.demapping!r}"

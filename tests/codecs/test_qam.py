@@ -138,3 +138,17 @@ def test_no_trainable_parameters_and_no_shared_modules():
     enc = {id(mod) for mod in codec.encoder.modules()}
     dec = {id(mod) for mod in codec.decoder.modules()}
     assert not enc & dec
+
+
+@pytest.mark.parametrize("m", [1, 2])
+@pytest.mark.parametrize("demapping", ["app", "maxlog"])
+def test_sign_slicer_decisions_equal_demapper_llr_signs(m, demapping):
+    """The fast BPSK/QPSK slicer in decide() must agree with the sign of Sionna's demapper LLRs."""
+    from metacomm.codecs.base import random_bits
+    codec = UncodedQAM(m, num_symbols=64, demapping=demapping)
+    g = make_generator(3)
+    bits = random_bits(200, codec.num_info_bits, generator=g)
+    y = AWGN()(codec.encoder(bits), 0.5, generator=g)
+    llr_decisions = (codec.decoder(y, 0.5) > 0).float()
+    assert torch.equal(codec.decide(y, 0.5), llr_decisions)
+    assert (llr_decisions != bits).float().mean() > 0.01  # noisy enough that errors occur
