@@ -7,7 +7,7 @@ for a codec over a block-fading channel (flat ``"h"`` or multipath ``"taps"`` st
 1. draw the information bits and encode them, ``x`` ``[B, n_c]`` (``Es = 1``);
 2. draw one channel realisation ``state = channel.sample_state(B, n_c)``;
 3. send a pilot block of ``num_pilots`` random unit-energy QPSK symbols (known to the receiver, drawn from
-   the generator, independent per block) and then the data block through the *same* realisation, each with
+   the generator, independent per block; or one fixed sequence given as ``pilots``) and then the data block through the *same* realisation, each with
    fresh noise of variance ``N0`` (the pilot and the data blocks are separate transmissions: no ISI between
    them, as with a guard interval);
 4. estimate the channel (``"ls"`` from the pilots, or ``"perfect"``: the true state, a genie reference),
@@ -91,10 +91,14 @@ class PilotLink(nn.Module):
         estimator: ``"ls"`` or ``"perfect"`` (genie CSI).
         equalizer: ``"one-tap"`` (flat fading) or ``"lmmse"`` (multipath); ``None`` picks by channel.
         account_estimation_error: add the LS estimation-error variance to the equaliser's noise model.
+        pilots: optional fixed pilot sequence, complex ``[num_pilots]`` (e.g. a learned receiver's pilots for a
+            like-for-like comparison), sent in every block instead of fresh random QPSK pilots; its energy is
+            not counted in Eb either.
     """
 
     def __init__(self, codec: Codec, channel: Channel, num_pilots: int = 16, estimator: str = "ls",
-                 equalizer: str | None = None, *, account_estimation_error: bool = True):
+                 equalizer: str | None = None, *, account_estimation_error: bool = True,
+                 pilots: torch.Tensor | None = None):
         super().__init__()
         if not isinstance(codec, Codec):
             raise ConfigError("codec", f"expected a metacomm Codec, got {type(codec).__name__}")
@@ -105,6 +109,16 @@ class PilotLink(nn.Module):
         self.num_pilots = check_positive_int("num_pilots", num_pilots)
         self.estimator = check_choice("estimator", estimator, ESTIMATORS)
         self.account_estimation_error = bool(account_estimation_error)
+        if pilots is not None:
+            if (not isinstance(pilots, torch.Tensor) or not torch.is_complex(pilots) or pilots.dim() != 1
+                    or pilots.shape[0] != self.num_pilots):
+                got = (f"{pilots.dtype} {tuple(pilots.shape)}" if isinstance(pilots, torch.Tensor)
+                       else type(pilots).__name__)
+                raise ConfigError("pilots", f"expected a complex tensor [{self.num_pilots}] (num_pilots), got {got}")
+            if not bool(torch.isfinite(torch.view_as_real(pilots)).all()) or float(pilots.abs().square().sum()) == 0:
+                raise ConfigError("pilots", "pilot symbols must be finite and not all zero")
+            pilots = pilots.detach().clone()
+        self.register_buffer("fixed_pilots", pilots, persistent=False)
         n_c = codec.num_channel_uses
         if not float(n_c).is_integer():
             raise ConfigError("codec", f"a pilot link needs an integer number of complex channel uses, got {n_c}")
@@ -184,7 +198,10 @@ class PilotLink(nn.Module):
         x = self.codec.encoder(bits)
         state = self.channel.sample_state(batch_size, self.n_c, generator=generator, device=x.device,
                                           dtype=x.dtype)
-        pilots = qpsk_pilots(batch_size, self.num_pilots, generator=generator, device=x.device, dtype=x.dtype)
+        if self.fixed_pilots is not None:
+            pilots = self.fixed_pilots.to(device=x.device, dtype=x.dtype).expand(batch_size, -1)
+        else:
+            pilots = qpsk_pilots(batch_size, self.num_pilots, generator=generator, device=x.device, dtype=x.dtype)
         y_p = self.channel(pilots, no, state=state, generator=generator)
         y = self.channel(x, no, state=state, generator=generator)
         x_hat, no_eff = self.equalize(y, y_p, pilots, no, state)

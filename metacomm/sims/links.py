@@ -6,7 +6,9 @@
 * ``codec`` -- classical ``bpsk, qpsk, qam16, qam64, hamming74, ldpc5g`` (built by
   :func:`metacomm.codecs.registry.make_link`) or learned ``ae, constellation, neural-rx`` (loaded from
   ``checkpoint`` by :func:`metacomm.codecs.checkpoint.load_codec` and wrapped in
-  :class:`~metacomm.codecs.base.CodecLink`);
+  :class:`~metacomm.codecs.base.CodecLink`); when ``channel`` is the one in the checkpoint's metadata, its
+  ``meta["channel_kwargs"]`` are used (explicit ``channel_kwargs`` override them, see
+  :func:`learned_channel_kwargs`), and a channel whose frame/taps do not fit the receiver is refused;
 * ``decoder`` -- classical decoder/demapper choice (``app, maxlog, ml, hard, bp``) or ``None`` for the default;
 * ``channel`` -- a name of :func:`metacomm.channels.registry.make_channel`; ``channel_kwargs`` (optional dict)
   are passed on to it;
@@ -26,7 +28,8 @@ from typing import Any
 
 from metacomm._validation import ConfigError, check_choice, check_positive_int
 
-__all__ = ["CLASSICAL_CODECS", "LEARNED_CODECS", "CODECS", "DECODERS", "CSI_CHOICES", "build_link", "link_info"]
+__all__ = ["CLASSICAL_CODECS", "LEARNED_CODECS", "CODECS", "DECODERS", "CSI_CHOICES", "build_link", "link_info",
+           "learned_channel_kwargs", "check_learned_channel"]
 
 CLASSICAL_CODECS = ("bpsk", "qpsk", "qam16", "qam64", "hamming74", "ldpc5g")
 LEARNED_CODECS = ("ae", "constellation", "neural-rx")
@@ -64,7 +67,7 @@ def build_link(cfg: Any) -> Callable:
 
     from metacomm.channels.registry import make_channel
 
-    channel = make_channel(channel_name, **channel_kwargs)
+    channel = make_channel(channel_name, **channel_kwargs)  # validates the name and kwargs first
     if hasattr(channel, "to"):
         channel = channel.to(device)
 
@@ -80,8 +83,12 @@ def build_link(cfg: Any) -> Callable:
         from metacomm.codecs.base import CodecLink
         from metacomm.codecs.checkpoint import load_codec
 
-        model, _meta = load_codec(checkpoint, expect=LEARNED_CLASSES[codec], device=device)
+        model, meta = load_codec(checkpoint, expect=LEARNED_CLASSES[codec], device=device)
         model = model.to(device).eval()
+        channel = make_channel(channel_name, **learned_channel_kwargs(channel_name, channel_kwargs, meta))
+        if hasattr(channel, "to"):
+            channel = channel.to(device)
+        check_learned_channel(model, channel)
         return CodecLink(model, channel)
 
     if checkpoint:
@@ -116,3 +123,48 @@ def link_info(link: Any) -> dict[str, Any]:
     if n_c is not None:
         info["channel_uses_per_block"] = float(n_c)
     return info
+
+
+def learned_channel_kwargs(channel_name, channel_kwargs: dict, meta: dict | None) -> dict:
+    """Channel keyword arguments for simulating a learned codec loaded with checkpoint metadata ``meta``.
+
+    When the requested channel is the one the codec was trained on (``meta["channel"]``, case-insensitive),
+    the checkpoint's ``meta["channel_kwargs"]`` are the defaults (so e.g. a neural receiver trained on a 3-tap
+    ``full``-mode multipath channel is simulated on that channel, not on the registry's defaults) and explicit
+    ``channel_kwargs`` override them. Another channel name gets only the explicit ``channel_kwargs`` (the
+    training kwargs belong to another channel class).
+    """
+    meta = meta or {}
+    trained_on = meta.get("channel")
+    trained_kwargs = meta.get("channel_kwargs") or {}
+    if not isinstance(trained_kwargs, dict):
+        raise ConfigError("--checkpoint", f"checkpoint metadata 'channel_kwargs' must be a dict, got "
+                                          f"{type(trained_kwargs).__name__}")
+    if trained_on is not None and str(trained_on).strip().lower() == str(channel_name).strip().lower():
+        return {**trained_kwargs, **channel_kwargs}
+    return dict(channel_kwargs)
+
+
+def check_learned_channel(model, channel) -> None:
+    """Raise :class:`ConfigError` (field ``--channel``) when a learned codec cannot run on ``channel``.
+
+    Checked for receivers with a fixed frame (``NeuralReceiver``): the channel must produce the
+    ``decoder.frame_rx`` samples the receiver expects for its ``frame_length``, and a multipath channel must
+    have the number of taps the receiver estimates (``num_taps`` of its configuration).
+    """
+    frame = getattr(model, "frame_length", None)
+    dec = getattr(model, "decoder", None)
+    expected = getattr(dec, "frame_rx", None)
+    if frame is None or expected is None:
+        return
+    cfg = model.config() if hasattr(model, "config") else {}
+    taps = getattr(channel, "num_taps", None)
+    if taps is not None and "num_taps" in cfg and int(taps) != int(cfg["num_taps"]):
+        raise ConfigError("--channel", f"the checkpoint's receiver estimates {cfg['num_taps']} taps, but the "
+                                       f"channel has {taps}; use the channel it was trained on "
+                                       f"(num_taps={cfg['num_taps']}, mode={cfg.get('channel_mode')!r})")
+    got = channel.output_length(frame) if hasattr(channel, "output_length") else frame
+    if got != expected:
+        raise ConfigError("--channel", f"the checkpoint's receiver expects {expected} received samples per "
+                                       f"frame of {frame} symbols, the channel gives {got}; use the channel it "
+                                       f"was trained on (mode={cfg.get('channel_mode')!r})")
