@@ -6,14 +6,17 @@ parameters are the meta-learned initialisation :math:`\theta`; it holds per-link
 :math:`\phi^{(b)}` for ``B`` independent links, stacked on a leading link axis (``{name: [B, *shape]}``).
 
 Per frame ``t`` and link ``b``, :meth:`AdaptiveCodec.observe` takes ``P`` known pilot messages and what was
-received, and runs ``S`` SGD steps of the pilot cross-entropy
+received, and runs ``S`` SGD steps of the pilot loss, by default the pilot cross-entropy
 
 .. math:: \phi \leftarrow \phi - \alpha\, \nabla_\phi \frac1P \sum_{p=1}^{P}
           -\log \operatorname{softmax}(z_\phi(y_p))_{m_p}
 
-on the adapted names (default: the decoder) from a start point chosen by the policy; all links are adapted in
-one vmapped forward and one backward (:func:`metacomm.adaptation.functional.batched_loss`: slice ``b`` of the
-gradient of the summed losses is link ``b``'s own gradient). :meth:`decode` / :meth:`block_logits` then use
+or (``loss="pilot-fit"``) the decoder's generative pilot misfit ``decoder.pilot_fit_loss(y, msg)`` (for the
+drift codec :math:`\frac1{Pn}\sum_p\|y_p - \mathbf H(\hat h)t_{m_p}\|^2`, see
+:mod:`metacomm.scenarios.online_drift`), on the adapted names (default: the decoder) from a start point chosen
+by the policy; all links are adapted in one vmapped forward and one backward
+(:func:`metacomm.adaptation.functional.batched_loss`: slice ``b`` of the gradient of the summed losses is link
+``b``'s own gradient); a single link takes a plain :func:`~metacomm.adaptation.functional.call` (no vmap). :meth:`decode` / :meth:`block_logits` then use
 :math:`\phi^{(b)}` on link ``b``'s payload.
 
 Policies (``policy=``):
@@ -46,6 +49,7 @@ from collections.abc import Mapping
 
 import torch
 from torch import nn
+from torch.utils._pytree import tree_map
 
 from metacomm._validation import (
     ConfigError,
@@ -55,7 +59,7 @@ from metacomm._validation import (
     check_positive_int,
 )
 from metacomm.adaptation.detectors import Detector, make_detector
-from metacomm.adaptation.functional import batched_loss
+from metacomm.adaptation.functional import batched_loss, call
 from metacomm.adaptation.params import AdaptSpec, select_names
 from metacomm.codecs.learned_base import bit_llrs_from_block_logits, bits_to_index, message_bit_table
 
@@ -67,6 +71,13 @@ POLICIES = ("every-frame", "on-detection", "reset-on-change", "online-meta")
 def _pilot_ce(model, batch):
     logits = model.decoder.block_logits(batch["y"])
     return nn.functional.cross_entropy(logits, batch["msg"])
+
+
+def _pilot_fit(model, batch):
+    return model.decoder.pilot_fit_loss(batch["y"], batch["msg"])
+
+
+LOSSES = ("ce", "pilot-fit")
 
 
 def _pilot_ce_feedback(channel):
@@ -99,6 +110,10 @@ class AdaptiveCodec(nn.Module):
         ``reset-on-change``; default ``"threshold"``).
     :param meta_lr: ``online-meta``: Reptile step :math:`\\epsilon \\in (0, 1]` (default 0.5).
     :param meta_window: ``online-meta``: frames :math:`W` in the buffer (default 4).
+    :param loss: the pilot loss the steps descend: ``"ce"`` (pilot cross-entropy, any block decoder) or
+        ``"pilot-fit"`` (the decoder's generative misfit ``decoder.pilot_fit_loss(y, msg)``, e.g.
+        :meth:`metacomm.scenarios.online_drift.TemplateDecoder.pilot_fit_loss`); use what the meta-init was
+        meta-trained with (the checkpoint's ``inner_loss``).
 
     Shapes: pilots ``msg`` int64 ``[B, P]`` (or bits ``[B, P, k]``), ``y`` complex ``[B, P, n_rx]``; payload
     ``y`` ``[B, N, n_rx]`` -> ``decode`` float LLRs ``[B, N, k]``, ``block_logits`` ``[B, N, 2^k]``. With
@@ -108,7 +123,7 @@ class AdaptiveCodec(nn.Module):
     def __init__(self, codec: nn.Module, *, num_links: int = 1, adapt: AdaptSpec = "decoder", steps: int = 1,
                  lr: float | Mapping[str, torch.Tensor] = 0.1, policy: str = "every-frame",
                  warm_start: bool = False, detector: Detector | str | None = None, meta_lr: float = 0.5,
-                 meta_window: int = 4):
+                 meta_window: int = 4, loss: str = "ce"):
         super().__init__()
         import copy
 
@@ -128,6 +143,10 @@ class AdaptiveCodec(nn.Module):
         else:
             self.lr = check_positive("lr", lr)
         self.policy = check_choice("policy", policy, POLICIES)
+        self.loss = check_choice("loss", loss, LOSSES)
+        if self.loss == "pilot-fit" and not hasattr(self.codec.decoder, "pilot_fit_loss"):
+            raise ConfigError("loss", "'pilot-fit' needs a decoder with pilot_fit_loss(y, msg) (the template "
+                                      "decoder of scenarios.online_drift)")
         if not isinstance(warm_start, bool):
             raise ConfigError("warm_start", f"must be True or False, got {warm_start!r}")
         self.warm_start = warm_start
@@ -201,7 +220,15 @@ class AdaptiveCodec(nn.Module):
             no_t = torch.as_tensor(no, dtype=torch.float32, device=pilots_rx.device)
             batch.update(state=dict(state), noise=noise, no=no_t.expand(B) if no_t.dim() == 0 else no_t)
             return batch, _pilot_ce_feedback(channel)
-        return batch, _pilot_ce
+        return batch, (_pilot_fit if self.loss == "pilot-fit" else _pilot_ce)
+
+    def _losses(self, shared, loss_fn, batch, phi):
+        """Per-link losses ``[B]``: one vmapped call, or -- fast path for a single link -- one plain
+        :func:`~metacomm.adaptation.functional.call` (no vmap bookkeeping; same numbers)."""
+        if self.num_links == 1:
+            b0 = tree_map(lambda t: t[0] if isinstance(t, torch.Tensor) else t, batch)
+            return call(self.codec, {**shared, **{n: t[0] for n, t in phi.items()}}, loss_fn, b0).unsqueeze(0)
+        return batched_loss(self.codec, shared, loss_fn, batch, phi)
 
     def _adapt(self, start, batch, loss_fn, steps):
         shared = self._shared()
@@ -209,7 +236,7 @@ class AdaptiveCodec(nn.Module):
         for _ in range(steps):
             phi = {n: t.requires_grad_(True) for n, t in phi.items()}
             with torch.enable_grad():
-                losses = batched_loss(self.codec, shared, loss_fn, batch, phi)
+                losses = self._losses(shared, loss_fn, batch, phi)
                 grads = torch.autograd.grad(losses.sum(), [phi[n] for n in self.names])
             rate = self.lr
             phi = {n: (phi[n] - (rate[n] if isinstance(rate, dict) else rate) * g).detach()

@@ -13,29 +13,42 @@ Linear(H, 16) -> :math:`\|x\|^2 = n`). The receiver is a *channel-aware template
 
 .. math::  z_m(y) = -\beta\, \big\| y - \mathbf H(\hat h)\, t_m \big\|^2 + c_m, \qquad m = 0..2^k-1,
 
-with learned templates :math:`t_m \in \mathbb C^n` (the receiver's model of the codewords), learned biases
-:math:`c_m`, a learned inverse temperature :math:`\beta = e^{\lambda}` and the taps belief
-:math:`\hat h = s\,\theta_h` (:math:`\theta_h` = the ``taps`` parameter, :math:`2L` reals, ``s = e^{\sigma}``
-a learned scale), :math:`\mathbf H(\hat h)` the ``n x n`` lower-triangular Toeplitz convolution matrix. With
-:math:`t_m` = the codebook, :math:`\hat h = h`, :math:`\beta = 1/N_0` and :math:`c = 0` this is exactly the ML
-decoder (the genie); the learned parts absorb what the channel model misses. Why this adapts in one step: at
-:math:`\hat h = 0` all logits are equal, and the gradient of the pilot cross-entropy w.r.t. :math:`\theta_h` is
+with templates :math:`t_m \in \mathbb C^n` (the receiver's model of the codewords; tied to the transmitter's
+codebook in the last meta-training phase), learned biases :math:`c_m`, a learned inverse temperature
+:math:`\beta = e^{\lambda}` and the taps belief :math:`\hat h = s\,W\theta_h` (:math:`\theta_h` = the ``taps``
+parameter, :math:`2L` reals, ``s = e^{\sigma}`` a learned scale, :math:`W` a learned :math:`2L \times 2L` warp),
+:math:`\mathbf H(\hat h)` the ``n x n`` lower-triangular Toeplitz convolution matrix. With :math:`t_m` = the
+codebook, :math:`\hat h = h`, :math:`\beta = 1/N_0` and :math:`c = 0` this is exactly the ML decoder (the genie).
 
-.. math:: -\nabla_{\theta_h} \mathcal L = \frac{2\beta s}{P} \sum_p \mathbf T_p^H y_p
-          - (\text{codebook-mean term}),
+Adaptation (the fast weights are :math:`\theta_h` only). The default inner loss is the *generative pilot fit*
+(:meth:`TemplateDecoder.pilot_fit_loss`)
 
-the *matched-filter* channel estimate from the ``P`` pilot blocks (:math:`\mathbf T_p` the convolution matrix of
-the pilot template); MAML meta-learns the initialisation, :math:`\beta` and :math:`s` so that one step at rate
-0.1 lands near the channel. This is the role of Park et al.'s RTN layer (a receiver-side channel model the
-adaptation acts on) in a form whose fast weights are the ``2L`` channel reals, which the adaptive codec can
-adapt for a thousand links at once cheaply. ``decoder.block_logits(y)`` is ``[B, 2^k]``; ``decoder(y, no)``
-gives exact bit LLRs (``ln P(b=1)/P(b=0)``) from them.
+.. math:: \mathcal L_{\rm fit}(\theta_h) = \frac{1}{Pn}\sum_{p=1}^{P} \|y_p - \mathbf H(\hat h)\,t_{m_p}\|^2
+          = \frac{1}{Pn}\|y - X\hat h\|^2,
+
+exactly quadratic in :math:`\theta_h` (:math:`X` the real-ified stack of the pilots' convolution matrices), so one
+SGD step at rate :math:`\alpha` from *any* start :math:`\theta_0` is
+
+.. math:: \hat h_1 - \hat h_{LS} = \big(I - \tfrac{2\alpha}{Pn}\, s^2 W W^\top X^\top X\big)(\hat h_0 - \hat h_{LS}),
+
+a contraction towards the least-squares channel fit :math:`\hat h_{LS}`. MAML meta-learns the initialisation
+and the preconditioner :math:`s^2 W W^\top` (a T-Net / meta-curvature warp: frozen in the inner loop, learned in
+the outer loop; Lee & Choi 2018, Park & Oliva 2019) so that the step lands close to :math:`\hat h_{LS}` for the
+pilot Grams it meets -- the truncated convolution alone makes :math:`X^\top X` non-scalar (tap :math:`\ell`
+sees :math:`n-\ell` symbols), which a scalar rate cannot undo. Because the step contracts from any start, warm
+starts (previous frame's belief) beat restarting from the meta-init when the channel drifts slowly. The
+alternative inner loss ``"ce"`` (pilot cross-entropy; at :math:`\hat h = 0` its gradient is the matched filter)
+saturates once the decoder decodes the pilots right, so warm starts stop tracking; it is kept for comparison.
+This is the role of Park et al.'s RTN layer (a receiver-side channel model the adaptation acts on) in a form
+whose fast weights are the ``2L`` channel reals, which the adaptive codec adapts for a thousand links at once
+cheaply. ``decoder.block_logits(y)`` is ``[B, 2^k]``; ``decoder(y, no)`` gives exact bit LLRs
+(``ln P(b=1)/P(b=0)``) from them.
 
 Meta-training (:func:`meta_train`) reuses the ``fading-ae`` machinery
 (:class:`metacomm.scenarios.fewshot_fading.FadingAEScenario`: its objective, task samplers and few-shot
-evaluation) and the engine's :class:`~metacomm.adaptation.MetaTrainer` (second-order MAML, decoder-only inner
-loop by default, tasks = channels drawn from a large training set, ``messages_per_task`` support = query
-messages).
+evaluation) and the engine's :class:`~metacomm.adaptation.MetaTrainer` (second-order MAML, inner loop on
+``decoder.taps``, tasks = channels drawn from a large training set, ``messages_per_task`` support = query
+messages), in two phases (joint, then templates tied to the codebook; see :func:`meta_train`).
 """
 
 from __future__ import annotations
@@ -53,13 +66,14 @@ from metacomm.codecs.learned_base import (
     message_bit_table,
     reset_linear_,
 )
-from metacomm.scenarios.fewshot_fading import FadingAEConfig, FadingAEScenario
+from metacomm.scenarios.fewshot_fading import FadingAEConfig, FadingAEObjective, FadingAEScenario
 
-__all__ = ["OnlineDriftConfig", "TemplateDecoder", "DriftAutoencoder", "OnlineDriftScenario", "meta_train",
-           "save_meta", "load_meta", "FORMAT", "NAME"]
+__all__ = ["OnlineDriftConfig", "TemplateDecoder", "DriftAutoencoder", "OnlineDriftObjective",
+           "OnlineDriftScenario", "meta_train", "save_meta", "load_meta", "FORMAT", "NAME", "INNER_LOSSES"]
 
 NAME = "online-drift"
 FORMAT = "metacomm-online-meta/1"
+INNER_LOSSES = ("ce", "pilot-fit")
 
 
 @dataclass
@@ -69,7 +83,8 @@ class OnlineDriftConfig:
     ``k`` bits, ``n`` complex uses, ``num_taps`` channel taps (also the decoder's model order), ``ebno_db``
     [dB] training Eb/N0, ``hidden`` encoder width, ``messages_per_task`` support (= query) messages per task
     (pilots at meta-training time), ``inner_lr``/``inner_steps`` the run-time rule the initialisation is
-    meta-trained for, ``adapt`` the adapted parameter set (adapt spec), ``num_train_channels`` the size of the
+    meta-trained for, ``adapt`` the adapted parameter set (adapt spec), ``inner_loss`` the pilot loss of the inner
+    loop (``"pilot-fit"`` or ``"ce"``), ``num_train_channels`` the size of the
     fixed training-channel set.
     """
 
@@ -82,6 +97,7 @@ class OnlineDriftConfig:
     inner_lr: float = 0.1
     inner_steps: int = 1
     adapt: str = "decoder.taps"
+    inner_loss: str = "pilot-fit"
     num_train_channels: int = 20000
     channel_seed: int = 2020
     test_seed: int = 4242
@@ -95,6 +111,9 @@ class OnlineDriftConfig:
         self.inner_lr = check_positive("inner_lr", self.inner_lr)
         if not isinstance(self.adapt, str):
             raise ConfigError("adapt", f"expected an adapt spec string, got {self.adapt!r}")
+        if self.inner_loss not in INNER_LOSSES:
+            raise ConfigError("inner_loss", f"unknown inner loss {self.inner_loss!r}; allowed: "
+                                            f"{', '.join(INNER_LOSSES)}")
         return self
 
 
@@ -118,18 +137,21 @@ class TemplateDecoder(nn.Module):
     r"""Channel-aware template decoder (see the module docstring for the metric).
 
     Parameters (all trainable; the default fast weights are ``taps``): ``taps`` float ``[2L]`` (:math:`\theta_h`
-    as ``[Re h_0..Re h_{L-1}, Im h_0..Im h_{L-1}]``), ``templates`` float ``[2^k, 2n]`` (``[Re | Im]``),
-    ``bias`` ``[2^k]``, ``log_beta`` and ``log_scale`` scalars.
+    as ``[Re h_0..Re h_{L-1}, Im h_0..Im h_{L-1}]`` after warping), ``warp`` float ``[2L, 2L]`` (:math:`W`,
+    meta-learned, frozen during adaptation; identity at init), ``templates`` float ``[2^k, 2n]`` (``[Re | Im]``),
+    ``bias`` ``[2^k]``, ``log_beta`` and ``log_scale`` scalars. The channel belief is
+    :math:`\hat h = s\, W \theta_h` (as ``2L`` reals).
 
     ``y`` complex ``[B, n]`` -> ``block_logits(y)`` float ``[B, 2^k]``; ``forward(y, no)`` -> bit LLRs
     ``[B, k]``. ``no`` is accepted for the codec protocol and ignored (:math:`\beta` is learned at the training
-    Eb/N0).
+    Eb/N0). :meth:`pilot_fit_loss` is the generative pilot loss used by the ``pilot-fit`` inner loop.
     """
 
     def __init__(self, k: int, n: int, num_taps: int):
         super().__init__()
         self.k, self.n, self.num_taps = k, n, num_taps
         self.taps = nn.Parameter(torch.zeros(2 * num_taps))
+        self.warp = nn.Parameter(torch.eye(2 * num_taps))
         self.templates = nn.Parameter(torch.zeros(2 ** k, 2 * n))
         self.bias = nn.Parameter(torch.zeros(2 ** k))
         self.log_beta = nn.Parameter(torch.zeros(()))
@@ -137,22 +159,47 @@ class TemplateDecoder(nn.Module):
         self.register_buffer("bit_table", message_bit_table(k), persistent=False)
 
     def channel_estimate(self) -> torch.Tensor:
-        """The decoder's current channel belief :math:`\\hat h = s\\,\\theta_h`, complex ``[L]``."""
+        r"""The decoder's current channel belief :math:`\hat h = s\,W\theta_h`, complex ``[L]``."""
         L = self.num_taps
-        return torch.complex(self.taps[:L], self.taps[L:]) * self.log_scale.exp()
+        h = (self.warp @ self.taps) * self.log_scale.exp()
+        return torch.complex(h[:L], h[L:])
+
+    def template_symbols(self) -> torch.Tensor:
+        """The receiver's codeword model :math:`t_m`, complex ``[2^k, n]``."""
+        return torch.complex(self.templates[:, : self.n], self.templates[:, self.n:])
 
     def expected_rx(self) -> torch.Tensor:
-        """:math:`\\mathbf H(\\hat h) t_m` for every message, complex ``[2^k, n]``."""
-        t = torch.complex(self.templates[:, : self.n], self.templates[:, self.n:])
-        return _conv_templates(t, self.channel_estimate())
+        r""":math:`\mathbf H(\hat h) t_m` for every message, complex ``[2^k, n]``."""
+        return _conv_templates(self.template_symbols(), self.channel_estimate())
 
-    def block_logits(self, y: torch.Tensor) -> torch.Tensor:
+    def _check_y(self, y):
         if not torch.is_complex(y) or y.shape[-1] != self.n:
             raise ConfigError("y", f"expected complex received samples [batch, {self.n}], got {y.dtype} "
                                    f"{tuple(y.shape)}")
+
+    def pilot_fit_loss(self, y: torch.Tensor, msg: torch.Tensor) -> torch.Tensor:
+        r"""Generative pilot loss: mean squared misfit of the known pilots under the channel belief,
+
+        .. math:: \mathcal L_{\rm fit}(\theta_h) = \frac1{P n} \sum_{p=1}^{P} \big\| y_p - \mathbf H(\hat h)
+                  t_{m_p} \big\|^2   \quad [\text{energy per channel use, units of } E_s],
+
+        ``y`` complex ``[P, n]``, ``msg`` int64 ``[P]``. It is the negative Gaussian log-likelihood of the pilots
+        up to constants, exactly quadratic in :math:`\theta_h`: its gradient at any :math:`\theta_h` is
+        :math:`\frac{2s}{Pn} W^\top \Re\{\mathbf A\}(\hat h - \hat h_{LS})` (``A`` the real-ified pilot Gram
+        :math:`\sum_p \mathbf T_p^H \mathbf T_p`), so one SGD step is a contraction towards the
+        least-squares fit from *any* start (meta-init or warm start), preconditioned by the meta-learned
+        :math:`s^2 W W^\top` (T-Net / meta-curvature, Lee & Choi 2018; Park & Oliva 2019). Unlike the
+        cross-entropy, it does not saturate once the decoder is right, so warm starts keep tracking.
+        """
+        self._check_y(y)
+        r = _conv_templates(self.template_symbols()[msg], self.channel_estimate())  # [P, n]
+        return (y - r).abs().square().sum(-1).mean() / self.n
+
+    def block_logits(self, y: torch.Tensor) -> torch.Tensor:
+        self._check_y(y)
         r = self.expected_rx()  # [M, n]
         # ||y - r_m||^2 = ||y||^2 - 2 Re<y, r_m> + ||r_m||^2; the ||y||^2 term is common to all m.
-        cross = torch.view_as_real(y) .flatten(-2) @ torch.view_as_real(r).flatten(-2).t()  # Re <y, r_m>
+        cross = torch.view_as_real(y).flatten(-2) @ torch.view_as_real(r).flatten(-2).t()  # Re <y, r_m>
         dist = -2.0 * cross + r.abs().square().sum(-1)
         return -self.log_beta.exp() * dist + self.bias
 
@@ -203,9 +250,29 @@ class DriftAutoencoder(nn.Module):
         d = self.decoder
         d.templates.copy_(torch.cat([book.real, book.imag], dim=-1))
         d.taps.zero_()
+        d.warp.copy_(torch.eye(d.warp.shape[0]))
         d.bias.zero_()
         d.log_beta.zero_()
         d.log_scale.zero_()
+
+
+class OnlineDriftObjective(FadingAEObjective):
+    r"""The ``fading-ae`` objective (cross-entropy through the multipath channel; query loss and statistics)
+    with a choice of *inner* loss: ``"ce"`` -- the same cross-entropy on the pilots; ``"pilot-fit"`` -- the
+    decoder's generative pilot loss :meth:`TemplateDecoder.pilot_fit_loss` (same received pilots)."""
+
+    def __init__(self, channel, adapt="all", inner: str = "pilot-fit"):
+        super().__init__(channel, adapt)
+        self.inner = inner
+
+    def inner_loss(self, model, support):
+        if self.inner == "ce":
+            return self.loss(model, support)[0]
+        msg = support["msg"]
+        x = model.encoder.forward_index(msg)
+        taps = support["taps"].unsqueeze(0).expand(msg.shape[0], -1)
+        y = self.channel(x, support["no"], state={"taps": taps}, noise=support["noise"])
+        return model.decoder.pilot_fit_loss(y, msg)
 
 
 class OnlineDriftScenario(FadingAEScenario):
@@ -221,7 +288,7 @@ class OnlineDriftScenario(FadingAEScenario):
                                         num_train_channels=c.num_train_channels, messages_per_task=c.messages_per_task,
                                         hidden=c.hidden, channel_seed=c.channel_seed, test_seed=c.test_seed),
                          device=device)
-        self.objective.adapt = c.adapt
+        self.objective = OnlineDriftObjective(self.channel, c.adapt, c.inner_loss)
 
     def config_dict(self) -> dict:
         return asdict(self.drift_config)
@@ -233,13 +300,21 @@ class OnlineDriftScenario(FadingAEScenario):
         return model.to(self.device)
 
 
-def meta_train(config: OnlineDriftConfig | None = None, *, meta_steps: int = 1500, meta_batch: int = 20,
-               outer_lr: float = 3e-3, algo: str = "maml", seed: int = 0, device="cpu", progress: bool = False):
-    """Meta-train the drift codec; returns ``(scenario, model, trainer)``.
+def meta_train(config: OnlineDriftConfig | None = None, *, meta_steps: int = 1500, matched_steps: int = 0,
+               meta_batch: int = 20, outer_lr: float = 3e-3, algo: str = "maml", seed: int = 0, device="cpu",
+               progress: bool = False):
+    r"""Meta-train the drift codec; returns ``(scenario, model, trainer)`` (the trainer of the last phase).
 
-    The outer loop (Adam at ``outer_lr``) trains every parameter (encoder, templates, taps initialisation,
-    temperature, scale); the inner loop adapts ``config.adapt`` (default ``"decoder.taps"``) with
-    ``config.inner_steps`` SGD steps at ``config.inner_lr`` on ``messages_per_task`` pilot messages.
+    Phase 1 (``meta_steps``): the outer loop (Adam at ``outer_lr``) trains every parameter (encoder, templates,
+    taps initialisation, warp, temperature, scale); the inner loop adapts ``config.adapt`` (default
+    ``"decoder.taps"``) with ``config.inner_steps`` SGD steps at ``config.inner_lr`` on ``messages_per_task``
+    pilot messages, descending ``config.inner_loss``.
+
+    Phase 2 (``matched_steps`` > 0): the receiver's templates are set to the transmitter's codebook,
+    :math:`t_m = c_m` (a receiver knows its transmitter's code, so with :math:`\hat h = h`,
+    :math:`\beta = 1/N_0` and :math:`c = 0` the decoder *is* the ML decoder), encoder and templates are frozen,
+    and meta-training continues on the adaptation machinery only (taps initialisation, warp, scale,
+    temperature, biases). Without it the jointly learned templates lag the moving codebook and cost about 1 dB.
     """
     from metacomm.adaptation import MetaConfig, MetaTrainer
 
@@ -250,6 +325,16 @@ def meta_train(config: OnlineDriftConfig | None = None, *, meta_steps: int = 150
                      meta_batch=meta_batch, adapt=c.adapt)
     trainer = MetaTrainer(model, sc.objective, sc.sample_tasks, cfg, seed=seed, device=device)
     trainer.train(meta_steps, progress=progress)
+    if matched_steps > 0:
+        with torch.no_grad():
+            book = model.encoder.codebook()
+            model.decoder.templates.copy_(torch.cat([book.real, book.imag], dim=-1))
+        for p in list(model.encoder.parameters()) + [model.decoder.templates]:
+            p.requires_grad_(False)
+        trainer = MetaTrainer(model, sc.objective, sc.sample_tasks, cfg, seed=seed + 1, device=device)
+        trainer.train(matched_steps, progress=progress)
+        for p in model.parameters():
+            p.requires_grad_(True)
     return sc, model, trainer
 
 

@@ -83,8 +83,10 @@ def genie_name(offset_db: float) -> str:
 
 @dataclass
 class DriftResult:
-    """Per-frame counts of a drift run. ``frames[t] = {"frame", "segment", "drift", "ebno_db", "schemes":
-    {name: {"block_errors", "blocks", "bit_errors", "bits", "bler", "ber", "latency_ms"}}}``."""
+    """Per-frame counts of a drift run. ``frames[t] = {"frame", "segment", "drift", "ebno_db", "gain_db",
+    "schemes": {name: {"block_errors", "blocks", "bit_errors", "bits", "bler", "ber", "latency_ms"}}}`` with
+    ``gain_db = {"mean", "p10", "p90"}``: the channel's power gain [dB] (noise-free received over transmitted
+    payload energy) -- of the mean over links, and the 10th/90th percentiles across links."""
 
     config: dict
     frames: list[dict] = field(default_factory=list)
@@ -192,7 +194,8 @@ def _fresh_decoder_codec(model, seed: int, device):
 
 def run_drift(scenario, model: torch.nn.Module, *, frames: int, pilots: int = 16, steps: int = 1,
               schemes: Sequence[str] = DEFAULT_SCHEMES, links: int = 8, payload: int = 64, seed: int = 0,
-              device="cpu", lr: float = 0.1, adapt="decoder.taps", num_taps: int | None = None,
+              device="cpu", lr: float = 0.1, adapt="decoder.taps", inner_loss: str = "ce",
+              num_taps: int | None = None,
               retrain_every: int = 10, retrain_steps: int = 100, retrain_lr: float = 1e-2,
               genie_offsets_db: Sequence[float] = (-1.0,), bler_target: float = 0.1, quiet: bool = True,
               on_frame: Callable[[object, dict], None] | None = None) -> DriftResult:
@@ -206,7 +209,8 @@ def run_drift(scenario, model: torch.nn.Module, *, frames: int, pilots: int = 16
     :param steps: adaptation steps per frame (>= 0); :param links: independent links ``B``;
     :param payload: data messages per link and frame; :param seed: seed of the channel draws (scenario
         timeline) -- data and noise use ``seed + 1``; the retrain init ``seed + 2``.
-    :param lr: adaptation SGD rate; :param adapt: adapted parameters (adapt spec);
+    :param lr: adaptation SGD rate; :param adapt: adapted parameters (adapt spec); :param inner_loss: the
+        pilot loss of the adaptive schemes (``"ce"`` or ``"pilot-fit"``, see :class:`AdaptiveCodec`);
     :param num_taps: model order of ``pilot-ls`` (default: the decoder's ``num_taps``, else 3).
     :param on_frame: ``on_frame(frame, signals)`` after each frame with the shared signals
         (``msg_p, y_p, msg_d, y_d``) -- used by tests to check common random numbers.
@@ -232,7 +236,7 @@ def run_drift(scenario, model: torch.nn.Module, *, frames: int, pilots: int = 16
     codecs: dict[str, AdaptiveCodec] = {}
     for s in schemes:
         if s in ADAPTIVE:
-            codecs[s] = AdaptiveCodec(model, num_links=links, adapt=adapt, steps=steps, lr=lr,
+            codecs[s] = AdaptiveCodec(model, num_links=links, adapt=adapt, steps=steps, lr=lr, loss=inner_loss,
                                       **ADAPTIVE[s]).to(dev)
     retrain_fast = None
     retrain_model = _fresh_decoder_codec(model, seed + 2, dev) if "retrain" in schemes else None
@@ -245,7 +249,7 @@ def run_drift(scenario, model: torch.nn.Module, *, frames: int, pilots: int = 16
     res = DriftResult(config={
         "scenario": scenario.name, "scenario_source": scenario.source, "frames": frames, "pilots": pilots,
         "steps": steps, "links": links, "payload_blocks_per_link": payload, "seed": seed, "device": str(dev),
-        "lr": lr, "adapt": adapt, "schemes": schemes, "k": k, "n": n, "ebno_db": scenario.ebno_db,
+        "lr": lr, "adapt": adapt, "inner_loss": inner_loss, "schemes": schemes, "k": k, "n": n, "ebno_db": scenario.ebno_db,
         "retrain_every": retrain_every, "retrain_steps": retrain_steps, "retrain_lr": retrain_lr,
         "genie_offsets_db": list(genie_offsets_db), "bler_target": bler_target, "drift_name": scenario.plot,
         "pilot_ls_taps": L,
@@ -264,6 +268,9 @@ def run_drift(scenario, model: torch.nn.Module, *, frames: int, pilots: int = 16
             x_p, x_d = book[msg_p], book[msg_d]
             y_p = _transmit(fr.channel, x_p, no, fr.state, w_p)
             y_d = _transmit(fr.channel, x_d, no, fr.state, w_d)
+            # Channel gain per link [dB]: received over transmitted payload energy, noise-free.
+            gain = _noiseless(fr.channel, x_d, fr.state).abs().square().sum((1, 2)) / x_d.abs().square().sum((1, 2))
+            gain_db = 10 * torch.log10(gain.clamp_min(1e-12)).cpu()
         row = {}
         for s in schemes:
             lat = None
@@ -311,7 +318,11 @@ def run_drift(scenario, model: torch.nn.Module, *, frames: int, pilots: int = 16
                         row[genie_name(d)] = {"block_errors": be, "blocks": bl, "bit_errors": bi, "bits": nb,
                                               "bler": be / bl, "ber": bi / nb, "latency_ms": None}
         res.frames.append({"frame": fr.index, "segment": fr.segment, "drift": fr.drift_value,
-                           "ebno_db": float(fr.ebno_db.mean()), "schemes": row})
+                           "ebno_db": float(fr.ebno_db.mean()),
+                           "gain_db": {"mean": float(10 * torch.log10(gain.mean().clamp_min(1e-12))),
+                                       "p10": float(torch.quantile(gain_db, 0.1)),
+                                       "p90": float(torch.quantile(gain_db, 0.9))},
+                           "schemes": row})
         if on_frame is not None:
             on_frame(fr, {"msg_p": msg_p, "y_p": y_p, "msg_d": msg_d, "y_d": y_d})
     return res
@@ -370,8 +381,12 @@ def _rolling(errors: list[float], counts: list[float], window: int):
 
 def plot_drift(result: DriftResult, out: str | os.PathLike, *, window: int | None = None,
                schemes: Sequence[str] | None = None) -> Path:
-    """BLER (top) and BER (bottom) over frames: rolling means over ``window`` frames (default ~len/25) with
-    Clopper-Pearson 95 % bands of the pooled window counts; the drift quantity on a right-hand axis."""
+    """Three panels sharing the frame axis: a thin top panel with what drifts -- the channel power gain [dB]
+    (mean over links, with the 10-90 % spread across links as a light band; plus the scenario's own drift
+    quantity when it is not a gain, e.g. Eb/N0 or the segment, on a right-hand axis) -- then BLER and BER:
+    rolling means over ``window`` frames (default ``max(10, T/15)``) with Clopper-Pearson 95 % bands of the pooled
+    window counts. Reference curves are distinct: genie black dashed, genie at a dB offset grey dotted, pilot-LS
+    brown dash-dot."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -380,43 +395,57 @@ def plot_drift(result: DriftResult, out: str | os.PathLike, *, window: int | Non
     T = len(result.frames)
     if T == 0:
         raise ConfigError("results", "no frames to plot")
-    window = max(1, min(T, window or max(1, T // 25)))
+    window = max(1, min(T, window or max(10, T // 15)))
     schemes = list(schemes or result.schemes)
-    t = np.arange(T)[window - 1:]
-    drift = [f["drift"] for f in result.frames]
-    fig, axes = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    styles = {"genie": ("k", "--"), "pilot-ls": ("0.4", ":")}
-    for ax, (what, ek, ck) in zip(axes, (("BLER", "block_errors", "blocks"), ("BER", "bit_errors", "bits")),
+    t = np.arange(T)[window - 1:] - (window - 1) / 2  # centre of each window
+    fig, axes = plt.subplots(3, 1, figsize=(10, 7.5), sharex=True, gridspec_kw={"height_ratios": [1, 2.6, 2.6]})
+    colors = [c for c in plt.rcParams["axes.prop_cycle"].by_key()["color"] if c not in ("#8c564b", "#7f7f7f")]
+    styles = {"genie": ("k", "--", 1.6), "pilot-ls": ("#8c564b", "-.", 1.6)}
+    # --- drift panel
+    ax0 = axes[0]
+    frames_x = np.arange(T)
+    g = [f.get("gain_db") for f in result.frames]
+    if all(isinstance(v, dict) for v in g):
+        ax0.fill_between(frames_x, [v["p10"] for v in g], [v["p90"] for v in g], color="tab:blue", alpha=0.12, lw=0,
+                         label="10-90 % of links")
+        ax0.plot(frames_x, [v["mean"] for v in g], color="tab:blue", lw=1.0, label="mean over links")
+        ax0.set_ylabel("channel\ngain [dB]", fontsize=9)
+        ax0.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+    name = result.config.get("drift_name", "drift")
+    drift = np.asarray([f["drift"] for f in result.frames], float)
+    if name != "gain_db" and np.isfinite(drift).any() and np.nanmax(drift) > np.nanmin(drift):
+        ax0r = ax0.twinx()
+        ax0r.plot(frames_x, drift, color="tab:orange", lw=1.0, drawstyle="steps-post")
+        ax0r.set_ylabel(name, color="tab:orange", fontsize=9)
+        ax0r.tick_params(axis="y", colors="tab:orange", labelsize=8)
+    ax0.grid(True, alpha=0.3)
+    ax0.tick_params(labelsize=8)
+    # --- error-rate panels
+    for ax, (what, ek, ck) in zip(axes[1:], (("BLER", "block_errors", "blocks"), ("BER", "bit_errors", "bits")),
                                   strict=True):
-        floor = None
         ci = 0
         for s in schemes:
             if s.startswith("genie") and s != "genie":
-                color, ls = "0.6", "--"
+                color, ls, lw = "0.45", ":", 1.6
             elif s in styles:
-                color, ls = styles[s]
+                color, ls, lw = styles[s]
             else:
-                color, ls = colors[ci % len(colors)], "-"
+                color, ls, lw = colors[ci % len(colors)], "-", 1.4
                 ci += 1
             m, lo, hi = _rolling(result.series(s, ek), result.series(s, ck), window)
-            tot = sum(result.series(s, ck))
-            floor = 0.5 / tot if floor is None else min(floor, 0.5 / tot)
-            ax.plot(t, np.maximum(m, 0.5 / tot), color=color, ls=ls, lw=1.4, label=s)
-            ax.fill_between(t, np.maximum(lo, 0.5 / tot), np.maximum(hi, 0.5 / tot), color=color, alpha=0.15,
-                            lw=0)
+            floor = 0.5 / sum(result.series(s, ck))
+            ax.plot(t, np.maximum(m, floor), color=color, ls=ls, lw=lw, label=s)
+            ax.fill_between(t, np.maximum(lo, floor), np.maximum(hi, floor), color=color, alpha=0.12, lw=0)
         ax.set_yscale("log")
-        ax.set_ylabel(f"{what} (rolling mean, {window} frames)")
+        ax.set_ylabel(f"{what}\n(rolling mean, {window} frames)", fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
-        ax2 = ax.twinx()
-        ax2.plot(np.arange(T), drift, color="tab:gray", lw=0.8, alpha=0.6)
-        ax2.set_ylabel(f"drift: {result.config.get('drift_name', 'drift')}", color="tab:gray")
-        ax2.tick_params(axis="y", colors="tab:gray")
-    axes[0].legend(loc="upper left", bbox_to_anchor=(1.12, 1.0), fontsize=8, frameon=False)
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     c = result.config
     axes[0].set_title(f"{c.get('scenario')}: {c.get('pilots')} pilots, {c.get('steps')} step(s), "
-                      f"{c.get('links')} links x {c.get('payload_blocks_per_link')} blocks/frame; 95% CI bands")
-    axes[1].set_xlabel("frame")
+                      f"{c.get('links')} links x {c.get('payload_blocks_per_link')} blocks/frame; 95% CI bands",
+                      fontsize=10)
+    axes[2].set_xlabel("frame")
+    axes[2].set_xlim(0, T - 1)
     fig.tight_layout()
     p = Path(out)
     fig.savefig(p, dpi=110)

@@ -2,6 +2,7 @@
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -44,12 +45,13 @@ def _reference_sgd(codec, names, msg, y, steps, lr):
     return {n: params[n].detach() for n in names}
 
 
+@pytest.mark.parametrize("B", [1, 5])  # 1: the single-link fast path (no vmap)
 @pytest.mark.parametrize("adapt,names", [("decoder.taps", ["decoder.taps"]),
-                                         ("decoder", ["decoder.taps", "decoder.templates", "decoder.bias",
-                                                      "decoder.log_beta", "decoder.log_scale"])])
-def test_batched_observe_equals_per_link_sgd(adapt, names):
+                                         ("decoder", ["decoder.taps", "decoder.warp", "decoder.templates",
+                                                      "decoder.bias", "decoder.log_beta", "decoder.log_scale"])])
+def test_batched_observe_equals_per_link_sgd(adapt, names, B):
     codec = _codec()
-    B, P = 5, 6
+    P = 6
     msg, y = _pilots(B, P, 4)
     ac = AdaptiveCodec(codec, num_links=B, adapt=adapt, steps=3, lr=0.1)
     ac.observe(msg, y)
@@ -94,6 +96,75 @@ def test_one_step_from_zero_taps_is_matched_filter_estimate():
     g = 2 * beta * s * g / P  # minus the gradient, complex form
     expected = 0.1 * torch.cat([g.real, g.imag])
     torch.testing.assert_close(ac.fast["decoder.taps"][0], expected, rtol=1e-4, atol=1e-6)
+
+
+def _numpy_pilot_design(templates, msg, n, L):
+    """Real-ified pilot model built with numpy convolutions: y_r = X_r h_r, h_r = [Re h, Im h] (2L),
+    y_r = [Re y, Im y] stacked over the P pilots (2 P n)."""
+    cols = []
+    for ell in range(2 * L):
+        e = np.zeros(L, complex)
+        e[ell % L] = 1.0 if ell < L else 1j
+        yy = np.concatenate([np.convolve(templates[m], e)[:n] for m in msg])
+        cols.append(np.concatenate([yy.real, yy.imag]))
+    return np.stack(cols, 1)
+
+
+def _warped_codec(seed=3):
+    codec = _codec()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        codec.decoder.warp.copy_(torch.eye(4) + 0.3 * torch.randn(4, 4, generator=g))
+        codec.decoder.log_scale.fill_(0.2)
+    return codec
+
+
+def test_pilot_fit_step_equals_numpy_gradient_step():
+    r"""One SGD step of the pilot-fit loss L = ||y_r - X_r s W theta||^2 / (P n) against the closed-form gradient
+    -(2 / (P n)) s W^T X_r^T (y_r - X_r s W theta), with X_r from numpy convolutions (independent of the
+    decoder's torch code), for a non-trivial warp W and scale s, on the single-link and batched paths."""
+    codec = _warped_codec()
+    d = codec.decoder
+    n, L, P, lr = 4, 2, 6, 0.07
+    msg, y = _pilots(3, P, n)
+    t = torch.complex(d.templates[:, :n], d.templates[:, n:]).detach().numpy().astype(complex)
+    W = d.warp.detach().double().numpy() * np.exp(float(d.log_scale.detach()))
+    theta0 = d.taps.detach().double().numpy()
+    for B in (1, 3):
+        ac = AdaptiveCodec(codec, num_links=B, adapt="decoder.taps", steps=1, lr=lr, loss="pilot-fit")
+        ac.observe(msg[:B], y[:B])
+        for b in range(B):
+            X = _numpy_pilot_design(t, msg[b].numpy(), n, L)
+            yb = y[b].numpy().reshape(-1)
+            yr = np.concatenate([yb.real, yb.imag])
+            grad = -(2.0 / (P * n)) * W.T @ X.T @ (yr - X @ W @ theta0)
+            np.testing.assert_allclose(ac.fast["decoder.taps"][b].double().numpy(), theta0 - lr * grad,
+                                       rtol=1e-4, atol=1e-5)
+
+
+def test_pilot_fit_with_ideal_preconditioner_lands_on_least_squares_from_any_start():
+    r"""With s^2 W W^T = (P n / (2 alpha)) (X_r^T X_r)^{-1} one step from *any* theta (meta-init or a warm
+    start) gives the least-squares channel fit h_LS = argmin ||y - X h|| (numpy lstsq) -- why warm starts track."""
+    codec = _codec()
+    n, L, P, lr = 4, 2, 6, 0.1
+    msg, y = _pilots(1, P, n, seed=4)
+    d = codec.decoder
+    t = torch.complex(d.templates[:, :n], d.templates[:, n:]).detach().numpy().astype(complex)
+    X = _numpy_pilot_design(t, msg[0].numpy(), n, L)
+    yb = y[0].numpy().reshape(-1)
+    yr = np.concatenate([yb.real, yb.imag])
+    h_ls = np.linalg.lstsq(X, yr, rcond=None)[0]
+    chol = np.linalg.cholesky(np.linalg.inv(X.T @ X))
+    with torch.no_grad():
+        d.warp.copy_(torch.from_numpy(np.sqrt(P * n / (2 * lr)) * chol).float())
+        d.log_scale.zero_()
+    ac = AdaptiveCodec(codec, num_links=1, adapt="decoder.taps", steps=1, lr=lr, loss="pilot-fit",
+                       warm_start=True)
+    for start in (torch.zeros(4), torch.tensor([5.0, -3.0, 2.0, 1.0])):
+        ac.fast = {"decoder.taps": start[None].clone()}
+        ac.observe(msg, y)
+        h = ac.fast["decoder.taps"][0].double().numpy() @ d.warp.detach().double().numpy().T
+        np.testing.assert_allclose(h, h_ls, rtol=1e-3, atol=1e-4)
 
 
 def test_policies():
@@ -174,6 +245,10 @@ def test_bad_input():
         AdaptiveCodec(codec, adapt="nothing.like.this")
     with pytest.raises(ConfigError, match="lr"):
         AdaptiveCodec(codec, lr=-1.0)
+    with pytest.raises(ConfigError, match="loss"):
+        AdaptiveCodec(codec, loss="mse")
+    with pytest.raises(ConfigError, match="loss"):  # plain AE decoder has no generative pilot model
+        AdaptiveCodec(Autoencoder(4, 4, real_uses=False, hidden=8), loss="pilot-fit")
     ac = AdaptiveCodec(codec, num_links=2)
     msg, y = _pilots(3, 4, 4)
     with pytest.raises(ConfigError, match="pilots_tx"):

@@ -68,6 +68,7 @@ def execute(args, *, scenario_field: str = "--scenario") -> tuple:
     res = run_drift(sc, model, frames=args.frames, pilots=args.pilots, steps=args.steps, schemes=schemes,
                     links=args.links, payload=args.payload, seed=sc.seed if args.seed is None else args.seed,
                     device=dev, lr=cfg.inner_lr if args.lr is None else args.lr, adapt=cfg.adapt,
+                    inner_loss=cfg.inner_loss,
                     retrain_every=args.retrain_every, retrain_steps=args.retrain_steps,
                     bler_target=args.bler_target, quiet=args.quiet)
     res.config["checkpoint"] = os.path.abspath(args.checkpoint)
