@@ -1,5 +1,7 @@
 """Scenario packs: a scenario bundles a channel distribution, a codec architecture, a meta-objective, task
-samplers and an evaluation protocol (see :mod:`metacomm.scenarios.fewshot_fading`).
+samplers and an evaluation protocol (see :mod:`metacomm.scenarios.fewshot_fading` -- ``fading-ae``, Park,
+Simeone & Kang 2020 -- and :mod:`metacomm.scenarios.fewshot_iq` -- ``iq-demod``, Park, Jang, Simeone & Kang
+2021).
 
 :func:`make_scenario` builds one by name; :data:`SCENARIOS` lists the names.
 """
@@ -10,7 +12,7 @@ from metacomm._validation import ConfigError, check_choice
 
 __all__ = ["SCENARIOS", "make_scenario"]
 
-SCENARIOS = ("fading-ae",)
+SCENARIOS = ("fading-ae", "iq-demod")
 
 
 def make_scenario(name: str, *, device="cpu", **overrides):
@@ -26,4 +28,11 @@ def make_scenario(name: str, *, device="cpu", **overrides):
         if bad:
             raise ConfigError(bad[0], f"not a {name} setting; allowed: {', '.join(fields)}")
         return FadingAEScenario(FadingAEConfig(**overrides), device=device)
+    if name == "iq-demod":
+        from metacomm.scenarios.fewshot_iq import IQDemodConfig, IQDemodScenario
+        fields = IQDemodConfig.__dataclass_fields__
+        bad = [k for k in overrides if k not in fields]
+        if bad:
+            raise ConfigError(bad[0], f"not a {name} setting; allowed: {', '.join(fields)}")
+        return IQDemodScenario(IQDemodConfig(**overrides), device=device)
     raise ConfigError("--scenario", f"{name!r} is not implemented")  # pragma: no cover
