@@ -6,7 +6,9 @@ at BLER 1e-3 and 1e-4 (log-linear interpolation between measured points). Refere
 * Hamming(7,4) soft ML: exhaustive correlation decoder over the 16 BPSK codewords (Monte Carlo, same noise
   convention: rate 4/7 bit per real use, sigma^2 = 1/(2 R Eb/N0) per real dimension);
 * Hamming(7,4) hard: closed form 1 - (1-p)^7 - 7p(1-p)^6, p = Q(sqrt(2 R Eb/N0));
-* uncoded BPSK, k bits: 1 - (1 - Q(sqrt(2 Eb/N0)))^k.
+* uncoded BPSK, k bits: 1 - (1 - Q(sqrt(2 Eb/N0)))^k;
+* Shannon's 1959 sphere-packing lower bound for the AE's (n, k) (:mod:`metacomm.codecs.bounds`): a learned
+  BLER below it at any Eb/N0 would mean an Eb/N0 <-> sigma bug; the script prints the margin in dB.
 
 Usage: python benchmarks/train_ae.py [--quick]  (single-threaded; a few minutes on 2 CPU cores)
 """
@@ -24,6 +26,7 @@ import torch
 from metacomm.channels import AWGN, make_generator
 from metacomm.codecs.autoencoder import Autoencoder
 from metacomm.codecs.base import random_bits
+from metacomm.codecs.bounds import sphere_packing_bound
 from metacomm.codecs.training import train
 
 EBNO = np.arange(0.0, 8.01, 0.5)
@@ -88,6 +91,16 @@ def curve(fn, grid=EBNO):
     return [fn(eb) for eb in grid]
 
 
+def sphere_packing_line(name, n, k, grid, blers):
+    """Print whether the measured curve stays above SP59 and the margin (dB) at BLER 1e-3 / 1e-4."""
+    sp = [sphere_packing_bound(n, k, eb) for eb in EBNO_REF]
+    ratio = min(b / sphere_packing_bound(n, k, eb) for eb, b in zip(grid, blers, strict=True))
+    margins = [crossing(grid, blers, lv) - crossing(EBNO_REF, sp, lv) for lv in (1e-3, 1e-4)]
+    print(f"sphere-packing bound SP59({n},{k}): min over Eb/N0 of {name} BLER / bound = {ratio:.3f} (must be "
+          f">= 1 up to Monte-Carlo noise); margin "
+          f"{margins[0]:+.2f} dB at BLER 1e-3, {margins[1]:+.2f} dB at 1e-4")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller budgets (a rough check)")
@@ -117,6 +130,7 @@ def main():
         e_hd = crossing(EBNO_REF, b_hd_ext, level)
         print(f"BLER {level:.0e}: AE {e_ae:.2f} dB, Hamming ML {e_ml:.2f} dB, hard {e_hd:.2f} dB -> "
               f"AE - ML = {e_ae - e_ml:+.2f} dB, AE - hard = {e_ae - e_hd:+.2f} dB")
+    sphere_packing_line("AE(7,4)", 7, 4, EBNO, b_ae)
 
     print("== AE(2,2), real uses (one complex use), hidden 16, 3 restarts, train Eb/N0 4 dB")
     ae22 = Autoencoder(2, 2, hidden=16)
@@ -128,6 +142,7 @@ def main():
     for level in (1e-3, 1e-4):
         e1, e2 = crossing(EBNO_22, b22, level), crossing(EBNO_REF, ref22, level)
         print(f"BLER {level:.0e}: AE(2,2) {e1:.2f} dB, uncoded QPSK {e2:.2f} dB -> gap {e1 - e2:+.2f} dB")
+    sphere_packing_line("AE(2,2)", 2, 2, EBNO_22, b22)
 
     print("== AE(8,8), real uses, hidden 256, train Eb/N0 5 dB")
     ae88 = Autoencoder(8, 8, hidden=256)
@@ -142,6 +157,7 @@ def main():
     for level in (1e-3, 1e-4):
         e1, e2 = crossing(EBNO, b88, level), crossing(EBNO_REF, ref88, level)
         print(f"BLER {level:.0e}: AE(8,8) {e1:.2f} dB, uncoded BPSK {e2:.2f} dB -> gap {e1 - e2:+.2f} dB")
+    sphere_packing_line("AE(8,8)", 8, 8, EBNO, b88)
 
 
 if __name__ == "__main__":
