@@ -1,6 +1,7 @@
 """``metacomm meta-train``: meta-learn a codec initialisation for a scenario (and its joint-training baseline).
 
     metacomm meta-train --scenario fading-ae --algo maml --meta-steps 3000 --out meta.pt
+    metacomm meta-train --scenario iq-demod --algo fomaml --meta-steps 20000 --out iq.pt
 
 Writes ``--out`` (a meta-training checkpoint: the meta-learned model, the optimiser, Meta-SGD rates, generator
 states, step counters, history, the scenario and its settings, and the joint-training baseline trained on the
@@ -10,11 +11,12 @@ run exactly (same seed, CPU: bit-identical to an uninterrupted run).
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
 
-from metacomm._validation import ConfigError, check_choice, check_nonneg_int
+from metacomm._validation import ConfigError, check_choice, check_finite, check_nonneg_int
 from metacomm.adaptation import ALGORITHMS, MetaConfig, MetaTrainer
 
 FORMAT = "metacomm-meta/1"
@@ -27,10 +29,13 @@ def add_parser(subparsers, name):
     p.add_argument("--scenario", required=True, help=f"scenario: {', '.join(SCENARIOS)}")
     p.add_argument("--algo", default="maml", help=f"algorithm: {', '.join(ALGORITHMS)} (default maml)")
     p.add_argument("--meta-steps", type=int, default=3000, help="outer (meta) updates (default 3000)")
-    p.add_argument("--meta-batch", type=int, default=20, help="tasks (channels) per meta-update (default 20)")
+    p.add_argument("--meta-batch", type=int, default=None,
+                   help="tasks (channels/devices) per meta-update (default: the scenario's; fading-ae 20, "
+                        "iq-demod 5)")
     p.add_argument("--inner-steps", type=int, default=1, help="inner SGD steps per task (default 1)")
     p.add_argument("--inner-lr", type=float, default=0.1, help="inner SGD learning rate (default 0.1)")
-    p.add_argument("--outer-lr", type=float, default=0.01, help="outer Adam learning rate (default 0.01)")
+    p.add_argument("--outer-lr", type=float, default=None,
+                   help="outer Adam learning rate (default: the scenario's; fading-ae 0.01, iq-demod 1e-3)")
     p.add_argument("--adapt", default=None,
                    help="parameters adapted in the inner loop: all, encoder, decoder, encoder+decoder, head, "
                         "or a glob over parameter names (default: all; anil: head)")
@@ -38,6 +43,8 @@ def add_parser(subparsers, name):
                    help="updates of the joint-training baseline (default: --meta-steps; 0 = none)")
     p.add_argument("--rtn", action="store_true", help="fading-ae: add the RTN receiver layer")
     p.add_argument("--ebno-db", type=float, default=None, help="training Eb/N0 in dB (default: scenario's)")
+    p.add_argument("--snr-db", type=float, default=None,
+                   help="iq-demod: Es/N0 in dB per 16-QAM symbol (default 20; = Eb/N0 + 6.02 dB)")
     p.add_argument("--val-every", type=int, default=250, help="validate on held-out channels every N steps")
     p.add_argument("--checkpoint-every", type=int, default=500, help="write --out every N steps (0: end only)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the task stream")
@@ -71,10 +78,27 @@ def build(args):
     dev = _device(args.device)
     overrides = {}
     if args.rtn:
+        if args.scenario != "fading-ae":
+            raise ConfigError("--rtn", f"only for --scenario fading-ae, not {args.scenario}")
         overrides["rtn"] = True
-    if args.ebno_db is not None:
-        overrides["ebno_db"] = args.ebno_db
+    snr_db = getattr(args, "snr_db", None)
+    if args.scenario == "iq-demod":
+        if args.ebno_db is not None and snr_db is not None:
+            raise ConfigError("--snr-db", "give --snr-db (Es/N0) or --ebno-db (Eb/N0), not both")
+        if args.ebno_db is not None:  # 16-QAM: 4 bits per symbol, Es/N0 = Eb/N0 + 10 log10(4) dB
+            overrides["snr_db"] = check_finite("--ebno-db", args.ebno_db) + 10.0 * math.log10(4.0)
+        elif snr_db is not None:
+            overrides["snr_db"] = check_finite("--snr-db", snr_db)
+    else:
+        if snr_db is not None:
+            raise ConfigError("--snr-db", f"only for --scenario iq-demod; {args.scenario} takes --ebno-db")
+        if args.ebno_db is not None:
+            overrides["ebno_db"] = args.ebno_db
     sc = make_scenario(args.scenario, device=dev, **overrides)
+    defaults = {"meta_batch": 20, "outer_lr": 0.01, **getattr(sc, "meta_defaults", {})}
+    for key in ("meta_batch", "outer_lr"):
+        if getattr(args, key, None) is None:
+            setattr(args, key, defaults[key])
     fields = {"--meta-batch": "meta_batch", "--inner-steps": "inner_steps", "--inner-lr": "inner_lr",
               "--outer-lr": "outer_lr", "--val-every": "val_every"}
     kw = {key: getattr(args, key) for key in fields.values()}
@@ -132,8 +156,9 @@ def run(args) -> int:
     meta.save(out, extra())
     last = meta.validate() if meta.val_sampler is not None else {}
     jl = joint.validate() if settings["joint_steps"] else {}
+    metric = getattr(sc, "metric", "bler").upper()
     print(f"meta-train {args.scenario} {args.algo}: {meta.step_count} meta-steps "
-          f"({len(meta.skipped)} skipped), held-out BLER after {meta.config.inner_steps} inner step(s): "
+          f"({len(meta.skipped)} skipped), held-out {metric} after {meta.config.inner_steps} inner step(s): "
           f"{last.get('val_bler', float('nan')):.4f}"
           + (f"; joint baseline ({joint.step_count} steps): {jl.get('val_bler', float('nan')):.4f}" if jl else "")
           + f" -> {out}")
