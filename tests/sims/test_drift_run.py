@@ -50,11 +50,17 @@ def test_common_random_numbers_and_independent_genie(tmp_path):
         taps = state[key].numpy()
         y = sig["y_d"].numpy()
         errs = 0
+        e_rx = e_tx = 0.0
         for link in range(taps.shape[0]):
             imgs = np.stack([np.convolve(c, taps[link])[:8] for c in book])  # [M, 8]
+            e_rx += (np.abs(imgs[sig["msg_d"][link].numpy()]) ** 2).sum() / taps.shape[0]
+            e_tx += (np.abs(book[sig["msg_d"][link].numpy()]) ** 2).sum() / taps.shape[0]
             d = (np.abs(y[link][:, None, :] - imgs[None]) ** 2).sum(-1)
             errs += int((d.argmin(-1) != sig["msg_d"][link].numpy()).sum())
         assert errs == f["schemes"]["genie"]["block_errors"]
+        # the plotted drift quantity: channel power gain of the link-mean, noise-free payload energies
+        assert f["gain_db"]["mean"] == pytest.approx(10 * np.log10(e_rx / e_tx), abs=1e-4)
+        assert f["gain_db"]["p10"] <= f["gain_db"]["p90"]
 
 
 def test_outputs_and_plot(tmp_path):
@@ -85,14 +91,22 @@ def test_bad_arguments():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["doppler-fast", "doppler-slow"])
-def test_adapt_from_meta_near_genie_static_far(name):
-    """Measured (200 frames x 8 links x 64 blocks, seed = scenario's): see the report / README numbers.
-    Asserts adapt-from-meta (16 pilots, 1 step) has BLER <= 2.6 x genie while static is >= 5 x genie."""
+def test_adapt_from_meta_within_1db_of_genie_static_far(name):
+    """Issue-5 acceptance with the shipped checkpoint (120 frames x 8 links x 64 blocks, seed = scenario's).
+    Measured: doppler-fast meta/genie = 1.17, doppler-slow 1.13 (warm 1.05); see the report for 200-frame
+    numbers. Asserts: adapt-from-meta (16 pilots, 1 step) is within 1 dB of the genie -- BLER(meta) <=
+    BLER(genie at Eb/N0 - 1 dB), same noise draws -- and <= 1.4 x the genie; the static codec is >= 5 x the genie
+    and worse than the 1-dB genie; on doppler-slow (rho = 0.99) warm-start adaptation beats restarting from the
+    meta-init."""
     model, cfg, _ = load_meta(CKPT)
     sc = load_scenario(name)
     res = run_drift(sc, model, frames=120, pilots=16, steps=1, links=8, payload=64,
-                    schemes=["static", "meta", "genie"], seed=sc.seed, adapt=cfg.adapt)
+                    schemes=["static", "meta", "warm", "genie"], seed=sc.seed, adapt=cfg.adapt,
+                    inner_loss=cfg.inner_loss)
     s = res.summary()
-    assert s["meta"]["bler"] <= 2.6 * s["genie"]["bler"]
+    assert s["meta"]["bler"] <= s["genie-1dB"]["bler"]
+    assert s["meta"]["bler"] <= 1.4 * s["genie"]["bler"]
     assert s["static"]["bler"] >= 5 * s["genie"]["bler"]
     assert s["static"]["bler"] > s["genie-1dB"]["bler"]
+    if name == "doppler-slow":
+        assert s["warm"]["bler"] < s["meta"]["bler"]
