@@ -27,7 +27,7 @@ def test_frame_layout_and_rate():
 def test_untrained_equals_ls_lmmse_app_by_hand():
     """Zero-initialised correction: the LLRs are the APP demapper on a hand-written LS + LMMSE equaliser."""
     L, P, n = 2, 4, 6
-    rx = NeuralReceiver(2, n, P, L, "full")
+    rx = NeuralReceiver(2, n, P, L, "full", num_iterations=0)
     ch = multipath.MultipathBlockFading(L, mode="full")
     g = make_generator(3)
     bits = random_bits(4, 2 * n, generator=g)
@@ -88,35 +88,67 @@ def _ber(link, eb, n=10, bs=2000, seed=77):
     return e / t
 
 
-@pytest.mark.slow
-def test_training_lowers_the_bit_cross_entropy():
-    """Untrained = LS + LMMSE + APP; a short training run must already lower its BCE (higher BMD rate)."""
-    from metacomm.codecs.training import evaluate, train
+@pytest.fixture(scope="module")
+def trained_rx():
+    """(untrained, trained) receivers, QPSK, 16 data symbols, 8 pilots, 3-tap truncated Rayleigh multipath;
+    600 Adam steps x 256 blocks at lr 5e-4 over Eb/N0 uniform in [5, 15] dB (about 1-3 min on one core)."""
+    from metacomm.codecs.training import train
 
     ch = multipath.MultipathBlockFading(3, mode="truncate")
-    rx = NeuralReceiver(2, 16, 8, 3, "truncate", hidden=32)
-    _, loss0 = evaluate(rx, ch, ebno_db=(5.0, 20.0), batch_size=4000, seed=9, loss="bce")
+    untrained = NeuralReceiver(2, 16, 8, 3, "truncate")
+    rx = NeuralReceiver(2, 16, 8, 3, "truncate")
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        train(rx, ch, train_ebno_db=(5.0, 20.0), steps=1000, batch_size=256, lr=2e-3, seed=0, progress=False,
-              val_batch_size=500, reinit=False)
+        train(rx, ch, train_ebno_db=(5.0, 15.0), steps=600, batch_size=256, lr=5e-4, seed=0, progress=False,
+              val_batch_size=2000)
     finally:
         torch.set_num_threads(n)
-    _, loss1 = evaluate(rx, ch, ebno_db=(5.0, 20.0), batch_size=4000, seed=9, loss="bce")
+    return ch, untrained, rx
+
+
+@pytest.mark.slow
+def test_training_lowers_the_bit_cross_entropy(trained_rx):
+    """Training (BCE = BMD rate) must lower the BCE of the untrained (classical iterative) receiver."""
+    from metacomm.codecs.training import evaluate
+
+    ch, untrained, rx = trained_rx
+    _, loss0 = evaluate(untrained, ch, ebno_db=(5.0, 15.0), batch_size=8000, seed=9, loss="bce")
+    _, loss1 = evaluate(rx, ch, ebno_db=(5.0, 15.0), batch_size=8000, seed=9, loss="bce")
     assert loss1 < loss0, (loss1, loss0)
 
 
 @pytest.mark.slow
-def test_neural_rx_beats_pilot_ls_lmmse():
+def test_neural_rx_beats_pilot_ls_lmmse(trained_rx):
+    """Same fixed pilots for both: clearly better than pilot-LS + LMMSE + APP at 5/10/15 dB, and better than
+    the perfect-CSI LMMSE receiver at 10/15 dB (LMMSE is not ML on ISI; truncated tail). Measured BER
+    (8 x 4000 blocks): see the issue-3 notes; margins here leave room for Monte-Carlo noise."""
     from metacomm.codecs.links import PilotLink
     from metacomm.codecs.qam import UncodedQAM
-    from metacomm.codecs.training import train
+
+    ch, _, rx = trained_rx
+    ls_link = PilotLink(UncodedQAM(2, 16), ch, 8, "ls", pilots=rx.encoder.pilots)
+    genie = PilotLink(UncodedQAM(2, 16), ch, 8, "perfect", pilots=rx.encoder.pilots)
+    for eb, ratio in ((5.0, 0.9), (10.0, 0.7), (15.0, 0.5)):
+        ours = _ber(CodecLink(rx, ch), eb, n=8, bs=4000)
+        ls = _ber(ls_link, eb, n=8, bs=4000)
+        assert ours < ratio * ls, (eb, ours, ls)
+        if eb >= 10.0:
+            assert ours < _ber(genie, eb, n=8, bs=4000), eb
+
+def test_pilot_link_fixed_pilots():
+    """PilotLink(pilots=...) sends the given sequence in every block: bad shapes are refused, and with the
+    receiver's fixed pilots its LS + LMMSE BER equals the untrained (iteration-free) receiver's within CI."""
+    from metacomm.codecs.links import PilotLink
+    from metacomm.codecs.qam import UncodedQAM
 
     ch = multipath.MultipathBlockFading(3, mode="truncate")
-    rx = NeuralReceiver(2, 16, 8, 3, "truncate")
-    train(rx, ch, train_ebno_db=(0.0, 20.0), steps=3000, batch_size=256, lr=2e-3, seed=0, progress=False)
-    for eb in (10.0, 15.0):
-        ours = _ber(CodecLink(rx, ch), eb, n=30)
-        ls = _ber(PilotLink(UncodedQAM(2, 16), ch, 8, "ls"), eb, n=30)
-        assert ours < 0.97 * ls, (eb, ours, ls)
+    rx = NeuralReceiver(2, 16, 8, 3, "truncate", hidden=8, num_hidden_layers=1, num_iterations=0)
+    for bad in (torch.ones(8), torch.ones(7, dtype=torch.complex64), torch.zeros(8, dtype=torch.complex64)):
+        with pytest.raises(ConfigError) as e:
+            PilotLink(UncodedQAM(2, 16), ch, 8, "ls", pilots=bad)
+        assert e.value.field == "pilots"
+    link = PilotLink(UncodedQAM(2, 16), ch, 8, "ls", pilots=rx.encoder.pilots)
+    ours, ref = _ber(link, 10.0, n=4, bs=2000), _ber(CodecLink(rx, ch), 10.0, n=4, bs=2000, seed=78)
+    # 128k bits each, BER ~0.04, block fading (2000 x 4 independent channels): ~4 % relative std per estimate
+    assert abs(ours - ref) < 0.2 * ref, (ours, ref)

@@ -58,3 +58,25 @@ def test_existing_checkpoint_not_overwritten_on_error(tmp_path, capsys):
     out.write_bytes(b"precious")
     rc = main(["train", "--codec", "ae", "--k", "0", "--train-ebno-db", "5", "--out", str(out)])
     assert rc == 2 and out.read_bytes() == b"precious"
+
+
+def test_train_neural_rx_checkpoint_runs_on_its_channel(tmp_path, capsys):
+    """A neural receiver trained on non-default multipath settings is simulated on exactly those settings."""
+    out = tmp_path / "rx.pt"
+    rc = main(["train", "--codec", "neural-rx", "--channel", "multipath", "--num-taps", "2", "--channel-mode",
+               "full", "--num-data", "4", "--num-pilots", "4", "--num-iterations", "1", "--hidden", "8",
+               "--train-ebno-db", "5:15", "--steps", "3", "--batch-size", "8", "--quiet", "--out", str(out)])
+    assert rc == 0
+    from metacomm.channels import make_generator
+    from metacomm.sims.links import build_link
+
+    link = build_link({"codec": "neural-rx", "channel": "multipath", "checkpoint": str(out)})
+    assert link.channel.num_taps == 2 and link.channel.mode == "full"
+    assert link.codec.config()["num_iterations"] == 1
+    bits, bits_hat = link(4, 10.0, make_generator(0))
+    assert bits.shape == bits_hat.shape == (4, 8)
+    rc = main(["train", "--codec", "neural-rx", "--channel", "multipath", "--num-iterations", "-1",
+               "--train-ebno-db", "5", "--out", str(tmp_path / "y.pt")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("metacomm train: error: --num-iterations"), err
+    assert not (tmp_path / "y.pt").exists()

@@ -11,7 +11,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from metacomm._validation import ConfigError, check_choice, check_finite, check_positive, check_positive_int
+from metacomm._validation import (
+    ConfigError,
+    check_choice,
+    check_finite,
+    check_nonneg_int,
+    check_positive,
+    check_positive_int,
+)
 
 CODECS = ("ae", "constellation", "neural-rx")
 
@@ -37,9 +44,10 @@ def add_parser(subparsers, name: str = "train") -> argparse.ArgumentParser:
     uses.add_argument("--complex-uses", dest="real_uses", action="store_false",
                       help="ae: n counts complex channel uses")
     p.add_argument("--hidden", default=None, metavar="H",
-                   help="hidden width (ae default 2^k capped at 1024; constellation 64; neural-rx 128)")
+                   help="hidden width (ae default 2^k capped at 1024; constellation 64; neural-rx 64)")
     p.add_argument("--num-hidden-layers", default=None, metavar="L",
-                   help="hidden layers per MLP (ae default 1, others 2)")
+                   help="hidden layers per MLP (ae default 1, constellation 2; neural-rx: residual blocks per refiner, "
+                   "default 1)")
     p.add_argument("--power", default="block", metavar="MODE",
                    help="ae energy constraint: block (||x||^2 = n_c per codeword) or average (codebook mean)")
     p.add_argument("--bits-per-symbol", default=None, metavar="M",
@@ -52,6 +60,9 @@ def add_parser(subparsers, name: str = "train") -> argparse.ArgumentParser:
                    "demapper on the learned points) (default neural)")
     p.add_argument("--num-data", default="16", metavar="N", help="neural-rx: data symbols per block (default 16)")
     p.add_argument("--num-pilots", default="8", metavar="P", help="neural-rx: pilot symbols per block (default 8)")
+    p.add_argument("--num-iterations", default="2", metavar="I",
+                   help="neural-rx: data-aided iterations (soft-symbol channel re-estimation + LMMSE-PIC, each "
+                   "followed by a learned LLR refiner); 0 = pilot-LS + LMMSE + one refiner (default 2)")
     p.add_argument("--num-taps", default="3", metavar="L", help="multipath channel taps L (default 3)")
     p.add_argument("--channel-mode", default="truncate", metavar="MODE",
                    help="multipath output: truncate (n samples) or full (n + L - 1) (default truncate)")
@@ -135,8 +146,10 @@ def build_codec(args):
         codec = NeuralReceiver(m, check_positive_int("--num-data", args.num_data),
                                check_positive_int("--num-pilots", args.num_pilots),
                                channel_kwargs["num_taps"], channel_kwargs["mode"],
-                               hidden=_opt_int("--hidden", args.hidden, 128),
-                               num_hidden_layers=_opt_int("--num-hidden-layers", args.num_hidden_layers, 2))
+                               hidden=_opt_int("--hidden", args.hidden, 64),
+                               num_hidden_layers=_opt_int("--num-hidden-layers", args.num_hidden_layers, 1),
+                               num_iterations=check_nonneg_int("--num-iterations",
+                                                               getattr(args, "num_iterations", 2)))
     return codec, channel_name, channel_kwargs
 
 
