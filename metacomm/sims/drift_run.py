@@ -399,8 +399,8 @@ def plot_drift(result: DriftResult, out: str | os.PathLike, *, window: int | Non
     schemes = list(schemes or result.schemes)
     t = np.arange(T)[window - 1:] - (window - 1) / 2  # centre of each window
     fig, axes = plt.subplots(3, 1, figsize=(10, 7.5), sharex=True, gridspec_kw={"height_ratios": [1, 2.6, 2.6]})
-    colors = [c for c in plt.rcParams["axes.prop_cycle"].by_key()["color"] if c not in ("#8c564b", "#7f7f7f")]
-    styles = {"genie": ("k", "--", 1.6), "pilot-ls": ("#8c564b", "-.", 1.6)}
+    colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:pink", "tab:olive", "tab:cyan"]
+    styles = {"genie": ("k", "--", 1.6), "pilot-ls": ("tab:brown", "-.", 1.6)}  # brown/grey: references only
     # --- drift panel
     ax0 = axes[0]
     frames_x = np.arange(T)
