@@ -29,7 +29,8 @@ def make_link(model, cfg, pilots=16):
 
     @torch.no_grad()
     def link(batch_size, ebno_db, generator):
-        ac = AdaptiveCodec(model, num_links=batch_size, adapt=cfg.adapt, steps=1, lr=cfg.inner_lr)
+        ac = AdaptiveCodec(model, num_links=batch_size, adapt=cfg.adapt, steps=1, lr=cfg.inner_lr,
+                           loss=cfg.inner_loss)
         state = ch.sample_state(batch_size, cfg.n, generator=generator)
         no = ebnodb_to_no(float(ebno_db), cfg.k / cfg.n)
         msg = torch.randint(0, M, (batch_size, pilots + 1), generator=generator)

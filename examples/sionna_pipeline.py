@@ -28,7 +28,7 @@ if __name__ == "__main__":
     model, cfg, _ = load_meta(CKPT)
     enc = LDPC5GEncoder(K, N, device="cpu")
     dec = LDPC5GDecoder(enc, hard_out=True, num_iter=20, device="cpu")
-    ac = AdaptiveCodec(model, num_links=LINKS, adapt=cfg.adapt, steps=1, lr=cfg.inner_lr)
+    ac = AdaptiveCodec(model, num_links=LINKS, adapt=cfg.adapt, steps=1, lr=cfg.inner_lr, loss=cfg.inner_loss)
     sc = load_scenario("doppler-fast")
     g = make_generator(0)
     blocks = N // cfg.k  # AE messages per codeword

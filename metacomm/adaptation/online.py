@@ -113,7 +113,8 @@ class AdaptiveCodec(nn.Module):
     :param loss: the pilot loss the steps descend: ``"ce"`` (pilot cross-entropy, any block decoder) or
         ``"pilot-fit"`` (the decoder's generative misfit ``decoder.pilot_fit_loss(y, msg)``, e.g.
         :meth:`metacomm.scenarios.online_drift.TemplateDecoder.pilot_fit_loss`); use what the meta-init was
-        meta-trained with (the checkpoint's ``inner_loss``).
+        meta-trained with. Default: the codec's ``meta_inner_loss`` attribute (set by
+        :func:`metacomm.scenarios.online_drift.load_meta` / ``meta_train`` from the checkpoint), else ``"ce"``.
 
     Shapes: pilots ``msg`` int64 ``[B, P]`` (or bits ``[B, P, k]``), ``y`` complex ``[B, P, n_rx]``; payload
     ``y`` ``[B, N, n_rx]`` -> ``decode`` float LLRs ``[B, N, k]``, ``block_logits`` ``[B, N, 2^k]``. With
@@ -123,7 +124,7 @@ class AdaptiveCodec(nn.Module):
     def __init__(self, codec: nn.Module, *, num_links: int = 1, adapt: AdaptSpec = "decoder", steps: int = 1,
                  lr: float | Mapping[str, torch.Tensor] = 0.1, policy: str = "every-frame",
                  warm_start: bool = False, detector: Detector | str | None = None, meta_lr: float = 0.5,
-                 meta_window: int = 4, loss: str = "ce"):
+                 meta_window: int = 4, loss: str | None = None):
         super().__init__()
         import copy
 
@@ -143,6 +144,8 @@ class AdaptiveCodec(nn.Module):
         else:
             self.lr = check_positive("lr", lr)
         self.policy = check_choice("policy", policy, POLICIES)
+        if loss is None:  # what the meta-init was trained for, when the codec says so (online_drift.load_meta)
+            loss = getattr(codec, "meta_inner_loss", "ce")
         self.loss = check_choice("loss", loss, LOSSES)
         if self.loss == "pilot-fit" and not hasattr(self.codec.decoder, "pilot_fit_loss"):
             raise ConfigError("loss", "'pilot-fit' needs a decoder with pilot_fit_loss(y, msg) (the template "

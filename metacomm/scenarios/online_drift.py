@@ -335,6 +335,7 @@ def meta_train(config: OnlineDriftConfig | None = None, *, meta_steps: int = 150
         trainer.train(matched_steps, progress=progress)
         for p in model.parameters():
             p.requires_grad_(True)
+    model.meta_inner_loss = c.inner_loss  # AdaptiveCodec's default pilot loss for this meta-init
     return sc, model, trainer
 
 
@@ -352,7 +353,8 @@ def save_meta(path, model: DriftAutoencoder, config: OnlineDriftConfig, meta: di
 
 def load_meta(path, *, device="cpu", field: str = "--checkpoint") -> tuple[DriftAutoencoder, OnlineDriftConfig, dict]:
     """Read a checkpoint of :func:`save_meta`: ``(model on device, config, whole dict)``; ConfigError naming
-    ``field`` for a missing/unreadable/foreign file."""
+    ``field`` for a missing/unreadable/foreign file. The model's ``meta_inner_loss`` attribute records the
+    inner loss it was meta-trained with (the default pilot loss of :class:`~metacomm.adaptation.AdaptiveCodec`)."""
     import os
 
     p = str(path)
@@ -374,6 +376,7 @@ def load_meta(path, *, device="cpu", field: str = "--checkpoint") -> tuple[Drift
         model.load_state_dict(ck["model"])
     except RuntimeError as e:
         raise ConfigError(field, f"{p}: weights do not fit the codec: {str(e).splitlines()[0][:160]}") from None
+    model.meta_inner_loss = cfg.inner_loss  # AdaptiveCodec's default pilot loss for this meta-init
     return model.to(device), cfg, ck
 
 

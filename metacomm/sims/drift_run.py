@@ -194,7 +194,7 @@ def _fresh_decoder_codec(model, seed: int, device):
 
 def run_drift(scenario, model: torch.nn.Module, *, frames: int, pilots: int = 16, steps: int = 1,
               schemes: Sequence[str] = DEFAULT_SCHEMES, links: int = 8, payload: int = 64, seed: int = 0,
-              device="cpu", lr: float = 0.1, adapt="decoder.taps", inner_loss: str = "ce",
+              device="cpu", lr: float = 0.1, adapt="decoder.taps", inner_loss: str | None = None,
               num_taps: int | None = None,
               retrain_every: int = 10, retrain_steps: int = 100, retrain_lr: float = 1e-2,
               genie_offsets_db: Sequence[float] = (-1.0,), bler_target: float = 0.1, quiet: bool = True,
@@ -210,7 +210,8 @@ def run_drift(scenario, model: torch.nn.Module, *, frames: int, pilots: int = 16
     :param payload: data messages per link and frame; :param seed: seed of the channel draws (scenario
         timeline) -- data and noise use ``seed + 1``; the retrain init ``seed + 2``.
     :param lr: adaptation SGD rate; :param adapt: adapted parameters (adapt spec); :param inner_loss: the
-        pilot loss of the adaptive schemes (``"ce"`` or ``"pilot-fit"``, see :class:`AdaptiveCodec`);
+        pilot loss of the adaptive schemes (``"ce"`` or ``"pilot-fit"``, see :class:`AdaptiveCodec`; default:
+        the model's ``meta_inner_loss``, as set by ``load_meta``, else ``"ce"``);
     :param num_taps: model order of ``pilot-ls`` (default: the decoder's ``num_taps``, else 3).
     :param on_frame: ``on_frame(frame, signals)`` after each frame with the shared signals
         (``msg_p, y_p, msg_d, y_d``) -- used by tests to check common random numbers.
@@ -225,6 +226,8 @@ def run_drift(scenario, model: torch.nn.Module, *, frames: int, pilots: int = 16
     retrain_steps = check_nonneg_int("retrain_steps", retrain_steps)
     check_nonneg("bler_target", bler_target)
     schemes = parse_schemes(list(schemes))
+    if inner_loss is None:
+        inner_loss = getattr(model, "meta_inner_loss", "ce")
     dev = torch.device(device)
     k, n = int(model.num_info_bits), int(model.num_channel_uses)
     if scenario.k != k or math.ceil(scenario.n) != n:

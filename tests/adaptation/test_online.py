@@ -255,3 +255,20 @@ def test_bad_input():
         ac.observe(msg, y)
     with pytest.raises(ConfigError, match="y"):
         ac.decode(torch.zeros(3, 5, 4, dtype=torch.complex64))
+
+
+def test_default_loss_follows_the_checkpoint(tmp_path):
+    """A meta-init trained with the pilot-fit inner loss must be adapted with it: load_meta records the loss on
+    the model and AdaptiveCodec picks it up; a codec without the record adapts with the cross-entropy."""
+    from metacomm.scenarios.online_drift import OnlineDriftConfig, load_meta, save_meta
+
+    codec = _codec()
+    assert AdaptiveCodec(codec).loss == "ce"
+    for loss in ("pilot-fit", "ce"):
+        path = tmp_path / f"{loss}.pt"
+        save_meta(path, codec, OnlineDriftConfig(k=4, n=4, num_taps=2, hidden=8, inner_loss=loss))
+        model, cfg, _ = load_meta(path)
+        assert cfg.inner_loss == loss and AdaptiveCodec(model).loss == loss
+        assert AdaptiveCodec(model, loss="ce").loss == "ce"  # an explicit choice wins
+    with pytest.raises(ConfigError, match="inner_loss"):
+        OnlineDriftConfig(inner_loss="mse").validate()
