@@ -228,7 +228,7 @@ class AdaptiveCodec(nn.Module):
     def _losses(self, shared, loss_fn, batch, phi):
         """Per-link losses ``[B]``: one vmapped call, or -- fast path for a single link -- one plain
         :func:`~metacomm.adaptation.functional.call` (no vmap bookkeeping; same numbers)."""
-        if self.num_links == 1:
+        if next(iter(phi.values())).shape[0] == 1:
             b0 = tree_map(lambda t: t[0] if isinstance(t, torch.Tensor) else t, batch)
             return call(self.codec, {**shared, **{n: t[0] for n, t in phi.items()}}, loss_fn, b0).unsqueeze(0)
         return batched_loss(self.codec, shared, loss_fn, batch, phi)
@@ -292,13 +292,14 @@ class AdaptiveCodec(nn.Module):
         else:  # online-meta
             self.fast = self._adapt(self.inits, batch, loss_fn, steps)
             self._buffer.append(batch)
-            acc = {n: torch.zeros_like(t) for n, t in self.inits.items()}
-            for past in self._buffer:
-                phi = self._adapt(self.inits, past, loss_fn, max(steps, 1))
-                for n in acc:
-                    acc[n] += phi[n] - self.inits[n]
+            # Reptile over the buffered frames, all W x B (frame, link) tasks in one batched adaptation:
+            # tasks are stacked frame-major, [w0: links 0..B-1, w1: ..., ...].
             W = len(self._buffer)
-            self.inits = {n: (t + self.meta_lr * acc[n] / W).detach() for n, t in self.inits.items()}
+            past = tree_map(lambda *xs: torch.cat(xs, 0), *self._buffer) if W > 1 else self._buffer[0]
+            start = {n: t.repeat(W, *[1] * (t.dim() - 1)) for n, t in self.inits.items()}
+            phi = self._adapt(start, past, loss_fn, max(steps, 1))
+            self.inits = {n: (t + self.meta_lr * (phi[n].reshape(W, *t.shape) - t).mean(0)).detach()
+                          for n, t in self.inits.items()}
             adapted = torch.ones(B, dtype=torch.bool, device=pilots_rx.device)
         if pilots_rx.is_cuda:
             torch.cuda.synchronize(pilots_rx.device)

@@ -208,6 +208,31 @@ def test_policies():
     torch.testing.assert_close(om.inits["decoder.taps"], init.expand(B, -1))
 
 
+def test_online_meta_reptile_over_the_window_equals_per_link_reference():
+    """Two frames in the buffer (batched as one W x B adaptation) against per-link autograd SGD (Reptile by hand):
+    theta_1 = theta_0 + eps (U_1(theta_0) - theta_0); theta_2 = theta_1 + eps mean_w (U_w(theta_1) - theta_1)."""
+    codec = _codec()
+    B, P, eps = 3, 5, 0.5
+    frames = [_pilots(B, P, 4, seed=s) for s in (11, 12)]
+    om = AdaptiveCodec(codec, num_links=B, adapt="decoder.taps", policy="online-meta", meta_lr=eps, meta_window=4,
+                       loss="ce")
+    for msg, y in frames:
+        om.observe(msg, y)
+
+    def step_from(theta, msg, y):
+        m = copy.deepcopy(codec)
+        with torch.no_grad():
+            m.decoder.taps.copy_(theta)
+        return _reference_sgd(m, ["decoder.taps"], msg, y, 1, 0.1)["decoder.taps"]
+
+    init = codec.decoder.taps.detach()
+    for b in range(B):
+        t1 = init + eps * (step_from(init, frames[0][0][b], frames[0][1][b]) - init)
+        upd = [step_from(t1, msg[b], y[b]) - t1 for msg, y in frames]
+        t2 = t1 + eps * (upd[0] + upd[1]) / 2
+        torch.testing.assert_close(om.inits["decoder.taps"][b], t2, rtol=1e-5, atol=1e-6)
+
+
 def test_decode_llrs_and_single_link_pipeline_use():
     codec = Autoencoder(4, 4, real_uses=False, hidden=16)
     ac = AdaptiveCodec(codec, num_links=1)
