@@ -15,21 +15,23 @@ from metacomm.adaptation import (
     MetaTrainer,
     SupervisedObjective,
     TaskBatch,
+    functional,
     inner_adapt,
     inner_adapt_autograd,
     meta_gradients,
     params_of,
     select_names,
 )
+from metacomm.adaptation.functional import fast_path, stacked_matmul
 
 
 class EncDec(nn.Module):
     """A tiny encoder/decoder-shaped model (the engine must be model-agnostic)."""
 
-    def __init__(self):
+    def __init__(self, act=nn.Tanh):
         super().__init__()
-        self.encoder = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 4))
-        self.decoder = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+        self.encoder = nn.Sequential(nn.Linear(3, 8), act(), nn.Linear(8, 4))
+        self.decoder = nn.Sequential(nn.Linear(4, 8), act(), nn.Linear(8, 2))
 
     def forward(self, x):
         return self.decoder(self.encoder(x))
@@ -47,16 +49,26 @@ def _tasks(T=4, B=6, seed=0, dtype=torch.float64, device="cpu"):
 
 @pytest.mark.parametrize("algo", ALGORITHMS)
 @pytest.mark.parametrize("adapt", ["all", "decoder"])
-def test_batched_equals_loop(algo, adapt, device):
+@pytest.mark.parametrize("fast", [True, False], ids=["bmm", "vmap"])
+@pytest.mark.parametrize("act", [nn.Tanh, nn.ReLU])
+def test_batched_equals_loop(algo, adapt, fast, act, device, monkeypatch):
+    """Task-batched meta-gradients (batched-matmul fast path and generic vmap path) equal the per-task loop
+    over functional_call + autograd.grad, for every algorithm, with smooth and ReLU activations."""
     torch.manual_seed(0)
-    m = EncDec().double().to(device)
+    m = EncDec(act).double().to(device)
+    calls = []
+    real = functional.stacked_matmul
+    monkeypatch.setattr(functional, "stacked_matmul", lambda a, b: calls.append(1) or real(a, b))
     obj = SupervisedObjective(adapt=adapt)
     spec = "head" if algo == "anil" else adapt
     names = select_names(m, spec)
     P = params_of(m)
     lrs = {n: 0.05 + 0.1 * torch.rand_like(P[n]) for n in names} if algo == "metasgd" else None
     tasks = _tasks(device=device)
-    a = meta_gradients(m, obj, P, tasks, algo=algo, adapt=names, inner_steps=2, inner_lr=0.3, lrs=lrs, batched=True)
+    with fast_path(fast):
+        a = meta_gradients(m, obj, P, tasks, algo=algo, adapt=names, inner_steps=2, inner_lr=0.3, lrs=lrs,
+                           batched=True)
+    assert bool(calls) == fast  # the fast path is taken exactly when enabled
     b = meta_gradients(m, obj, P, tasks, algo=algo, adapt=names, inner_steps=2, inner_lr=0.3, lrs=lrs,
                        batched=False)
     for n in P:
@@ -266,3 +278,34 @@ def test_single_task_inner_adapt_is_fast():
     finally:
         torch.set_num_threads(threads)
     assert best < 5e-3
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 2, 4), (2, 4, 9, 3), (3, 2, 7, 6), (2, 6, 3, 2)])
+def test_stacked_matmul_matches_bmm_to_second_order(shape):
+    """stacked_matmul vs torch.bmm: values, and first and second derivatives (gradcheck/gradgradcheck against
+    finite differences), for every layout branch (long / short contraction, wide / tall results)."""
+    T, m, k, n = shape
+    g = torch.Generator().manual_seed(sum(shape))
+    a = torch.randn(T, m, k, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(T, k, n, generator=g, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(stacked_matmul(a, b), torch.bmm(a, b), rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(stacked_matmul(a, b.transpose(1, 2).contiguous().transpose(1, 2)), a @ b)
+    assert torch.autograd.gradcheck(stacked_matmul, (a, b))
+    assert torch.autograd.gradgradcheck(stacked_matmul, (a, b))
+    with pytest.raises(ConfigError, match="stacked_matmul"):
+        stacked_matmul(a, b.transpose(1, 2))
+
+
+def test_fast_path_falls_back_outside_its_domain():
+    """Shared (unstacked) weights, Linear without bias and a vmapped loss with no stacked weights all give the
+    per-task values."""
+    torch.manual_seed(4)
+    m = nn.Sequential(nn.Linear(3, 5, bias=False), nn.ReLU(), nn.Linear(5, 2)).double()
+    tasks = _tasks(T=3, B=4)
+    P = params_of(m)
+    obj = SupervisedObjective()
+    for names in (["0.weight"], ["2.weight", "2.bias"], list(P)):
+        a = meta_gradients(m, obj, P, tasks, algo="maml", adapt=names, inner_steps=1, inner_lr=0.2)
+        b = meta_gradients(m, obj, P, tasks, algo="maml", adapt=names, inner_steps=1, inner_lr=0.2, batched=False)
+        for n in P:
+            torch.testing.assert_close(a.grads[n], b.grads[n], rtol=1e-10, atol=1e-12)
