@@ -14,7 +14,14 @@ whether the channel has drifted enough to act. ``update(x)`` takes float ``[B]``
   :math:`S_t = 0`; :math:`\mu` is the EWMA of the statistic (the in-control level), :math:`\delta \ge 0` the
   allowance (half the shift to detect), :math:`h > 0` the decision threshold, both in the statistic's units.
 
-:func:`make_detector` builds one by name (``"threshold"``, ``"cusum"``). All state is on the statistic's device;
+* :class:`NoiseFloorDetector` -- a goodness-of-fit test of the current channel belief against the noise: with the
+  generative pilot-fit statistic :math:`x_t = \frac1{N}\sum_{i=1}^{N}|y_i - \hat y_i|^2` (``N = P n`` complex
+  pilot samples) and a correct belief the residuals are the noise, so :math:`N x_t / N_0 \sim
+  \mathrm{Gamma}(N, 1)` (a sum of ``N`` unit-mean exponentials); it fires when :math:`x_t > N_0\, q_N / N` with
+  :math:`q_N` the :math:`1 - p_{fa}` quantile of :math:`\mathrm{Gamma}(N, 1)`. No running level, so it keeps
+  firing under continuous drift (where the running-level detectors learn the drifted level as normal).
+
+:func:`make_detector` builds one by name (``"threshold"``, ``"cusum"``, ``"noise-floor"``). All state is on the statistic's device;
 :meth:`reset` forgets everything (e.g. at a known regime boundary).
 """
 
@@ -22,11 +29,17 @@ from __future__ import annotations
 
 import torch
 
-from metacomm._validation import ConfigError, check_nonneg, check_nonneg_int, check_positive
+from metacomm._validation import (
+    ConfigError,
+    check_nonneg,
+    check_nonneg_int,
+    check_positive,
+    check_positive_int,
+)
 
-__all__ = ["Detector", "ThresholdDetector", "CUSUMDetector", "DETECTORS", "make_detector"]
+__all__ = ["Detector", "ThresholdDetector", "CUSUMDetector", "NoiseFloorDetector", "DETECTORS", "make_detector"]
 
-DETECTORS = ("threshold", "cusum")
+DETECTORS = ("threshold", "cusum", "noise-floor")
 
 
 def _as_stat(x) -> torch.Tensor:
@@ -121,10 +134,49 @@ class CUSUMDetector(Detector):
         return fired
 
 
+class NoiseFloorDetector(Detector):
+    r"""Fires when the pilot misfit of the current belief exceeds what noise alone explains (module docstring).
+
+    :param pfa: false-alarm probability per link and frame when the belief is exact (in (0, 1), default 1e-3).
+
+    ``update(x, no=N0, num_samples=N)``: ``x`` float ``[B]`` (mean squared pilot residual per complex sample, the
+    ``pilot-fit`` loss), ``no`` N0 per complex sample (float or ``[B]``), ``N`` complex pilot samples. Stateless.
+    """
+
+    needs_noise = True
+
+    def __init__(self, pfa: float = 1e-3):
+        pfa = check_positive("pfa", pfa)
+        if pfa >= 1:
+            raise ConfigError("pfa", f"must lie in (0, 1), got {pfa}")
+        self.pfa = float(pfa)
+
+    def reset(self) -> None:
+        pass
+
+    def threshold(self, num_samples: int) -> float:
+        """:math:`q_N / N`: the fire level of :math:`x / N_0` for ``N`` complex samples."""
+        from scipy.special import gammainccinv
+
+        N = check_positive_int("num_samples", num_samples)
+        return float(gammainccinv(N, self.pfa)) / N
+
+    def update(self, x, no=None, num_samples: int | None = None) -> torch.Tensor:
+        x = _as_stat(x)
+        if no is None or num_samples is None:
+            raise ConfigError("detector", "the noise-floor detector needs N0 (no=) and the number of complex pilot "
+                                          "samples (num_samples=)")
+        no_t = torch.as_tensor(no, dtype=x.dtype, device=x.device)
+        return x > no_t * self.threshold(num_samples)
+
+
 def make_detector(name: str, **kwargs) -> Detector:
-    """``"threshold"`` -> :class:`ThresholdDetector`, ``"cusum"`` -> :class:`CUSUMDetector` (kwargs passed)."""
+    """``"threshold"`` -> :class:`ThresholdDetector`, ``"cusum"`` -> :class:`CUSUMDetector`, ``"noise-floor"`` ->
+    :class:`NoiseFloorDetector` (kwargs passed)."""
     if name == "threshold":
         return ThresholdDetector(**kwargs)
     if name == "cusum":
         return CUSUMDetector(**kwargs)
+    if name == "noise-floor":
+        return NoiseFloorDetector(**kwargs)
     raise ConfigError("detector", f"unknown detector {name!r}; allowed: {', '.join(DETECTORS)}")

@@ -107,7 +107,8 @@ class AdaptiveCodec(nn.Module):
     :param policy: one of :data:`POLICIES`.
     :param warm_start: ``every-frame`` only: start from the current weights instead of the meta-init.
     :param detector: a :class:`~metacomm.adaptation.detectors.Detector` or its name (``on-detection`` and
-        ``reset-on-change``; default ``"threshold"``).
+        ``reset-on-change``; default ``"noise-floor"`` with the pilot-fit loss -- it needs ``no`` in
+        :meth:`observe` -- else ``"threshold"``).
     :param meta_lr: ``online-meta``: Reptile step :math:`\\epsilon \\in (0, 1]` (default 0.5).
     :param meta_window: ``online-meta``: frames :math:`W` in the buffer (default 4).
     :param loss: the pilot loss the steps descend: ``"ce"`` (pilot cross-entropy, any block decoder) or
@@ -154,10 +155,13 @@ class AdaptiveCodec(nn.Module):
             raise ConfigError("warm_start", f"must be True or False, got {warm_start!r}")
         self.warm_start = warm_start
         if policy in ("on-detection", "reset-on-change"):
-            det = detector if detector is not None else "threshold"
+            det = detector if detector is not None else ("noise-floor" if self.loss == "pilot-fit" else "threshold")
             self.detector = make_detector(det) if isinstance(det, str) else det
             if not isinstance(self.detector, Detector):
-                raise ConfigError("detector", "expected a Detector or one of: threshold, cusum")
+                raise ConfigError("detector", "expected a Detector or one of: threshold, cusum, noise-floor")
+            if getattr(self.detector, "needs_noise", False) and self.loss != "pilot-fit":
+                raise ConfigError("detector", "the noise-floor detector tests the pilot-fit residual: use "
+                                              "loss='pilot-fit'")
         else:
             self.detector = None
         self.meta_lr = check_positive("meta_lr", meta_lr)
@@ -274,7 +278,13 @@ class AdaptiveCodec(nn.Module):
         if self.detector is not None:
             with torch.no_grad():
                 before = batched_loss(self.codec, self._shared(), loss_fn, batch, self.fast).detach()
-            fired = self.detector.update(before).to(pilots_rx.device)
+            if getattr(self.detector, "needs_noise", False):
+                if no is None:
+                    raise ConfigError("no", "the noise-floor detector needs N0 of the pilots (observe(..., no))")
+                fired = self.detector.update(before, no=no, num_samples=pilots_rx.shape[1] * pilots_rx.shape[2])
+                fired = fired.to(pilots_rx.device)
+            else:
+                fired = self.detector.update(before).to(pilots_rx.device)
         if self.policy == "every-frame":
             start = self.fast if self.warm_start else self._stack(self.meta_init(), B)
             self.fast = self._adapt(start, batch, loss_fn, steps)

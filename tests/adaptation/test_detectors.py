@@ -38,3 +38,26 @@ def test_bad_detector_settings():
         ThresholdDetector(smoothing=2.0)
     with pytest.raises(ConfigError, match="threshold"):
         CUSUMDetector(threshold=0.0)
+
+
+def test_noise_floor_false_alarm_rate_matches_gamma_tail():
+    """Exact belief: the residuals are CN(0, N0) noise. The fire rate over many links must match the Gamma(N, 1)
+    tail (scipy.stats, independent of the detector's scipy.special quantile) within 4 binomial sigmas."""
+    from scipy import stats
+
+    from metacomm.adaptation.detectors import NoiseFloorDetector
+    det = NoiseFloorDetector(pfa=0.05)
+    N, links, no = 32, 20000, 0.3
+    g = torch.Generator().manual_seed(3)
+    w = torch.complex(torch.randn(links, N, generator=g), torch.randn(links, N, generator=g)) * (no / 2) ** 0.5
+    x = w.abs().square().mean(-1)
+    rate = float(det.update(x, no=no, num_samples=N).float().mean())
+    assert det.threshold(N) == pytest.approx(stats.gamma.isf(0.05, a=N) / N, rel=1e-6)
+    assert abs(rate - 0.05) < 4 * (0.05 * 0.95 / links) ** 0.5
+    # a misfit as large as the noise power (mean statistic 2 N0, std N0/sqrt(32)) is detected on ~every link
+    assert bool(det.update(x + no, no=no, num_samples=N).float().mean() > 0.99)
+    with pytest.raises(ConfigError, match="pfa"):
+        NoiseFloorDetector(pfa=1.0)
+    with pytest.raises(ConfigError, match="detector"):
+        det.update(x)
+    assert isinstance(make_detector("noise-floor"), NoiseFloorDetector)

@@ -272,6 +272,12 @@ def test_bad_input():
         AdaptiveCodec(codec, lr=-1.0)
     with pytest.raises(ConfigError, match="loss"):
         AdaptiveCodec(codec, loss="mse")
+    with pytest.raises(ConfigError, match="detector"):  # the noise-floor test needs the pilot-fit residual
+        AdaptiveCodec(codec, policy="on-detection", detector="noise-floor", loss="ce")
+    nf = AdaptiveCodec(codec, num_links=2, policy="on-detection", loss="pilot-fit")
+    assert type(nf.detector).__name__ == "NoiseFloorDetector"
+    with pytest.raises(ConfigError, match="no"):
+        nf.observe(*_pilots(2, 4, 4))
     with pytest.raises(ConfigError, match="loss"):  # plain AE decoder has no generative pilot model
         AdaptiveCodec(Autoencoder(4, 4, real_uses=False, hidden=8), loss="pilot-fit")
     ac = AdaptiveCodec(codec, num_links=2)
