@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from metacomm._io import atomic_torch_save
 from metacomm._validation import (
     ConfigError,
     check_choice,
@@ -266,9 +267,7 @@ class MetaTrainer:
         sd = self.state_dict()
         if extra:
             sd.update(extra)
-        tmp = f"{path}.tmp"
-        torch.save(sd, tmp)
-        os.replace(tmp, path)
+        atomic_torch_save(sd, path)
 
     def load(self, path: str) -> dict:
         """Load a checkpoint written by :meth:`save`; returns the whole dict (extra state included)."""

@@ -17,16 +17,14 @@ checkpoint, another codec class or shape than ``expect`` asks for) raises
 from __future__ import annotations
 
 import importlib
-import io
 import math
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 
 from metacomm import __version__
+from metacomm._io import atomic_torch_save
 from metacomm._validation import ConfigError
 from metacomm.codecs.base import Codec
 
@@ -90,22 +88,7 @@ def save_codec(path, codec: Codec, meta: dict | None = None) -> Path:
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise ConfigError("--out", f"directory {directory} does not exist")
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    return atomic_torch_save(payload, path)
 
 
 def _matches(config: dict, want: dict) -> list[str]:

@@ -58,6 +58,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from metacomm._io import atomic_torch_save
 from metacomm._validation import ConfigError, check_finite, check_positive, check_positive_int
 from metacomm.codecs.autoencoder import AEEncoder
 from metacomm.codecs.learned_base import (
@@ -341,14 +342,10 @@ def meta_train(config: OnlineDriftConfig | None = None, *, meta_steps: int = 150
 
 def save_meta(path, model: DriftAutoencoder, config: OnlineDriftConfig, meta: dict | None = None) -> None:
     """Write a small checkpoint: ``{"kind": FORMAT, "config": ..., "model": state_dict, "meta": ...}``."""
-    import os
-
     payload = {"kind": FORMAT, "scenario": NAME, "config": asdict(config),
                "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
                "meta": dict(meta or {})}
-    tmp = f"{path}.tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save(payload, path)
 
 
 def load_meta(path, *, device="cpu", field: str = "--checkpoint") -> tuple[DriftAutoencoder, OnlineDriftConfig, dict]:

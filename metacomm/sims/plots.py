@@ -14,6 +14,7 @@ wider when they are not (coded links, QAM symbols, block fading); BLER error bar
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from metacomm._io import atomic_write_bytes
 from metacomm._validation import ConfigError  # noqa: E402
 from metacomm.sims.results import SweepResult  # noqa: E402
 from metacomm.sims.theory import theory_curves  # noqa: E402
@@ -138,12 +140,10 @@ def plot_results(results: SweepResult | Sequence[SweepResult], out: str | os.Pat
     fig.suptitle(title or f"Monte-Carlo error rates (error bars: {100 * float(conf):g}% confidence intervals)",
                  fontsize=10)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.{ext}")
+    buf = io.BytesIO()
     try:
-        fig.savefig(tmp, dpi=dpi, format=ext)
-        os.replace(tmp, out)
+        fig.savefig(buf, dpi=dpi, format=ext)
     finally:
         plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write_bytes(out, buf.getvalue())
     return out

@@ -29,13 +29,13 @@ import io
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from metacomm._io import atomic_write_text
 from metacomm._validation import ConfigError
 from metacomm.sims import stats
 
@@ -273,19 +273,7 @@ def _atomic_write(path: Path, text: str, field_name: str, is_ours) -> None:
             raise ConfigError(field_name, f"{str(path)!r} exists and is not a metacomm results file; refusing to "
                                           "overwrite it (choose another --out directory or remove the file)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_text(path, text)
 
 
 def _clean(obj):
