@@ -9,7 +9,11 @@ Small pure functions that compose (see the module docstrings for the maths):
 * :mod:`~metacomm.adaptation.objective` -- :class:`TaskBatch`, :class:`MetaObjective` hook;
 * :mod:`~metacomm.adaptation.algorithms` -- :func:`meta_gradients` (task-batched or per-task loop);
 * :mod:`~metacomm.adaptation.trainer` -- :class:`MetaTrainer` (outer Adam, validation, exact-resume
-  checkpoints, NaN/inf guard).
+  checkpoints, NaN/inf guard);
+* :mod:`~metacomm.adaptation.finetune` -- :func:`finetune_batched` (run-time adaptation of many copies at once);
+* :mod:`~metacomm.adaptation.online` -- :class:`AdaptiveCodec` (meta-init + per-link fast weights,
+  ``observe``/``decode``, adaptation :data:`POLICIES`) and :mod:`~metacomm.adaptation.detectors` (drift
+  detectors: threshold, CUSUM, noise floor).
 
 Layering: this package may import :mod:`metacomm.codecs` and :mod:`metacomm.channels`, never ``sims`` or
 ``scenarios``.
@@ -22,12 +26,31 @@ from metacomm.adaptation.algorithms import (
     default_adapt,
     meta_gradients,
 )
+from metacomm.adaptation.detectors import (
+    DETECTORS,
+    CUSUMDetector,
+    Detector,
+    NoiseFloorDetector,
+    ThresholdDetector,
+    make_detector,
+)
+from metacomm.adaptation.finetune import finetune_batched
 from metacomm.adaptation.functional import SGD, Adam, Optimizer, call, inner_adapt, inner_adapt_autograd
 from metacomm.adaptation.objective import MetaObjective, SupervisedObjective, TaskBatch, num_tasks, task_slice
+from metacomm.adaptation.online import POLICIES, AdaptiveCodec
 from metacomm.adaptation.params import PRESETS, clone_params, head_names, params_of, select_names
 from metacomm.adaptation.trainer import MetaConfig, MetaTrainer, StepReport
 
 __all__ = [
+    "AdaptiveCodec",
+    "POLICIES",
+    "DETECTORS",
+    "Detector",
+    "ThresholdDetector",
+    "CUSUMDetector",
+    "NoiseFloorDetector",
+    "make_detector",
+    "finetune_batched",
     "ALGORITHMS",
     "PRESETS",
     "SGD",

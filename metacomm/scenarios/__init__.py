@@ -4,13 +4,25 @@ Simeone & Kang 2020 -- and :mod:`metacomm.scenarios.fewshot_iq` -- ``iq-demod``,
 2021).
 
 :func:`make_scenario` builds one by name; :data:`SCENARIOS` lists the names.
+
+Drift scenarios (channel timelines for drift runs) live in :mod:`metacomm.scenarios.drift_scenarios`:
+:func:`load_scenario` takes a built-in name (:func:`list_scenarios`) or a TOML file; the online-drift codec
+(``metacomm demo`` / ``metacomm drift``) in :mod:`metacomm.scenarios.online_drift`.
 """
 
 from __future__ import annotations
 
 from metacomm._validation import ConfigError, check_choice
+from metacomm.scenarios.drift_scenarios import (
+    BUILTIN_SCENARIOS,
+    Scenario,
+    list_scenarios,
+    load_scenario,
+    parse_scenario,
+)
 
-__all__ = ["SCENARIOS", "make_scenario"]
+__all__ = ["BUILTIN_SCENARIOS", "SCENARIOS", "Scenario", "list_scenarios", "load_scenario", "make_scenario",
+           "parse_scenario"]
 
 SCENARIOS = ("fading-ae", "iq-demod")
 
