@@ -78,6 +78,65 @@ def test_bad_config():
         rx.decoder(torch.zeros(2, 5, dtype=torch.complex64), 0.1)
 
 
+@pytest.mark.parametrize("mode", ["truncate", "full"])
+def test_symbol_features_against_loops(mode):
+    """Residual window, soft-cancelled matched filter and column energy against explicit per-symbol loops."""
+    L, n, B = 3, 6, 2
+    rx = NeuralReceiver(2, n, 4, L, mode, num_iterations=1, hidden=8)
+    dec = rx.decoder
+    g = make_generator(5)
+    n_rx = n + (L - 1 if mode == "full" else 0)
+    y_d = torch.complex(torch.randn(B, n_rx, generator=g), torch.randn(B, n_rx, generator=g))
+    taps = torch.complex(torch.randn(B, L, generator=g), torch.randn(B, L, generator=g))
+    mean = torch.complex(torch.randn(B, n, generator=g), torch.randn(B, n, generator=g)) * 0.5
+    var = torch.rand(B, n, generator=g)
+    x_hat = torch.complex(torch.randn(B, n, generator=g), torch.randn(B, n, generator=g))
+    no_eff, no_b = torch.rand(B, n, generator=g) + 0.1, torch.tensor([0.1, 0.2])
+    ext, prior = torch.randn(B, 2 * n, generator=g), torch.randn(B, 2 * n, generator=g)
+    f = dec.symbol_features(y_d, taps, mean, var, x_hat, no_eff, no_b, ext, prior)
+    assert f.shape == (B, dec.num_features, n)
+    for b in range(B):
+        # y_d[r] = sum_s h[r - s] x[s] over 0 <= r - s < L (rows beyond n only in "full" mode)
+        resid = y_d[b].clone()
+        for r in range(n_rx):
+            for s_ in range(n):
+                if 0 <= r - s_ < L:
+                    resid[r] -= taps[b, r - s_] * mean[b, s_]
+        for t in range(n):
+            rows = [t + lag for lag in range(L) if t + lag < n_rx]
+            col = torch.stack([taps[b, r - t] for r in rows])
+            energy = col.abs().square().sum()
+            z = mean[b, t] + (col.conj() * resid[rows]).sum() / energy
+            win = torch.stack([resid[t + lag] if t + lag < n_rx else torch.zeros((), dtype=resid.dtype)
+                               for lag in range(L)])
+            want = torch.cat([torch.stack([x_hat[b, t].real, x_hat[b, t].imag, torch.log10(no_eff[b, t]),
+                                           mean[b, t].real, mean[b, t].imag, var[b, t], z.real, z.imag,
+                                           torch.log10(energy)]),
+                              win.real, win.imag, ext[b, 2 * t: 2 * t + 2] / 20, prior[b, 2 * t: 2 * t + 2] / 20,
+                              taps[b].real, taps[b].imag, torch.log10(no_b[b]).reshape(1)])
+            torch.testing.assert_close(f[b, :, t], want, atol=1e-5, rtol=1e-5)
+
+
+def test_stages_and_reset():
+    """``stages`` gives one LLR tensor per stage, the last = the decoder output; untrained refiners add zero
+    (stage 0 = the APP demapper on LS + LMMSE); re-initialisation is reproducible per generator."""
+    ch = multipath.MultipathBlockFading(3, mode="truncate")
+    rx = NeuralReceiver(2, 8, 4, 3, "truncate", hidden=8, num_iterations=2)
+    g = make_generator(2)
+    y = ch(rx.encoder(random_bits(3, 16, generator=g)), 0.05, generator=g)
+    with torch.no_grad():
+        st = rx.decoder.stages(y, 0.05)
+        assert len(st) == 3 and all(s.shape == (3, 16) for s in st)
+        torch.testing.assert_close(st[-1], rx.decoder(y, 0.05))
+        _, _, _, x_hat, no_eff, _ = rx.decoder.classical(y, 0.05)
+        torch.testing.assert_close(st[0], rx.decoder.demapper(x_hat, no_eff))
+    rx.reset_parameters(make_generator(9))
+    a = {k: v.clone() for k, v in rx.state_dict().items()}
+    rx.reset_parameters(make_generator(9))
+    assert all(torch.equal(a[k], v) for k, v in rx.state_dict().items())
+    assert all(torch.all(r.out.weight == 0) for r in rx.decoder.refiners)
+
+
 def _ber(link, eb, n=10, bs=2000, seed=77):
     g = make_generator(seed)
     e = t = 0
@@ -121,20 +180,24 @@ def test_training_lowers_the_bit_cross_entropy(trained_rx):
 @pytest.mark.slow
 def test_neural_rx_beats_pilot_ls_lmmse(trained_rx):
     """Same fixed pilots for both: clearly better than pilot-LS + LMMSE + APP at 5/10/15 dB, and better than
-    the perfect-CSI LMMSE receiver at 10/15 dB (LMMSE is not ML on ISI; truncated tail). Measured BER
-    (8 x 4000 blocks): see the issue-3 notes; margins here leave room for Monte-Carlo noise."""
+    the perfect-CSI LMMSE receiver at 10/15 dB (LMMSE is not ML on ISI; truncated tail). Training is not
+    claimed to lower the BER of the untrained iterative receiver (measured: it does not, beyond Monte-Carlo
+    noise; see the module docstring); it must not raise it either. Common random numbers (same seed) for all
+    receivers; 8 x 4000 blocks per point."""
     from metacomm.codecs.links import PilotLink
     from metacomm.codecs.qam import UncodedQAM
 
-    ch, _, rx = trained_rx
+    ch, untrained, rx = trained_rx
     ls_link = PilotLink(UncodedQAM(2, 16), ch, 8, "ls", pilots=rx.encoder.pilots)
     genie = PilotLink(UncodedQAM(2, 16), ch, 8, "perfect", pilots=rx.encoder.pilots)
     for eb, ratio in ((5.0, 0.9), (10.0, 0.7), (15.0, 0.5)):
         ours = _ber(CodecLink(rx, ch), eb, n=8, bs=4000)
         ls = _ber(ls_link, eb, n=8, bs=4000)
         assert ours < ratio * ls, (eb, ours, ls)
+        assert ours < 1.1 * _ber(CodecLink(untrained, ch), eb, n=8, bs=4000), eb
         if eb >= 10.0:
             assert ours < _ber(genie, eb, n=8, bs=4000), eb
+
 
 def test_pilot_link_fixed_pilots():
     """PilotLink(pilots=...) sends the given sequence in every block: bad shapes are refused, and with the
