@@ -16,7 +16,7 @@ import os
 
 import torch
 
-from metacomm._validation import ConfigError, check_choice, check_finite, check_nonneg_int
+from metacomm._validation import ConfigError, check_choice, check_finite, check_nonneg_int, check_positive_int
 from metacomm.adaptation import ALGORITHMS, MetaConfig, MetaTrainer
 
 FORMAT = "metacomm-meta/1"
@@ -45,6 +45,10 @@ def add_parser(subparsers, name):
     p.add_argument("--ebno-db", type=float, default=None, help="training Eb/N0 in dB (default: scenario's)")
     p.add_argument("--snr-db", type=float, default=None,
                    help="iq-demod: Es/N0 in dB per 16-QAM symbol (default 20; = Eb/N0 + 6.02 dB)")
+    p.add_argument("--support-pilots", type=int, default=None,
+                   help="pilots per task support set during meta-training (fading-ae: messages per support/query "
+                        "batch, default 16; iq-demod: support pilot symbols per device, default 16); meta-train "
+                        "with the pilot count used at run time")
     p.add_argument("--val-every", type=int, default=250, help="validate on held-out channels every N steps")
     p.add_argument("--checkpoint-every", type=int, default=500, help="write --out every N steps (0: end only)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the task stream")
@@ -94,6 +98,10 @@ def build(args):
             raise ConfigError("--snr-db", f"only for --scenario iq-demod; {args.scenario} takes --ebno-db")
         if args.ebno_db is not None:
             overrides["ebno_db"] = args.ebno_db
+    support = getattr(args, "support_pilots", None)
+    if support is not None:
+        key = "support_pilots" if args.scenario == "iq-demod" else "messages_per_task"
+        overrides[key] = check_positive_int("--support-pilots", support)
     sc = make_scenario(args.scenario, device=dev, **overrides)
     defaults = {"meta_batch": 20, "outer_lr": 0.01, **getattr(sc, "meta_defaults", {})}
     for key in ("meta_batch", "outer_lr"):
