@@ -41,6 +41,15 @@ Eb/N0 drawn from 5-15 or 10-20 dB, 2000 steps): the remaining gap to the perfect
 (0.0064 / 0.0017) sits in a few blocks with weak or near-singular channels where the soft feedback is
 confidently wrong, which neither the local refiners nor the scalar knobs repair.
 
+``architecture="net"`` replaces this decoder by an end-to-end network (:mod:`metacomm.codecs.neural_rx_net`: a
+residual 1-D conv net over the data symbols fed the received block, the LS tap estimate and :math:`N_0`; no
+equaliser, no demapper, no iterations), same frame and pilots. Measured (64 channels x 4 residual blocks, 6000
+Adam steps x 512 blocks, lr 2e-3 cosine, Eb/N0 uniform in 5-15 dB, 16 min on one thread; 40000 blocks, seed 77):
+BER 0.0852 / 0.0233 / 0.0074 at 5 / 10 / 15 dB, against 0.0974 / 0.0393 / 0.0211 for pilot-LS + LMMSE with the
+same pilots and 0.0698 / 0.0296 / 0.0188 for perfect-CSI LMMSE: the learned detector beats the classical
+pilot-aided receiver at every point and perfect-CSI LMMSE at 10 and 15 dB, but not the (untrained) iterative
+receiver above.
+
 Energy: Es = 1 per data symbol; the pilot energy is **not** counted in Eb (as in ``PilotLink``):
 ``num_channel_uses = n_d``, ``rate = m`` bits per data symbol, although the encoder emits the whole frame
 (``frame_length = P + G + n_d`` samples).
@@ -57,9 +66,10 @@ from metacomm._validation import ConfigError, check_choice, check_nonneg_int, ch
 from metacomm.channels.base import make_generator
 from metacomm.codecs.learned_base import LearnedCodec
 
-__all__ = ["NeuralReceiver", "CHANNEL_MODES", "DATA_BITS_PER_SYMBOL"]
+__all__ = ["NeuralReceiver", "CHANNEL_MODES", "DATA_BITS_PER_SYMBOL", "ARCHITECTURES"]
 
 CHANNEL_MODES = ("truncate", "full")
+ARCHITECTURES = ("iterative", "net")
 DATA_BITS_PER_SYMBOL = (2, 4)
 _LLR_CLIP = 20.0
 _LOG_PREC0 = -9.0  # initial log prior precision of the taps: ~LS
@@ -319,14 +329,17 @@ class NeuralReceiver(LearnedCodec):
         channel_mode: the multipath channel's ``mode``, ``"truncate"`` or ``"full"``.
         hidden, num_hidden_layers: width and residual blocks of each refiner MLP.
         pilot_seed: seed of the fixed QPSK pilot sequence.
-        num_iterations: data-aided iterations (0 = pilot-LS + LMMSE + APP + one refiner).
+        num_iterations: data-aided iterations (0 = pilot-LS + LMMSE + APP + one refiner); ``"iterative"`` only.
+        architecture: ``"iterative"`` (default, the unfolded classical receiver above) or ``"net"`` (the
+            end-to-end residual conv network :class:`~metacomm.codecs.neural_rx_net.NetRxDecoder`: ``hidden``
+            channels, ``num_hidden_layers`` residual blocks; 64 and 4 are the measured setting).
 
     Shapes: ``encoder(bits [B, k]) -> frame [B, P + L - 1 + n_d]``; ``decoder(y [B, frame_rx], no) -> [B, k]``.
     """
 
     def __init__(self, bits_per_symbol: int = 2, num_data: int = 16, num_pilots: int = 8, num_taps: int = 3,
                  channel_mode: str = "truncate", *, hidden: int = 64, num_hidden_layers: int = 1,
-                 pilot_seed: int = 1234, num_iterations: int = 2):
+                 pilot_seed: int = 1234, num_iterations: int = 2, architecture: str = "iterative"):
         super().__init__()
         m = check_positive_int("bits_per_symbol", bits_per_symbol)
         if m not in DATA_BITS_PER_SYMBOL:
@@ -341,23 +354,34 @@ class NeuralReceiver(LearnedCodec):
         num_hidden_layers = check_positive_int("num_hidden_layers", num_hidden_layers)
         pilot_seed = check_nonneg_int("pilot_seed", pilot_seed)
         num_iterations = check_nonneg_int("num_iterations", num_iterations)
+        check_choice("architecture", architecture, ARCHITECTURES)
         self._config = dict(bits_per_symbol=m, num_data=n_d, num_pilots=n_p, num_taps=L,
                             channel_mode=channel_mode, hidden=hidden, num_hidden_layers=num_hidden_layers,
-                            pilot_seed=pilot_seed, num_iterations=num_iterations)
+                            pilot_seed=pilot_seed, num_iterations=num_iterations, architecture=architecture)
+        self.architecture = architecture
         pilots = _fixed_qpsk(n_p, pilot_seed)
         self.num_info_bits = n_d * m
         self.num_channel_uses = n_d
         self.frame_length = n_p + (L - 1) + n_d
         self.encoder = FrameEncoder(m, n_d, L - 1, pilots)
-        self.decoder = NeuralRxDecoder(m, n_d, n_p, L - 1, L, channel_mode, hidden, num_hidden_layers, pilots,
-                                       num_iterations)
+        if architecture == "net":
+            from metacomm.codecs.neural_rx_net import NetRxDecoder
+
+            self.decoder = NetRxDecoder(m, n_d, n_p, L - 1, L, channel_mode, hidden, num_hidden_layers, pilots)
+        else:
+            self.decoder = NeuralRxDecoder(m, n_d, n_p, L - 1, L, channel_mode, hidden, num_hidden_layers,
+                                           pilots, num_iterations)
         self.reset_parameters(None)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Refiner convolutions re-drawn from ``generator`` (PyTorch's default Conv1d law); their output layers
         zeroed, the soft-symbol scales 1 and the tap precisions ~0 (untrained = the classical iterative
-        receiver; with ``num_iterations=0``: LS + LMMSE + APP)."""
+        receiver; with ``num_iterations=0``: LS + LMMSE + APP). ``architecture="net"``: every layer re-drawn
+        (:meth:`~metacomm.codecs.neural_rx_net.NetRxDecoder.reset_parameters`)."""
         dec = self.decoder
+        if self.architecture == "net":
+            dec.reset_parameters(generator)
+            return
         for r in dec.refiners:
             for mod in r.modules():
                 if isinstance(mod, nn.Conv1d):

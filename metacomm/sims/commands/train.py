@@ -47,7 +47,7 @@ def add_parser(subparsers, name: str = "train") -> argparse.ArgumentParser:
                    help="hidden width (ae default 2^k capped at 1024; constellation 64; neural-rx 64)")
     p.add_argument("--num-hidden-layers", default=None, metavar="L",
                    help="hidden layers per MLP (ae default 1, constellation 2; neural-rx: residual blocks per refiner, "
-                   "default 1)")
+                   "default 1; --architecture net: residual blocks of the network, default 4)")
     p.add_argument("--power", default="block", metavar="MODE",
                    help="ae energy constraint: block (||x||^2 = n_c per codeword) or average (codebook mean)")
     p.add_argument("--bits-per-symbol", default=None, metavar="M",
@@ -63,6 +63,10 @@ def add_parser(subparsers, name: str = "train") -> argparse.ArgumentParser:
     p.add_argument("--num-iterations", default="2", metavar="I",
                    help="neural-rx: data-aided iterations (soft-symbol channel re-estimation + LMMSE-PIC, each "
                    "followed by a learned LLR refiner); 0 = pilot-LS + LMMSE + one refiner (default 2)")
+    p.add_argument("--architecture", default="iterative", metavar="A",
+                   help="neural-rx: iterative (unfolded LS + LMMSE + data-aided LMMSE-PIC with learned refiners) or "
+                   "net (end-to-end residual conv network on the received block and the LS tap estimate; "
+                   "default width 64, 4 residual blocks) (default iterative)")
     p.add_argument("--num-taps", default="3", metavar="L", help="multipath channel taps L (default 3)")
     p.add_argument("--channel-mode", default="truncate", metavar="MODE",
                    help="multipath output: truncate (n samples) or full (n + L - 1) (default truncate)")
@@ -136,20 +140,24 @@ def build_codec(args):
                                        hidden=_opt_int("--hidden", args.hidden, 64),
                                        num_hidden_layers=_opt_int("--num-hidden-layers", args.num_hidden_layers, 2))
     else:
-        from metacomm.codecs.neural_rx import DATA_BITS_PER_SYMBOL, NeuralReceiver
+        from metacomm.codecs.neural_rx import ARCHITECTURES, DATA_BITS_PER_SYMBOL, NeuralReceiver
 
         if channel_name != "multipath":
             raise ConfigError("--channel", f"--codec neural-rx is trained on a multipath channel; allowed: "
                                            f"multipath, got {args.channel!r}")
         m = _opt_int("--bits-per-symbol", args.bits_per_symbol, 2)
         check_choice("--bits-per-symbol", m, DATA_BITS_PER_SYMBOL)
+        arch = check_choice("--architecture", getattr(args, "architecture", "iterative"), ARCHITECTURES)
+        net = arch == "net"
         codec = NeuralReceiver(m, check_positive_int("--num-data", args.num_data),
                                check_positive_int("--num-pilots", args.num_pilots),
                                channel_kwargs["num_taps"], channel_kwargs["mode"],
                                hidden=_opt_int("--hidden", args.hidden, 64),
-                               num_hidden_layers=_opt_int("--num-hidden-layers", args.num_hidden_layers, 1),
+                               num_hidden_layers=_opt_int("--num-hidden-layers", args.num_hidden_layers,
+                                                          4 if net else 1),
                                num_iterations=check_nonneg_int("--num-iterations",
-                                                               getattr(args, "num_iterations", 2)))
+                                                               getattr(args, "num_iterations", 2)),
+                               architecture=arch)
     return codec, channel_name, channel_kwargs
 
 
