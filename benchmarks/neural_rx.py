@@ -8,11 +8,31 @@ LMMSE-PIC) and the trained one (Adam, BCE, Eb/N0 uniform in [5, 15] dB), and the
 bound (true taps, the other data symbols cancelled by a genie: no ISI left, the diversity of each symbol's
 channel column; truncated tail included).
 
-Measured (600 steps, 70 s on one thread; see the module docstring of ``metacomm.codecs.neural_rx``): training
-does not lower the BER of the untrained iterative receiver beyond Monte-Carlo noise; the gap to the bound is
-left in a few blocks with weak channels.
+Also the end-to-end network receiver (``NeuralReceiver(architecture="net")``, 64 channels x 4 residual blocks,
+trained here with Adam, cosine schedule, 6000 steps x 512 blocks, lr 2e-3, Eb/N0 uniform in [5, 15] dB, seed 0:
+about 16 min on one thread; ``--net-checkpoint`` loads a saved one instead, ``--net-save`` saves it).
+The receiver rows (untrained, trained, net) see exactly the same bits, channel taps and noise (same frame, same
+seed); the PilotLink rows send the same fixed pilots over the same channel law with the same seed, but their
+noise draws differ in size, so after the first batch their realisations are independent of the receivers'.
+The 95 % intervals come from the per-block error counts.
 
-Usage: python benchmarks/neural_rx.py [--steps 600] [--lr 5e-4] [--iterations 2]   (single-threaded)
+Measured (2026-11-28, seed 77, 10 x 4000 blocks per point, BER +- 95 %)::
+
+    BER                                5 dB             10 dB            15 dB
+    pilot-LS + LMMSE (fixed pilots)    0.0974 +-0.0008  0.0393 +-0.0005  0.0211 +-0.0003
+    pilot-LS + LMMSE (random pilots)   0.1015 +-0.0008  0.0410 +-0.0005  0.0215 +-0.0003
+    perfect-CSI LMMSE                  0.0698 +-0.0006  0.0296 +-0.0004  0.0188 +-0.0003
+    receiver, untrained (iterative)    0.0768 +-0.0008  0.0182 +-0.0004  0.0036 +-0.0002
+    receiver, trained (600 steps)      0.0760 +-0.0008  0.0176 +-0.0004  0.0035 +-0.0002
+    end-to-end net (6000 steps)        0.0852 +-0.0008  0.0233 +-0.0004  0.0074 +-0.0002
+    perfect-CSI matched-filter bound   0.0321 +-0.0005  0.0064 +-0.0002  0.0016 +-0.0001
+
+The end-to-end net beats pilot-LS + LMMSE with the same pilots at every point (-12 / -41 / -65 %) and
+perfect-CSI LMMSE at 10 and 15 dB; it does not reach the classical iterative receiver, and training the
+iterative receiver does not lower its BER beyond Monte-Carlo noise.
+
+Usage: python benchmarks/neural_rx.py [--steps 600] [--lr 5e-4] [--iterations 2] [--net-steps 6000]
+       [--net-checkpoint net.pt | --net-save net.pt]   (single-threaded; about 19 min with the net's training)
 """
 
 from __future__ import annotations
@@ -33,13 +53,21 @@ EBNO = (5.0, 10.0, 15.0)
 
 
 def ber(link, eb, n=10, bs=4000, seed=77):
+    """BER over ``n x bs`` blocks drawn from ``seed``."""
+    return ber_ci(link, eb, n, bs, seed)[0]
+
+
+def ber_ci(link, eb, n=10, bs=4000, seed=77):
+    """(BER, 95 % half-width) over ``n x bs`` independent blocks; the interval comes from the per-block error
+    counts (bits within a block share one channel, so they are not independent)."""
     g = make_generator(seed)
-    e = t = 0
+    per_block = []
     for _ in range(n):
         b, bh = link(bs, eb, g)
-        e += int((b != bh).sum())
-        t += b.numel()
-    return e / t
+        per_block.append((b != bh).sum(-1).double())
+    e = torch.cat(per_block)
+    k = b.shape[-1]
+    return float(e.mean()) / k, 1.96 * float(e.std()) / (e.numel() ** 0.5) / k
 
 
 def mfb_link(rx: NeuralReceiver, ch: MultipathBlockFading):
@@ -72,6 +100,14 @@ def main():
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--iterations", type=int, default=2)
+    ap.add_argument("--net-steps", type=int, default=6000, help="steps of the end-to-end net (0: skip it)")
+    ap.add_argument("--net-batch", type=int, default=512)
+    ap.add_argument("--net-lr", type=float, default=2e-3)
+    ap.add_argument("--net-hidden", type=int, default=64)
+    ap.add_argument("--net-blocks", type=int, default=4)
+    ap.add_argument("--net-checkpoint", default=None,
+                    help="load the end-to-end net from this checkpoint instead of training it")
+    ap.add_argument("--net-save", default=None, help="save the trained end-to-end net to this checkpoint")
     args = ap.parse_args()
     torch.set_num_threads(1)
     ch = MultipathBlockFading(3, mode="truncate")
@@ -89,9 +125,32 @@ def main():
               progress=False, val_batch_size=2000)
     print(f"training: {h.steps} steps x 256 blocks in {h.seconds:.0f} s (1 thread)")
     rows["receiver, trained"] = CodecLink(rx, ch)
-    print(f"{'BER':34s}" + "".join(f"{eb:>9.0f} dB" for eb in EBNO))
+    net = None
+    if args.net_checkpoint:
+        from metacomm.codecs.checkpoint import load_codec
+
+        net, meta = load_codec(args.net_checkpoint, expect={"class": "NeuralReceiver", "architecture": "net"})
+        print(f"end-to-end net: loaded {args.net_checkpoint} ({meta.get('training', {})}, "
+              f"{meta.get('seconds', float('nan')):.0f} s)")
+    elif args.net_steps > 0:
+        net = NeuralReceiver(2, 16, 8, 3, "truncate", hidden=args.net_hidden, num_hidden_layers=args.net_blocks,
+                             architecture="net")
+        hn = train(net, ch, train_ebno_db=(5.0, 15.0), steps=args.net_steps, batch_size=args.net_batch,
+                   lr=args.net_lr, seed=0, progress=False, val_batch_size=2000)
+        print(f"end-to-end net ({args.net_hidden} x {args.net_blocks} blocks): {hn.steps} steps x "
+              f"{args.net_batch} blocks, lr {args.net_lr} cosine, in {hn.seconds:.0f} s (1 thread)")
+        if args.net_save:
+            from metacomm.codecs.checkpoint import save_codec
+
+            save_codec(args.net_save, net, {"channel": "multipath", "channel_kwargs": {"num_taps": 3,
+                       "mode": "truncate"}, "train_ebno_db": [5.0, 15.0], "training": hn.config,
+                       "seconds": hn.seconds})
+    if net is not None:
+        rows["end-to-end net (architecture=net)"] = CodecLink(net, ch)
+    print(f"{'BER (+- 95 % CI, 40000 blocks)':34s}" + "".join(f"{eb:>17.0f} dB" for eb in EBNO))
     for name, link in rows.items():
-        print(f"{name:34s}" + "".join(f"{ber(link, eb):>12.4f}" for eb in EBNO), flush=True)
+        cells = [ber_ci(link, eb) for eb in EBNO]
+        print(f"{name:34s}" + "".join(f"{v:>12.4f} +-{h:.4f}" for v, h in cells), flush=True)
 
 
 if __name__ == "__main__":
