@@ -64,10 +64,12 @@ def bit_llrs_from_block_logits(logits: torch.Tensor, bit_table: torch.Tensor) ->
     return one - zero
 
 
-def reset_linear_(layer: nn.Linear, generator: torch.Generator | None) -> None:
-    """PyTorch's default :class:`~torch.nn.Linear` initialisation, drawn from ``generator``.
+def reset_linear_(layer: nn.Linear | nn.Conv1d, generator: torch.Generator | None) -> None:
+    """PyTorch's default :class:`~torch.nn.Linear` / :class:`~torch.nn.Conv1d` initialisation, drawn from
+    ``generator``.
 
-    Weights ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` (kaiming-uniform with a = sqrt(5)), bias likewise.
+    Weights ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` (kaiming-uniform with a = sqrt(5)), bias likewise; fan_in =
+    input features (x kernel size for a convolution).
     """
     gdev = generator.device if generator is not None else layer.weight.device
     with torch.no_grad():
@@ -75,7 +77,7 @@ def reset_linear_(layer: nn.Linear, generator: torch.Generator | None) -> None:
         nn.init.kaiming_uniform_(w, a=math.sqrt(5), generator=generator)
         layer.weight.copy_(w)
         if layer.bias is not None:
-            fan_in = layer.weight.shape[1]
+            fan_in = layer.weight[0].numel()
             bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
             b = torch.empty(layer.bias.shape, dtype=layer.bias.dtype, device=gdev)
             nn.init.uniform_(b, -bound, bound, generator=generator)

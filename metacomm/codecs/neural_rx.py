@@ -57,14 +57,12 @@ Energy: Es = 1 per data symbol; the pilot energy is **not** counted in Eb (as in
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from metacomm._validation import ConfigError, check_choice, check_nonneg_int, check_positive_int
 from metacomm.channels.base import make_generator
-from metacomm.codecs.learned_base import LearnedCodec
+from metacomm.codecs.learned_base import LearnedCodec, reset_linear_
 
 __all__ = ["NeuralReceiver", "CHANNEL_MODES", "DATA_BITS_PER_SYMBOL", "ARCHITECTURES"]
 
@@ -101,20 +99,6 @@ class FrameEncoder(nn.Module):
         p = self.pilots.to(data.dtype).expand(b, -1)
         guard = torch.zeros(b, self.num_guard, dtype=data.dtype, device=data.device)
         return torch.cat([p.to(data.device), guard, data], dim=-1)
-
-
-def _reset_conv_(conv: nn.Conv1d, generator: torch.Generator | None) -> None:
-    r"""PyTorch's default :class:`~torch.nn.Conv1d` initialisation drawn from ``generator``: weight and bias
-    :math:`U(-1/\sqrt{\mathrm{fan_{in}}}, 1/\sqrt{\mathrm{fan_{in}}})`, fan_in = in_channels x kernel."""
-    fan_in = conv.weight.shape[1] * conv.weight.shape[2]
-    bound = 1.0 / math.sqrt(fan_in)
-    gdev = generator.device if generator is not None else conv.weight.device
-    with torch.no_grad():
-        for p in (conv.weight, conv.bias):
-            if p is not None:
-                t = torch.empty(p.shape, dtype=p.dtype, device=gdev)
-                nn.init.uniform_(t, -bound, bound, generator=generator)
-                p.copy_(t)
 
 
 class _SymbolRefiner(nn.Module):
@@ -385,7 +369,7 @@ class NeuralReceiver(LearnedCodec):
         for r in dec.refiners:
             for mod in r.modules():
                 if isinstance(mod, nn.Conv1d):
-                    _reset_conv_(mod, generator)
+                    reset_linear_(mod, generator)
         with torch.no_grad():
             for r in dec.refiners:
                 r.out.weight.zero_()

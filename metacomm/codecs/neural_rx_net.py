@@ -32,31 +32,15 @@ bit-wise BCE (:func:`metacomm.codecs.training.train`, ``loss="bce"``) over rando
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from metacomm._validation import ConfigError
+from metacomm.codecs.learned_base import reset_linear_
 
 __all__ = ["NetRxDecoder"]
 
 _KERNEL = 3
-
-
-def _reset_conv_(conv: nn.Module, generator: torch.Generator | None) -> None:
-    r"""PyTorch's default initialisation of a Conv1d / Linear drawn from ``generator``: weight and bias
-    :math:`U(-1/\sqrt{\mathrm{fan_{in}}}, 1/\sqrt{\mathrm{fan_{in}}})`."""
-    w = conv.weight
-    fan_in = w.shape[1] * (w.shape[2] if w.dim() == 3 else 1)
-    bound = 1.0 / math.sqrt(fan_in)
-    gdev = generator.device if generator is not None else w.device
-    with torch.no_grad():
-        for p in (conv.weight, conv.bias):
-            if p is not None:
-                t = torch.empty(p.shape, dtype=p.dtype, device=gdev)
-                nn.init.uniform_(t, -bound, bound, generator=generator)
-                p.copy_(t)
 
 
 class _Block(nn.Module):
@@ -100,7 +84,7 @@ class NetRxDecoder(nn.Module):
         """Every convolution / linear layer re-drawn from ``generator`` (PyTorch's default law)."""
         for mod in self.modules():
             if isinstance(mod, (nn.Conv1d, nn.Linear)):
-                _reset_conv_(mod, generator)
+                reset_linear_(mod, generator)
 
     def _conv(self, taps: torch.Tensor, n: int) -> torch.Tensor:
         from metacomm.channels.multipath import convolution_matrix
