@@ -149,6 +149,10 @@ class FadingAEScenario:
     """
 
     name = NAME
+    #: ``metacomm meta-train`` defaults: 20 tasks per update, outer Adam 0.01 (as the authors) and 20000
+    #: meta-steps per restart -- second-order MAML here reaches the fast-adapting regime late and at a
+    #: seed-dependent time (held-out BLER after one step 0.17 -> 0.04 between 10000 and 24000 steps for one seed).
+    meta_defaults = {"meta_batch": 20, "outer_lr": 0.01, "meta_steps": 20000}
 
     def __init__(self, config: FadingAEConfig | None = None, device="cpu"):
         self.config = (config or FadingAEConfig()).validate()

@@ -309,3 +309,33 @@ def test_fast_path_falls_back_outside_its_domain():
         b = meta_gradients(m, obj, P, tasks, algo="maml", adapt=names, inner_steps=1, inner_lr=0.2, batched=False)
         for n in P:
             torch.testing.assert_close(a.grads[n], b.grads[n], rtol=1e-10, atol=1e-12)
+
+
+def test_best_initialisation_is_the_lowest_validation_loss_and_survives_resume(tmp_path):
+    """Validation snapshots: `best` holds the weights of the validation with the lowest held-out loss (checked
+    against the recorded history), not the last iterate, and a checkpoint round-trip keeps it."""
+    cfg = MetaConfig(algo="maml", inner_steps=1, inner_lr=0.1, outer_lr=0.3, meta_batch=3, val_every=2,
+                     val_tasks=4)
+    torch.manual_seed(7)
+    tr = MetaTrainer(EncDec(), SupervisedObjective(), _sampler, cfg, seed=11, val_sampler=_sampler)
+    snaps = {}
+    for _ in range(10):
+        tr.train(tr.step_count + 2, progress=False)
+        snaps[tr.step_count] = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    vals = {h["step"]: h["val_loss"] for h in tr.history if "val_loss" in h}
+    assert sorted(vals) == list(range(2, 21, 2))
+    best_step = min(vals, key=lambda s: (vals[s], s))
+    assert tr.best["step"] == best_step and tr.best["val"]["val_loss"] == vals[best_step]
+    for k, v in snaps[best_step].items():
+        assert torch.equal(tr.best["model"][k], v), k
+    # Re-validating the snapshot reproduces its recorded loss (the snapshot is the weights it was scored on).
+    again = MetaTrainer(EncDec(), SupervisedObjective(), _sampler, cfg, seed=11, val_sampler=_sampler)
+    again.model.load_state_dict(tr.best["model"])
+    assert again.validate()["val_loss"] == pytest.approx(vals[best_step], rel=1e-6)
+    tr.save(str(tmp_path / "ck.pt"))
+    back = MetaTrainer(EncDec(), SupervisedObjective(), _sampler, cfg, seed=11, val_sampler=_sampler)
+    back.load(str(tmp_path / "ck.pt"))
+    assert back.best["step"] == best_step
+    assert back.consider_best({"val_loss": float("nan")}) is False
+    assert back.consider_best({"val_loss": vals[best_step] * 2}) is False
+    assert back.consider_best({"val_loss": vals[best_step] / 2}) is True and back.best["step"] == 20

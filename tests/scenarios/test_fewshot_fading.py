@@ -154,7 +154,7 @@ def test_fewshot_rejects_checkpoint_of_another_codec(tmp_path, capsys):
     assert _run(["meta-train", "--scenario", "fading-ae", "--meta-steps", "1", "--meta-batch", "2",
                  "--joint-steps", "0", "--val-every", "0", "--quiet", "--out", str(ck)], capsys)[0] == 0
     d = torch.load(ck, weights_only=False)
-    d["model"]["encoder.net.0.weight"] = torch.zeros(3, 3)
+    d["init"]["model"]["encoder.net.0.weight"] = torch.zeros(3, 3)  # the shipped initialisation
     torch.save(d, ck)
     rc, _, err = _run(["fewshot", "--checkpoint", str(ck), "--out", str(tmp_path / "o")], capsys)
     assert rc == 2 and "different codec" in err
@@ -187,3 +187,53 @@ def test_meta_beats_joint_beats_random_after_one_step():
         bler[name] = r[1][0] / r[1][1]
     assert bler["meta"] < 0.5 * bler["joint"], bler
     assert bler["joint"] < 0.5 * bler["random"], bler
+
+
+def test_cli_restarts_ship_the_best_validated_restart_and_resume_exactly(tmp_path, capsys):
+    """`--restarts 2`: both restarts are recorded; the shipped `init` is the one with the lowest held-out loss;
+    a run interrupted inside the second restart and resumed ends bit-identical to an uninterrupted one; fewshot
+    loads the shipped initialisation."""
+    base = ["meta-train", "--scenario", "fading-ae", "--meta-batch", "4", "--val-every", "2", "--val-tasks", "8",
+            "--joint-steps", "0", "--quiet", "--seed", "5", "--restarts", "2"]
+    a = tmp_path / "a.pt"
+    assert _run([*base, "--meta-steps", "6", "--out", str(a)], capsys)[0] == 0
+    ca = torch.load(a, weights_only=False)
+    assert [r["restart"] for r in ca["restarts"]] == [0, 1] and [r["seed"] for r in ca["restarts"]] == [5, 6]
+    losses = [r["val"]["val_loss"] for r in ca["restarts"]]
+    assert ca["init"]["restart"] == int(losses[1] < losses[0])
+    for r in ca["restarts"]:  # each restart's selection is its own lowest validation
+        assert r["step"] in (2, 4, 6)
+    # Interrupted in restart 2 (a crash at its 3rd step; --checkpoint-every 2 wrote its step 2), then resumed.
+    b = tmp_path / "b.pt"
+    from metacomm.sims.commands import meta_train as mt
+    orig = mt.MetaTrainer.step
+
+    def crashing_step(self):
+        if self.seed == 6 and self.step_count == 2:
+            raise KeyboardInterrupt
+        return orig(self)
+    mt.MetaTrainer.step = crashing_step
+    try:
+        rc, _, err = _run([*base, "--meta-steps", "6", "--checkpoint-every", "2", "--out", str(b)], capsys)
+        assert rc == 130 and "interrupted" in err
+    finally:
+        mt.MetaTrainer.step = orig
+    cb = torch.load(b, weights_only=False)
+    assert cb["restart"] == 1 and cb["step"] == 2 and len(cb["restarts"]) == 1
+    assert _run([*base, "--meta-steps", "6", "--resume", str(b), "--out", str(b)], capsys)[0] == 0
+    cb = torch.load(b, weights_only=False)
+    for k in ca["init"]["model"]:
+        assert torch.equal(ca["init"]["model"][k], cb["init"]["model"][k]), k
+    assert [(r["seed"], r["step"], r["val"]["val_loss"]) for r in cb["restarts"]] == \
+        [(r["seed"], r["step"], r["val"]["val_loss"]) for r in ca["restarts"]]
+    rc, out, err = _run(["fewshot", "--checkpoint", str(a), "--pilots", "4", "--steps", "0,1", "--test-blocks",
+                         "64", "--schemes", "meta", "--out", str(tmp_path / "fs")], capsys)
+    assert rc == 0, err
+
+
+@pytest.mark.parametrize("flag,value", [("--restarts", "0"), ("--select", "first"), ("--val-tasks", "0"),
+                                        ("--meta-steps", "-1")])
+def test_cli_meta_train_bad_selection_flags_exit_2(tmp_path, capsys, flag, value):
+    rc, _, err = _run(["meta-train", "--scenario", "fading-ae", "--quiet", flag, value, "--out",
+                       str(tmp_path / "m.pt")], capsys)
+    assert rc == 2 and flag in err, err

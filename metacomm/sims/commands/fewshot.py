@@ -92,19 +92,20 @@ def load_meta_checkpoint(path: str, device) -> tuple:
         raise ConfigError("--checkpoint", f"{path}: {what}; expected the output of `metacomm meta-train`")
     sc = make_scenario(ck["scenario"], device=device, **ck["scenario_config"])
     model = sc.build_model(0)
+    init = ck.get("init") or {"model": ck["model"], "lrs": ck.get("lrs")}  # selected initialisation (meta-train)
     try:
-        model.load_state_dict(ck["model"])
+        model.load_state_dict(init["model"])
     except RuntimeError as e:
         raise ConfigError("--checkpoint", f"{path}: weights are for a different codec: "
                                           f"{str(e).splitlines()[0][:160]}") from None
     model.to(device)
     rate = SGD(float(ck["meta_config"]["inner_lr"]))
-    if ck.get("lrs"):
-        rate = {n: t.to(device) for n, t in ck["lrs"].items()}
+    if init.get("lrs"):
+        rate = {n: t.to(device) for n, t in init["lrs"].items()}
     joint = None
     if ck.get("joint_steps"):
         joint = sc.build_model(0)
-        joint.load_state_dict(ck["joint"]["model"])
+        joint.load_state_dict((ck.get("joint_init") or ck["joint"])["model"])
         joint.to(device)
     return sc, model, rate, joint, ck
 
