@@ -14,7 +14,9 @@ Setting of Park, Simeone & Kang, "Meta-learning to communicate: fast end-to-end 
 * a task = one channel realisation (taps) from a fixed set of ``num_train_channels = 100`` meta-training
   channels, with ``messages_per_task = 16`` support messages (pilots) and 16 query messages, each group of 16
   a random permutation of all messages (as in the authors' code);
-* meta-training: MAML, 1 inner SGD step at 0.1, outer Adam 0.01, 20 tasks per update;
+* meta-training: MAML, 1 inner SGD step at 0.1, outer Adam 0.01, 20 tasks per update (the authors' 10000
+  updates are not enough for every seed here: ``metacomm meta-train`` defaults to 20000 per restart and ships
+  the initialisation with the lowest held-out loss, see its ``--restarts``);
 * run time (:func:`evaluate`): on ``num_test_channels`` *new* channels, adapt with ``pilots`` fresh pilot
   messages per step -- step 1 SGD at the inner rate (0.1), later steps Adam 1e-3 -- and measure the BLER after
   each number of steps in ``steps``.

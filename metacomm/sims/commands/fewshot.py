@@ -2,8 +2,9 @@
 
     metacomm fewshot --checkpoint meta.pt --pilots 1,4,16,64 --steps 0,1,5,100 --out DIR
 
-For every scheme -- ``meta`` (the meta-learned initialisation), ``joint`` (the joint-training baseline of the
-same checkpoint), ``random`` (a fresh random initialisation) -- and every number of pilots per step ``P``, each
+For every scheme -- ``meta`` (the meta-learned initialisation the checkpoint ships: its ``init`` entry, i.e. the
+restart and step selected on held-out channels by ``meta-train --select/--restarts``), ``joint`` (the joint-training
+baseline of the same checkpoint, selected the same way), ``random`` (a fresh random initialisation) -- and every number of pilots per step ``P``, each
 test channel's copy is adapted (step 1: SGD at the meta-training inner rate, or Meta-SGD's learned rates;
 later steps: Adam ``--adam-lr``; the parameters adapted are those the checkpoint was meta-trained to adapt,
 e.g. only the head for ANIL) on ``P`` fresh pilot messages per step, and the block error rate (= message
