@@ -22,12 +22,17 @@ Measured (wall ms unless noted):
   baddbmm prototype ran 14 ms vs 903 ms, so the bmm path should land near 2x the vmap path on a GPU (not yet
   measured there).
 * 16-core x86 CPU (vmap path): 917 vs 207 (4.4x).
-* 2-core CPU shared with 4 other jobs (load average 9-11), ``--threads 1``, median process CPU ms (wall
-  was 3-4x larger and too noisy to compare): 64 x 5 x 1024 -- loop 1350, vmap 1333, bmm 1254 (1.08x);
-  8 x 3 x 256 -- loop 54, vmap 32 (1.68x), bmm forced on 40 (1.36x; the automatic mode leaves it off at
-  this size, see ``FAST_MIN_ELEMENTS``). The issue's >= 2x CPU target is not met on this box at the
-  benchmark size: the step is compute- and memory-bound (a [64, 1024, 64] activation is 16 MB and not
-  cache-resident, while the loop's per-task [1024, 64] blocks are), so batching removes no work.
+* 2-core AMD EPYC (2 MB L2 per core), quiet machine, median of 3 interleaved runs, wall ms:
+  ``--threads 2``: loop 777-1010 (it gains nothing from the second thread), vmap 644-673, **bmm 592-600
+  (1.30-1.71x)**; ``--threads 1``: loop 1040, vmap 1222 (0.85x), bmm 1006 (1.03x). Earlier, on the same box
+  shared with 4 other jobs, ``--threads 1`` CPU ms: loop 1350, bmm 1254 (1.08x); 8 x 3 x 256 -- loop 54, vmap 32
+  (1.68x). The issue's >= 2x CPU target is met on the 16-core CPU (4.4x), not on this 2-core box: the step is
+  matmul-bound, and both ways do the same products (torch profiler, 2 threads: ``aten::mm`` 417 ms self CPU in
+  the loop, ``aten::bmm`` 424 ms in the bmm path), so with one thread batching can remove only the loop's
+  per-op overhead (~half of its time, mostly spent on cache-resident elementwise ops that the batched path
+  pays for as out-of-cache passes over [64, 1024, 64] activations instead: ``mul``/``add``/``copy_`` ~290 ms).
+  Splitting the 64 tasks into cache-sized chunks (2-32 tasks) was measured and is not faster (511-952 ms);
+  fusing the bias into ``baddbmm`` saves nothing measurable (4.97 vs 4.94 ms per product).
 
     python benchmarks/meta_step.py [--device cuda] [--tasks 64 --steps 5 --symbols 1024] [--threads 1]
 """
