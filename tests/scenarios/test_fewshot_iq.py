@@ -281,3 +281,21 @@ def test_meta_beats_joint_beats_scratch_after_one_step():
     ser["mmse"] = e / n
     assert ser["meta"] < ser["joint"] < ser["scratch"], ser
     assert ser["meta"] < ser["mmse"], ser
+
+
+@pytest.mark.slow
+def test_metasgd_meta_trained_for_four_pilots_beats_mmse_ml_at_four_pilots(tmp_path, capsys):
+    """With few pilots the meta-training support size must match the run-time pilot count: Meta-SGD meta-trained
+    on 4-pilot support sets (`meta-train --support-pilots 4`, 12000 updates, best held-out init) then adapted by one
+    step on P = 4 pilots beats the IQ-blind LMMSE + ML reference (measured: SER 0.147 vs 0.185), with 95 % intervals
+    apart. About 2 minutes on one CPU thread."""
+    torch.set_num_threads(1)
+    ck = tmp_path / "iq4.pt"
+    rc, _, err = _run(["meta-train", "--scenario", "iq-demod", "--algo", "metasgd", "--support-pilots", "4",
+                       "--meta-steps", "12000", "--joint-steps", "0", "--quiet", "--out", str(ck)], capsys)
+    assert rc == 0, err
+    rc, _, err = _run(["fewshot", "--checkpoint", str(ck), "--pilots", "4", "--steps", "1",
+                       "--schemes", "meta,pilot-mmse-ml", "--out", str(tmp_path / "fs")], capsys)
+    assert rc == 0, err
+    rows = {r["scheme"]: r for r in json.loads((tmp_path / "fs" / "results.json").read_text())["results"]}
+    assert rows["meta"]["ser_ci"][1] < rows["pilot-mmse-ml"]["ser_ci"][0], rows

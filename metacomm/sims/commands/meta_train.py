@@ -64,8 +64,9 @@ def add_parser(subparsers, name):
                    help="iq-demod: Es/N0 in dB per 16-QAM symbol (default 20; = Eb/N0 + 6.02 dB)")
     p.add_argument("--support-pilots", type=int, default=None,
                    help="pilots per task support set during meta-training (fading-ae: messages per support/query "
-                        "batch, default 16; iq-demod: support pilot symbols per device, default 16); meta-train "
-                        "with the pilot count used at run time")
+                        "batch, default 16; iq-demod: support pilot symbols per device, default 16, the rest of the "
+                        "device's 160 stored pilots (at most 144) being the query set); meta-train with the pilot "
+                        "count used at run time")
     p.add_argument("--val-every", type=int, default=250, help="validate on held-out channels every N steps")
     p.add_argument("--val-tasks", type=int, default=200,
                    help="held-out channels/devices for validation and selection (default 200)")
@@ -121,6 +122,13 @@ def build(args):
     if support is not None:
         key = "support_pilots" if args.scenario == "iq-demod" else "messages_per_task"
         overrides[key] = check_positive_int("--support-pilots", support)
+        if args.scenario == "iq-demod":  # the query set is the rest of each device's stored pilots
+            from metacomm.scenarios.fewshot_iq import IQDemodConfig
+            stored = IQDemodConfig().pilots_per_device
+            if support >= stored:
+                raise ConfigError("--support-pilots", f"must be < {stored} (the pilots stored per meta-training "
+                                                      f"device; the rest form the query set), got {support}")
+            overrides["query_pilots"] = min(IQDemodConfig().query_pilots, stored - support)
     sc = make_scenario(args.scenario, device=dev, **overrides)
     defaults = {"meta_batch": 20, "outer_lr": 0.01, "meta_steps": 3000, **getattr(sc, "meta_defaults", {})}
     for key in ("meta_batch", "outer_lr", "meta_steps"):
