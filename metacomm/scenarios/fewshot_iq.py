@@ -27,6 +27,9 @@ meta-learning" (IEEE TSP 2021), offline part:
 * **meta-learning**: any algorithm of :mod:`metacomm.adaptation` (MAML, FOMAML, Reptile, Meta-SGD, ANIL), 1
   inner SGD step at 0.1, outer Adam :math:`10^{-3}`, 5 devices per meta-update (:attr:`IQDemodScenario.
   meta_defaults`);
+  the support size should match the run-time pilot count ``P`` (``metacomm meta-train --support-pilots P``):
+  Meta-SGD meta-trained per ``P`` (12000 updates) reaches SER 0.266 / 0.147 / 0.076 at ``P`` = 1 / 4 / 16
+  after one step, against 0.338 / 0.185 / 0.135 for the LMMSE + ML reference;
 * **run time** (:meth:`IQDemodScenario.evaluate`): each of ``num_test_devices`` *new* devices sends ``P``
   pilots (one fixed pilot set: groups of 16 pilots are random permutations of the constellation); the
   demodulator starts from the given initialisation and takes ``s`` gradient steps on the *same* ``P``
