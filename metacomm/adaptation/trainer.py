@@ -12,8 +12,7 @@ inner rates (initialised to ``inner_lr``).
 * **Validation** -- every ``val_every`` steps, the current initialisation is adapted on a fixed set of held-out
   tasks (drawn once from ``val_seed``) and the mean query loss and statistics are recorded.
 * **Best initialisation** -- every validation whose mean held-out query loss is the lowest so far snapshots the
-  weights (and Meta-SGD rates) as :attr:`MetaTrainer.best`; :meth:`MetaTrainer.best_init` returns it (the last
-  weights if never validated). MAML-type meta-training of small codecs is strongly non-monotone and
+  weights (and Meta-SGD rates) as :attr:`MetaTrainer.best` (``None`` until a validation has run). MAML-type meta-training of small codecs is strongly non-monotone and
   seed-dependent (``fading-ae``: held-out BLER after one step wanders between 0.2 and 0.02 over tens of
   thousands of meta-steps), so the validated best, not the last iterate, is the initialisation worth shipping.
 * **Checkpoints** -- :meth:`MetaTrainer.state_dict` holds the model, optimiser, Meta-SGD rates, the generator
@@ -247,11 +246,6 @@ class MetaTrainer:
             return False
         self.best = {**self.snapshot(), "val": dict(val)}
         return True
-
-    def best_init(self) -> dict:
-        """The validated best snapshot (:meth:`snapshot` keys plus ``"val"``), or the current weights with
-        ``"val": None`` if no validation has run."""
-        return self.best if self.best is not None else {**self.snapshot(), "val": None}
 
     # --- checkpoints ----------------------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -23,7 +23,8 @@ meta-learning" (IEEE TSP 2021), offline part:
 * **meta-training data**: ``num_train_devices = 1000`` devices, each with a fixed set of
   ``pilots_per_device = 160`` received pilots (symbols, IQ imbalance, channel *and noise* drawn once from
   ``channel_seed``: offline data). A task = one device; its support batch is ``support_pilots`` (16) of its
-  160 pilots chosen at random, the query batch the next ``query_pilots`` (144) of the same permutation;
+  160 pilots chosen at random, the query batch the next ``query_pilots`` of the same permutation (default: the
+  rest of the device's pilots, at most 144 -- 144 for the default 16 support pilots);
 * **meta-learning**: any algorithm of :mod:`metacomm.adaptation` (MAML, FOMAML, Reptile, Meta-SGD, ANIL), 1
   inner SGD step at 0.1, outer Adam :math:`10^{-3}`, 5 devices per meta-update (:attr:`IQDemodScenario.
   meta_defaults`);
@@ -99,7 +100,7 @@ class IQDemodConfig:
     num_train_devices: int = 1000
     pilots_per_device: int = 160
     support_pilots: int = 16
-    query_pilots: int = 144
+    query_pilots: int | None = None  # None: min(144, pilots_per_device - support_pilots)
     num_test_devices: int = 100
     hidden: tuple = (10, 30, 30)
     activation: str = "tanh"
@@ -107,8 +108,14 @@ class IQDemodConfig:
     test_seed: int = 4243
 
     def validate(self) -> IQDemodConfig:
-        for f in ("num_train_devices", "pilots_per_device", "support_pilots", "query_pilots", "num_test_devices"):
+        for f in ("num_train_devices", "pilots_per_device", "support_pilots", "num_test_devices"):
             setattr(self, f, check_positive_int(f, getattr(self, f)))
+        if self.query_pilots is None:  # the rest of each device's stored pilots, at most 144
+            if self.support_pilots >= self.pilots_per_device:
+                raise ConfigError("support_pilots", f"must be < pilots_per_device = {self.pilots_per_device} "
+                                                    f"(the rest form the query set), got {self.support_pilots}")
+            self.query_pilots = min(144, self.pilots_per_device - self.support_pilots)
+        self.query_pilots = check_positive_int("query_pilots", self.query_pilots)
         if self.support_pilots + self.query_pilots > self.pilots_per_device:
             raise ConfigError("support_pilots", f"support_pilots + query_pilots = "
                                                 f"{self.support_pilots + self.query_pilots} exceeds "

@@ -122,22 +122,20 @@ def build(args):
     if support is not None:
         key = "support_pilots" if args.scenario == "iq-demod" else "messages_per_task"
         overrides[key] = check_positive_int("--support-pilots", support)
-        if args.scenario == "iq-demod":  # the query set is the rest of each device's stored pilots
-            from metacomm.scenarios.fewshot_iq import IQDemodConfig
-            stored = IQDemodConfig().pilots_per_device
-            if support >= stored:
-                raise ConfigError("--support-pilots", f"must be < {stored} (the pilots stored per meta-training "
-                                                      f"device; the rest form the query set), got {support}")
-            overrides["query_pilots"] = min(IQDemodConfig().query_pilots, stored - support)
-    sc = make_scenario(args.scenario, device=dev, **overrides)
+    try:
+        sc = make_scenario(args.scenario, device=dev, **overrides)
+    except ConfigError as e:  # a scenario field set by a flag: name the flag
+        flag = {"support_pilots": "--support-pilots", "messages_per_task": "--support-pilots"}.get(e.field)
+        if flag is None:
+            raise
+        raise ConfigError(flag, str(e).split(": ", 1)[1]) from None
     defaults = {"meta_batch": 20, "outer_lr": 0.01, "meta_steps": 3000, **getattr(sc, "meta_defaults", {})}
     for key in ("meta_batch", "outer_lr", "meta_steps"):
         if getattr(args, key, None) is None:
             setattr(args, key, defaults[key])
     meta_steps = check_nonneg_int("--meta-steps", args.meta_steps)
     joint_steps = meta_steps if args.joint_steps is None else check_nonneg_int("--joint-steps", args.joint_steps)
-    if not hasattr(args, "val_tasks"):
-        args.val_tasks = 200
+    args.val_tasks = getattr(args, "val_tasks", 200)
     fields = {"--meta-batch": "meta_batch", "--inner-steps": "inner_steps", "--inner-lr": "inner_lr",
               "--outer-lr": "outer_lr", "--val-every": "val_every", "--val-tasks": "val_tasks"}
     kw = {key: getattr(args, key) for key in fields.values()}
@@ -165,13 +163,14 @@ def make_meta_trainer(sc, cfg: MetaConfig, seed: int, dev) -> MetaTrainer:
                        val_sampler=sc.sample_val_tasks, device=dev)
 
 
-def _selection(trainer: MetaTrainer, select: str, restart: int) -> dict:
-    """The initialisation a finished restart offers: its validated best or its last iterate, with the held-out
-    score it was selected by."""
+def _selection(trainer: MetaTrainer, select: str, restart: int, *, score: bool = True) -> dict:
+    """The initialisation a restart offers: its validated best or its last iterate, with the held-out score it
+    was selected by (``score=False``: no new validation; ``val`` is None for an unvalidated last iterate)."""
     if select == "best" and trainer.best is not None:
         snap = dict(trainer.best)
     else:
-        snap = {**trainer.snapshot(), "val": trainer.validate() if trainer.val_sampler is not None else None}
+        val = trainer.validate() if score and trainer.val_sampler is not None else None
+        snap = {**trainer.snapshot(), "val": val}
     snap["restart"] = restart
     snap["seed"] = trainer.seed
     return snap
@@ -211,10 +210,13 @@ def run(args) -> int:
         done = [r for r in results if r is not None]
         return min(done, key=_val_loss) if done else None
 
+    joint_init = None  # the joint baseline's selection, once it has finished training
+
     def extra():
+        # Periodic checkpoints record the current restart's state without validating again.
         return {"kind": FORMAT, **settings, "joint": joint.state_dict(), "restart": restart,
-                "restarts": results, "init": chosen() or _selection(meta, settings["select"], restart),
-                "joint_init": _selection(joint, settings["select"], 0) if joint.step_count else None}
+                "restarts": results, "init": chosen() or _selection(meta, settings["select"], restart, score=False),
+                "joint_init": joint_init}
 
     every = check_nonneg_int("--checkpoint-every", args.checkpoint_every)
     while True:
@@ -235,13 +237,12 @@ def run(args) -> int:
         meta = make_meta_trainer(sc, meta.config, int(args.seed) + restart, meta.device)
         meta.save(out, extra())
     if settings["joint_steps"]:
-        def extra_j():
-            return extra()
         # Joint-baseline checkpoints are written through the meta trainer (one file holds both).
         while joint.step_count < settings["joint_steps"]:
             joint.train(min(settings["joint_steps"], joint.step_count + (every or settings["joint_steps"])),
                         progress=not args.quiet)
-            meta.save(out, extra_j())
+            meta.save(out, extra())
+        joint_init = _selection(joint, settings["select"], 0)
     meta.save(out, extra())
     init = chosen()
     last = init.get("val") or {}
