@@ -299,6 +299,6 @@ class MetaTrainer:
         """Load a checkpoint written by :meth:`save`; returns the whole dict (extra state included)."""
         if not os.path.exists(path):
             raise ConfigError("resume", f"no checkpoint at {path!r}")
-        sd = torch.load(path, map_location="cpu", weights_only=False)
+        sd = torch.load(path, map_location="cpu", weights_only=True)
         self.load_state_dict(sd)
         return sd

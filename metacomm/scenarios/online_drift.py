@@ -358,7 +358,7 @@ def load_meta(path, *, device="cpu", field: str = "--checkpoint") -> tuple[Drift
     if not os.path.exists(p):
         raise ConfigError(field, f"{p}: no such file")
     try:
-        ck = torch.load(p, map_location="cpu", weights_only=False)
+        ck = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is a user error
         raise ConfigError(field, f"{p}: not a readable checkpoint ({type(e).__name__})") from None
     if not isinstance(ck, dict) or ck.get("kind") != FORMAT:

@@ -84,7 +84,7 @@ def load_meta_checkpoint(path: str, device) -> tuple:
     if not os.path.exists(path):
         raise ConfigError("--checkpoint", f"{path}: no such file")
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
+        ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is a user error here
         raise ConfigError("--checkpoint", f"{path}: not a readable checkpoint ({type(e).__name__})") from None
     if not isinstance(ck, dict) or ck.get("kind") != FORMAT:

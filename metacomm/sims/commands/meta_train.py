@@ -193,7 +193,7 @@ def run(args) -> int:
     if args.resume:
         if not os.path.exists(args.resume):
             raise ConfigError("--resume", f"no checkpoint at {args.resume!r}")
-        ck = torch.load(args.resume, map_location="cpu", weights_only=False)
+        ck = torch.load(args.resume, map_location="cpu", weights_only=True)
         if not isinstance(ck, dict) or ck.get("kind") != FORMAT:
             raise ConfigError("--resume", f"{args.resume} is not a metacomm meta-train checkpoint")
         for key in ("scenario", "scenario_config", "algo", "seed", "adapt"):
