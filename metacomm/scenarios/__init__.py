@@ -1,18 +1,21 @@
-"""Scenario packs: a scenario bundles a channel distribution, a codec architecture, a meta-objective, task
-samplers and an evaluation protocol (see :mod:`metacomm.scenarios.fewshot_fading` -- ``fading-ae``, Park,
-Simeone & Kang 2020 -- and :mod:`metacomm.scenarios.fewshot_iq` -- ``iq-demod``, Park, Jang, Simeone & Kang
-2021).
+"""Scenario packs.
 
-:func:`make_scenario` builds one by name; :data:`SCENARIOS` lists the names.
+**Few-shot scenarios** (:class:`~metacomm.scenarios.base.FewShotScenario`, the contract every pack declares):
+a task distribution, a codec architecture, a meta-objective, task samplers, a test protocol and its classical
+and genie references. Built in: ``fading-ae`` (:mod:`metacomm.scenarios.fewshot_fading`, Park, Simeone & Kang
+2020) and ``iq-demod`` (:mod:`metacomm.scenarios.fewshot_iq`, Park, Jang, Simeone & Kang 2021). A pack
+registers with :func:`register_scenario`; :func:`make_scenario` builds one by name, :func:`scenario_names`
+lists them (:data:`SCENARIOS` is the tuple of the built-in names).
 
-Drift scenarios (channel timelines for drift runs) live in :mod:`metacomm.scenarios.drift_scenarios`:
-:func:`load_scenario` takes a built-in name (:func:`list_scenarios`) or a TOML file; the online-drift codec
-(``metacomm demo`` / ``metacomm drift``) in :mod:`metacomm.scenarios.online_drift`.
+**Drift scenarios** (channel timelines for drift runs) live in :mod:`metacomm.scenarios.drift_scenarios`:
+:func:`load_scenario` takes a built-in name (:func:`list_scenarios`) or a TOML file and returns a
+:class:`DriftScenario`; the online-drift codec (``metacomm demo`` / ``metacomm drift``) is in
+:mod:`metacomm.scenarios.online_drift`.
 """
 
 from __future__ import annotations
 
-from metacomm._validation import ConfigError, check_choice
+from metacomm.scenarios.base import FewShotScenario
 from metacomm.scenarios.drift_scenarios import (
     BUILTIN_SCENARIOS,
     Scenario,
@@ -20,31 +23,16 @@ from metacomm.scenarios.drift_scenarios import (
     load_scenario,
     parse_scenario,
 )
+from metacomm.scenarios.registry import make_scenario, register_scenario, scenario_class, scenario_names
 
-__all__ = ["BUILTIN_SCENARIOS", "SCENARIOS", "Scenario", "list_scenarios", "load_scenario", "make_scenario",
-           "parse_scenario"]
+try:  # the drift timeline's class is DriftScenario (Scenario is its deprecated alias)
+    from metacomm.scenarios.drift_scenarios import DriftScenario
+except ImportError:  # pragma: no cover - before the rename
+    DriftScenario = Scenario
 
+__all__ = ["BUILTIN_SCENARIOS", "SCENARIOS", "DriftScenario", "FewShotScenario", "Scenario", "list_scenarios",
+           "load_scenario", "make_scenario", "parse_scenario", "register_scenario", "scenario_class",
+           "scenario_names"]
+
+#: the built-in few-shot scenarios (every registered one: :func:`scenario_names`)
 SCENARIOS = ("fading-ae", "iq-demod")
-
-
-def make_scenario(name: str, *, device="cpu", **overrides):
-    """Scenario ``name`` on ``device`` with config ``overrides`` (keyword = config field).
-
-    Raises ConfigError for an unknown name (listing the allowed ones) or an unknown/bad config field.
-    """
-    check_choice("--scenario", name, SCENARIOS)
-    if name == "fading-ae":
-        from metacomm.scenarios.fewshot_fading import FadingAEConfig, FadingAEScenario
-        fields = FadingAEConfig.__dataclass_fields__
-        bad = [k for k in overrides if k not in fields]
-        if bad:
-            raise ConfigError(bad[0], f"not a {name} setting; allowed: {', '.join(fields)}")
-        return FadingAEScenario(FadingAEConfig(**overrides), device=device)
-    if name == "iq-demod":
-        from metacomm.scenarios.fewshot_iq import IQDemodConfig, IQDemodScenario
-        fields = IQDemodConfig.__dataclass_fields__
-        bad = [k for k in overrides if k not in fields]
-        if bad:
-            raise ConfigError(bad[0], f"not a {name} setting; allowed: {', '.join(fields)}")
-        return IQDemodScenario(IQDemodConfig(**overrides), device=device)
-    raise ConfigError("--scenario", f"{name!r} is not implemented")  # pragma: no cover

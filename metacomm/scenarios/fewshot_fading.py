@@ -31,7 +31,7 @@ deterministic function of ``(weights, batch)`` (see :mod:`metacomm.adaptation.ob
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -45,6 +45,8 @@ from metacomm.channels.multipath import MultipathBlockFading, convolution_matrix
 from metacomm.channels.units import ebnodb_to_no
 from metacomm.codecs.autoencoder import Autoencoder
 from metacomm.codecs.equalization import pilot_matrix
+from metacomm.scenarios.base import FewShotScenario
+from metacomm.scenarios.registry import register_scenario
 
 __all__ = ["FadingAEConfig", "FadingAEObjective", "FadingAEScenario", "RTNAutoencoder"]
 
@@ -142,7 +144,8 @@ class FadingAEObjective(MetaObjective):
         return loss, {"block_errors": errs, "blocks": torch.ones_like(errs) * msg.shape[0]}
 
 
-class FadingAEScenario:
+@register_scenario
+class FadingAEScenario(FewShotScenario):
     """Builds the models, task samplers, objective, baselines and evaluation of ``fading-ae``.
 
     :param config: :class:`FadingAEConfig`; :param device: torch device of everything.
@@ -151,6 +154,12 @@ class FadingAEScenario:
     """
 
     name = NAME
+    config_class = FadingAEConfig
+    metric = "bler"
+    support_field = "messages_per_task"
+    snr_field, snr_kind = "ebno_db", "ebno"
+    classical_schemes = {"pilot-ls-ml": "pilot_ls_ml"}
+    test_what = "channels"
     #: ``metacomm meta-train`` defaults: 20 tasks per update, outer Adam 0.01 (as the authors) and 20000
     #: meta-steps per restart -- second-order MAML here reaches the fast-adapting regime late and at a
     #: seed-dependent time (held-out BLER after one step 0.17 -> 0.04 between 10000 and 24000 steps for one seed).
@@ -165,11 +174,22 @@ class FadingAEScenario:
         self.objective = FadingAEObjective(self.channel)
         g = torch.Generator(device=self.device).manual_seed(c.channel_seed)
         self.train_taps = self.channel.sample_state(c.num_train_channels, c.n, generator=g)["taps"]
-        g = torch.Generator(device=self.device).manual_seed(c.test_seed)
-        self.test_taps = self.channel.sample_state(c.num_test_channels, c.n, generator=g)["taps"]
+        self.set_test_tasks(c.num_test_channels)
 
-    def config_dict(self) -> dict:
-        return asdict(self.config)
+    @classmethod
+    def bits_per_symbol(cls, config) -> float:
+        """Information bits per complex channel use, :math:`k/n`."""
+        return config.k / config.n
+
+    def set_test_tasks(self, num: int) -> None:
+        """Draw ``num`` test channels (tap vectors) from ``test_seed``: ``self.test_taps`` complex ``[num, L]``."""
+        num = check_positive_int("num_test_channels", num)
+        g = torch.Generator(device=self.device).manual_seed(self.config.test_seed)
+        self.test_taps = self.channel.sample_state(num, self.config.n, generator=g, device=self.device)["taps"]
+
+    @property
+    def num_test_tasks(self) -> int:
+        return int(self.test_taps.shape[0])
 
     # --- models ---------------------------------------------------------------------------------------
     def build_model(self, seed: int) -> nn.Module:
@@ -225,7 +245,7 @@ class FadingAEScenario:
         channel (``first``: step-1 optimiser, default SGD 0.1; ``rest``: Adam 1e-3). After each recorded step,
         ``test_blocks`` messages per channel are decoded (arg-max).
         """
-        pilots = check_positive_int("--pilots", pilots)
+        pilots = check_positive_int("pilots", pilots)
         taps = self.test_taps if taps is None else taps
         C = taps.shape[0]
         out: dict[int, tuple] = {}
@@ -268,7 +288,7 @@ class FadingAEScenario:
         c = self.config
         if c.k != c.n:
             raise ConfigError("scheme", "pilot-LS + ML (uncoded BPSK) needs k == n")
-        pilots = check_positive_int("--pilots", pilots)
+        pilots = check_positive_int("pilots", pilots)
         taps = self.test_taps
         C, L, n = taps.shape[0], c.num_taps, c.n
         bpsk = lambda bits: (1 - 2 * bits).to(torch.complex64)  # noqa: E731

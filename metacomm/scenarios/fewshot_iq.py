@@ -49,7 +49,7 @@ gives the layer widths, and tanh is this module's choice.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -60,6 +60,8 @@ from metacomm.adaptation.finetune import finetune_batched
 from metacomm.channels.base import complex_normal
 from metacomm.channels.fading import RayleighBlockFading
 from metacomm.channels.impairments import RandomIQImbalance
+from metacomm.scenarios.base import FewShotScenario
+from metacomm.scenarios.registry import register_scenario
 
 __all__ = ["IQDemodConfig", "IQDemodObjective", "IQDemodScenario", "IQDemodulator", "qam16", "lmmse_flat",
            "ACTIVATIONS"]
@@ -175,7 +177,8 @@ class IQDemodObjective(MetaObjective):
         return loss, {"block_errors": errs, "blocks": torch.ones_like(errs) * sym.shape[0]}
 
 
-class IQDemodScenario:
+@register_scenario
+class IQDemodScenario(FewShotScenario):
     """Models, device populations, task samplers, evaluation and the LMMSE + ML reference of ``iq-demod``.
 
     Devices are dicts ``{"h": complex [D, 1], "epsilon": real [D, 1], "delta": real [D, 1] (rad)}``. Training
@@ -184,9 +187,13 @@ class IQDemodScenario:
     """
 
     name = NAME
+    config_class = IQDemodConfig
     metric = "ser"
+    support_field = "support_pilots"
+    snr_field, snr_kind = "snr_db", "esno"
+    test_what = "devices"
     #: Meta-training defaults of the paper (used by ``metacomm meta-train`` when not given).
-    meta_defaults = {"meta_batch": 5, "outer_lr": 1e-3}
+    meta_defaults = {"meta_batch": 5, "outer_lr": 1e-3, "meta_steps": 3000}
     #: ``metacomm fewshot`` classical references: scheme name -> method name.
     classical_schemes = {"pilot-mmse-ml": "pilot_mmse_ml"}
     #: the schemes of one ``fewshot`` run see the same pilots and test symbols for the same P.
@@ -207,11 +214,13 @@ class IQDemodScenario:
         self.train_sym = self._balanced_symbols(D, N, g)
         self.train_noise = complex_normal((D, N), generator=g, device=self.device)
         self.train_feats = self._features(self.receive(self.train_sym, self.train_devices, self.train_noise))
-        self.set_test_devices(c.num_test_devices)
+        self.set_test_tasks(c.num_test_devices)
         self.objective = IQDemodObjective()
 
-    def config_dict(self) -> dict:
-        return asdict(self.config)
+    @classmethod
+    def bits_per_symbol(cls, config) -> float:
+        """Information bits per 16-QAM symbol: 4."""
+        return 4.0
 
     # --- channel ---------------------------------------------------------------------------------------
     def sample_devices(self, num: int, g: torch.Generator) -> dict[str, torch.Tensor]:
@@ -220,16 +229,22 @@ class IQDemodScenario:
         st.update(self.fading.sample_state(num, 1, generator=g, device=self.device))
         return st
 
-    def set_test_devices(self, num: int) -> None:
+    def set_test_tasks(self, num: int) -> None:
         """Draw ``num`` test devices from ``test_seed`` (the first ``n`` devices are the same for any ``num``
         >= ``n`` only up to the Beta sampler's rejection stream; use one count per comparison)."""
-        num = check_positive_int("--test-channels", num)
+        num = check_positive_int("num_test_devices", num)
         g = torch.Generator(device=self.device).manual_seed(self.config.test_seed)
         self.test_devices = self.sample_devices(num, g)
 
     @property
-    def num_test_devices(self) -> int:
+    def num_test_tasks(self) -> int:
         return int(self.test_devices["h"].shape[0])
+
+    set_test_devices = set_test_tasks  # the name before the scenario contract
+
+    @property
+    def num_test_devices(self) -> int:
+        return self.num_test_tasks
 
     def receive(self, sym: torch.Tensor, devices: dict, noise: torch.Tensor) -> torch.Tensor:
         r"""Received samples ``y [D, B]`` of symbol indices ``sym [D, B]`` sent by ``devices`` (``D`` of them):
@@ -314,8 +329,8 @@ class IQDemodScenario:
         after each step listed in ``steps`` (0 = no adaptation) ``test_blocks`` uniform symbols per device are
         demodulated (arg-max). Draw order: pilots, then test symbols, from ``generator``.
         """
-        pilots = check_positive_int("--pilots", pilots)
-        test_blocks = check_positive_int("--test-blocks", test_blocks)
+        pilots = check_positive_int("pilots", pilots)
+        test_blocks = check_positive_int("test_blocks", test_blocks)
         devices = self.test_devices if devices is None else devices
         D = devices["h"].shape[0]
         pilot_batch = self._data(devices, pilots, generator, balanced=True)
@@ -348,12 +363,12 @@ class IQDemodScenario:
         drawn). Then ML detection over the ideal 16-QAM points (``iq_aware=True``: over the device's
         IQ-imbalanced points, with perfect CSI the optimal detector). Returns pooled ``(errors, symbols)``."""
         check_choice("csi", csi, ("mmse", "perfect"))
-        test_blocks = check_positive_int("--test-blocks", test_blocks)
+        test_blocks = check_positive_int("test_blocks", test_blocks)
         devices = self.test_devices if devices is None else devices
         D = devices["h"].shape[0]
         h = devices["h"][:, 0]
         if csi == "mmse":
-            pilots = check_positive_int("--pilots", pilots)
+            pilots = check_positive_int("pilots", pilots)
             ps = self._balanced_symbols(D, pilots, generator)
             yp = self.receive(ps, devices, complex_normal((D, pilots), generator=generator, device=self.device))
             h_hat = lmmse_flat(self.constellation[ps], yp, self.no)

@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"metacomm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser.commands = {}
     for name, module in SUBCOMMANDS.items():
         try:
             mod = importlib.import_module(f"metacomm.sims.commands.{module}")
@@ -48,8 +49,26 @@ def build_parser() -> argparse.ArgumentParser:
             if e.name == f"metacomm.sims.commands.{module}":
                 continue
             raise
-        mod.add_parser(sub, name)
+        parser.commands[name] = mod.add_parser(sub, name)
     return parser
+
+
+#: config keys whose flag is not ``--`` + the key with dashes (the library names config keys, the CLI flags)
+KEY_TO_FLAG = {"scenario_config": "--set", "num_test_channels": "--test-channels",
+               "num_test_devices": "--test-channels"}
+
+
+def flag_of(parser: argparse.ArgumentParser | None, key: str) -> str:
+    """The command-line flag of config key ``key`` (a flag, or a key no flag sets, is returned unchanged).
+
+    This is the one place where library errors (which name config keys such as ``meta_steps``) are turned into
+    the flags a user typed (``--meta-steps``): the flag whose destination is the key, or :data:`KEY_TO_FLAG`."""
+    if key.startswith("-"):
+        return key
+    for action in getattr(parser, "_actions", ()):
+        if action.dest == key and action.option_strings:
+            return max(action.option_strings, key=len)
+    return KEY_TO_FLAG.get(key, key)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except ConfigError as e:
-        print(f"metacomm {args.command}: error: {e}", file=sys.stderr)
+        field = flag_of(parser.commands.get(args.command), e.field)
+        message = str(e)[len(e.field) + 2:] if str(e).startswith(f"{e.field}: ") else str(e)
+        print(f"metacomm {args.command}: error: {field}: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"metacomm {args.command}: interrupted", file=sys.stderr)

@@ -205,7 +205,7 @@ def test_cli_restarts_ship_the_best_validated_restart_and_resume_exactly(tmp_pat
         assert r["step"] in (2, 4, 6)
     # Interrupted in restart 2 (a crash at its 3rd step; --checkpoint-every 2 wrote its step 2), then resumed.
     b = tmp_path / "b.pt"
-    from metacomm.sims.commands import meta_train as mt
+    from metacomm.experiments import meta_train as mt
     orig = mt.MetaTrainer.step
 
     def crashing_step(self):

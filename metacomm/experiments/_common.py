@@ -1,0 +1,73 @@
+"""Helpers shared by the experiment functions: config validation, devices, output paths, value lists."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import torch
+
+from metacomm._validation import ConfigError
+
+__all__ = ["resolve_device", "int_list", "check_out_dir", "check_out_file", "config_from_dict", "to_dict"]
+
+
+def resolve_device(name, field: str = "device") -> torch.device:
+    """``torch.device`` of ``name`` (cpu, cuda, cuda:N); ConfigError naming ``field`` if unknown/unavailable."""
+    from metacomm.sims.engine import resolve_device as _resolve
+    return _resolve(name, field=field)
+
+
+def int_list(field: str, value, *, minimum: int) -> list[int]:
+    """Sorted unique integers >= ``minimum`` from a list or a comma-separated string (``"1,4,16"``)."""
+    if isinstance(value, str):
+        try:
+            vals = [int(v) for v in value.split(",") if v.strip() != ""]
+        except ValueError:
+            raise ConfigError(field, f"expected a comma-separated list of integers, got {value!r}") from None
+    else:
+        try:
+            vals = [int(v) for v in value]
+        except (TypeError, ValueError):
+            raise ConfigError(field, f"expected a list of integers, got {value!r}") from None
+        if any(isinstance(v, bool) or float(v) != int(v) for v in value):
+            raise ConfigError(field, f"expected a list of integers, got {value!r}")
+    if not vals:
+        raise ConfigError(field, "give at least one value")
+    for v in vals:
+        if v < minimum:
+            raise ConfigError(field, f"values must be >= {minimum}, got {v}")
+    return sorted(set(vals))
+
+
+def check_out_dir(path, field: str = "out") -> str:
+    """``path`` as a string; ConfigError if it exists and is not a directory (it is created by the writers)."""
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(field, f"{path} exists and is not a directory")
+    return path
+
+
+def check_out_file(path, field: str = "out") -> str:
+    """``path`` of an output file: not a directory, and its directory exists."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ConfigError(field, f"{path} is a directory; give a file name such as meta.pt")
+    parent = os.path.dirname(path)
+    if parent and not os.path.isdir(parent):
+        raise ConfigError(field, f"directory {parent} does not exist")
+    return path
+
+
+def config_from_dict(cls, values: dict, *, where: str = "config"):
+    """``cls(**values).validate()`` with unknown keys reported (all at once) as a ConfigError."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    bad = [k for k in values if k not in names]
+    if bad:
+        raise ConfigError(bad[0], f"unknown {where} key(s) {', '.join(map(repr, bad))}; allowed: {', '.join(names)}")
+    return cls(**values).validate()
+
+
+def to_dict(cfg) -> dict:
+    """A config dataclass as a plain dict."""
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,252 @@
+"""Few-shot evaluation as a library call: :class:`FewShotConfig` -> :func:`run_fewshot` -> ``results.json`` + plots.
+
+For every scheme -- ``meta`` (the meta-learned initialisation a ``meta-train`` checkpoint ships: its ``init``
+entry, i.e. the restart and step selected on held-out tasks), ``joint`` (the joint-training baseline of the same
+checkpoint, selected the same way), ``random`` (a fresh random initialisation) -- and every number of pilots
+``P``, each test task's copy is adapted (step 1: the inner update rule the initialisation was meta-trained with,
+SGD at the inner rate or Meta-SGD's learned rates; later steps: Adam ``adam_lr``; the parameters adapted are
+those the checkpoint was meta-trained to adapt, e.g. only the head for ANIL) on ``P`` pilots, and the error rate
+is measured after each number of steps. References: ``genie`` (a codec trained from scratch on each test task,
+``genie_steps``) and the scenario's classical schemes (``classical_schemes``: ``pilot-ls-ml`` for ``fading-ae``,
+``pilot-mmse-ml`` for ``iq-demod``). Writes ``results.json`` (error rates with Clopper-Pearson 95 % intervals
+pooled over the test tasks) and ``{metric}_vs_steps.png``, ``{metric}_vs_pilots.png``.
+
+What a scenario decides (its declared attributes, :mod:`metacomm.scenarios.base`): ``metric`` (``"ser"``:
+results carry ``ser``/``ser_ci`` too and plots are ``ser_vs_*.png``), ``classical_schemes``, ``pilots_meaning``
+and ``common_random_numbers`` (all schemes see the same pilots and test data). Each (scheme, pilot count) point is
+a pure function of the config: its generator is seeded from ``(seed, scheme index, pilot index)``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from metacomm._validation import (
+    ConfigError,
+    check_nonneg,
+    check_nonneg_int,
+    check_positive,
+    check_positive_int,
+)
+from metacomm.adaptation.functional import SGD, Adam
+from metacomm.adaptation.params import params_of
+from metacomm.experiments._common import check_out_dir, int_list, resolve_device
+
+__all__ = ["FewShotConfig", "run_fewshot", "load_meta_checkpoint", "SCHEMES", "LEARNED", "ALL_SCHEMES"]
+
+SCHEMES = ("meta", "joint", "random", "genie", "pilot-ls-ml")
+LEARNED = ("meta", "joint", "random", "genie")
+#: every scheme name some built-in scenario offers (the scenario of the checkpoint decides which are available).
+ALL_SCHEMES = (*SCHEMES, "pilot-mmse-ml")
+
+
+@dataclass
+class FewShotConfig:
+    """Settings of a few-shot evaluation (keys = ``metacomm fewshot`` flags without ``--``).
+
+    ``pilots``: pilot counts ``P`` (>= 1); ``steps``: adaptation steps at which the error rate is measured
+    (>= 0); both a list or a comma string. ``schemes``: ``None`` = all the checkpoint's scenario offers;
+    ``test_channels``: ``None`` = the scenario's number of test tasks; ``test_blocks``: test messages/symbols
+    per test task and point; ``adam_lr``: Adam rate of steps >= 2; ``genie_steps``: training steps of the genie.
+    """
+
+    checkpoint: str
+    out: str
+    pilots: object = (1, 4, 16, 64)
+    steps: object = (0, 1, 5, 100)
+    schemes: object = None
+    test_channels: int | None = None
+    test_blocks: int = 10000
+    adam_lr: float = 1e-3
+    genie_steps: int = 2000
+    seed: int = 0
+    device: str = "cpu"
+
+    def validate(self) -> FewShotConfig:
+        self.pilots = int_list("pilots", self.pilots, minimum=1)
+        self.steps = int_list("steps", self.steps, minimum=0)
+        if isinstance(self.schemes, str):
+            self.schemes = [s.strip() for s in self.schemes.split(",") if s.strip()]
+        for s in self.schemes or ():
+            if s not in ALL_SCHEMES:
+                raise ConfigError("schemes", f"unknown scheme {s!r}; allowed: {', '.join(ALL_SCHEMES)}")
+        if self.test_channels is not None:
+            self.test_channels = check_positive_int("test_channels", self.test_channels)
+        self.test_blocks = check_positive_int("test_blocks", self.test_blocks)
+        self.adam_lr = check_positive("adam_lr", self.adam_lr)
+        self.genie_steps = check_nonneg_int("genie_steps", self.genie_steps)
+        check_nonneg("seed", self.seed)
+        check_out_dir(self.out)
+        return self
+
+
+def load_meta_checkpoint(path: str, device, field: str = "checkpoint") -> tuple:
+    """``(scenario, meta model, step-1 rule, joint model or None, checkpoint dict)`` of a ``meta-train``
+    checkpoint (loaded with ``weights_only=True``); ConfigError naming ``field`` for anything else."""
+    from metacomm.experiments.meta_train import FORMAT
+    from metacomm.scenarios import make_scenario
+    if not os.path.exists(path):
+        raise ConfigError(field, f"{path}: no such file")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is a user error here
+        raise ConfigError(field, f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+    if not isinstance(ck, dict) or ck.get("kind") != FORMAT:
+        what = "a codec checkpoint (save_codec)" if isinstance(ck, dict) and "codec_class" in ck else \
+            "not a meta-train checkpoint"
+        raise ConfigError(field, f"{path}: {what}; expected the output of `metacomm meta-train`")
+    sc = make_scenario(ck["scenario"], device=device, **ck["scenario_config"])
+    model = sc.build_model(0)
+    init = ck.get("init") or {"model": ck["model"], "lrs": ck.get("lrs")}  # selected initialisation (meta-train)
+    try:
+        model.load_state_dict(init["model"])
+    except RuntimeError as e:
+        raise ConfigError(field, f"{path}: weights are for a different codec: "
+                                 f"{str(e).splitlines()[0][:160]}") from None
+    model.to(device)
+    rate = SGD(float(ck["meta_config"]["inner_lr"]))
+    if init.get("lrs"):
+        rate = {n: t.to(device) for n, t in init["lrs"].items()}
+    joint = None
+    if ck.get("joint_steps"):
+        joint = sc.build_model(0)
+        joint.load_state_dict((ck.get("joint_init") or ck["joint"])["model"])
+        joint.to(device)
+    return sc, model, rate, joint, ck
+
+
+def run_fewshot(cfg: FewShotConfig, *, log: Callable[[str], None] = print) -> dict:
+    """Run the evaluation of ``cfg``; writes ``cfg.out/results.json`` and the two plots; returns the results
+    dict (``{"config", "results"}``: one row per scheme, pilot count and step count)."""
+    from metacomm.sims.stats import clopper_pearson
+    cfg.validate()
+    dev = resolve_device(cfg.device)
+    sc, meta_model, first, joint_model, ck = load_meta_checkpoint(cfg.checkpoint, dev)
+    classical = dict(sc.classical_schemes)
+    offered = (*LEARNED, *classical)
+    schemes = list(offered) if cfg.schemes is None else list(cfg.schemes)
+    for s in schemes:
+        if s not in offered:
+            raise ConfigError("schemes", f"scheme {s!r} is not offered by scenario {ck['scenario']}; "
+                                         f"allowed: {', '.join(offered)}")
+    metric = sc.metric
+    crn = bool(sc.common_random_numbers)
+    if cfg.test_channels is not None:
+        sc.set_test_tasks(cfg.test_channels)
+    n_test = sc.num_test_tasks
+    if "joint" in schemes and joint_model is None:
+        raise ConfigError("schemes", "the checkpoint has no joint-training baseline (meta-train --joint-steps 0)")
+    os.makedirs(cfg.out, exist_ok=True)
+    rows = []
+    seed, pilots, steps = int(cfg.seed), cfg.pilots, cfg.steps
+
+    def add(scheme, p, s, errs, blocks):
+        lo, hi = clopper_pearson(errs, blocks)
+        rows.append({"scheme": scheme, "pilots": p, "steps": s, "bler": errs / blocks, "ser": errs / blocks,
+                     "block_errors": errs, "blocks": blocks, "bler_ci": [lo, hi], "ser_ci": [lo, hi]})
+
+    inner_lr = float(ck["meta_config"]["inner_lr"])
+    inits = {}
+    if "meta" in schemes:
+        inits["meta"] = (meta_model, first)
+    if "joint" in schemes:
+        inits["joint"] = (joint_model, SGD(inner_lr))
+    if "random" in schemes:
+        inits["random"] = (sc.build_model(10_000 + seed), SGD(inner_lr))
+    for k, (scheme, (model, first_opt)) in enumerate(inits.items()):
+        for j, p in enumerate(pilots):
+            g = torch.Generator(device=dev).manual_seed(seed * 1000 + 17 * j + (0 if crn else k))
+            res = sc.evaluate(params_of(model), model, pilots=p, steps=steps, generator=g,
+                              test_blocks=cfg.test_blocks, first=first_opt, rest=Adam(cfg.adam_lr), adapt=ck["adapt"])
+            for s, (e, b) in sorted(res.items()):
+                add(scheme, p, s, e, b)
+            log(f"{scheme:7s} pilots={p:4d} {metric} after steps " +
+                " ".join(f"{s}:{e / b:.4f}" for s, (e, b) in sorted(res.items())))
+    if "genie" in schemes and cfg.genie_steps:
+        g = torch.Generator(device=dev).manual_seed(seed * 1000 + 999)
+        e, b = sc.genie(20_000 + seed, generator=g, train_steps=cfg.genie_steps, test_blocks=cfg.test_blocks)
+        add("genie", None, cfg.genie_steps, e, b)
+        log(f"genie   ({cfg.genie_steps} steps/channel) {e / b:.5f}")
+    for name in classical:
+        if name not in schemes:
+            continue
+        for j, p in enumerate(pilots):
+            g = torch.Generator(device=dev).manual_seed(seed * 1000 + 500 + j)
+            e, b = sc.classical(name, pilots=p, generator=g, test_blocks=cfg.test_blocks)
+            add(name, p, None, e, b)
+            log(f"{name} pilots={p:4d} {e / b:.5f}")
+    config = {"checkpoint": os.path.abspath(cfg.checkpoint), "scenario": ck["scenario"],
+              "scenario_config": ck["scenario_config"], "algo": ck["algo"], "meta_steps": ck["step"],
+              "pilots": pilots, "steps": steps, "schemes": schemes, "test_channels": n_test,
+              "test_blocks_per_channel": cfg.test_blocks, "adam_lr": cfg.adam_lr, "genie_steps": cfg.genie_steps,
+              "seed": seed, "ci": "Clopper-Pearson 95%, blocks pooled over test channels",
+              "step1": "SGD at the meta-training inner rate (Meta-SGD: learned rates); steps >= 2: Adam",
+              "metric": metric, "common_random_numbers": crn, "pilots_meaning": sc.pilots_meaning}
+    results = {"config": config, "results": rows}
+    write_results(results, cfg.out)
+    _plots(rows, pilots, steps, cfg.out, metric=metric, classical=tuple(classical))
+    return results
+
+
+def write_results(results: dict, out: str) -> str:
+    """``out/results.json`` (strict JSON, atomic)."""
+    import json
+
+    from metacomm._io import atomic_write_text
+    path = os.path.join(out, "results.json")
+    atomic_write_text(path, json.dumps(results, indent=1, allow_nan=False))
+    return path
+
+
+def _plots(rows, pilots, steps, out, metric="bler", classical=("pilot-ls-ml",)):
+    """``{metric}_vs_steps.png`` (learned schemes at 16 pilots or the largest P; genie and classical lines) and
+    ``{metric}_vs_pilots.png`` (learned schemes after 1 step or the first step > 0; classical curves)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    label = metric.upper()
+    p_ref = 16 if 16 in pilots else pilots[-1]
+    s_ref = 1 if 1 in steps else next((s for s in steps if s > 0), steps[0])
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for scheme in ("meta", "joint", "random"):
+        pts = sorted((r["steps"], r["bler"]) for r in rows if r["scheme"] == scheme and r["pilots"] == p_ref)
+        if pts:
+            ax.plot([max(s, 0.5) for s, _ in pts], [max(b, 1e-6) for _, b in pts], "o-", label=scheme)
+    for r in rows:
+        if r["scheme"] == "genie":
+            ax.axhline(max(r["bler"], 1e-6), ls="--", c="k", label="genie")
+        if r["scheme"] in classical and r["pilots"] == p_ref:
+            ax.axhline(max(r["bler"], 1e-6), ls=":", c="gray", label=f"{r['scheme']} ({p_ref} pilots)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("adaptation steps (0 plotted at 0.5)")
+    ax.set_ylabel(label)
+    ax.set_title(f"{label} vs steps, {p_ref} pilots")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, f"{metric}_vs_steps.png"), dpi=120)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for scheme in ("meta", "joint", "random"):
+        pts = sorted((r["pilots"], r["bler"]) for r in rows if r["scheme"] == scheme and r["steps"] == s_ref)
+        if pts:
+            ax.plot([p for p, _ in pts], [max(b, 1e-6) for _, b in pts], "o-", label=f"{scheme} ({s_ref} step)")
+    for name in classical:
+        pts = sorted((r["pilots"], r["bler"]) for r in rows if r["scheme"] == name)
+        if pts:
+            ax.plot([p for p, _ in pts], [max(b, 1e-6) for _, b in pts], "s:", c="gray", label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("pilots")
+    ax.set_ylabel(label)
+    ax.set_title(f"{label} vs pilots")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, f"{metric}_vs_pilots.png"), dpi=120)
+    plt.close(fig)
