@@ -11,7 +11,8 @@ The ``metacomm`` commands are thin wrappers (flags -> config -> one call -> prin
 (:func:`metacomm.sims.cli.flag_of`).
 """
 
+from metacomm.experiments.ber import BerConfig, run_ber
 from metacomm.experiments.fewshot import FewShotConfig, run_fewshot
 from metacomm.experiments.meta_train import MetaTrainConfig, run_meta_train
 
-__all__ = ["FewShotConfig", "MetaTrainConfig", "run_fewshot", "run_meta_train"]
+__all__ = ["BerConfig", "run_ber", "FewShotConfig", "MetaTrainConfig", "run_fewshot", "run_meta_train"]

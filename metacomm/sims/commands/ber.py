@@ -8,52 +8,11 @@ results overlaid).
 from __future__ import annotations
 
 import argparse
-import math
-import sys
 
-from metacomm._validation import ConfigError, check_choice, check_nonneg_int, check_positive_int
-from metacomm.sims.links import CLASSICAL_CODECS, CODECS, CSI_CHOICES, DECODERS, LEARNED_CODECS
+from metacomm.experiments.ber import CHANNELS, BerConfig, parse_ebno_range, run_ber
+from metacomm.sims.links import CLASSICAL_CODECS, CODECS, DECODERS, LEARNED_CODECS
 
 __all__ = ["add_parser", "run", "parse_ebno_range", "CHANNELS"]
-
-CHANNELS = ("awgn", "rayleigh", "rician", "multipath", "tdl-a", "tdl-b", "tdl-c", "tdl-d", "tdl-e")
-
-
-def parse_ebno_range(text: str, field: str = "--ebno-db") -> list[float]:
-    """Eb/N0 points in dB from ``START:STOP:STEP`` (inclusive of STOP when on the grid), ``a,b,c`` or ``x``.
-
-    ``STEP`` must be > 0 and ``STOP >= START``; every value must be finite. The grid is computed as
-    ``START + i * STEP`` (not by repeated addition) and rounded to 12 decimals, so ``0:1:0.1`` has 11 points.
-    """
-    if not isinstance(text, str) or not text.strip():
-        raise ConfigError(field, "expected START:STOP:STEP (dB) or a comma list, got an empty value")
-    s = text.strip()
-
-    def num(tok: str) -> float:
-        try:
-            v = float(tok)
-        except ValueError:
-            raise ConfigError(field, f"cannot parse {tok.strip()!r} in {text!r} as a number (dB); expected "
-                                     "START:STOP:STEP, e.g. 0:10:2, or a comma list, e.g. 0,3,6") from None
-        if not math.isfinite(v):
-            raise ConfigError(field, f"Eb/N0 values must be finite numbers of dB, got {tok.strip()!r}")
-        return v
-
-    if ":" in s:
-        parts = s.split(":")
-        if len(parts) != 3:
-            raise ConfigError(field, f"expected START:STOP:STEP (three numbers in dB), got {text!r}")
-        start, stop, step = (num(p) for p in parts)
-        if step <= 0:
-            raise ConfigError(field, f"STEP must be > 0 dB, got {parts[2]!r}")
-        if stop < start:
-            raise ConfigError(field, f"STOP must be >= START, got {text!r}")
-        n = int(math.floor((stop - start) / step + 1e-9)) + 1
-        if n > 10_000:
-            raise ConfigError(field, f"{text!r} gives {n} points; at most 10000 allowed")
-        return [round(start + i * step, 12) for i in range(n)]
-    vals = [num(p) for p in s.split(",")]
-    return vals
 
 
 def add_parser(subparsers, name: str = "ber") -> argparse.ArgumentParser:
@@ -118,57 +77,13 @@ def add_parser(subparsers, name: str = "ber") -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Cheap validation first, so that bad input fails before anything slow is imported or built.
-    check_choice("--codec", args.codec, CODECS)
-    check_choice("--channel", args.channel, CHANNELS)
-    if args.decoder is not None:
-        check_choice("--decoder", args.decoder, DECODERS)
-    ebnos = parse_ebno_range(args.ebno_db)
-    batch_size = check_positive_int("--batch-size", args.batch_size)
-    max_blocks = check_positive_int("--max-blocks", args.max_blocks)
-    target = check_positive_int("--target-block-errors", args.target_block_errors)
-    seed = check_nonneg_int("--seed", args.seed)
-    block_length = None if args.block_length is None else check_positive_int("--block-length", args.block_length)
-    check_choice("--ci", args.ci, ("clopper-pearson", "wilson"))
-    check_choice("--csi", args.csi, CSI_CHOICES)
-    num_pilots = None if args.num_pilots is None else check_positive_int("--num-pilots", args.num_pilots)
-
-    from metacomm.sims.engine import resolve_device, simulate
-    from metacomm.sims.links import build_link, link_info
-    from metacomm.sims.plots import plot_results
-    from metacomm.sims.results import check_output_dir, load_results, save_results
-
-    device = resolve_device(args.device)
-    out = check_output_dir(args.out)
-    png = out / "ber.png"
-    if png.is_dir() or (png.exists() and not (out / "results.json").exists()):
-        raise ConfigError("--out", f"{str(png)!r} exists and does not belong to metacomm results in that directory; "
-                                   "refusing to overwrite it (choose another --out directory or remove the file)")
-    compare = [load_results(c, field_name="--compare") for c in args.compare]
-
-    cfg = {"codec": args.codec, "decoder": args.decoder, "channel": args.channel, "block_length": block_length,
-           "checkpoint": args.checkpoint, "device": str(device), "csi": args.csi, "num_pilots": num_pilots}
-    link = build_link(cfg)
-    decoder = args.decoder
-    if decoder is None and args.codec in CLASSICAL_CODECS:
-        from metacomm.codecs.registry import DECODERS as CODEC_DECODERS
-
-        decoder = CODEC_DECODERS.get(args.codec, (None,))[0]  # the default the registry applied
-    config = {"command": "metacomm ber", "codec": args.codec, "decoder": decoder, "channel": args.channel,
-              "block_length": block_length, "checkpoint": args.checkpoint, "ebno_db": ebnos,
-              "csi": args.csi if args.channel != "awgn" else "perfect", "num_pilots": num_pilots,
-              "argv": " ".join(sys.argv[1:]) if sys.argv else ""}
-    config.update(link_info(link))
-    result = simulate(link, ebnos, batch_size=batch_size, max_blocks=max_blocks, target_block_errors=target,
-                      seed=seed, device=device, quiet=args.quiet, ci_method=args.ci,
-                      progress_desc=f"{args.codec}/{args.channel}", config=config)
-    if "block_length_bits" not in result.config:
-        k = next((p.bits_per_block for p in result.points if p.bits_per_block), None)
-        if k:
-            result.config["block_length_bits"] = k
-    jp = save_results(result, out)
-    fig = plot_results([result, *compare], out / "ber.png")
-    if not args.quiet:
+    cfg = BerConfig(codec=args.codec, channel=args.channel, ebno_db=args.ebno_db, out=args.out, decoder=args.decoder,
+                    checkpoint=args.checkpoint, csi=args.csi, num_pilots=args.num_pilots,
+                    block_length=args.block_length, target_block_errors=args.target_block_errors,
+                    max_blocks=args.max_blocks, batch_size=args.batch_size, seed=args.seed, device=args.device,
+                    ci=args.ci, compare=args.compare, progress=not args.quiet)
+    result, jp, fig = run_ber(cfg)
+    if args.quiet is False:
         print(result.summary())
-    print(f"wrote {jp}, {out / 'results.csv'}, {fig}")
+    print(f"wrote {jp}, {jp.parent / 'results.csv'}, {fig}")
     return 0

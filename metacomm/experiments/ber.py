@@ -1,0 +1,157 @@
+"""A Monte-Carlo BER/BLER sweep as a library call: :class:`BerConfig` -> :func:`run_ber` -> results + plot.
+
+Builds the link (a classical codec with its decoder, or a learned codec from a checkpoint, over a channel with
+the stated receiver CSI), runs :func:`metacomm.sims.engine.simulate` over the Eb/N0 points (point ``i`` seeded
+from ``(seed, i)``: each sweep point is a pure function of the config), and writes ``results.json`` (schema in
+:mod:`metacomm.sims.results`), ``results.csv`` and ``ber.png`` (BER and BLER vs Eb/N0 with confidence intervals,
+the closed-form curve where one exists, and any ``compare`` results overlaid). Eb/N0 is in dB per information
+bit; Es = 1 per complex channel use.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from metacomm._validation import ConfigError, check_choice, check_finite, check_nonneg_int, check_positive_int
+from metacomm.sims.links import CLASSICAL_CODECS, CODECS, CSI_CHOICES, DECODERS
+
+__all__ = ["BerConfig", "run_ber", "parse_ebno_range", "CHANNELS"]
+
+CHANNELS = ("awgn", "rayleigh", "rician", "multipath", "tdl-a", "tdl-b", "tdl-c", "tdl-d", "tdl-e")
+
+
+def parse_ebno_range(text: str, field: str = "ebno_db") -> list[float]:
+    """Eb/N0 points in dB from ``START:STOP:STEP`` (inclusive of STOP when on the grid), ``a,b,c`` or ``x``.
+
+    ``STEP`` must be > 0 and ``STOP >= START``; every value must be finite. The grid is computed as
+    ``START + i * STEP`` (not by repeated addition) and rounded to 12 decimals, so ``0:1:0.1`` has 11 points.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError(field, "expected START:STOP:STEP (dB) or a comma list, got an empty value")
+    s = text.strip()
+
+    def num(tok: str) -> float:
+        try:
+            v = float(tok)
+        except ValueError:
+            raise ConfigError(field, f"cannot parse {tok.strip()!r} in {text!r} as a number (dB); expected "
+                                     "START:STOP:STEP, e.g. 0:10:2, or a comma list, e.g. 0,3,6") from None
+        if not math.isfinite(v):
+            raise ConfigError(field, f"Eb/N0 values must be finite numbers of dB, got {tok.strip()!r}")
+        return v
+
+    if ":" in s:
+        parts = s.split(":")
+        if len(parts) != 3:
+            raise ConfigError(field, f"expected START:STOP:STEP (three numbers in dB), got {text!r}")
+        start, stop, step = (num(p) for p in parts)
+        if step <= 0:
+            raise ConfigError(field, f"STEP must be > 0 dB, got {parts[2]!r}")
+        if stop < start:
+            raise ConfigError(field, f"STOP must be >= START, got {text!r}")
+        n = int(math.floor((stop - start) / step + 1e-9)) + 1
+        if n > 10_000:
+            raise ConfigError(field, f"{text!r} gives {n} points; at most 10000 allowed")
+        return [round(start + i * step, 12) for i in range(n)]
+    vals = [num(p) for p in s.split(",")]
+    return vals
+
+
+
+@dataclass
+class BerConfig:
+    """Settings of a sweep (keys = ``metacomm ber`` flags without ``--``). ``ebno_db``: list of dB values or
+    ``START:STOP:STEP`` / comma string; ``decoder``/``block_length``/``num_pilots``: ``None`` = the codec's
+    default; ``checkpoint``: learned codecs; ``compare``: earlier results files overlaid on the plot."""
+
+    codec: str
+    channel: str
+    ebno_db: object
+    out: str
+    decoder: str | None = None
+    checkpoint: str | None = None
+    csi: str = "ls"
+    num_pilots: int | None = None
+    block_length: int | None = None
+    target_block_errors: int = 100
+    max_blocks: int = 100000
+    batch_size: int = 1000
+    seed: int = 0
+    device: str = "cpu"
+    ci: str = "clopper-pearson"
+    compare: list = field(default_factory=list)
+    progress: bool = True
+
+    def validate(self) -> BerConfig:
+        check_choice("codec", self.codec, CODECS)
+        check_choice("channel", self.channel, CHANNELS)
+        if self.decoder is not None:
+            check_choice("decoder", self.decoder, DECODERS)
+        if isinstance(self.ebno_db, str):
+            self.ebno_db = parse_ebno_range(self.ebno_db)
+        else:
+            try:
+                vals = [float(v) for v in self.ebno_db]
+            except (TypeError, ValueError):
+                raise ConfigError("ebno_db", f"expected dB values or START:STOP:STEP, got {self.ebno_db!r}") from None
+            if not vals:
+                raise ConfigError("ebno_db", "give at least one Eb/N0 value (dB)")
+            self.ebno_db = [check_finite("ebno_db", v) for v in vals]
+        self.batch_size = check_positive_int("batch_size", self.batch_size)
+        self.max_blocks = check_positive_int("max_blocks", self.max_blocks)
+        self.target_block_errors = check_positive_int("target_block_errors", self.target_block_errors)
+        self.seed = check_nonneg_int("seed", self.seed)
+        if self.block_length is not None:
+            self.block_length = check_positive_int("block_length", self.block_length)
+        check_choice("ci", self.ci, ("clopper-pearson", "wilson"))
+        check_choice("csi", self.csi, CSI_CHOICES)
+        if self.num_pilots is not None:
+            self.num_pilots = check_positive_int("num_pilots", self.num_pilots)
+        return self
+
+
+def run_ber(cfg: BerConfig, *, log: Callable[[str], None] = print):
+    """Run the sweep of ``cfg``; returns ``(SweepResult, results.json path, plot path)``."""
+    # Cheap validation first, so that bad input fails before anything slow is imported or built.
+    cfg.validate()
+    from metacomm.sims.engine import resolve_device, simulate
+    from metacomm.sims.links import build_link, link_info
+    from metacomm.sims.plots import plot_results
+    from metacomm.sims.results import check_output_dir, load_results, save_results
+
+    device = resolve_device(cfg.device, field="device")
+    out = check_output_dir(cfg.out, field_name="out")
+    png = out / "ber.png"
+    if png.is_dir() or (png.exists() and not (out / "results.json").exists()):
+        raise ConfigError("out", f"{str(png)!r} exists and does not belong to metacomm results in that directory; "
+                                 "refusing to overwrite it (choose another output directory or remove the file)")
+    compare = [load_results(c, field_name="compare") for c in cfg.compare]
+
+    link_cfg = {"codec": cfg.codec, "decoder": cfg.decoder, "channel": cfg.channel, "block_length": cfg.block_length,
+                "checkpoint": cfg.checkpoint, "device": str(device), "csi": cfg.csi, "num_pilots": cfg.num_pilots}
+    link = build_link(link_cfg)
+    decoder = cfg.decoder
+    if decoder is None and cfg.codec in CLASSICAL_CODECS:
+        from metacomm.codecs.registry import DECODERS as CODEC_DECODERS
+
+        decoder = CODEC_DECODERS.get(cfg.codec, (None,))[0]  # the default the registry applied
+    config = {"command": "metacomm ber", "codec": cfg.codec, "decoder": decoder, "channel": cfg.channel,
+              "block_length": cfg.block_length, "checkpoint": cfg.checkpoint, "ebno_db": cfg.ebno_db,
+              "csi": cfg.csi if cfg.channel != "awgn" else "perfect", "num_pilots": cfg.num_pilots,
+              "argv": " ".join(sys.argv[1:]) if sys.argv else ""}
+    config.update(link_info(link))
+    result = simulate(link, cfg.ebno_db, batch_size=cfg.batch_size, max_blocks=cfg.max_blocks,
+                      target_block_errors=cfg.target_block_errors, seed=cfg.seed, device=device,
+                      quiet=not cfg.progress, ci_method=cfg.ci, progress_desc=f"{cfg.codec}/{cfg.channel}",
+                      config=config)
+    if "block_length_bits" not in result.config:
+        k = next((p.bits_per_block for p in result.points if p.bits_per_block), None)
+        if k:
+            result.config["block_length_bits"] = k
+    jp = save_results(result, out)
+    fig = plot_results([result, *compare], out / "ber.png")
+    return result, jp, fig
+
