@@ -4,7 +4,7 @@
 * :func:`run_fewshot` (:class:`FewShotConfig`) -- few-shot adaptation on new test tasks with baselines;
 * :func:`run_ber` (:class:`BerConfig`) -- a Monte-Carlo BER/BLER sweep of a link;
 * :func:`run_drift_experiment` (:class:`DriftConfig`) -- a drift run, every scheme on the same channel draws;
-* :func:`run_demo` -- the main job (`metacomm demo`).
+* :func:`run_demo` (:class:`DemoConfig`) -- the main job (``metacomm demo``).
 
 The ``metacomm`` commands are thin wrappers (flags -> config -> one call -> print). Library errors are
 :class:`~metacomm.ConfigError` s naming config keys (``meta_steps``); the CLI maps keys to flags in one place
@@ -12,7 +12,9 @@ The ``metacomm`` commands are thin wrappers (flags -> config -> one call -> prin
 """
 
 from metacomm.experiments.ber import BerConfig, run_ber
+from metacomm.experiments.demo import DemoConfig, run_demo
+from metacomm.experiments.drift import DriftConfig, run_drift_experiment
 from metacomm.experiments.fewshot import FewShotConfig, run_fewshot
 from metacomm.experiments.meta_train import MetaTrainConfig, run_meta_train
 
-__all__ = ["BerConfig", "run_ber", "FewShotConfig", "MetaTrainConfig", "run_fewshot", "run_meta_train"]
+__all__ = ["BerConfig", "run_ber", "DemoConfig", "run_demo", "DriftConfig", "run_drift_experiment", "FewShotConfig", "MetaTrainConfig", "run_fewshot", "run_meta_train"]

@@ -12,12 +12,7 @@ genie at Eb/N0 - 1 dB as a yardstick). Writes ``DIR/results.json``, ``DIR/result
 
 from __future__ import annotations
 
-import os
-
-from metacomm._validation import ConfigError, check_nonneg_int, check_probability
-
-DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "checkpoints",
-                                  "online_drift_k8n8.pt")
+from metacomm.experiments.drift import DEFAULT_CHECKPOINT, DriftConfig, run_drift_experiment
 
 
 def add_parser(subparsers, name):
@@ -46,43 +41,12 @@ def add_parser(subparsers, name):
     return p
 
 
-def execute(args, *, scenario_field: str = "--scenario") -> tuple:
-    """Validate, run, save, plot; returns ``(result, out_dir, plot_path)`` (shared with ``metacomm demo``)."""
-    import torch
-
-    from metacomm.scenarios.drift_scenarios import load_scenario
-    from metacomm.scenarios.online_drift import load_meta
-    from metacomm.sims.drift_run import parse_schemes, plot_drift, run_drift
-    from metacomm.sims.engine import resolve_device
-
-    dev = resolve_device(args.device)
-    schemes = parse_schemes(args.schemes)
-    check_probability("--bler-target", args.bler_target)
-    if args.seed is not None:
-        check_nonneg_int("--seed", args.seed)
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise ConfigError("--out", f"{args.out} exists and is not a directory")
-    sc = load_scenario(args.scenario)
-    model, cfg, ck = load_meta(args.checkpoint, device=dev)
-    # One thread: the per-frame tensors are tiny, and extra threads only add sync overhead (2-5x slower on a
-    # shared 2-core machine, measured).
-    torch.set_num_threads(1)
-    res = run_drift(sc, model, frames=args.frames, pilots=args.pilots, steps=args.steps, schemes=schemes,
-                    links=args.links, payload=args.payload, seed=sc.seed if args.seed is None else args.seed,
-                    device=dev, lr=cfg.inner_lr if args.lr is None else args.lr, adapt=cfg.adapt,
-                    inner_loss=cfg.inner_loss,
-                    retrain_every=args.retrain_every, retrain_steps=args.retrain_steps,
-                    bler_target=args.bler_target, quiet=args.quiet)
-    res.config["checkpoint"] = os.path.abspath(args.checkpoint)
-    res.config["checkpoint_meta"] = ck.get("meta", {})
-    os.makedirs(args.out, exist_ok=True)
-    pj, pc = res.save(args.out)
-    png = plot_drift(res, os.path.join(args.out, "drift.png"))
-    return res, pj, pc, png
-
-
 def run(args) -> int:
-    res, pj, pc, png = execute(args)
+    cfg = DriftConfig(scenario=args.scenario, out=args.out, checkpoint=args.checkpoint, frames=args.frames,
+                      pilots=args.pilots, steps=args.steps, lr=args.lr, schemes=args.schemes, links=args.links,
+                      payload=args.payload, retrain_every=args.retrain_every, retrain_steps=args.retrain_steps,
+                      bler_target=args.bler_target, seed=args.seed, device=args.device, progress=not args.quiet)
+    res, pj, pc, png = run_drift_experiment(cfg)
     if not args.quiet:
         print(res.summary_table())
     print(f"drift: results -> {pj}, {pc}; plot -> {png}")
