@@ -9,18 +9,9 @@ anything is trained or written.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import dataclasses
 
-from metacomm._validation import (
-    ConfigError,
-    check_choice,
-    check_finite,
-    check_nonneg_int,
-    check_positive,
-    check_positive_int,
-)
-
-CODECS = ("ae", "constellation", "neural-rx")
+from metacomm.experiments.train import CODECS, TrainConfig, run_train
 
 
 def add_parser(subparsers, name: str = "train") -> argparse.ArgumentParser:
@@ -94,135 +85,10 @@ def add_parser(subparsers, name: str = "train") -> argparse.ArgumentParser:
     return p
 
 
-def _ebno(text: str):
-    s = str(text)
-    if ":" in s:
-        parts = s.split(":")
-        if len(parts) != 2:
-            raise ConfigError("--train-ebno-db", f"expected DB or LOW:HIGH in dB, got {text!r}")
-        lo, hi = (check_finite("--train-ebno-db", v) for v in parts)
-        if hi < lo:
-            raise ConfigError("--train-ebno-db", f"range LOW:HIGH needs LOW <= HIGH, got {text!r}")
-        return (lo, hi)
-    return check_finite("--train-ebno-db", s)
-
-
-def _opt_int(field: str, value, default: int | None):
-    return default if value is None else check_positive_int(field, value)
-
-
-def build_codec(args):
-    """(codec, channel_name, channel_kwargs) from parsed arguments; raises ConfigError on bad input."""
-    codec_name = check_choice("--codec", args.codec, CODECS)
-    channel_kwargs: dict = {}
-    channel_name = str(args.channel).strip().lower()
-    if channel_name in ("multipath",):
-        channel_kwargs = {"num_taps": check_positive_int("--num-taps", args.num_taps),
-                          "mode": check_choice("--channel-mode", args.channel_mode, ("truncate", "full"))}
-    if codec_name == "ae":
-        from metacomm.codecs.autoencoder import MAX_K, Autoencoder
-
-        k = _opt_int("--k", args.k, 4)
-        n = _opt_int("--n", args.n, 7)
-        if k > MAX_K:
-            raise ConfigError("--k", f"must be <= {MAX_K} (the decoder has 2^k softmax outputs), got {k}")
-        check_choice("--power", args.power, ("block", "average"))
-        codec = Autoencoder(k, n, real_uses=args.real_uses, hidden=_opt_int("--hidden", args.hidden, None),
-                            num_hidden_layers=_opt_int("--num-hidden-layers", args.num_hidden_layers, 1),
-                            power=args.power)
-    elif codec_name == "constellation":
-        from metacomm.codecs.constellation import BITS_PER_SYMBOL, DEMAPPERS, TrainableConstellation
-
-        m = _opt_int("--bits-per-symbol", args.bits_per_symbol, 4)
-        check_choice("--bits-per-symbol", m, BITS_PER_SYMBOL)
-        codec = TrainableConstellation(m, check_positive_int("--num-symbols", args.num_symbols),
-                                       demapper=check_choice("--demapper", args.demapper, DEMAPPERS),
-                                       hidden=_opt_int("--hidden", args.hidden, 64),
-                                       num_hidden_layers=_opt_int("--num-hidden-layers", args.num_hidden_layers, 2))
-    else:
-        from metacomm.codecs.neural_rx import ARCHITECTURES, DATA_BITS_PER_SYMBOL, NeuralReceiver
-
-        if channel_name != "multipath":
-            raise ConfigError("--channel", f"--codec neural-rx is trained on a multipath channel; allowed: "
-                                           f"multipath, got {args.channel!r}")
-        m = _opt_int("--bits-per-symbol", args.bits_per_symbol, 2)
-        check_choice("--bits-per-symbol", m, DATA_BITS_PER_SYMBOL)
-        arch = check_choice("--architecture", getattr(args, "architecture", "iterative"), ARCHITECTURES)
-        net = arch == "net"
-        codec = NeuralReceiver(m, check_positive_int("--num-data", args.num_data),
-                               check_positive_int("--num-pilots", args.num_pilots),
-                               channel_kwargs["num_taps"], channel_kwargs["mode"],
-                               hidden=_opt_int("--hidden", args.hidden, 64),
-                               num_hidden_layers=_opt_int("--num-hidden-layers", args.num_hidden_layers,
-                                                          4 if net else 1),
-                               num_iterations=check_nonneg_int("--num-iterations",
-                                                               getattr(args, "num_iterations", 2)),
-                               architecture=arch)
-    return codec, channel_name, channel_kwargs
-
-
 def run(args) -> int:
-    from metacomm.channels.registry import make_channel
-    from metacomm.codecs.qam import sionna_device
-
-    codec, channel_name, channel_kwargs = build_codec(args)
-    channel = make_channel(channel_name, **channel_kwargs)
-    ebno = _ebno(args.train_ebno_db)
-    steps = check_positive_int("--steps", args.steps)
-    batch_size = check_positive_int("--batch-size", args.batch_size)
-    lr = check_positive("--lr", args.lr)
-    restarts = check_positive_int("--restarts", args.restarts)
-    seed = int(check_finite("--seed", args.seed))
-    check_choice("--lr-schedule", args.lr_schedule, ("cosine", "none"))
-    if args.loss is not None:
-        check_choice("--loss", args.loss, ("ce", "bce"))
-        if args.loss == "ce" and not hasattr(codec, "block_logits"):
-            raise ConfigError("--loss", f"ce needs block logits (--codec ae); use bce for --codec {args.codec}")
-    device = sionna_device(args.device)
-    threads = check_positive_int("--threads", args.threads)
-    out = Path(args.out)
-    if out.is_dir():
-        raise ConfigError("--out", f"{out} is a directory; give a checkpoint file name such as ckpt.pt")
-    if not out.parent.is_dir():
-        raise ConfigError("--out", f"directory {out.parent} does not exist")
-
-    import torch
-
-    from metacomm.codecs.checkpoint import save_codec
-    from metacomm.codecs.training import evaluate, train
-    from metacomm.codecs.visualize import plot_codec, plot_training_curve
-
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        hist = train(codec, channel, train_ebno_db=ebno, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                     lr_schedule=args.lr_schedule, loss=args.loss, device=device, progress=not args.quiet,
-                     restarts=restarts)
-    finally:
-        torch.set_num_threads(previous_threads)
-    codec.to("cpu")
-    channel.to("cpu")
-    val_bler, val_loss = evaluate(codec, channel, ebno_db=ebno, batch_size=20000, seed=seed + 7,
-                                  loss=hist.config["loss"], device="cpu")
-    meta = {"channel": channel_name, "channel_kwargs": channel_kwargs,
-            "train_ebno_db": list(ebno) if isinstance(ebno, tuple) else ebno,
-            "training": hist.config, "seconds": hist.seconds, "final_loss": hist.loss[-1],
-            "validation_bler": val_bler, "validation_loss": val_loss, "command": "metacomm train"}
-    bmd = None
-    if args.codec == "constellation":
-        from metacomm.codecs.constellation import bmd_rate
-
-        eb = ebno if not isinstance(ebno, tuple) else sum(ebno) / 2
-        bmd = bmd_rate(codec, channel, eb, num_blocks=max(1, 200000 // codec.num_channel_uses), seed=seed + 11)
-        meta["bmd_rate_bits_per_use"] = bmd
-    save_codec(out, codec, meta)
-    stem = out.with_suffix("")
-    hist.to_csv(f"{stem}_curve.csv")
-    plot_training_curve(hist, f"{stem}_curve.png", title=f"metacomm train --codec {args.codec}")
-    plot_codec(codec, f"{stem}_codec.png")
+    keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in keys}, progress=not args.quiet)
+    r = run_train(cfg)
     if not args.quiet:
-        print(f"trained {type(codec).__name__}({', '.join(f'{k}={v}' for k, v in codec.config().items())}) "
-              f"in {hist.seconds:.1f} s; final loss {hist.loss[-1]:.4g}; validation BLER {val_bler:.3g} at "
-              f"Eb/N0 {args.train_ebno_db} dB" + (f"; BMD rate {bmd:.4f} bit/use" if bmd is not None else ""))
-        print(f"wrote {out}, {stem}_curve.csv, {stem}_curve.png, {stem}_codec.png")
+        print(f"wrote {', '.join(r['files'])}")
     return 0
