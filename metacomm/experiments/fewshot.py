@@ -36,12 +36,17 @@ from metacomm.adaptation.functional import SGD, Adam
 from metacomm.adaptation.params import params_of
 from metacomm.experiments._common import check_out_dir, int_list, resolve_device
 
-__all__ = ["FewShotConfig", "run_fewshot", "load_meta_checkpoint", "SCHEMES", "LEARNED", "ALL_SCHEMES"]
+__all__ = ["FewShotConfig", "run_fewshot", "load_meta_checkpoint", "LEARNED", "all_schemes"]
 
-SCHEMES = ("meta", "joint", "random", "genie", "pilot-ls-ml")
 LEARNED = ("meta", "joint", "random", "genie")
-#: every scheme name some built-in scenario offers (the scenario of the checkpoint decides which are available).
-ALL_SCHEMES = (*SCHEMES, "pilot-mmse-ml")
+
+
+def all_schemes() -> tuple[str, ...]:
+    """Every scheme name some registered scenario offers: the learned ones and each scenario's classical
+    references (the scenario of the checkpoint decides which are available)."""
+    from metacomm.scenarios import scenario_class, scenario_names
+    classical = [s for n in scenario_names() for s in scenario_class(n).classical_schemes]
+    return (*LEARNED, *dict.fromkeys(classical))
 
 
 @dataclass
@@ -71,9 +76,10 @@ class FewShotConfig:
         self.steps = int_list("steps", self.steps, minimum=0)
         if isinstance(self.schemes, str):
             self.schemes = [s.strip() for s in self.schemes.split(",") if s.strip()]
+        known = all_schemes()
         for s in self.schemes or ():
-            if s not in ALL_SCHEMES:
-                raise ConfigError("schemes", f"unknown scheme {s!r}; allowed: {', '.join(ALL_SCHEMES)}")
+            if s not in known:
+                raise ConfigError("schemes", f"unknown scheme {s!r}; allowed: {', '.join(known)}")
         if self.test_channels is not None:
             self.test_channels = check_positive_int("test_channels", self.test_channels)
         self.test_blocks = check_positive_int("test_blocks", self.test_blocks)

@@ -22,7 +22,7 @@ step, as Park et al. 2021) and ``common_random_numbers`` (all schemes see the sa
 
 from __future__ import annotations
 
-from metacomm.experiments.fewshot import ALL_SCHEMES, FewShotConfig, run_fewshot
+from metacomm.experiments.fewshot import FewShotConfig, all_schemes, run_fewshot
 
 
 def add_parser(subparsers, name):
@@ -32,10 +32,10 @@ def add_parser(subparsers, name):
     p.add_argument("--pilots", default="1,4,16,64", help="pilot messages per adaptation step, comma list (>= 1)")
     p.add_argument("--steps", default="0,1,5,100", help="adaptation steps at which BLER is measured (>= 0)")
     p.add_argument("--schemes", default=None,
-                   help=f"comma list of {', '.join(ALL_SCHEMES)} (default: all the scenario offers; "
-                        "pilot-mmse-ml for iq-demod, pilot-ls-ml for fading-ae)")
+                   help=f"comma list of {', '.join(all_schemes())} (default: all the checkpoint's scenario offers: "
+                        "the learned ones and its classical references)")
     p.add_argument("--test-channels", type=int, default=None,
-                   help="number of new test channels / devices (default: the scenario's, 20 / 100)")
+                   help="number of new test tasks: channels / devices (default: the scenario's)")
     p.add_argument("--test-blocks", type=int, default=10000, help="test messages per channel and point")
     p.add_argument("--adam-lr", type=float, default=1e-3, help="Adam rate of steps >= 2 (default 1e-3)")
     p.add_argument("--genie-steps", type=int, default=2000, help="training steps of the genie (per channel)")

@@ -25,6 +25,17 @@ from metacomm.experiments.meta_train import MetaTrainConfig, run_meta_train
 from metacomm.sims.commands._settings import parse_settings
 
 
+def _per_scenario(key: str) -> str:
+    """``"fading-ae 20000, iq-demod 3000"``: a meta-training default of every registered scenario."""
+    from metacomm.scenarios import scenario_class, scenario_names
+    return ", ".join(f"{n} {scenario_class(n).meta_defaults[key]:g}" for n in scenario_names())
+
+
+def _support_fields() -> str:
+    from metacomm.scenarios import scenario_class, scenario_names
+    return ", ".join(f"{n} {scenario_class(n).support_field}" for n in scenario_names())
+
+
 def add_parser(subparsers, name):
     from metacomm.scenarios import scenario_names
     p = subparsers.add_parser(name, help="meta-train a codec initialisation (MAML family) for a scenario",
@@ -32,7 +43,7 @@ def add_parser(subparsers, name):
     p.add_argument("--scenario", required=True, help=f"registered few-shot scenario: {', '.join(scenario_names())}")
     p.add_argument("--algo", default="maml", help=f"algorithm: {', '.join(ALGORITHMS)} (default maml)")
     p.add_argument("--meta-steps", type=int, default=None,
-                   help="outer (meta) updates per restart (default: the scenario's; fading-ae 20000, iq-demod 3000)")
+                   help=f"outer (meta) updates per restart (default: the scenario's; {_per_scenario('meta_steps')})")
     p.add_argument("--restarts", type=int, default=1,
                    help="independent meta-trainings (seeds seed, seed+1, ...); the one with the lowest held-out "
                         "loss is shipped (default 1)")
@@ -40,30 +51,30 @@ def add_parser(subparsers, name):
                    help="initialisation shipped from a run: best (lowest held-out loss at a validation) or last "
                         "(default best)")
     p.add_argument("--meta-batch", type=int, default=None,
-                   help="tasks (channels/devices) per meta-update (default: the scenario's; fading-ae 20, "
-                        "iq-demod 5)")
+                   help=f"tasks (channels/devices) per meta-update (default: the scenario's; "
+                        f"{_per_scenario('meta_batch')})")
     p.add_argument("--inner-steps", type=int, default=1, help="inner SGD steps per task (default 1)")
     p.add_argument("--inner-lr", type=float, default=0.1, help="inner SGD learning rate (default 0.1)")
     p.add_argument("--outer-lr", type=float, default=None,
-                   help="outer Adam learning rate (default: the scenario's; fading-ae 0.01, iq-demod 1e-3)")
+                   help=f"outer Adam learning rate (default: the scenario's; {_per_scenario('outer_lr')})")
     p.add_argument("--adapt", default=None,
                    help="parameters adapted in the inner loop: all, encoder, decoder, encoder+decoder, head, "
                         "or a glob over parameter names (default: all; anil: head)")
     p.add_argument("--joint-steps", type=int, default=None,
                    help="updates of the joint-training baseline (default: --meta-steps; 0 = none)")
     p.add_argument("--rtn", action="store_true",
-                   help="add the RTN receiver layer (scenarios with an `rtn` setting: fading-ae); = --set rtn=true")
+                   help="add the RTN receiver layer (scenarios with an `rtn` setting); = --set rtn=true")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="scenario_set",
                    help="set a scenario config field (repeatable), e.g. --set num_taps=4 --set hidden=32; "
                         "VALUE is parsed as JSON where it can be (numbers, true/false, [lists]), else a string")
     p.add_argument("--ebno-db", type=float, default=None, help="training Eb/N0 in dB (default: scenario's)")
     p.add_argument("--snr-db", type=float, default=None,
-                   help="training Es/N0 in dB per channel symbol, for scenarios whose SNR is set as Es/N0 (iq-demod: default 20 dB per 16-QAM symbol = Eb/N0 + 6.02 dB)")
+                   help="training Es/N0 in dB per channel symbol, for scenarios whose SNR setting is an Es/N0 "
+                        "(default: the scenario's)")
     p.add_argument("--support-pilots", type=int, default=None,
-                   help="pilots per task support set during meta-training (fading-ae: messages per support/query "
-                        "batch, default 16; iq-demod: support pilot symbols per device, default 16, the rest of the "
-                        "device's 160 stored pilots (at most 144) being the query set); meta-train with the pilot "
-                        "count used at run time")
+                   help="pilots per task support set during meta-training (sets the scenario's support field: "
+                        f"{_support_fields()}; default: the scenario's); meta-train with the pilot count used at "
+                        "run time")
     p.add_argument("--val-every", type=int, default=250, help="validate on held-out channels every N steps")
     p.add_argument("--val-tasks", type=int, default=200,
                    help="held-out channels/devices for validation and selection (default 200)")
