@@ -32,6 +32,7 @@ tests compare against).
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -316,7 +317,12 @@ def evaluate_init(model: nn.Module, objective: MetaObjective, tasks: TaskBatch, 
     from metacomm.adaptation.params import params_of
     T = _check_tasks(tasks)
     rule = _eval_rule(rule, None)
-    record = sorted({check_nonneg_int("steps", s) for s in ([steps] if isinstance(steps, int) else steps)})
+    if isinstance(steps, numbers.Integral) or (isinstance(steps, torch.Tensor) and steps.dim() == 0):
+        steps = [steps]
+    try:
+        record = sorted({check_nonneg_int("steps", s) for s in steps})
+    except TypeError:
+        raise ConfigError("steps", f"expected an int >= 0 or a list of them, got {steps!r}") from None
     if not record:
         raise ConfigError("steps", "give at least one number of adaptation steps")
     theta = {n: p.detach() for n, p in (params_of(model) if params is None else params).items()}
