@@ -22,7 +22,8 @@ whether the channel has drifted enough to act. ``update(x)`` takes float ``[B]``
   firing under continuous drift (where the running-level detectors learn the drifted level as normal).
 
 :func:`make_detector` builds one by name (``"threshold"``, ``"cusum"``, ``"noise-floor"``). All state is on the statistic's device;
-:meth:`reset` forgets everything (e.g. at a known regime boundary).
+:meth:`reset` forgets everything (e.g. at a known regime boundary); :meth:`Detector.state_dict` /
+:meth:`Detector.load_state_dict` checkpoint the hyper-parameters and the running state.
 """
 
 from __future__ import annotations
@@ -51,14 +52,40 @@ def _as_stat(x) -> torch.Tensor:
     return x.detach()
 
 
+def _clone(t):
+    """A CPU copy for a state dict."""
+    return None if t is None else t.detach().cpu().clone()
+
+
+def _copy(t):
+    """A copy of a loaded tensor on its own device (the caller moves the state where the statistic lives)."""
+    return None if t is None else torch.as_tensor(t).detach().clone()
+
+
 class Detector:
-    """Base class: :meth:`update` (float ``[B]`` -> bool ``[B]``) and :meth:`reset`."""
+    """Base class: :meth:`update` (float ``[B]`` -> bool ``[B]``), :meth:`reset`, and :meth:`state_dict` /
+    :meth:`load_state_dict` (hyper-parameters and running state; only tensors, numbers, strings and ``None``,
+    so a checkpoint loads with ``torch.load(weights_only=True)``)."""
+
+    kind = "detector"
 
     def update(self, x) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def reset(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def state_dict(self) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} does not implement state_dict()")
+
+    def load_state_dict(self, state: dict) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} does not implement load_state_dict()")
+
+    def _check_kind(self, state) -> dict:
+        if not isinstance(state, dict) or state.get("kind") != self.kind:
+            got = state.get("kind") if isinstance(state, dict) else type(state).__name__
+            raise ConfigError("detector", f"state of a {got!r} detector given to a {self.kind!r} detector")
+        return state
 
 
 class ThresholdDetector(Detector):
@@ -78,6 +105,18 @@ class ThresholdDetector(Detector):
         self.warmup = check_nonneg_int("warmup", warmup)
         self.min_loss = check_nonneg("min_loss", min_loss)
         self.reset()
+
+    kind = "threshold"
+
+    def state_dict(self) -> dict:
+        return {"kind": self.kind, "kappa": self.kappa, "smoothing": self.smoothing, "warmup": self.warmup,
+                "min_loss": self.min_loss, "mean": _clone(self.mean), "var": _clone(self.var), "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        st = self._check_kind(state)
+        self.kappa, self.smoothing = float(st["kappa"]), float(st["smoothing"])
+        self.warmup, self.min_loss = int(st["warmup"]), float(st["min_loss"])
+        self.mean, self.var, self.count = _copy(st["mean"]), _copy(st["var"]), int(st["count"])
 
     def reset(self) -> None:
         self.mean: torch.Tensor | None = None
@@ -118,9 +157,21 @@ class CUSUMDetector(Detector):
             raise ConfigError("smoothing", f"must lie in (0, 1], got {smoothing}")
         self.reset()
 
+    kind = "cusum"
+
     def reset(self) -> None:
         self.mean: torch.Tensor | None = None
         self.stat: torch.Tensor | None = None
+
+    def state_dict(self) -> dict:
+        return {"kind": self.kind, "threshold": self.threshold, "drift": self.drift, "smoothing": self.smoothing,
+                "mean": _clone(self.mean), "stat": _clone(self.stat)}
+
+    def load_state_dict(self, state: dict) -> None:
+        st = self._check_kind(state)
+        self.threshold, self.drift, self.smoothing = float(st["threshold"]), float(st["drift"]), \
+            float(st["smoothing"])
+        self.mean, self.stat = _copy(st["mean"]), _copy(st["stat"])
 
     def update(self, x) -> torch.Tensor:
         x = _as_stat(x)
@@ -151,8 +202,16 @@ class NoiseFloorDetector(Detector):
             raise ConfigError("pfa", f"must lie in (0, 1), got {pfa}")
         self.pfa = float(pfa)
 
+    kind = "noise-floor"
+
     def reset(self) -> None:
         pass
+
+    def state_dict(self) -> dict:
+        return {"kind": self.kind, "pfa": self.pfa}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pfa = float(self._check_kind(state)["pfa"])
 
     def threshold(self, num_samples: int) -> float:
         """:math:`q_N / N`: the fire level of :math:`x / N_0` for ``N`` complex samples."""

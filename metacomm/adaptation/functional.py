@@ -9,15 +9,20 @@ and is written with ordinary module calls on ``model`` (``model.encoder(bits)``,
 :func:`call` runs it with the given weights swapped in, without modifying the module. ``batch`` is any pytree
 (tuple/dict) of tensors; inside :func:`torch.vmap` it carries no task axis.
 
-Inner update (gradient descent on the support loss :math:`\mathcal L_S`), for ``steps`` = :math:`K` steps,
+Inner update, for ``steps`` = :math:`K` steps of an update rule :math:`R` (an
+:class:`~metacomm.adaptation.update_rules.UpdateRule`, default plain SGD) on the support loss
+:math:`\mathcal L_S`,
 
-.. math::  \phi_0 = \theta_A, \qquad \phi_{j+1} = \phi_j - \alpha \odot \nabla_{\phi}\mathcal L_S(\phi_j,
-           \theta_F), \quad j = 0..K-1,
+.. math::  \phi_0 = \theta_A, \quad s_0 = R.\mathrm{init}(\phi_0), \qquad (\phi_{j+1}, s_{j+1}) =
+           R.\mathrm{step}(\phi_j, \nabla_{\phi}\mathcal L_S(\phi_j, \theta_F), s_j, \eta), \quad j = 0..K-1,
 
-where :math:`\theta_A` are the adapted parameters, :math:`\theta_F` the frozen rest, and :math:`\alpha` a
-scalar or (Meta-SGD) a per-parameter tensor of the parameter's shape. With ``create_graph=True`` the result is
-differentiable w.r.t. :math:`\theta` and :math:`\alpha` (second order, MAML/Meta-SGD); with ``False`` the
-gradients are detached, so :math:`\partial\phi_K/\partial\theta_A = I` (first order, FOMAML).
+where :math:`\theta_A` are the adapted parameters, :math:`\theta_F` the frozen rest and :math:`\eta` the
+rule's meta-parameters; for SGD the step is :math:`\phi - \alpha\nabla\mathcal L_S` with a scalar
+:math:`\alpha`, for Meta-SGD :math:`\phi - \alpha\odot\nabla\mathcal L_S` with a learned per-parameter tensor
+:math:`\alpha = \eta`. With ``create_graph=True`` the result is differentiable w.r.t. :math:`\theta` and
+:math:`\eta` (second order, MAML/Meta-SGD); with ``False`` the gradients are detached, so
+:math:`\partial\phi_K/\partial\theta_A = I` (first order, FOMAML). The deprecated ``lr=`` argument (a float or a
+rate dict) still selects SGD / Meta-SGD.
 
 **Batched-matmul fast path.** Inside :func:`batched_loss` (hence every task-batched inner loop, meta-gradient
 and fine-tuning run), calls of :func:`torch.nn.functional.linear` whose weight carries the vmapped task axis
@@ -46,18 +51,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_map
 
-from metacomm._validation import ConfigError, check_nonneg, check_nonneg_int
+from metacomm._validation import ConfigError, check_nonneg_int
+from metacomm.adaptation.params import AdaptSpec, resolve_adapt
+from metacomm.adaptation.update_rules import SGD, Adam, Optimizer, UpdateRule, as_rule, sgd_update
 
 __all__ = ["call", "inner_adapt", "inner_adapt_autograd", "inner_adapt_batched", "batched_loss", "SGD", "Adam",
-           "Optimizer", "sgd_update", "stacked_matmul", "fast_path"]
+           "Optimizer", "UpdateRule", "sgd_update", "stacked_matmul", "fast_path"]
 
 Params = dict[str, torch.Tensor]
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
@@ -95,78 +102,94 @@ def call(model: nn.Module, params: Mapping[str, torch.Tensor], fn: Callable, *ar
     return torch.func.functional_call(bound, {"m." + n: t for n, t in params.items()}, args, strict=False)
 
 
-def _lr_of(lr, name: str):
-    return lr[name] if isinstance(lr, Mapping) else lr
+def _rule_of(rule, lr) -> UpdateRule:
+    if rule is not None and lr is not None:
+        raise ConfigError("rule", "give the inner update either as rule= or as lr= (deprecated), not both")
+    return as_rule(rule, lr=lr)
 
 
-def _check_inner(steps, lr) -> int:
-    steps = check_nonneg_int("inner_steps", steps)
-    if not isinstance(lr, Mapping) and not isinstance(lr, torch.Tensor):
-        check_nonneg("inner_lr", lr)
-    return steps
+def _detach_tree(tree):
+    return tree_map(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, tree)
 
 
 def inner_adapt(model: nn.Module, params: Mapping[str, torch.Tensor], support: Any, loss_fn: LossFn, *,
-                steps: int = 1, lr: float | Mapping[str, torch.Tensor] = 0.1, create_graph: bool = True,
-                adapt: list[str] | None = None) -> Params:
-    r"""``steps`` SGD steps on ``loss_fn(model, support)`` from ``params`` (the update in the module docstring).
+                steps: int = 1, rule: UpdateRule | None = None, meta_params: Mapping[str, torch.Tensor] | None = None,
+                create_graph: bool = True, adapt: AdaptSpec = None,
+                lr: float | Mapping[str, torch.Tensor] | None = None) -> Params:
+    r"""``steps`` steps of the inner update ``rule`` on ``loss_fn(model, support)`` from ``params``.
 
     :param model: any module; its tensors are not modified.
     :param params: ``{name: tensor}`` starting weights :math:`\theta` (full or partial).
     :param support: the support batch (pytree of tensors) passed to ``loss_fn``.
     :param loss_fn: ``(model, batch) -> scalar`` loss.
     :param steps: inner steps :math:`K \ge 0`.
-    :param lr: inner learning rate :math:`\alpha` (float >= 0) or a dict of per-parameter tensors (Meta-SGD)
-        with an entry for each adapted name.
+    :param rule: the :class:`~metacomm.adaptation.update_rules.UpdateRule` (default ``SGD(0.1)``).
+    :param meta_params: the rule's meta-parameters to use (default: ``rule.meta_params``); pass differentiable
+        copies to get gradients w.r.t. them.
     :param create_graph: keep the graph through the inner gradients (second order). ``False``: first order.
-    :param adapt: names to adapt (default: all keys of ``params``); the others stay fixed.
+    :param adapt: adapt spec or names (:func:`~metacomm.adaptation.params.resolve_adapt`; default: all keys of
+        ``params``); the others stay fixed.
+    :param lr: deprecated spelling of ``rule``: a float (``SGD(lr)``) or a rate dict (``MetaSGD(lr)``).
     :returns: a new dict with the adapted tensors :math:`\phi_K` for ``adapt`` and the inputs for the rest.
 
     Uses :func:`torch.func.grad`, so it works inside :func:`torch.vmap` (per-task weights along a vmapped task
     axis) and nests under outer autograd. For a single task outside any transform,
     :func:`inner_adapt_autograd` computes the same with :func:`torch.autograd.grad`.
     """
-    steps = _check_inner(steps, lr)
-    names = list(params) if adapt is None else list(adapt)
+    steps = check_nonneg_int("inner_steps", steps)
+    rule = _rule_of(rule, lr)
+    meta = rule.meta_params if meta_params is None else meta_params
+    names = resolve_adapt(model, params, adapt)
     fixed = {n: t for n, t in params.items() if n not in names}
     phi = {n: params[n] for n in names}
+    inner_loss = rule.wrap_loss(loss_fn, meta)
 
     def support_loss(p):
-        return call(model, {**fixed, **p}, loss_fn, support)
+        return call(model, {**fixed, **p}, inner_loss, support)
 
     grad_fn = torch.func.grad(support_loss)
+    state = rule.init(phi)
     for _ in range(steps):
         g = grad_fn(phi)
         if not create_graph:
             g = {n: t.detach() for n, t in g.items()}
-        phi = {n: phi[n] - _lr_of(lr, n) * g[n] for n in names}
+        phi, state = rule.step(phi, g, state, meta)
+        phi = {n: phi[n] for n in names}
     return {**params, **phi}
 
 
 def inner_adapt_autograd(model: nn.Module, params: Mapping[str, torch.Tensor], support: Any, loss_fn: LossFn, *,
-                         steps: int = 1, lr: float | Mapping[str, torch.Tensor] = 0.1,
-                         create_graph: bool = True, adapt: list[str] | None = None) -> Params:
+                         steps: int = 1, rule: UpdateRule | None = None,
+                         meta_params: Mapping[str, torch.Tensor] | None = None, create_graph: bool = True,
+                         adapt: AdaptSpec = None, lr: float | Mapping[str, torch.Tensor] | None = None) -> Params:
     """Same as :func:`inner_adapt` with :func:`torch.autograd.grad` (single task, not vmappable).
 
     The reference implementation (what learn2learn/higher do) and the fastest single-task path in eager mode:
     used by the per-task loop and by online adaptation. Tensors in ``params`` that do not require grad are
-    made differentiable locally (the caller's tensors are not modified).
+    made differentiable locally (the caller's tensors are not modified). Runs with grad enabled even inside
+    :func:`torch.no_grad`.
     """
-    steps = _check_inner(steps, lr)
-    names = list(params) if adapt is None else list(adapt)
+    steps = check_nonneg_int("inner_steps", steps)
+    rule = _rule_of(rule, lr)
+    meta = rule.meta_params if meta_params is None else meta_params
+    names = resolve_adapt(model, params, adapt)
+    inner_loss = rule.wrap_loss(loss_fn, meta)
     out = dict(params)
     phi = {}
     for n in names:
         t = params[n]
         phi[n] = t if t.requires_grad else t.detach().requires_grad_(True)
-    for _ in range(steps):
-        loss = call(model, {**out, **phi}, loss_fn, support)
-        grads = torch.autograd.grad(loss, [phi[n] for n in names], create_graph=create_graph)
-        new = {}
-        for n, g in zip(names, grads, strict=True):
-            upd = phi[n] - _lr_of(lr, n) * g
-            new[n] = upd if create_graph else upd.detach().requires_grad_(True)
-        phi = new
+    with torch.enable_grad():
+        state = rule.init(phi)
+        for _ in range(steps):
+            loss = call(model, {**out, **phi}, inner_loss, support)
+            grads = torch.autograd.grad(loss, [phi[n] for n in names], create_graph=create_graph)
+            new, state = rule.step(phi, dict(zip(names, grads, strict=True)), state, meta)
+            if create_graph:
+                phi = {n: new[n] for n in names}
+            else:
+                phi = {n: new[n].detach().requires_grad_(True) for n in names}
+                state = _detach_tree(state)
     out.update(phi)
     return out
 
@@ -347,99 +370,54 @@ def batched_loss(model: nn.Module, params: Mapping[str, torch.Tensor], loss_fn: 
 
 
 def inner_adapt_batched(model: nn.Module, params: Mapping[str, torch.Tensor], support: Any, loss_fn: LossFn, *,
-                        num_tasks: int, steps: int = 1, lr: float | Mapping[str, torch.Tensor] = 0.1,
-                        create_graph: bool = True, adapt: list[str] | None = None) -> Params:
+                        num_tasks: int, steps: int = 1, rule: UpdateRule | None = None,
+                        meta_params: Mapping[str, torch.Tensor] | None = None, create_graph: bool = True,
+                        adapt: AdaptSpec = None, lr: float | Mapping[str, torch.Tensor] | None = None,
+                        on_step: Callable[[int, Params], None] | None = None) -> Params:
     r"""The inner loop of :func:`inner_adapt` for ``T = num_tasks`` tasks at once (the task-batched engine).
 
     The adapted weights are stacked along a task axis, :math:`\phi^{(t)}_0 = \theta_A` for every ``t``
     (``[T, *shape]``, an ``expand`` of :math:`\theta_A`, so gradients flow back to :math:`\theta_A` summed
     over tasks). Each step evaluates all task losses with one vmapped forward (:func:`batched_loss`) and takes
     the gradient of their *sum* with ordinary autograd: because task ``t``'s loss depends only on
-    :math:`\phi^{(t)}`, slice ``t`` of that gradient is exactly task ``t``'s own gradient. This is faster than
-    nesting :func:`torch.func.grad` inside ``vmap`` and equal to the per-task loop to float rounding.
+    :math:`\phi^{(t)}`, slice ``t`` of that gradient is exactly task ``t``'s own gradient. The update is
+    ``rule.step`` on the stacked weights (its state, from ``rule.init`` of the stacked weights, carries the
+    task axis). This is faster than nesting :func:`torch.func.grad` inside ``vmap`` and equal to the per-task
+    loop to float rounding.
 
     ``support`` leaves have a leading task dim ``T``. Returns ``{name: [T, *shape]}`` for the adapted names
-    only. With ``create_graph=False`` the result is detached (first order).
+    only. With ``create_graph=False`` the result is detached (first order). ``rule``, ``meta_params``,
+    ``adapt``, ``lr``: as in :func:`inner_adapt`. ``on_step(j, phi)`` (optional) is called with the detached
+    stacked weights after ``j = 0..steps`` steps. Runs with grad enabled even inside :func:`torch.no_grad`.
     """
-    steps = _check_inner(steps, lr)
-    names = list(params) if adapt is None else list(adapt)
+    steps = check_nonneg_int("inner_steps", steps)
+    rule = _rule_of(rule, lr)
+    meta = rule.meta_params if meta_params is None else meta_params
+    names = resolve_adapt(model, params, adapt)
+    inner_loss = rule.wrap_loss(loss_fn, meta)
     fixed = {n: t for n, t in params.items() if n not in names}
-    phi = {n: params[n].unsqueeze(0).expand(num_tasks, *params[n].shape) for n in names}
-    if not create_graph:
-        phi = {n: t.detach().clone().requires_grad_(True) for n, t in phi.items()}
-    elif not any(t.requires_grad for t in phi.values()):
-        phi = {n: t.clone().requires_grad_(True) for n, t in phi.items()}
-    for _ in range(steps):
-        losses = batched_loss(model, fixed, loss_fn, support, phi)
-        grads = torch.autograd.grad(losses.sum(), [phi[n] for n in names], create_graph=create_graph)
-        phi = {n: phi[n] - _lr_of(lr, n) * g for n, g in zip(names, grads, strict=True)}
+    with torch.enable_grad():
+        phi = {n: params[n].unsqueeze(0).expand(num_tasks, *params[n].shape) for n in names}
         if not create_graph:
-            phi = {n: t.detach().requires_grad_(True) for n, t in phi.items()}
+            phi = {n: t.detach().clone().requires_grad_(True) for n, t in phi.items()}
+        elif not any(t.requires_grad for t in phi.values()):
+            phi = {n: t.clone().requires_grad_(True) for n, t in phi.items()}
+        state = rule.init(phi)
+        if on_step is not None:
+            on_step(0, {n: t.detach() for n, t in phi.items()})
+        for j in range(steps):
+            losses = batched_loss(model, fixed, inner_loss, support, phi)
+            grads = torch.autograd.grad(losses.sum(), [phi[n] for n in names], create_graph=create_graph)
+            new, state = rule.step(phi, dict(zip(names, grads, strict=True)), state, meta)
+            phi = {n: new[n] for n in names}
+            if not create_graph:
+                phi = {n: t.detach().requires_grad_(True) for n, t in phi.items()}
+                state = _detach_tree(state)
+            if on_step is not None:
+                on_step(j + 1, {n: t.detach() for n, t in phi.items()})
     if not create_graph:
         phi = {n: t.detach() for n, t in phi.items()}
     return phi
-
-
-def sgd_update(params: Mapping[str, torch.Tensor], grads: Mapping[str, torch.Tensor], lr) -> Params:
-    """``p - lr * g`` for every name in ``grads`` (others unchanged)."""
-    return {n: (p - _lr_of(lr, n) * grads[n]) if n in grads else p for n, p in params.items()}
-
-
-# --- functional optimisers (Optax-style init/update pairs; vmappable, no in-place state) -------------------
-
-@dataclass(frozen=True)
-class Optimizer:
-    """Base of the functional optimisers: ``state = opt.init(params)``; ``params, state = opt.update(params,
-    grads, state)``. State is a dict of tensors, so it can carry a task/channel axis under ``vmap``."""
-
-    lr: float
-
-    def __post_init__(self):
-        check_nonneg("lr", self.lr)
-
-    def init(self, params: Mapping[str, torch.Tensor]) -> dict:
-        return {}
-
-    def update(self, params, grads, state):  # pragma: no cover - abstract
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class SGD(Optimizer):
-    r"""Plain gradient descent :math:`\theta \leftarrow \theta - \eta g`."""
-
-    def update(self, params, grads, state):
-        return sgd_update(params, grads, self.lr), state
-
-
-@dataclass(frozen=True)
-class Adam(Optimizer):
-    r"""Adam (Kingma & Ba) with bias correction, identical to :class:`torch.optim.Adam` (no weight decay):
-
-    .. math:: m \leftarrow \beta_1 m + (1-\beta_1) g,\quad v \leftarrow \beta_2 v + (1-\beta_2) g^2,\quad
-              \theta \leftarrow \theta - \eta\, \frac{m/(1-\beta_1^t)}{\sqrt{v/(1-\beta_2^t)} + \epsilon}.
-    """
-
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-
-    def init(self, params):
-        ref = next(iter(params.values()))
-        return {"t": torch.zeros((), device=ref.device, dtype=ref.dtype),
-                "m": {n: torch.zeros_like(p) for n, p in params.items()},
-                "v": {n: torch.zeros_like(p) for n, p in params.items()}}
-
-    def update(self, params, grads, state):
-        b1, b2 = self.betas
-        t = state["t"] + 1
-        m = {n: b1 * state["m"][n] + (1 - b1) * g for n, g in grads.items()}
-        v = {n: b2 * state["v"][n] + (1 - b2) * g * g for n, g in grads.items()}
-        c1 = 1 - b1 ** t
-        c2 = 1 - b2 ** t
-        new = dict(params)
-        for n in grads:
-            new[n] = params[n] - self.lr * (m[n] / c1) / (torch.sqrt(v[n] / c2) + self.eps)
-        return new, {"t": t, "m": {**state["m"], **m}, "v": {**state["v"], **v}}
 
 
 def check_optimizer_name(field: str, name: str) -> str:

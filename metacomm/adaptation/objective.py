@@ -30,9 +30,11 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils._pytree import tree_map
 
+from metacomm._validation import ConfigError
 from metacomm.adaptation.params import AdaptSpec
 
 __all__ = ["MetaObjective", "TaskBatch", "TaskSampler", "task_slice", "num_tasks", "SupervisedObjective"]
@@ -54,11 +56,13 @@ def task_slice(tree: Any, i) -> Any:
 
 
 def num_tasks(tasks: TaskBatch) -> int:
+    """``T``: the leading dim of the first tensor leaf of ``tasks.support`` (a
+    :class:`~metacomm.ConfigError` naming ``tasks`` when there is none)."""
     from torch.utils._pytree import tree_leaves
     for leaf in tree_leaves(tasks.support):
         if isinstance(leaf, torch.Tensor) and leaf.dim() > 0:
             return int(leaf.shape[0])
-    raise ValueError("task batch has no tensor leaf with a task axis")
+    raise ConfigError("tasks", "task batch has no tensor leaf with a task axis")
 
 
 class MetaObjective:
@@ -81,21 +85,46 @@ class MetaObjective:
         return self.loss(model, query)
 
 
+_REGRESSION = (F.mse_loss, F.l1_loss, F.smooth_l1_loss, F.huber_loss)
+_CLASSIFICATION = (F.cross_entropy, F.nll_loss)
+
+
 @dataclass
 class SupervisedObjective(MetaObjective):
     """``batch = (inputs, targets)``; loss = ``criterion(model(inputs), targets)`` (mean), stats = the loss.
 
-    A convenience for model-agnostic uses (tests, benchmarks, demodulators where the channel is in the data).
-    With ``classify=True`` also reports ``errors`` (argmax != target count) and ``count``.
+    A convenience for model-agnostic uses (tests, benchmarks, few-shot regression, demodulators where the
+    channel is in the data). With ``classify=True`` also reports ``errors`` (argmax != target count) and
+    ``count``.
+
+    Shapes (per task, inside the engine's ``vmap``): for a regression criterion (``mse_loss``, ``l1_loss``,
+    ``smooth_l1_loss``, ``huber_loss``) the targets must have the output's shape (e.g. ``[K, 1]`` for ``[K, 1]``
+    outputs: a ``[K]`` target would silently broadcast to ``[K, K]``); for ``cross_entropy``/``nll_loss`` or
+    ``classify=True`` they are class indices of the output's shape without the last (class) dim (or, for
+    ``cross_entropy``, probabilities of the output's shape). Anything else raises
+    :class:`~metacomm.ConfigError` naming ``targets``. Other criteria are not checked.
     """
 
-    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = torch.nn.functional.mse_loss
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.mse_loss
     adapt: AdaptSpec = "all"
     classify: bool = False
+
+    def _check(self, out: torch.Tensor, y: torch.Tensor) -> None:
+        if self.classify or self.criterion in _CLASSIFICATION:
+            ok = tuple(y.shape) == tuple(out.shape[:-1]) or (
+                self.criterion is F.cross_entropy and tuple(y.shape) == tuple(out.shape))
+            if not ok:
+                raise ConfigError("targets", f"class-index targets of shape {tuple(out.shape[:-1])} expected for "
+                                             f"outputs {tuple(out.shape)}, got {tuple(y.shape)}")
+        elif self.criterion in _REGRESSION and tuple(y.shape) != tuple(out.shape):
+            raise ConfigError("targets", f"targets must have the output's shape {tuple(out.shape)} (per task), "
+                                         f"got {tuple(y.shape)}; e.g. reshape them to [..., 1] for a 1-output "
+                                         "model")
 
     def loss(self, model, batch):
         x, y = batch
         out = model(x)
+        self._check(out, y)
         loss = self.criterion(out, y)
         stats = {}
         if self.classify:

@@ -6,7 +6,8 @@ parameters are the meta-learned initialisation :math:`\theta`; it holds per-link
 :math:`\phi^{(b)}` for ``B`` independent links, stacked on a leading link axis (``{name: [B, *shape]}``).
 
 Per frame ``t`` and link ``b``, :meth:`AdaptiveCodec.observe` takes ``P`` known pilot messages and what was
-received, and runs ``S`` SGD steps of the pilot loss, by default the pilot cross-entropy
+received, and runs ``S`` steps of the inner update rule (:mod:`metacomm.adaptation.update_rules`; default SGD,
+or Meta-SGD rates, Adam, ...) on the pilot loss, by default the pilot cross-entropy (SGD shown)
 
 .. math:: \phi \leftarrow \phi - \alpha\, \nabla_\phi \frac1P \sum_{p=1}^{P}
           -\log \operatorname{softmax}(z_\phi(y_p))_{m_p}
@@ -38,6 +39,12 @@ Encoder adaptation (``adapt`` naming encoder parameters) assumes feedback: the l
 messages through a differentiable model of the channel, so :meth:`observe` needs ``channel``, ``state`` and the
 pilots' unit-variance ``noise``.
 
+**State.** :meth:`AdaptiveCodec.state_dict` / :meth:`AdaptiveCodec.load_state_dict` save and restore everything a
+drift run needs to continue bit for bit: the meta-init (the codec's weights), the per-link fast weights, the
+online-meta per-link inits and window buffer, the detector's running state, the frame counter and the last
+detector decision. The state holds only tensors, numbers, strings, ``None``, lists and dicts, so it loads with
+``torch.load(weights_only=True)``.
+
 Randomness: nothing here draws random numbers (pilots, channels and noise come from the caller).
 """
 
@@ -61,6 +68,7 @@ from metacomm._validation import (
 from metacomm.adaptation.detectors import Detector, make_detector
 from metacomm.adaptation.functional import batched_loss, call
 from metacomm.adaptation.params import AdaptSpec, select_names
+from metacomm.adaptation.update_rules import UpdateRule, as_rule
 from metacomm.codecs.learned_base import bit_llrs_from_block_logits, bits_to_index, message_bit_table
 
 __all__ = ["AdaptiveCodec", "POLICIES"]
@@ -102,8 +110,11 @@ class AdaptiveCodec(nn.Module):
     :param num_links: ``B`` independent links adapted per call (>= 1).
     :param adapt: adapt spec of the fast weights (default ``"decoder"``; see
         :mod:`metacomm.adaptation.params`; e.g. ``"decoder.taps"`` for the drift codec's channel belief).
-    :param steps: SGD steps per adaptation ``S`` (>= 0).
-    :param lr: SGD rate :math:`\\alpha` (> 0), or Meta-SGD per-parameter rates ``{name: tensor}``.
+    :param steps: update steps per adaptation ``S`` (>= 0).
+    :param lr: SGD rate :math:`\\alpha` (> 0), or Meta-SGD per-parameter rates ``{name: tensor}`` (shorthand for
+        ``rule=``).
+    :param rule: the inner :class:`~metacomm.adaptation.update_rules.UpdateRule` (used with its
+        meta-parameters detached; its state starts fresh at every adaptation). Default: from ``lr``.
     :param policy: one of :data:`POLICIES`.
     :param warm_start: ``every-frame`` only: start from the current weights instead of the meta-init.
     :param detector: a :class:`~metacomm.adaptation.detectors.Detector` or its name (``on-detection`` and
@@ -125,7 +136,7 @@ class AdaptiveCodec(nn.Module):
     def __init__(self, codec: nn.Module, *, num_links: int = 1, adapt: AdaptSpec = "decoder", steps: int = 1,
                  lr: float | Mapping[str, torch.Tensor] = 0.1, policy: str = "every-frame",
                  warm_start: bool = False, detector: Detector | str | None = None, meta_lr: float = 0.5,
-                 meta_window: int = 4, loss: str | None = None):
+                 meta_window: int = 4, loss: str | None = None, rule: UpdateRule | None = None):
         super().__init__()
         import copy
 
@@ -137,13 +148,18 @@ class AdaptiveCodec(nn.Module):
         self.num_links = check_positive_int("num_links", num_links)
         self.names = select_names(self.codec, adapt, field="adapt")
         self.steps = check_nonneg_int("steps", steps)
-        if isinstance(lr, Mapping):
+        if rule is not None:
+            self.rule = as_rule(rule, field="rule").detached()
+            self.lr = None
+        elif isinstance(lr, Mapping):
             missing = [n for n in self.names if n not in lr]
             if missing:
                 raise ConfigError("lr", f"per-parameter rates missing for {', '.join(missing)}")
             self.lr = {n: torch.as_tensor(lr[n]).detach() for n in self.names}
+            self.rule = as_rule(self.lr)
         else:
             self.lr = check_positive("lr", lr)
+            self.rule = as_rule(None, lr=self.lr)
         self.policy = check_choice("policy", policy, POLICIES)
         if loss is None:  # what the meta-init was trained for, when the codec says so (online_drift.load_meta)
             loss = getattr(codec, "meta_inner_loss", "ce")
@@ -173,6 +189,7 @@ class AdaptiveCodec(nn.Module):
         self.register_buffer("bit_table", message_bit_table(self.k), persistent=False)
         self.last_latency_s = 0.0
         self.last_fired: torch.Tensor | None = None
+        self.frames = 0
         self.reset()
 
     # --- state --------------------------------------------------------------------------------------------
@@ -204,6 +221,73 @@ class AdaptiveCodec(nn.Module):
 
     def _shared(self):
         return {n: p.detach() for n, p in self.codec.named_parameters() if n not in self.names}
+
+    # --- checkpointing ---------------------------------------------------------------------------------------
+    STATE_FORMAT = "metacomm-adaptive-codec/1"
+
+    def _settings(self) -> dict:
+        return {"names": list(self.names), "policy": self.policy, "loss": self.loss, "steps": self.steps,
+                "warm_start": self.warm_start, "meta_lr": self.meta_lr, "meta_window": self.meta_window,
+                "detector": None if self.detector is None else type(self.detector).__name__,
+                "rule": type(self.rule).__name__}
+
+    def save_state(self) -> dict:
+        """Everything needed to continue this codec's run bit for bit (module docstring, "State"):
+        ``{"format", "settings", "num_links", "codec" (meta-init state dict), "fast" {name: [B, ...]},
+        "inits" (online-meta per-link inits or None), "buffer" (online-meta window: list of pilot batches),
+        "detector" (its state dict or None), "rule" (the rule's meta-parameters), "frames" (frames observed),
+        "last_fired" (bool [B] or None), "last_latency_s"}``. CPU copies; loads with
+        ``torch.load(weights_only=True)``."""
+        def cpu(tree):
+            return tree_map(lambda t: t.detach().cpu().clone() if isinstance(t, torch.Tensor) else t, tree)
+
+        return {"format": self.STATE_FORMAT, "settings": self._settings(), "num_links": self.num_links,
+                "codec": cpu(dict(self.codec.state_dict())), "fast": cpu(dict(self.fast)),
+                "inits": cpu(dict(self.inits)) if self.inits is not None else None,
+                "buffer": [cpu(dict(b)) for b in self._buffer],
+                "detector": self.detector.state_dict() if self.detector is not None else None,
+                "rule": cpu(dict(self.rule.meta_params)), "frames": int(self.frames),
+                "last_fired": cpu(self.last_fired), "last_latency_s": float(self.last_latency_s)}
+
+    def load_state(self, state: dict) -> None:
+        """Restore a :meth:`save_state` dict into this codec (built with the same settings: adapted names,
+        policy, loss, steps, window, detector kind, rule kind; a mismatch is a :class:`~metacomm.ConfigError`
+        naming ``state``). Tensors go to the codec's device; ``num_links`` is taken from the state."""
+        if not isinstance(state, dict) or state.get("format") != self.STATE_FORMAT:
+            raise ConfigError("state", f"not an AdaptiveCodec state (expected format {self.STATE_FORMAT!r})")
+        mine, theirs = self._settings(), dict(state["settings"])
+        diff = [k for k in mine if mine[k] != theirs.get(k)]
+        if diff:
+            raise ConfigError("state", "saved with different settings: " +
+                              ", ".join(f"{k}={theirs.get(k)!r} (here {mine[k]!r})" for k in diff))
+        saved_rule = state.get("rule") or {}
+        if set(saved_rule) != set(self.rule.meta_params):
+            raise ConfigError("state", "saved with a rule that has different meta-parameters")
+        try:
+            self.codec.load_state_dict(state["codec"])
+        except RuntimeError as e:
+            raise ConfigError("state", f"saved for a different codec: {str(e).splitlines()[0]}") from None
+        dev = next(self.codec.parameters()).device
+
+        def to_dev(tree):
+            return tree_map(lambda t: t.to(dev).clone() if isinstance(t, torch.Tensor) else t, tree)
+
+        with torch.no_grad():
+            for k, t in self.rule.meta_params.items():
+                t.copy_(saved_rule[k].to(t.device))
+        self.num_links = check_positive_int("num_links", state["num_links"])
+        fast = to_dev(dict(state["fast"]))
+        if sorted(fast) != sorted(self.names) or any(t.shape[0] != self.num_links for t in fast.values()):
+            raise ConfigError("state", "fast weights do not match the adapted names / number of links")
+        self.fast = {n: fast[n] for n in self.names}
+        inits = state.get("inits")
+        self.inits = None if inits is None else {n: to_dev(dict(inits))[n] for n in self.names}
+        self._buffer = deque((to_dev(dict(b)) for b in state.get("buffer", [])), maxlen=self.meta_window)
+        if self.detector is not None:
+            self.detector.load_state_dict(to_dev(state["detector"]))
+        self.frames = int(state.get("frames", 0))
+        self.last_fired = to_dev(state.get("last_fired"))
+        self.last_latency_s = float(state.get("last_latency_s", 0.0))
 
     # --- adaptation -----------------------------------------------------------------------------------------
     def _pilot_batch(self, pilots_tx, pilots_rx, no, channel, state, noise):
@@ -239,15 +323,18 @@ class AdaptiveCodec(nn.Module):
 
     def _adapt(self, start, batch, loss_fn, steps):
         shared = self._shared()
+        rule = self.rule
+        loss_fn = rule.wrap_loss(loss_fn, rule.meta_params)
         phi = {n: t.detach().clone() for n, t in start.items()}
+        state = rule.init(phi)
         for _ in range(steps):
             phi = {n: t.requires_grad_(True) for n, t in phi.items()}
             with torch.enable_grad():
                 losses = self._losses(shared, loss_fn, batch, phi)
                 grads = torch.autograd.grad(losses.sum(), [phi[n] for n in self.names])
-            rate = self.lr
-            phi = {n: (phi[n] - (rate[n] if isinstance(rate, dict) else rate) * g).detach()
-                   for n, g in zip(self.names, grads, strict=True)}
+            new, state = rule.step(phi, dict(zip(self.names, grads, strict=True)), state)
+            phi = {n: new[n].detach() for n in self.names}
+            state = tree_map(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, state)
         return phi
 
     @torch.no_grad()
@@ -315,6 +402,7 @@ class AdaptiveCodec(nn.Module):
             torch.cuda.synchronize(pilots_rx.device)
         self.last_latency_s = time.perf_counter() - t0
         self.last_fired = fired
+        self.frames += 1
         return {"pilot_loss": before, "adapted": adapted, "fired": fired, "latency_s": self.last_latency_s}
 
     # --- inference --------------------------------------------------------------------------------------------

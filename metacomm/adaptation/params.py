@@ -12,6 +12,10 @@ Which parameters an inner loop adapts is chosen by an *adapt spec*:
 * a glob pattern or a list of glob patterns matched against parameter names (``"decoder.*"``,
   ``["decoder.net.2.*", "rtn.*"]``);
 * a callable ``name -> bool``.
+
+Every function of the engine that takes ``adapt=`` (:func:`~metacomm.adaptation.algorithms.meta_gradients`,
+:func:`~metacomm.adaptation.algorithms.adapt_and_score`, the ``inner_adapt*`` loops, ...) accepts any adapt
+spec and resolves it with :func:`resolve_adapt`; a list of exact parameter names is used as given.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from torch import nn
 
 from metacomm._validation import ConfigError
 
-__all__ = ["PRESETS", "AdaptSpec", "head_names", "select_names", "params_of", "detach_params", "clone_params"]
+__all__ = ["PRESETS", "AdaptSpec", "head_names", "select_names", "resolve_adapt", "params_of", "detach_params",
+           "clone_params"]
 
 AdaptSpec = str | Iterable[str] | Callable[[str], bool] | None
 
@@ -95,4 +100,24 @@ def select_names(model: nn.Module, spec: AdaptSpec, *, field: str = "adapt") -> 
     if not chosen:
         raise ConfigError(field, f"{spec!r} matches no trainable parameter; parameters are: "
                                  f"{', '.join(names) if names else '(none)'}")
+    return chosen
+
+
+def resolve_adapt(model: nn.Module, params, spec: AdaptSpec, *, field: str = "adapt") -> list[str]:
+    """The adapted names for an engine call: ``spec`` resolved against ``model`` (:func:`select_names`), kept
+    to the names present in ``params``. ``None`` means every name of ``params``; a list/tuple of exact names
+    of ``params`` is returned as given (order kept). Raises :class:`~metacomm.ConfigError` naming ``field``
+    when nothing of ``params`` is selected."""
+    keys = list(params)
+    if spec is None:
+        return keys
+    if isinstance(spec, (list, tuple)) and all(isinstance(n, str) for n in spec) and all(n in params for n in spec):
+        if not spec:
+            raise ConfigError(field, "empty list of parameters to adapt")
+        return list(spec)
+    if isinstance(spec, str) and spec in params and not any(ch in spec for ch in "*?["):
+        return [spec]
+    chosen = [n for n in select_names(model, spec, field=field) if n in params]
+    if not chosen:
+        raise ConfigError(field, f"{spec!r} selects none of the given parameters ({', '.join(keys)})")
     return chosen

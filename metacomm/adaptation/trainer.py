@@ -3,8 +3,11 @@ r"""Meta-training loop: outer optimiser, validation, exact-resume checkpoints, N
 Each meta-step draws ``meta_batch`` tasks from the task sampler with the trainer's own
 :class:`torch.Generator`, computes the meta-gradient of the chosen algorithm
 (:func:`metacomm.adaptation.algorithms.meta_gradients`, task-batched by default) and takes one step of the
-outer optimiser (Adam, rate ``outer_lr``) on the model's parameters and, for Meta-SGD, on the per-parameter
-inner rates (initialised to ``inner_lr``).
+outer optimiser (Adam, rate ``outer_lr``) on the model's parameters *and* the inner update rule's
+meta-parameters (:mod:`metacomm.adaptation.update_rules`), in that order, with no special case per algorithm.
+The rule is ``rule=`` if given, else :func:`default_rule`: ``SGD(inner_lr)``, or for ``algo="metasgd"`` (MAML
+with the Meta-SGD rule) per-parameter rates initialised to ``inner_lr`` (``MetaSGD.like``; other initial values
+-- per tensor, a range -- by passing ``rule=MetaSGD.like(...)``).
 
 * **NaN/inf guard** -- if the meta-loss or any meta-gradient is not finite, the step is *skipped* (weights,
   optimiser moments and rates untouched), counted in ``skipped`` and reported (``warnings.warn`` + history);
@@ -15,7 +18,8 @@ inner rates (initialised to ``inner_lr``).
   weights (and Meta-SGD rates) as :attr:`MetaTrainer.best` (``None`` until a validation has run). MAML-type meta-training of small codecs is strongly non-monotone and
   seed-dependent (``fading-ae``: held-out BLER after one step wanders between 0.2 and 0.02 over tens of
   thousands of meta-steps), so the validated best, not the last iterate, is the initialisation worth shipping.
-* **Checkpoints** -- :meth:`MetaTrainer.state_dict` holds the model, optimiser, Meta-SGD rates, the generator
+* **Checkpoints** -- :meth:`MetaTrainer.state_dict` holds the model, optimiser, the rule's meta-parameters
+  (``"rule"``; Meta-SGD rates also under the historical key ``"lrs"``), the generator
   state, the step counter, history and config; :meth:`MetaTrainer.load_state_dict` restores them so that
   training resumed from a checkpoint is bit-identical to an uninterrupted run (same seed, CPU).
 """
@@ -40,10 +44,19 @@ from metacomm._validation import (
     check_positive_int,
 )
 from metacomm.adaptation.algorithms import ALGORITHMS, adapt_and_score, default_adapt, meta_gradients
-from metacomm.adaptation.objective import MetaObjective, TaskBatch
+from metacomm.adaptation.objective import MetaObjective, TaskBatch, num_tasks
 from metacomm.adaptation.params import params_of, select_names
+from metacomm.adaptation.update_rules import SGD, MetaSGD, UpdateRule
 
-__all__ = ["MetaConfig", "MetaTrainer", "StepReport"]
+__all__ = ["MetaConfig", "MetaTrainer", "StepReport", "default_rule", "pretrain"]
+
+
+def default_rule(algo: str, inner_lr: float, adapted: dict[str, torch.Tensor]) -> UpdateRule:
+    """The inner rule a :class:`MetaConfig` names: Meta-SGD rates ``full_like(p, inner_lr)`` for every adapted
+    tensor when ``algo == "metasgd"``, else ``SGD(inner_lr)``."""
+    if algo == "metasgd":
+        return MetaSGD.like(adapted, float(inner_lr))
+    return SGD(float(inner_lr))
 
 
 @dataclass
@@ -109,12 +122,15 @@ class MetaTrainer:
     :param seed: seed of the task generator.
     :param val_sampler: held-out task sampler (default: none; no validation).
     :param device: device of the model and the generators.
+    :param rule: the inner :class:`~metacomm.adaptation.update_rules.UpdateRule` (default:
+        :func:`default_rule` of the config). Its meta-parameters must be leaf tensors that require grad; they
+        are updated in place by the outer optimiser.
     """
 
     def __init__(self, model: nn.Module, objective: MetaObjective, sampler: Callable[[int, torch.Generator],
                  TaskBatch], config: MetaConfig | None = None, *, seed: int = 0,
                  val_sampler: Callable[[int, torch.Generator], TaskBatch] | None = None,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", rule: UpdateRule | None = None):
         self.config = (config or MetaConfig()).validate()
         self.device = torch.device(device)
         self.model = model.to(self.device)
@@ -126,13 +142,20 @@ class MetaTrainer:
         self.adapt = select_names(model, cfg.adapt if cfg.adapt is not None else default_adapt(cfg.algo, objective),
                                   field="adapt")
         params = params_of(model)
-        self.lrs: dict[str, torch.Tensor] | None = None
-        opt_params = list(params.values())
-        if cfg.algo == "metasgd":
-            self.lrs = {n: torch.full_like(params[n], cfg.inner_lr).detach().requires_grad_(True)
-                        for n in self.adapt}
-            opt_params += list(self.lrs.values())
-        self.optimizer = torch.optim.Adam(opt_params, lr=cfg.outer_lr)
+        if rule is None:
+            rule = default_rule(cfg.algo, cfg.inner_lr, {n: params[n] for n in self.adapt})
+        elif not isinstance(rule, UpdateRule):
+            raise ConfigError("rule", f"expected an UpdateRule (SGD, MetaSGD, Adam, ...), got {type(rule).__name__}")
+        elif cfg.algo == "metasgd" and not isinstance(rule, MetaSGD):
+            raise ConfigError("rule", "algo 'metasgd' is MAML with the Meta-SGD rule; use algo='maml' for "
+                                      f"{rule!r}")
+        for k, t in rule.meta_params.items():
+            if not t.is_leaf or not t.requires_grad:
+                raise ConfigError("rule", f"meta-parameter {k!r} of the rule must be a leaf tensor that requires "
+                                          "grad (it is trained by the outer optimiser)")
+        self.rule = rule
+        self.optimizer = torch.optim.Adam(list(params.values()) + list(rule.meta_params.values()),
+                                          lr=cfg.outer_lr)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(self.seed)
         self.step_count = 0
@@ -142,20 +165,30 @@ class MetaTrainer:
         self.best: dict | None = None
 
     # --- core -----------------------------------------------------------------------------------------
+    @property
+    def lrs(self) -> dict[str, torch.Tensor] | None:
+        """Meta-SGD's per-parameter rates (the rule's meta-parameters) or ``None`` for other rules."""
+        return self.rule.rates if isinstance(self.rule, MetaSGD) else None
+
     def inner_rate(self):
-        """The inner learning rate(s): a float, or Meta-SGD's per-parameter dict."""
+        """Deprecated: the inner learning rate(s), a float or Meta-SGD's per-parameter dict (see :attr:`rule`)."""
         return self.lrs if self.lrs is not None else self.config.inner_lr
 
     def step(self) -> StepReport:
         """One meta-update (or a reported skip if the meta-gradient is not finite)."""
         cfg = self.config
         tasks = self.sampler(cfg.meta_batch, self.generator)
+        got = num_tasks(tasks) if isinstance(tasks, tuple) and len(tasks) == 2 else None
+        if got != cfg.meta_batch:
+            raise ConfigError("sampler", f"the task sampler returned {got if got is not None else 'no TaskBatch'} "
+                                         f"for a meta-batch of {cfg.meta_batch}; it must return "
+                                         "TaskBatch(support, query) with num_tasks tasks on dim 0 of every leaf")
         params = params_of(self.model)
         mg = meta_gradients(self.model, self.objective, params, tasks, algo=cfg.algo, adapt=self.adapt,
-                            inner_steps=cfg.inner_steps, inner_lr=cfg.inner_lr, lrs=self.lrs,
-                            batched=cfg.batched)
+                            inner_steps=cfg.inner_steps, rule=self.rule, batched=cfg.batched)
         self.step_count += 1
-        grads = list(mg.grads.values()) + (list(mg.lr_grads.values()) if mg.lr_grads else [])
+        meta = self.rule.meta_params
+        grads = list(mg.grads.values()) + (list(mg.rule_grads.values()) if mg.rule_grads else [])
         finite = bool(torch.isfinite(mg.loss)) and all(bool(torch.isfinite(g).all()) for g in grads)
         stats = _rate_stats({k: float(v) for k, v in mg.stats.items()})
         if not finite:
@@ -167,9 +200,8 @@ class MetaTrainer:
             self.optimizer.zero_grad(set_to_none=True)
             for n, p in params.items():
                 p.grad = mg.grads[n].to(p.dtype)
-            if self.lrs is not None:
-                for n, r in self.lrs.items():
-                    r.grad = mg.lr_grads[n]
+            for k, t in meta.items():
+                t.grad = mg.rule_grads[k]
             self.optimizer.step()
             report = StepReport(self.step_count, float(mg.loss), stats)
         self.history.append({"step": report.step, "loss": report.loss, "skipped": report.skipped,
@@ -183,10 +215,15 @@ class MetaTrainer:
         if self._val_tasks is None:
             g = torch.Generator(device=self.device)
             g.manual_seed(self.config.val_seed)
-            self._val_tasks = self.val_sampler(self.config.val_tasks, g)
+            tasks = self.val_sampler(self.config.val_tasks, g)
+            got = num_tasks(tasks) if isinstance(tasks, tuple) and len(tasks) == 2 else None
+            if got != self.config.val_tasks:
+                raise ConfigError("val_sampler", f"returned {got if got is not None else 'no TaskBatch'} for "
+                                                 f"{self.config.val_tasks} held-out tasks")
+            self._val_tasks = tasks
         steps = self.config.inner_steps if inner_steps is None else inner_steps
         losses, stats = adapt_and_score(self.model, self.objective, params_of(self.model), self._val_tasks,
-                                        adapt=self.adapt, inner_steps=steps, inner_lr=self.inner_rate())
+                                        adapt=self.adapt, inner_steps=steps, rule=self.rule)
         out = {"val_loss": float(losses.mean())}
         out.update({f"val_{k}": v for k, v in _rate_stats({k: float(v) for k, v in stats.items()}).items()})
         return out
@@ -230,11 +267,14 @@ class MetaTrainer:
         return self.history
 
     def snapshot(self) -> dict:
-        """The current initialisation: ``{"model": state dict, "lrs": Meta-SGD rates or None, "step": int}``
-        (CPU copies)."""
+        """The current initialisation: ``{"model": state dict, "lrs": Meta-SGD rates or None, "rule": the
+        rule's meta-parameters, "step": int}`` (CPU copies)."""
         return {"model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
                 "lrs": {n: r.detach().cpu().clone() for n, r in self.lrs.items()} if self.lrs is not None else None,
-                "step": self.step_count}
+                "rule": self._rule_state(), "step": self.step_count}
+
+    def _rule_state(self) -> dict[str, torch.Tensor]:
+        return {k: t.detach().cpu().clone() for k, t in self.rule.meta_params.items()}
 
     def consider_best(self, val: dict[str, float]) -> bool:
         """Keep the current weights as :attr:`best` if ``val["val_loss"]`` is finite and the lowest so far
@@ -258,6 +298,7 @@ class MetaTrainer:
             "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "lrs": {n: r.detach().cpu().clone() for n, r in self.lrs.items()} if self.lrs is not None else None,
+            "rule": self._rule_state(),
             "generator": self.generator.get_state(),
             "skipped": list(self.skipped),
             "history": list(self.history),
@@ -277,10 +318,14 @@ class MetaTrainer:
         except RuntimeError as e:
             raise ConfigError("checkpoint", f"checkpoint is for a different model: {str(e).splitlines()[0]}") \
                 from None
-        if self.lrs is not None:
-            with torch.no_grad():
-                for n, r in self.lrs.items():
-                    r.copy_(sd["lrs"][n].to(r.device))
+        meta = self.rule.meta_params
+        saved = sd.get("rule") if sd.get("rule") is not None else (sd.get("lrs") or {})
+        if set(saved) != set(meta):
+            raise ConfigError("checkpoint", f"checkpoint's inner-rule meta-parameters {sorted(saved)} do not match "
+                                            f"this trainer's rule ({sorted(meta)})")
+        with torch.no_grad():
+            for k, t in meta.items():
+                t.copy_(saved[k].to(t.device))
         self.optimizer.load_state_dict(sd["optimizer"])
         self.generator.set_state(sd["generator"])
         self.step_count = int(sd["step"])
@@ -302,3 +347,20 @@ class MetaTrainer:
         sd = torch.load(path, map_location="cpu", weights_only=True)
         self.load_state_dict(sd)
         return sd
+
+
+def pretrain(model: nn.Module, objective: MetaObjective, sampler: Callable[[int, torch.Generator], TaskBatch],
+             steps: int, *, lr: float = 1e-3, meta_batch: int = 20, seed: int = 0,
+             device: str | torch.device = "cpu", progress: bool = False) -> MetaTrainer:
+    """The plain baseline: pretrain (joint / transfer training) ``model`` in place on the pooled tasks, then
+    fine-tune it with any rule (:func:`~metacomm.adaptation.algorithms.evaluate_init`).
+
+    Each of ``steps`` Adam updates (rate ``lr``) descends the mean query loss of ``meta_batch`` tasks drawn from
+    ``sampler`` with a generator seeded ``seed``, *without* adaptation -- exactly a :class:`MetaTrainer` with
+    ``algo="maml"`` and zero inner steps (the joint-training baseline of ``metacomm meta-train``). Returns the
+    trainer (history, checkpointing).
+    """
+    cfg = MetaConfig(algo="maml", inner_steps=0, inner_lr=0.0, outer_lr=lr, meta_batch=meta_batch)
+    trainer = MetaTrainer(model, objective, sampler, cfg, seed=seed, device=device)
+    trainer.train(check_nonneg_int("steps", steps), progress=progress)
+    return trainer
