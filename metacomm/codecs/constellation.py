@@ -36,7 +36,7 @@ from torch import nn
 
 from metacomm._validation import ConfigError, check_choice, check_positive_int
 from metacomm.channels.base import Channel, make_generator
-from metacomm.channels.units import ebnodb_to_no
+from metacomm.channels.units import broadcast_no, ebnodb_to_no
 from metacomm.codecs.base import random_bits
 from metacomm.codecs.learned_base import LearnedCodec, index_to_bits, reset_linear_
 
@@ -53,16 +53,8 @@ def _sionna_dev(t: torch.Tensor) -> str:
 
 
 def _no_per_symbol(no, y: torch.Tensor) -> torch.Tensor:
-    """N0 as a real ``[B, n]`` tensor (from a scalar, ``[B]``, ``[B, 1]`` or ``[B, n]``)."""
-    rdt = y.real.dtype
-    no_t = torch.as_tensor(no, dtype=rdt, device=y.device)
-    if no_t.dim() == 1:
-        no_t = no_t.unsqueeze(-1)
-    try:
-        return torch.broadcast_to(no_t, y.shape)
-    except RuntimeError:
-        raise ConfigError("no", f"noise variance of shape {tuple(no_t.shape)} does not broadcast to the "
-                                f"received block {tuple(y.shape)}; allowed: scalar, [batch], [batch, n]") from None
+    """N0 (> 0) as a real ``[B, n]`` tensor (from a scalar, ``[B]``, ``[B, 1]`` or ``[B, n]``)."""
+    return torch.broadcast_to(broadcast_no(no, y), y.shape)
 
 
 class ConstellationEncoder(nn.Module):

@@ -46,8 +46,9 @@ from sionna.phy.fec.linear import LinearEncoder
 from torch import nn
 
 from metacomm._validation import check_choice, check_positive_int
+from metacomm.channels.units import broadcast_no
 from metacomm.codecs.base import Codec
-from metacomm.codecs.qam import broadcast_no, sionna_device
+from metacomm.codecs.qam import sionna_device
 
 __all__ = ["HAMMING74_G", "HAMMING74_H", "Hamming74", "Hamming74Encoder", "Hamming74Decoder", "HAMMING_DECODERS"]
 

@@ -35,6 +35,7 @@ from sionna.phy.mapping import Constellation, Demapper, Mapper
 from torch import nn
 
 from metacomm._validation import ConfigError, check_choice, check_positive_int
+from metacomm.channels.units import broadcast_no
 from metacomm.codecs.base import Codec
 
 __all__ = [
@@ -84,30 +85,6 @@ def sionna_precision(precision: str) -> str:
     return check_choice("precision", precision, PRECISIONS)
 
 
-def broadcast_no(no, y: torch.Tensor, field: str = "no") -> torch.Tensor:
-    """N0 as a real tensor that broadcasts against ``y`` ``[B, n]``.
-
-    Accepted: a Python number or 0-d tensor (one N0 for everything), ``[B]`` (one per block, becomes
-    ``[B, 1]``), ``[B, 1]`` or ``[B, n]`` (one per symbol, e.g. the post-equalisation noise variance).
-    """
-    rdt = y.real.dtype
-    no_t = torch.as_tensor(no, dtype=rdt, device=y.device)
-    if no_t.dim() == 0:
-        return no_t
-    batch = y.shape[0]
-    if no_t.dim() == 1:
-        if no_t.shape[0] not in (1, batch):
-            raise ConfigError(field, f"a 1-D noise variance must have length 1 or batch={batch}, got "
-                                     f"{tuple(no_t.shape)}")
-        return no_t.unsqueeze(-1)
-    if no_t.dim() == y.dim():
-        ok = all(s in (1, t) for s, t in zip(no_t.shape, y.shape, strict=True))
-        if ok:
-            return no_t
-    raise ConfigError(field, f"noise variance of shape {tuple(no_t.shape)} does not broadcast to the received "
-                             f"block {tuple(y.shape)}; allowed: a scalar, [batch], [batch, 1] or [batch, n]")
-
-
 def check_bits_per_symbol(bits_per_symbol) -> int:
     m = check_positive_int("bits_per_symbol", bits_per_symbol)
     if m not in BITS_PER_SYMBOL:
@@ -148,7 +125,8 @@ class QAMMapper(nn.Module):
 class QAMDemapper(nn.Module):
     """``(y [B, n] complex, N0)`` -> bit LLRs ``[B, n*m]`` (``ln P(b=1)/P(b=0)``), Sionna Demapper.
 
-    ``N0`` per complex sample: scalar, ``[B]`` or ``[B, n]`` (see :func:`broadcast_no`).
+    ``N0`` per complex sample, > 0: scalar, ``[B]`` or ``[B, n]``
+    (:func:`metacomm.channels.units.broadcast_no`).
     """
 
     def __init__(self, bits_per_symbol: int, demapping: str = "app", *, device=None, precision: str = "single"):
