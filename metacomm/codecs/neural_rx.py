@@ -95,7 +95,7 @@ class FrameEncoder(nn.Module):
     def forward(self, bits: torch.Tensor) -> torch.Tensor:
         if bits.shape[-1] != self.num_data * self.m:
             raise ConfigError("bits", f"expected [batch, {self.num_data * self.m}] bits, got {tuple(bits.shape)}")
-        data = self.mapper(bits.cpu()).to(bits.device) if bits.device.type != "cpu" else self.mapper(bits)
+        data = self.mapper(bits)  # Sionna's Mapper on the device of the bits
         b = bits.shape[0]
         p = self.pilots.to(data.dtype).expand(b, -1)
         guard = torch.zeros(b, self.num_guard, dtype=data.dtype, device=data.device)
