@@ -8,8 +8,9 @@ How Sionna 2.x handles devices (``sionna.phy.Object`` / ``Block``, read in sionn
   index tables);
 * ``Module.to()`` moves only the buffers: ``block.device`` and the plain attributes stay, so a moved block
   mixes devices;
-* ``Block.__call__`` silently copies every float/complex input to ``block.device`` (and its precision): a CPU
-  block fed CUDA tensors computes on the CPU and returns CPU tensors (a host round trip per call);
+* ``Block.__call__`` silently copies every tensor input to ``block.device`` (float/complex ones also to its
+  precision): a CPU block fed CUDA tensors computes on the CPU and returns CPU tensors (a host round trip per
+  call, and a device mismatch further down);
 * ``Object.__setattr__`` refuses a Sionna sub-object (e.g. a ``Constellation``) built on another device.
 
 Rule in metacomm: a Sionna block is never moved. It is built for the device of the tensors it processes by a

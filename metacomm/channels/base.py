@@ -11,7 +11,9 @@ Conventions (see also :mod:`metacomm.channels.units`):
   ``E|x|^2 = Es = 1``.
 * ``no`` -- the noise variance N0 per complex sample (N0/2 per real dimension), as a Python float or a tensor
   broadcastable to ``[batch]`` (one value per block) or ``[batch, n]``. With ``Es = 1`` this is
-  ``N0 = 1 / (Es/N0)``; :func:`metacomm.channels.units.ebnodb_to_no` converts from Eb/N0 in dB.
+  ``N0 = 1 / (Es/N0)``; :func:`metacomm.channels.units.ebnodb_to_no` converts from Eb/N0 in dB. It must be
+  finite and >= 0 (0: no noise); :func:`metacomm.channels.units.broadcast_no` checks it and raises
+  :class:`~metacomm.ConfigError` otherwise.
 * ``state`` -- the random *realisation* of the channel (fading taps, phases, impairment draws): a flat ``dict``
   of tensors whose first dimension is the batch, drawn by :meth:`Channel.sample_state` from an explicit
   :class:`torch.Generator`. Passing the same state again reuses the realisation (pilots and payload through

@@ -126,10 +126,11 @@ def broadcast_no(no, like: torch.Tensor, *, field: str = "no", allow_zero: bool 
                                      f"{tuple(like.shape)}; allowed: {allowed}")
         if no_t.dim() < like.dim():
             no_t = no_t.reshape(*no_t.shape, *([1] * (like.dim() - no_t.dim())))
-    if _readable(no_t):
-        v = no_t.detach()
-        bad = ~torch.isfinite(v) | ((v < 0) if allow_zero else (v <= 0))
-        if bool(bad.any()):
+    if no_t.numel() and _readable(no_t):
+        lo, hi = (float(t) for t in torch.aminmax(no_t.detach()))  # NaN anywhere -> both NaN
+        if not ((lo >= 0 if allow_zero else lo > 0) and hi < math.inf):
+            v = no_t.detach()
+            bad = ~torch.isfinite(v) | ((v < 0) if allow_zero else (v <= 0))
             raise ConfigError(field, f"noise variance N0 must be finite and {bound}, got "
                                      f"{float(v[bad].flatten()[0])!r}"
                                      f"{'' if v.dim() == 0 else ' (one of its entries)'}")
