@@ -10,6 +10,7 @@
   drift (:class:`SNRRandomWalk`, :class:`SinusoidalShadowing`, :class:`DeepFades`), :class:`ImpairmentDrift`,
   and the segment :class:`Timeline` that yields one :class:`Frame` (state + N0) per frame
 * :class:`Compose` chains stages; :func:`make_channel` builds any of :data:`CHANNEL_NAMES` by name.
+* units (:mod:`metacomm.channels.units`): Eb/N0 <-> N0 conversions and :func:`broadcast_no` (N0 against samples).
 """
 
 from metacomm.channels.awgn import AWGN
@@ -45,7 +46,13 @@ from metacomm.channels.impairments import (
 from metacomm.channels.multipath import MultipathBlockFading, convolution_matrix, convolve, exponential_pdp
 from metacomm.channels.registry import CHANNEL_NAMES, channel_help, make_channel
 from metacomm.channels.tdl import TDL
-from metacomm.channels.units import ebnodb_to_esnodb, ebnodb_to_no, esnodb_to_ebnodb, esnodb_to_no
+from metacomm.channels.units import (
+    broadcast_no,
+    ebnodb_to_esnodb,
+    ebnodb_to_no,
+    esnodb_to_ebnodb,
+    esnodb_to_no,
+)
 
 __all__ = [
     "ConstantParam",
@@ -78,6 +85,7 @@ __all__ = [
     "State",
     "TDL",
     "WienerPhaseNoise",
+    "broadcast_no",
     "channel_help",
     "complex_normal",
     "convolution_matrix",

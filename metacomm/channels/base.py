@@ -11,7 +11,9 @@ Conventions (see also :mod:`metacomm.channels.units`):
   ``E|x|^2 = Es = 1``.
 * ``no`` -- the noise variance N0 per complex sample (N0/2 per real dimension), as a Python float or a tensor
   broadcastable to ``[batch]`` (one value per block) or ``[batch, n]``. With ``Es = 1`` this is
-  ``N0 = 1 / (Es/N0)``; :func:`metacomm.channels.units.ebnodb_to_no` converts from Eb/N0 in dB.
+  ``N0 = 1 / (Es/N0)``; :func:`metacomm.channels.units.ebnodb_to_no` converts from Eb/N0 in dB. It must be
+  finite and >= 0 (0: no noise); :func:`metacomm.channels.units.broadcast_no` checks it and raises
+  :class:`~metacomm.ConfigError` otherwise.
 * ``state`` -- the random *realisation* of the channel (fading taps, phases, impairment draws): a flat ``dict``
   of tensors whose first dimension is the batch, drawn by :meth:`Channel.sample_state` from an explicit
   :class:`torch.Generator`. Passing the same state again reuses the realisation (pilots and payload through
@@ -31,6 +33,7 @@ import torch
 from torch import nn
 
 from metacomm._validation import ConfigError
+from metacomm.channels.units import broadcast_no
 
 State = dict[str, torch.Tensor]
 
@@ -66,17 +69,12 @@ def check_symbols(x: torch.Tensor, name: str = "x") -> None:
 
 
 def as_noise_variance(no, x: torch.Tensor) -> torch.Tensor:
-    """N0 as a real tensor broadcastable against ``x`` ``[batch, n]``.
+    """N0 as a real tensor broadcastable against ``x`` ``[batch, n]``; N0 = 0 (no noise) allowed.
 
     A scalar applies to every sample; a ``[batch]`` tensor gives one N0 per block (trailing dims added).
+    :func:`metacomm.channels.units.broadcast_no` with ``allow_zero=True`` (shapes, dtypes, validation there).
     """
-    no_t = torch.as_tensor(no, dtype=_real_dtype(x.dtype), device=x.device)
-    if not torch.jit.is_tracing() and no_t.numel() and not torch._C._functorch.is_batchedtensor(no_t):
-        if no_t.dim() == 0 and not torch.isfinite(no_t).item():
-            raise ConfigError("no", f"noise variance must be finite, got {float(no_t)}")
-    while no_t.dim() and no_t.dim() < x.dim():
-        no_t = no_t.unsqueeze(-1)
-    return no_t
+    return broadcast_no(no, x, allow_zero=True)
 
 
 class Channel(nn.Module):

@@ -44,6 +44,7 @@ with the symbols, times :math:`0 .. n-1` (the precursor and tail samples are dro
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import torch
@@ -51,6 +52,7 @@ from sionna.phy.channel import ApplyTimeChannel, cir_to_time_channel, time_lag_d
 from sionna.phy.channel.tr38901 import TDL as _SionnaTDL
 from sionna.phy.channel.tr38901.tdl import _TDL_PARAMETER_FILES
 
+from metacomm._sionna import SionnaBlocks
 from metacomm._validation import (
     ConfigError,
     check_choice,
@@ -81,10 +83,12 @@ class _GeneratorTDL(_SionnaTDL):
         return g if g is not None else super().torch_rng
 
 
-def _sionna_device(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda:{device.index if device.index is not None else torch.cuda.current_device()}"
-    return str(device)
+def _make_tdl(precision: str, *, device: str, **config) -> _GeneratorTDL:
+    return _GeneratorTDL(**config, precision=precision, device=device)
+
+
+def _make_apply(n: int, precision: str, *, device: str, num_taps: int) -> ApplyTimeChannel:
+    return ApplyTimeChannel(n, num_taps, precision=precision, device=device)
 
 
 class TDL(Channel):
@@ -129,7 +133,10 @@ class TDL(Channel):
         self.mode = check_choice("mode", mode, MODES)
         self.normalize = check_choice("normalize", normalize, NORMALIZATIONS)
         self.spec_version = check_choice("spec_version", spec_version, ("19.2", "16.1"))
-        self._blocks: dict = {}
+        self._tdls = SionnaBlocks(partial(
+            _make_tdl, model=self.model, delay_spread=self.delay_spread, carrier_frequency=self.carrier_frequency,
+            num_sinusoids=self.num_sinusoids, min_speed=self.min_speed, max_speed=self.max_speed,
+            spec_version=self.spec_version))
 
         ref = self._sionna_tdl(torch.device("cpu"), "double")
         self.path_delays = ref.delays.cpu().numpy().astype(np.float64)   # [s]
@@ -142,6 +149,7 @@ class TDL(Channel):
             raise ConfigError("l_min", f"must be <= 0 (the lag window must contain lag 0), got {l_min}")
         if self.l_max < 0:
             raise ConfigError("l_max", f"must be >= 0, got {l_max}")
+        self._applies = SionnaBlocks(partial(_make_apply, num_taps=self.num_taps))
         lags = np.arange(self.l_min, self.l_max + 1, dtype=np.float64)
         sinc2 = np.sinc(lags[None, :] - self.bandwidth * self.path_delays[:, None]) ** 2
         unnormalised = self.path_powers @ sinc2  # E|h_l|^2 of Sionna's raw taps, [L]
@@ -171,21 +179,12 @@ class TDL(Channel):
                 f"speed=[{self.min_speed}, {self.max_speed}] m/s, taps={self.num_taps} "
                 f"(lags {self.l_min}..{self.l_max}), mode={self.mode!r}, normalize={self.normalize!r}")
 
-    # -- Sionna blocks (lazily per device and precision) ---------------------------------------------------
+    # -- Sionna blocks (lazily per device and precision, metacomm._sionna.SionnaBlocks) ----------------------
     def _sionna_tdl(self, device: torch.device, precision: str) -> _GeneratorTDL:
-        key = ("tdl", _sionna_device(device), precision)
-        if key not in self._blocks:
-            self._blocks[key] = _GeneratorTDL(
-                model=self.model, delay_spread=self.delay_spread, carrier_frequency=self.carrier_frequency,
-                num_sinusoids=self.num_sinusoids, min_speed=self.min_speed, max_speed=self.max_speed,
-                precision=precision, device=key[1], spec_version=self.spec_version)
-        return self._blocks[key]
+        return self._tdls.get(device, precision)
 
     def _apply_block(self, n: int, device: torch.device, precision: str) -> ApplyTimeChannel:
-        key = ("apply", n, _sionna_device(device), precision)
-        if key not in self._blocks:
-            self._blocks[key] = ApplyTimeChannel(n, self.num_taps, precision=precision, device=key[2])
-        return self._blocks[key]
+        return self._applies.get(device, n, precision)
 
     # -- protocol -------------------------------------------------------------------------------------------
     def sample_state(self, batch_size, num_symbols, *, generator=None, device=None, dtype=torch.complex64):

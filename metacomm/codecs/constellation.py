@@ -18,7 +18,8 @@ Receiver (``demapper=``):
   ("learned geometry, classical receiver"); only the geometry is trained.
 
 Parameter ownership: the points are owned by the encoder only. The encoder's and the APP decoder's Sionna
-``Constellation`` objects are separate, parameter-free holders whose ``points`` are re-assigned from the
+``Constellation`` objects are separate, parameter-free holders (built per device by
+:class:`metacomm._sionna.SionnaBlocks`, not registered sub-modules) whose ``points`` are re-assigned from the
 encoder's parameters on every call (the decoder reads them through a non-registered reference), so each
 parameter is reached by exactly one module path and :func:`torch.func.functional_call` is safe.
 
@@ -28,15 +29,17 @@ Rate: :math:`\rho = m` information bits per complex channel use, :math:`N_0 = 1/
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from sionna.phy.mapping import Constellation, Demapper, Mapper, qam
 from torch import nn
 
+from metacomm._sionna import SionnaBlocks
 from metacomm._validation import ConfigError, check_choice, check_positive_int
 from metacomm.channels.base import Channel, make_generator
-from metacomm.channels.units import ebnodb_to_no
+from metacomm.channels.units import broadcast_no, ebnodb_to_no
 from metacomm.codecs.base import random_bits
 from metacomm.codecs.learned_base import LearnedCodec, index_to_bits, reset_linear_
 
@@ -47,26 +50,30 @@ DEMAPPERS = ("neural", "app")
 BITS_PER_SYMBOL = (2, 4, 6, 8)
 
 
-def _sionna_dev(t: torch.Tensor) -> str:
-    d = t.device
-    return "cpu" if d.type == "cpu" else f"{d.type}:{d.index if d.index is not None else 0}"
-
-
 def _no_per_symbol(no, y: torch.Tensor) -> torch.Tensor:
-    """N0 as a real ``[B, n]`` tensor (from a scalar, ``[B]``, ``[B, 1]`` or ``[B, n]``)."""
-    rdt = y.real.dtype
-    no_t = torch.as_tensor(no, dtype=rdt, device=y.device)
-    if no_t.dim() == 1:
-        no_t = no_t.unsqueeze(-1)
-    try:
-        return torch.broadcast_to(no_t, y.shape)
-    except RuntimeError:
-        raise ConfigError("no", f"noise variance of shape {tuple(no_t.shape)} does not broadcast to the "
-                                f"received block {tuple(y.shape)}; allowed: scalar, [batch], [batch, n]") from None
+    """N0 (> 0) as a real ``[B, n]`` tensor (from a scalar, ``[B]``, ``[B, 1]`` or ``[B, n]``)."""
+    return torch.broadcast_to(broadcast_no(no, y), y.shape)
+
+
+def _custom_constellation(m: int, *, device: str) -> Constellation:
+    """A parameter-free ``Constellation("custom", ...)`` holder (points assigned before every use)."""
+    init = torch.as_tensor(qam(m, normalize=True), dtype=torch.complex64)
+    return Constellation("custom", m, points=init.to(device), normalize=True, center=True, device=device)
+
+
+def _custom_mapper(m: int, *, device: str) -> Mapper:
+    return Mapper(constellation=_custom_constellation(m, device=device), device=device)
+
+
+def _custom_app_demapper(m: int, *, device: str) -> Demapper:
+    return Demapper("app", constellation=_custom_constellation(m, device=device), device=device)
 
 
 class ConstellationEncoder(nn.Module):
-    """bits ``[B, n*m]`` -> symbols complex64 ``[B, n]`` on the learned, centred, unit-energy points."""
+    """bits ``[B, n*m]`` -> symbols complex64 ``[B, n]`` on the learned, centred, unit-energy points.
+
+    The Sionna Mapper runs on the device of the points (:class:`metacomm._sionna.SionnaBlocks`).
+    """
 
     def __init__(self, bits_per_symbol: int, num_symbols: int):
         super().__init__()
@@ -75,18 +82,18 @@ class ConstellationEncoder(nn.Module):
         init = torch.as_tensor(init, dtype=torch.complex64)
         self.points_r = nn.Parameter(init.real.clone())
         self.points_i = nn.Parameter(init.imag.clone())
-        self._build("cpu")
+        self._mappers = SionnaBlocks(partial(_custom_mapper, bits_per_symbol), device="cpu")
 
-    def _build(self, device: str) -> None:
-        pts = torch.complex(self.points_r.detach(), self.points_i.detach())
-        const = Constellation("custom", self.m, points=pts.to(device), normalize=True, center=True,
-                              device=device)
-        self.mapper = Mapper(constellation=const, device=device)
-        self._device = device
+    def _mapper(self) -> Mapper:
+        """The Mapper on the points' device, its constellation holding the current (raw) points."""
+        mapper = self._mappers.get(self.points_r.device)
+        mapper.constellation.points = self.raw_points()
+        return mapper
 
     @property
     def constellation(self) -> Constellation:
-        return self.mapper.constellation
+        """Sionna's Constellation holding the current points (centred and normalised when called)."""
+        return self._mapper().constellation
 
     def raw_points(self) -> torch.Tensor:
         """The parameters as complex points ``[2^m]`` (before centring/normalisation)."""
@@ -94,20 +101,12 @@ class ConstellationEncoder(nn.Module):
 
     def points(self) -> torch.Tensor:
         """Transmitted points ``[2^m]`` complex (centred, ``mean |c|^2 = 1``); index = bit label, MSB first."""
-        dev = _sionna_dev(self.points_r)
-        if dev != self._device:
-            self._build(dev)
-        self.constellation.points = self.raw_points()
-        return self.constellation()
+        return self._mapper().constellation()
 
     def forward(self, bits: torch.Tensor) -> torch.Tensor:
         if bits.shape[-1] != self.n * self.m:
             raise ConfigError("bits", f"expected [batch, {self.n * self.m}] bits, got {tuple(bits.shape)}")
-        dev = _sionna_dev(self.points_r)
-        if dev != self._device:
-            self._build(dev)
-        self.constellation.points = self.raw_points()
-        return self.mapper(bits)
+        return self._mapper()(bits)
 
     def labels(self) -> torch.Tensor:
         """Bit labels ``[2^m, m]`` (0/1) of the points."""
@@ -137,29 +136,22 @@ class NeuralDemapper(nn.Module):
 
 
 class APPDemapperOnLearned(nn.Module):
-    """Sionna's APP :class:`~sionna.phy.mapping.Demapper` on the encoder's current points (no parameters)."""
+    """Sionna's APP :class:`~sionna.phy.mapping.Demapper` on the encoder's current points (no parameters).
+
+    The Sionna Demapper runs on the device of the encoder's points (:class:`metacomm._sionna.SionnaBlocks`).
+    """
 
     def __init__(self, encoder: ConstellationEncoder):
         super().__init__()
         object.__setattr__(self, "_encoder", encoder)  # not registered: the encoder owns the points
         self.m = encoder.m
-        self._build("cpu")
-
-    def _build(self, device: str) -> None:
-        enc = self._encoder
-        pts = torch.complex(enc.points_r.detach(), enc.points_i.detach()).to(device)
-        self.constellation = Constellation("custom", self.m, points=pts, normalize=True, center=True,
-                                           device=device)
-        self.demapper = Demapper("app", constellation=self.constellation, device=device)
-        self._device = device
+        self._demappers = SionnaBlocks(partial(_custom_app_demapper, self.m), device="cpu")
 
     def forward(self, y: torch.Tensor, no) -> torch.Tensor:
         enc = self._encoder
-        dev = _sionna_dev(enc.points_r)
-        if dev != self._device:
-            self._build(dev)
-        self.constellation.points = enc.raw_points()
-        return self.demapper(y, _no_per_symbol(no, y))
+        demapper = self._demappers.get(enc.points_r.device)
+        demapper.constellation.points = enc.raw_points()
+        return demapper(y, _no_per_symbol(no, y))
 
 
 class TrainableConstellation(LearnedCodec):

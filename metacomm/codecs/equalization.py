@@ -48,6 +48,7 @@ from sionna.phy.mimo import lmmse_equalizer
 
 from metacomm._validation import ConfigError, check_choice, check_positive_int
 from metacomm.channels.multipath import convolution_matrix
+from metacomm.channels.units import broadcast_no
 
 __all__ = [
     "ONE_TAP_KINDS",
@@ -78,15 +79,8 @@ def _check_complex(name: str, t: torch.Tensor, dims: tuple[int, ...]) -> None:
 
 
 def _no_per_block(no, like: torch.Tensor) -> torch.Tensor:
-    """N0 as ``[B, 1]`` (or 0-d) real tensor."""
-    no_t = torch.as_tensor(no, dtype=_real(like.dtype), device=like.device)
-    if no_t.dim() == 0:
-        return no_t
-    if no_t.dim() == 1:
-        return no_t.unsqueeze(-1)
-    if no_t.dim() == 2 and no_t.shape[-1] == 1:
-        return no_t
-    raise ConfigError("no", f"expected a scalar or one N0 per block [batch], got shape {tuple(no_t.shape)}")
+    """N0 (>= 0) as ``[B, 1]`` (or 0-d) real tensor (:func:`metacomm.channels.units.broadcast_no`)."""
+    return broadcast_no(no, like, allow_zero=True, per_block=True)
 
 
 # ------------------------------------------------------------------------------------------------------------

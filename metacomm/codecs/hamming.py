@@ -40,14 +40,16 @@ from __future__ import annotations
 
 import itertools
 import math
+from functools import partial
 
 import torch
 from sionna.phy.fec.linear import LinearEncoder
 from torch import nn
 
+from metacomm._sionna import SionnaBlocks, sionna_device
 from metacomm._validation import check_choice, check_positive_int
+from metacomm.channels.units import broadcast_no
 from metacomm.codecs.base import Codec
-from metacomm.codecs.qam import broadcast_no, sionna_device
 
 __all__ = ["HAMMING74_G", "HAMMING74_H", "Hamming74", "Hamming74Encoder", "Hamming74Decoder", "HAMMING_DECODERS"]
 
@@ -62,17 +64,26 @@ BIT_LLR_METHODS = ("exact", "maxlog")
 
 
 class Hamming74Encoder(nn.Module):
-    """Info bits ``[B, 4c]`` (0/1 float) -> BPSK symbols ``[B, 7c]`` complex (``+1`` for code bit 0)."""
+    """Info bits ``[B, 4c]`` (0/1 float) -> BPSK symbols ``[B, 7c]`` complex (``+1`` for code bit 0).
+
+    Sionna's :class:`~sionna.phy.fec.linear.LinearEncoder` runs on the device of the bits (built there on first
+    use, :class:`metacomm._sionna.SionnaBlocks`); ``device`` is where it is built first (``None``: CPU).
+    """
 
     def __init__(self, num_codewords: int = 1, *, device=None):
         super().__init__()
         self.num_codewords = check_positive_int("num_codewords", num_codewords)
-        self.linear = LinearEncoder(HAMMING74_G.numpy(), device=sionna_device(device))
+        self._linear = SionnaBlocks(partial(LinearEncoder, HAMMING74_G.numpy()), device=sionna_device(device))
+
+    @property
+    def linear(self) -> LinearEncoder:
+        """The Sionna encoder on the construction device."""
+        return self._linear.get()
 
     def codewords(self, bits: torch.Tensor) -> torch.Tensor:
         """Code bits ``[B, 7c]`` (0/1 float) of the info bits ``[B, 4c]``."""
         b = bits.reshape(*bits.shape[:-1], self.num_codewords, 4)
-        c = self.linear(b)
+        c = self._linear.get(bits.device)(b)
         return c.reshape(*bits.shape[:-1], 7 * self.num_codewords)
 
     def forward(self, bits: torch.Tensor) -> torch.Tensor:

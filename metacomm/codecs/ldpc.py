@@ -22,10 +22,13 @@ The decoder is flooding belief propagation with the exact box-plus check-node up
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from sionna.phy.fec.ldpc import LDPC5GDecoder, LDPC5GEncoder
 from torch import nn
 
+from metacomm._sionna import SionnaBlocks, sionna_device
 from metacomm._validation import ConfigError, check_choice, check_positive_int
 from metacomm.codecs.base import Codec
 from metacomm.codecs.qam import (
@@ -33,7 +36,6 @@ from metacomm.codecs.qam import (
     QAMDemapper,
     QAMMapper,
     check_bits_per_symbol,
-    sionna_device,
     sionna_precision,
 )
 
@@ -64,17 +66,34 @@ def check_ldpc5g_params(k, n, bits_per_symbol: int = 2, *, k_field: str = "--blo
     return k, n
 
 
+def _ldpc_decoder(k: int, n: int, bits_per_symbol: int, num_iter: int, precision: str, *,
+                  device: str) -> LDPC5GDecoder:
+    # Its own encoder instance: the decoder needs the code description, not the transmitter's module.
+    code = LDPC5GEncoder(k, n, num_bits_per_symbol=bits_per_symbol, precision=precision, device=device)
+    return LDPC5GDecoder(code, num_iter=num_iter, hard_out=False, return_infobits=True, precision=precision,
+                         device=device)
+
+
 class LDPC5GEncoderBlock(nn.Module):
-    """Info bits ``[B, k]`` -> QAM symbols ``[B, n/m]`` (5G LDPC encoding + rate matching + Gray mapping)."""
+    """Info bits ``[B, k]`` -> QAM symbols ``[B, n/m]`` (5G LDPC encoding + rate matching + Gray mapping).
+
+    The Sionna blocks run on the device of the bits (:class:`metacomm._sionna.SionnaBlocks`); ``device`` is
+    where they are built first (``None``: CPU).
+    """
 
     def __init__(self, k: int, n: int, bits_per_symbol: int, *, device=None, precision: str = "single"):
         super().__init__()
-        dev = sionna_device(device)
-        self.ldpc = LDPC5GEncoder(k, n, num_bits_per_symbol=bits_per_symbol, precision=precision, device=dev)
+        self._ldpc = SionnaBlocks(partial(LDPC5GEncoder, k, n, num_bits_per_symbol=bits_per_symbol,
+                                          precision=precision), device=sionna_device(device))
         self.mapper = QAMMapper(bits_per_symbol, device=device, precision=precision)
 
+    @property
+    def ldpc(self) -> LDPC5GEncoder:
+        """The Sionna encoder on the construction device."""
+        return self._ldpc.get()
+
     def forward(self, bits: torch.Tensor) -> torch.Tensor:
-        return self.mapper(self.ldpc(bits))
+        return self.mapper(self._ldpc.get(bits.device)(bits))
 
 
 class LDPC5GDecoderBlock(nn.Module):
@@ -83,15 +102,17 @@ class LDPC5GDecoderBlock(nn.Module):
     def __init__(self, k: int, n: int, bits_per_symbol: int, demapping: str = "app", num_iter: int = 20, *,
                  device=None, precision: str = "single"):
         super().__init__()
-        dev = sionna_device(device)
         self.demapper = QAMDemapper(bits_per_symbol, demapping, device=device, precision=precision)
-        # Its own encoder instance: the decoder needs the code description, not the transmitter's module.
-        code = LDPC5GEncoder(k, n, num_bits_per_symbol=bits_per_symbol, precision=precision, device=dev)
-        self.bp = LDPC5GDecoder(code, num_iter=num_iter, hard_out=False, return_infobits=True,
-                                precision=precision, device=dev)
+        self._bp = SionnaBlocks(partial(_ldpc_decoder, k, n, bits_per_symbol, num_iter, precision),
+                                device=sionna_device(device))
+
+    @property
+    def bp(self) -> LDPC5GDecoder:
+        """The Sionna BP decoder on the construction device."""
+        return self._bp.get()
 
     def forward(self, y: torch.Tensor, no) -> torch.Tensor:
-        return self.bp(self.demapper(y, no))
+        return self._bp.get(y.device)(self.demapper(y, no))
 
 
 class LDPC5G(Codec):

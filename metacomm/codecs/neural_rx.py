@@ -62,6 +62,7 @@ from torch import nn
 
 from metacomm._validation import ConfigError, check_choice, check_nonneg_int, check_positive_int
 from metacomm.channels.base import make_generator
+from metacomm.channels.units import broadcast_no
 from metacomm.codecs.learned_base import LearnedCodec, reset_linear_
 
 __all__ = ["NeuralReceiver", "CHANNEL_MODES", "DATA_BITS_PER_SYMBOL", "ARCHITECTURES"]
@@ -94,7 +95,7 @@ class FrameEncoder(nn.Module):
     def forward(self, bits: torch.Tensor) -> torch.Tensor:
         if bits.shape[-1] != self.num_data * self.m:
             raise ConfigError("bits", f"expected [batch, {self.num_data * self.m}] bits, got {tuple(bits.shape)}")
-        data = self.mapper(bits.cpu()).to(bits.device) if bits.device.type != "cpu" else self.mapper(bits)
+        data = self.mapper(bits)  # Sionna's Mapper on the device of the bits
         b = bits.shape[0]
         p = self.pilots.to(data.dtype).expand(b, -1)
         guard = torch.zeros(b, self.num_guard, dtype=data.dtype, device=data.device)
@@ -172,7 +173,7 @@ class NeuralRxDecoder(nn.Module):
             raise ConfigError("y", f"expected the received frame, complex [batch, {self.frame_rx}], got "
                                    f"{y.dtype} {tuple(y.shape)}")
         b = y.shape[0]
-        no_b = torch.as_tensor(no, dtype=y.real.dtype, device=y.device).reshape(-1).expand(b)
+        no_b = broadcast_no(no, y, per_block=True).expand(b, 1).reshape(b)
         start = self.n_p + self.n_g
         return y[:, : self.n_p_rx], y[:, start: start + self.n_d_rx], no_b
 

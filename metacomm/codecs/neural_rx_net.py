@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from metacomm._validation import ConfigError
+from metacomm.channels.units import broadcast_no
 from metacomm.codecs.learned_base import reset_linear_
 
 __all__ = ["NetRxDecoder"]
@@ -100,7 +101,7 @@ class NetRxDecoder(nn.Module):
                                    f"{y.dtype} {tuple(y.shape)}")
         b, n, L = y.shape[0], self.n_d, self.L
         rdt = y.real.dtype
-        no_b = torch.as_tensor(no, dtype=rdt, device=y.device).reshape(-1).expand(b)
+        no_b = broadcast_no(no, y, per_block=True).expand(b, 1).reshape(b)
         start = self.n_p + self.n_g
         y_p, y_d = y[:, : self.n_p_rx], y[:, start: start + self.n_d_rx]
         taps = ls_estimate_multipath(y_p, self.pilots.to(y.device), L, conv_matrix=self._conv)  # [B, L]

@@ -23,18 +23,23 @@ and the max-log approximation (sums replaced by maxima, ``"maxlog"``). The LLR i
 (logits). ``N0`` may be one value, one per block ``[B]`` or one per symbol ``[B, n]`` (the effective noise
 variance after equalisation, see :mod:`metacomm.codecs.equalization`).
 
-The classical codecs hold no trainable parameters. The mapper and the demapper each own their own
+The classical codecs hold no trainable parameters. The mapper and the demapper each build their own
 :class:`~sionna.phy.mapping.Constellation` (one owner, one path), so the codec is safe under
-:func:`torch.func.functional_call`.
+:func:`torch.func.functional_call`. Sionna blocks are built for the device of the data they process
+(:class:`metacomm._sionna.SionnaBlocks`): a codec built on the CPU and fed CUDA tensors computes on CUDA.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 from sionna.phy.mapping import Constellation, Demapper, Mapper
 from torch import nn
 
+from metacomm._sionna import SionnaBlocks, sionna_device
 from metacomm._validation import ConfigError, check_choice, check_positive_int
+from metacomm.channels.units import broadcast_no
 from metacomm.codecs.base import Codec
 
 __all__ = [
@@ -56,56 +61,8 @@ DEMAPPING_METHODS = ("app", "maxlog")
 PRECISIONS = ("single", "double")
 
 
-def sionna_device(device=None) -> str:
-    """The device string Sionna's blocks accept (``"cpu"``, ``"cuda:0"``, ...) for a torch device spec.
-
-    ``None`` means CPU (metacomm never picks an accelerator implicitly); ``"cuda"`` means the current CUDA
-    device.
-    """
-    if device is None:
-        return "cpu"
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError("--device", f"unknown device {device!r}; allowed: cpu, cuda, cuda:N") from None
-    if dev.type == "cpu":
-        return "cpu"
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("--device", f"{device!r} requested but CUDA is not available; allowed: cpu")
-        index = torch.cuda.current_device() if dev.index is None else dev.index
-        if index >= torch.cuda.device_count():
-            raise ConfigError("--device", f"{device!r}: only {torch.cuda.device_count()} CUDA device(s)")
-        return f"cuda:{index}"
-    raise ConfigError("--device", f"unsupported device type {dev.type!r}; allowed: cpu, cuda")
-
-
 def sionna_precision(precision: str) -> str:
     return check_choice("precision", precision, PRECISIONS)
-
-
-def broadcast_no(no, y: torch.Tensor, field: str = "no") -> torch.Tensor:
-    """N0 as a real tensor that broadcasts against ``y`` ``[B, n]``.
-
-    Accepted: a Python number or 0-d tensor (one N0 for everything), ``[B]`` (one per block, becomes
-    ``[B, 1]``), ``[B, 1]`` or ``[B, n]`` (one per symbol, e.g. the post-equalisation noise variance).
-    """
-    rdt = y.real.dtype
-    no_t = torch.as_tensor(no, dtype=rdt, device=y.device)
-    if no_t.dim() == 0:
-        return no_t
-    batch = y.shape[0]
-    if no_t.dim() == 1:
-        if no_t.shape[0] not in (1, batch):
-            raise ConfigError(field, f"a 1-D noise variance must have length 1 or batch={batch}, got "
-                                     f"{tuple(no_t.shape)}")
-        return no_t.unsqueeze(-1)
-    if no_t.dim() == y.dim():
-        ok = all(s in (1, t) for s, t in zip(no_t.shape, y.shape, strict=True))
-        if ok:
-            return no_t
-    raise ConfigError(field, f"noise variance of shape {tuple(no_t.shape)} does not broadcast to the received "
-                             f"block {tuple(y.shape)}; allowed: a scalar, [batch], [batch, 1] or [batch, n]")
 
 
 def check_bits_per_symbol(bits_per_symbol) -> int:
@@ -123,15 +80,34 @@ def make_constellation(bits_per_symbol: int, *, device=None, precision: str = "s
     return Constellation(kind, m, precision=sionna_precision(precision), device=sionna_device(device))
 
 
+def _mapper(m: int, precision: str, *, device: str) -> Mapper:
+    return Mapper(constellation=make_constellation(m, device=device, precision=precision), precision=precision,
+                  device=device)
+
+
+def _demapper(m: int, demapping: str, precision: str, *, device: str) -> Demapper:
+    return Demapper(demapping, constellation=make_constellation(m, device=device, precision=precision),
+                    precision=precision, device=device)
+
+
 class QAMMapper(nn.Module):
-    """Bits ``[B, k]`` (0/1 float) -> symbols ``[B, k/m]`` complex, ``E|x|^2 = 1`` (Sionna Mapper)."""
+    """Bits ``[B, k]`` (0/1 float) -> symbols ``[B, k/m]`` complex, ``E|x|^2 = 1`` (Sionna Mapper).
+
+    The Sionna block runs on the device of ``bits`` (built there on first use); ``device`` is where it is
+    built first (``None``: CPU).
+    """
 
     def __init__(self, bits_per_symbol: int, *, device=None, precision: str = "single"):
         super().__init__()
         self.bits_per_symbol = check_bits_per_symbol(bits_per_symbol)
-        self.mapper = Mapper(constellation=make_constellation(bits_per_symbol, device=device,
-                                                              precision=precision),
-                             precision=precision, device=sionna_device(device))
+        self.precision = sionna_precision(precision)
+        self._mappers = SionnaBlocks(partial(_mapper, self.bits_per_symbol, self.precision),
+                                     device=sionna_device(device))
+
+    @property
+    def mapper(self) -> Mapper:
+        """The Sionna :class:`~sionna.phy.mapping.Mapper` on the construction device."""
+        return self._mappers.get()
 
     @property
     def points(self) -> torch.Tensor:
@@ -142,25 +118,31 @@ class QAMMapper(nn.Module):
         if bits.shape[-1] % self.bits_per_symbol:
             raise ConfigError("bits", f"last dimension {bits.shape[-1]} is not a multiple of "
                                       f"bits_per_symbol={self.bits_per_symbol}")
-        return self.mapper(bits)
+        return self._mappers.get(bits.device)(bits)
 
 
 class QAMDemapper(nn.Module):
     """``(y [B, n] complex, N0)`` -> bit LLRs ``[B, n*m]`` (``ln P(b=1)/P(b=0)``), Sionna Demapper.
 
-    ``N0`` per complex sample: scalar, ``[B]`` or ``[B, n]`` (see :func:`broadcast_no`).
+    ``N0`` per complex sample, > 0: scalar, ``[B]`` or ``[B, n]``
+    (:func:`metacomm.channels.units.broadcast_no`). The Sionna block runs on the device of ``y``.
     """
 
     def __init__(self, bits_per_symbol: int, demapping: str = "app", *, device=None, precision: str = "single"):
         super().__init__()
         self.bits_per_symbol = check_bits_per_symbol(bits_per_symbol)
         self.demapping = check_choice("--decoder", demapping, DEMAPPING_METHODS)
-        self.demapper = Demapper(demapping, constellation=make_constellation(bits_per_symbol, device=device,
-                                                                             precision=precision),
-                                 precision=precision, device=sionna_device(device))
+        self.precision = sionna_precision(precision)
+        self._demappers = SionnaBlocks(partial(_demapper, self.bits_per_symbol, self.demapping, self.precision),
+                                       device=sionna_device(device))
+
+    @property
+    def demapper(self) -> Demapper:
+        """The Sionna :class:`~sionna.phy.mapping.Demapper` on the construction device."""
+        return self._demappers.get()
 
     def forward(self, y: torch.Tensor, no) -> torch.Tensor:
-        return self.demapper(y, broadcast_no(no, y))
+        return self._demappers.get(y.device)(y, broadcast_no(no, y))
 
 
 class UncodedQAM(Codec):
@@ -170,8 +152,8 @@ class UncodedQAM(Codec):
         bits_per_symbol: 1 (BPSK), 2 (QPSK), 4 (16-QAM) or 6 (64-QAM).
         num_symbols: complex channel uses per block ``n_c``; ``k = n_c * bits_per_symbol`` bits per block.
         demapping: ``"app"`` (exact LLRs) or ``"maxlog"``.
-        device: where the Sionna blocks live (``None``: CPU). Build the codec on its device; ``.to()`` does not
-            move Sionna's constellation tensors.
+        device: where the Sionna blocks are built first (``None``: CPU); inputs on another device get blocks
+            built there on first use (:class:`metacomm._sionna.SionnaBlocks`).
         precision: ``"single"`` (complex64) or ``"double"`` (complex128).
 
     ``encoder(bits [B, k]) -> x [B, n_c]`` complex; ``decoder(y [B, n_c], no) -> LLR [B, k]``;

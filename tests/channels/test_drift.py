@@ -14,6 +14,7 @@ import torch
 from scipy.special import j0
 
 from metacomm import ConfigError
+from metacomm.channels import fading, multipath
 from metacomm.channels.awgn import AWGN
 from metacomm.channels.base import Channel, add_noise, complex_normal, make_generator
 from metacomm.channels.drift import (
@@ -291,8 +292,6 @@ def test_timeline_and_process_validation():
 
 
 def test_integration_with_library_channels():
-    multipath = pytest.importorskip("metacomm.channels.multipath")
-    fading = pytest.importorskip("metacomm.channels.fading")
     g = make_generator(12)
     for ch, key in [(multipath.MultipathBlockFading(3), "taps"), (fading.RayleighBlockFading(), "h")]:
         s = _take(GaussMarkovFading(0.5).states(ch, 4, 8, generator=g), 2)

@@ -6,13 +6,9 @@ import pytest
 import torch
 
 from metacomm import ConfigError
-from metacomm.channels import make_generator
-
-multipath = pytest.importorskip("metacomm.channels.multipath")
-pytest.importorskip("metacomm.codecs.equalization")
-
-from metacomm.codecs.base import CodecLink, random_bits  # noqa: E402
-from metacomm.codecs.neural_rx import NeuralReceiver  # noqa: E402
+from metacomm.channels import make_generator, multipath
+from metacomm.codecs.base import CodecLink, random_bits
+from metacomm.codecs.neural_rx import NeuralReceiver
 
 
 def test_frame_layout_and_rate():

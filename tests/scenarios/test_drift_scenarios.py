@@ -9,9 +9,7 @@ import pytest
 import torch
 
 from metacomm import ConfigError
-
-pytest.importorskip("metacomm.channels.registry")
-from metacomm.scenarios.drift_scenarios import (  # noqa: E402
+from metacomm.scenarios.drift_scenarios import (
     BUILTIN_SCENARIOS,
     list_scenarios,
     load_scenario,

@@ -10,9 +10,6 @@ import torch
 from metacomm.scenarios import make_scenario
 from metacomm.sims.cli import main
 
-pytest.importorskip("metacomm.codecs.autoencoder")
-pytest.importorskip("metacomm.channels.multipath")
-
 
 def test_noise_variance_and_channel_statistics():
     sc = make_scenario("fading-ae")

@@ -22,11 +22,10 @@ import numpy as np
 import pytest
 import torch
 
+import metacomm.channels.registry as chreg
+import metacomm.codecs.registry as registry
 from metacomm.sims import theory
 from metacomm.sims.engine import simulate
-
-registry = pytest.importorskip("metacomm.codecs.registry")
-chreg = pytest.importorskip("metacomm.channels.registry")
 
 EBNO = [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
 ALPHA = 0.001

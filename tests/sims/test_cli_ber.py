@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+import metacomm.codecs.autoencoder as ae_mod
+import metacomm.codecs.checkpoint as ckpt
 from metacomm.sims.cli import main
 from metacomm.sims.commands.ber import parse_ebno_range
 
@@ -65,12 +67,7 @@ def test_parse_ebno_range():
     assert parse_ebno_range("3") == [3.0]
 
 
-needs_registry = pytest.importorskip  # alias for readability
-
-
 def test_block_length_rejected_by_codec(capsys, tmp_path):
-    needs_registry("metacomm.codecs.registry")
-    needs_registry("metacomm.channels.registry")
     rc, _, err = run_cli(["ber", "--codec", "qpsk", "--channel", "awgn", "--ebno-db", "0", "--block-length", "7",
                           "--out", str(tmp_path / "o")], capsys)
     assert rc == 2 and "--block-length" in err and len(err.strip().splitlines()) == 1
@@ -83,8 +80,6 @@ def test_block_length_rejected_by_codec(capsys, tmp_path):
 
 
 def test_tiny_real_run_and_plot(capsys, tmp_path):
-    needs_registry("metacomm.codecs.registry")
-    needs_registry("metacomm.channels.registry")
     out = tmp_path / "run"
     argv = ["ber", "--codec", "qpsk", "--channel", "awgn", "--ebno-db", "0:4:2", "--block-length", "64",
             "--batch-size", "100", "--max-blocks", "400", "--target-block-errors", "50", "--seed", "3", "--quiet",
@@ -123,9 +118,6 @@ def test_plot_bad_input(capsys, tmp_path):
 
 
 def test_learned_codec_checkpoint(capsys, tmp_path):
-    ae_mod = pytest.importorskip("metacomm.codecs.autoencoder")
-    ckpt = pytest.importorskip("metacomm.codecs.checkpoint")
-    needs_registry("metacomm.channels.registry")
     path = tmp_path / "ae.pt"
     ckpt.save_codec(path, ae_mod.Autoencoder(4, 7), {"channel": "awgn"})
     out = tmp_path / "ae_run"

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
+import metacomm.codecs.autoencoder as ae_mod
+import metacomm.codecs.checkpoint as ckpt
+import metacomm.codecs.neural_rx as neural_rx
 from metacomm import ConfigError
 from metacomm.channels import make_generator
 from metacomm.sims.links import build_link, learned_channel_kwargs
-
-ckpt = pytest.importorskip("metacomm.codecs.checkpoint")
-neural_rx = pytest.importorskip("metacomm.codecs.neural_rx")
 
 
 @pytest.fixture
@@ -44,7 +44,6 @@ def test_explicit_kwargs_override_and_mismatch_is_refused(rx_checkpoint):
 
 
 def test_other_channel_gets_only_explicit_kwargs(tmp_path):
-    ae_mod = pytest.importorskip("metacomm.codecs.autoencoder")
     path = tmp_path / "ae.pt"
     ckpt.save_codec(path, ae_mod.Autoencoder(2, 2), {"channel": "multipath", "channel_kwargs": {"num_taps": 2}})
     link = build_link({"codec": "ae", "channel": "awgn", "checkpoint": str(path)})  # kwargs not forwarded
