@@ -201,7 +201,7 @@ def run_drift(scenario, model: torch.nn.Module, *, frames: int, pilots: int = 16
               on_frame: Callable[[object, dict], None] | None = None) -> DriftResult:
     """Run a drift scenario (module docstring) and return the per-frame results.
 
-    :param scenario: a :class:`~metacomm.scenarios.drift_scenarios.Scenario` (its codec geometry must match
+    :param scenario: a :class:`~metacomm.scenarios.drift_scenarios.DriftScenario` (its codec geometry must match
         ``model``: ``k`` bits, ``n`` complex uses).
     :param model: the meta-trained codec (e.g. :class:`~metacomm.scenarios.online_drift.DriftAutoencoder`);
         not modified.
