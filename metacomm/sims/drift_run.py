@@ -253,7 +253,8 @@ class DriftRun:
     :param config: a :class:`DriftRunConfig` (validated here).
     :param schemes: scheme objects to use instead of the registry's (``config.schemes`` is then ignored).
 
-    :meth:`step` plays the next frame; :meth:`run` plays the remaining ones; :attr:`result` accumulates.
+    :meth:`step` plays the next frame; :meth:`run` plays the remaining ones; :attr:`result` accumulates;
+    :meth:`skip` fast-forwards (resume); :attr:`position` counts the frames played or skipped.
     """
 
     def __init__(self, scenario, model: torch.nn.Module, config: DriftRunConfig,
@@ -292,12 +293,13 @@ class DriftRun:
             "drift_name": scenario.plot, "pilot_ls_taps": L,
             "ci": "Clopper-Pearson 95% over blocks (BLER) / bits (BER) pooled over frames and links"},
             bler_target=c.bler_target)
+        self.position = 0  # frames played or skipped so far
         self._frames: Iterator = scenario.frames(c.frames, batch_size=c.links, generator=self.g_ch, device=dev,
                                                  num_symbols=n)
 
     @property
     def done(self) -> bool:
-        return len(self.result.frames) >= self.config.frames
+        return self.position >= self.config.frames
 
     def step(self) -> tuple[dict, FrameSignals]:
         """Play the next frame: draw it, run every scheme, append its record to :attr:`result`; returns
@@ -305,16 +307,29 @@ class DriftRun:
         if self.done:
             raise ConfigError("frames", f"the run is complete ({self.config.frames} frames)")
         frame = next(self._frames)
+        self.position += 1
         record, sig = run_frame(self.ctx, self.schemes, frame, self.g_data)
         self.result.add_frame(record)
         return record, sig
+
+    def skip(self, num_frames: int) -> None:
+        """Advance both generators and the timeline past ``num_frames`` frames exactly as playing them would
+        (same draws, same order), without running the schemes or recording anything: for resuming at a frame
+        once the schemes' own state (fast weights, a retrained decoder, ...) and :attr:`result` are restored
+        from a checkpoint. Stateless schemes (``pilot-ls``, ``genie``) then reproduce the uninterrupted run."""
+        num_frames = check_nonneg_int("num_frames", num_frames)
+        if self.position + num_frames > self.config.frames:
+            raise ConfigError("num_frames", f"only {self.config.frames - self.position} frames are left")
+        for _ in range(num_frames):
+            draw_signals(self.ctx, next(self._frames), self.g_data)
+            self.position += 1
 
     def run(self, *, quiet: bool = True, on_frame: Callable[[object, dict], None] | None = None) -> DriftResult:
         """Play the remaining frames (a progress bar unless ``quiet``); ``on_frame(frame, signals)`` after each
         with the shared signals ``{"msg_p", "y_p", "msg_d", "y_d"}``. Returns :attr:`result`."""
         from tqdm.auto import tqdm
 
-        left = self.config.frames - len(self.result.frames)
+        left = self.config.frames - self.position
         for _ in tqdm(range(left), total=left, disable=quiet, desc=f"drift {self.scenario.name}", leave=False):
             _, sig = self.step()
             if on_frame is not None:

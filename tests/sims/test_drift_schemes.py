@@ -188,3 +188,20 @@ def test_results_json_is_strict_with_format_tag_and_round_trips(tmp_path):
     assert all(math.isnan(f["drift"]) for f in back.frames)
     with pytest.raises(ConfigError, match="format"):
         DriftResult.from_dict({"format": "metacomm-results/1", "frames": []})
+
+
+def test_skip_then_step_reproduces_the_uninterrupted_run_for_stateless_schemes():
+    sc = load_scenario("regime-switch")
+    kw = dict(frames=5, pilots=4, links=2, payload=8, seed=3, schemes=["pilot-ls", "genie"])
+    whole = run_drift(sc, _model(), **kw)
+    run = DriftRun(sc, _model(), DriftRunConfig(**kw))
+    run.skip(3)
+    assert run.position == 3 and run.result.frames == []
+    tail = run.run()
+    assert [f["frame"] for f in tail.frames] == [3, 4] and run.done
+    for a, b in zip(whole.frames[3:], tail.frames, strict=True):
+        assert (a["segment"], a["ebno_db"], a["gain_db"]) == (b["segment"], b["ebno_db"], b["gain_db"])
+        for s in ("pilot-ls", "genie", "genie-1dB"):
+            assert a["schemes"][s]["bit_errors"] == b["schemes"][s]["bit_errors"]
+    with pytest.raises(ConfigError, match="num_frames"):
+        run.skip(1)
