@@ -29,7 +29,7 @@ import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -37,6 +37,9 @@ from metacomm._validation import ConfigError
 from metacomm.adaptation.functional import Adam, batched_loss
 from metacomm.adaptation.online import AdaptiveCodec
 from metacomm.codecs.detection import ls_taps, min_distance_decide, noiseless_images
+
+if TYPE_CHECKING:
+    from metacomm.sims.drift_run import DriftRunConfig
 
 __all__ = ["Decision", "DriftContext", "DriftScheme", "FrameSignals", "register_scheme", "scheme_names",
            "make_scheme", "build_schemes", "genie_name", "AdaptiveScheme", "StaticScheme", "RetrainScheme",
@@ -64,7 +67,7 @@ class DriftContext:
 
     model: torch.nn.Module
     codebook: torch.Tensor
-    config: Any
+    config: DriftRunConfig
     device: torch.device
     k: int
     n: int
@@ -144,7 +147,7 @@ class DriftScheme:
         """Adapt on this frame's pilots if the scheme does, and decide the payload ``sig.y_d``."""
         raise NotImplementedError
 
-    def companions(self, config) -> list[DriftScheme]:
+    def companions(self, config: DriftRunConfig) -> list[DriftScheme]:
         """Extra result rows that come with this scheme (e.g. the genie's dB-offset yardsticks); default none.
         They run right after it, on the same signals."""
         return []
@@ -193,7 +196,7 @@ def make_scheme(name: str) -> DriftScheme:
     return cls(name, **kwargs)
 
 
-def build_schemes(names: Sequence[str], config) -> list[DriftScheme]:
+def build_schemes(names: Sequence[str], config: DriftRunConfig) -> list[DriftScheme]:
     """The scheme objects of a run, in result-row order: each named scheme followed by its companions."""
     out: list[DriftScheme] = []
     for nm in names:
@@ -220,24 +223,17 @@ class AdaptiveScheme(DriftScheme):
 
     def __init__(self, name: str, *, policy: str, warm_start: bool = False):
         super().__init__(name)
-        self.policy_kwargs = {"policy": policy} if not warm_start else {"policy": policy, "warm_start": True}
+        self.policy, self.warm_start = policy, warm_start
 
     def setup(self, ctx: DriftContext) -> None:
         super().setup(ctx)
         c = ctx.config
         self.codec = AdaptiveCodec(ctx.model, num_links=c.links, adapt=c.adapt, steps=c.steps, lr=c.lr,
-                                   loss=ctx.inner_loss, **self.policy_kwargs).to(ctx.device)
-
-    def adapts(self, sig: FrameSignals) -> bool:
-        return True
+                                   policy=self.policy, warm_start=self.warm_start, loss=ctx.inner_loss).to(ctx.device)
 
     def decide(self, sig: FrameSignals) -> Decision:
-        if self.adapts(sig):
-            info = self.codec.observe(sig.msg_p, sig.y_p, sig.no)
-            lat = info["latency_s"] * 1e3
-        else:
-            lat = 0.0
-        return Decision(self.codec.decide_block(sig.y_d), lat)
+        info = self.codec.observe(sig.msg_p, sig.y_p, sig.no)
+        return Decision(self.codec.decide_block(sig.y_d), info["latency_s"] * 1e3)
 
 
 class StaticScheme(AdaptiveScheme):
@@ -248,10 +244,11 @@ class StaticScheme(AdaptiveScheme):
         super().__init__(name, policy="every-frame")
         self.adapted = False
 
-    def adapts(self, sig: FrameSignals) -> bool:
-        first = not self.adapted
+    def decide(self, sig: FrameSignals) -> Decision:
+        if self.adapted:  # frozen: latency 0
+            return Decision(self.codec.decide_block(sig.y_d), 0.0)
         self.adapted = True
-        return first
+        return super().decide(sig)
 
 
 def _fresh_decoder_codec(model, seed: int, device):
@@ -348,7 +345,7 @@ class GenieScheme(DriftScheme):
         super().__init__(name)
         self.offset_db = None if offset_db is None else float(offset_db)
 
-    def companions(self, config) -> list[DriftScheme]:
+    def companions(self, config: DriftRunConfig) -> list[DriftScheme]:
         if self.offset_db is not None:
             return []
         return [GenieScheme(genie_name(d), offset_db=d) for d in config.genie_offsets_db]
