@@ -800,7 +800,7 @@ class Timeline:
                     state = full
                 else:
                     channel = static_channel
-                    if isinstance(channel, Compose):  # channel + appended AWGN
+                    if channel is not seg.channel:  # AWGN appended: the segment channel is stage 0
                         state = {f"0.{k}": v for k, v in state.items()}
                 ebno = torch.full((b,), base_ebno, dtype=torch.float32, device=out_dev)
                 if snr is not None:

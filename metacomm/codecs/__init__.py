@@ -1,7 +1,8 @@
 """Codecs (encoder/decoder pairs) and links; protocol in :mod:`metacomm.codecs.base`.
 
 Classical baselines: uncoded Gray QAM (:class:`UncodedQAM`), Hamming(7,4) (:class:`Hamming74`), 5G NR LDPC
-(:class:`LDPC5G`); pilot-aided fading links (:class:`PilotLink`, :mod:`metacomm.codecs.equalization`);
+(:class:`LDPC5G`); pilot-aided fading links (:class:`PilotLink`, :mod:`metacomm.codecs.equalization`); classical estimation and
+detection over a codebook -- LS taps, minimum-distance / ML, LMMSE flat gain (:mod:`metacomm.codecs.detection`);
 by name via :func:`make_codec` / :func:`make_link`.
 
 Learned codecs: the (n, k) :class:`Autoencoder` (O'Shea & Hoydis), :class:`TrainableConstellation` (learned
@@ -13,6 +14,19 @@ from metacomm.codecs.autoencoder import Autoencoder
 from metacomm.codecs.base import Codec, CodecLink, random_bits
 from metacomm.codecs.checkpoint import load_codec, save_codec
 from metacomm.codecs.constellation import TrainableConstellation, bmd_rate
+from metacomm.codecs.detection import (
+    convolve_codewords,
+    lmmse_flat,
+    ls_solve,
+    ls_taps,
+    matrix_images,
+    min_distance_decide,
+    ml_block_logits,
+    noiseless_images,
+    pilot_matrix,
+    sq_distances,
+    stacked_pilot_matrix,
+)
 from metacomm.codecs.equalization import (
     lmmse_equalize,
     ls_estimate_flat,
@@ -46,7 +60,18 @@ __all__ = [
     "LDPC5G",
     "PilotLink",
     "UncodedQAM",
+    "convolve_codewords",
     "lmmse_equalize",
+    "lmmse_flat",
+    "ls_solve",
+    "ls_taps",
+    "matrix_images",
+    "min_distance_decide",
+    "ml_block_logits",
+    "noiseless_images",
+    "pilot_matrix",
+    "sq_distances",
+    "stacked_pilot_matrix",
     "ls_estimate_flat",
     "ls_estimate_multipath",
     "make_codec",

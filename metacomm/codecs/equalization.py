@@ -41,14 +41,18 @@ Costs: the LMMSE solve is :math:`O(n^3)` per block (Cholesky of ``n_rx x n_rx``)
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from sionna.phy.mimo import lmmse_equalizer
 
-from metacomm._validation import ConfigError, check_choice, check_positive_int
-from metacomm.channels.multipath import convolution_matrix
+from metacomm._validation import ConfigError, check_choice
 from metacomm.channels.units import broadcast_no
+from metacomm.codecs.detection import (
+    ConvMatrixFn,
+    _check_complex,
+    _default_conv_matrix,
+    ls_solve,
+    pilot_matrix,
+)
 
 __all__ = [
     "ONE_TAP_KINDS",
@@ -61,21 +65,10 @@ __all__ = [
 ]
 
 ONE_TAP_KINDS = ("zf", "mmse")
-ConvMatrixFn = Callable[[torch.Tensor, int], torch.Tensor]
-
-
-def _default_conv_matrix() -> ConvMatrixFn:
-    return lambda taps, n: convolution_matrix(taps, n)
 
 
 def _real(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.complex128 else torch.float32
-
-
-def _check_complex(name: str, t: torch.Tensor, dims: tuple[int, ...]) -> None:
-    if not isinstance(t, torch.Tensor) or not torch.is_complex(t) or t.dim() not in dims:
-        got = f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
-        raise ConfigError(name, f"expected a complex tensor with {' or '.join(map(str, dims))} dims, got {got}")
 
 
 def _no_per_block(no, like: torch.Tensor) -> torch.Tensor:
@@ -108,23 +101,6 @@ def ls_estimate_flat(y_p: torch.Tensor, pilots: torch.Tensor, no=None):
     return h_hat, (_no_per_block(no, y_p) / energy).expand(y_p.shape[0], 1)
 
 
-def pilot_matrix(pilots: torch.Tensor, num_taps: int, conv_matrix: ConvMatrixFn | None = None) -> torch.Tensor:
-    r"""The pilot convolution matrix :math:`\mathbf{X}` ``[B, n_rx, L]`` with :math:`\mathbf{y}_p =
-    \mathbf{X}\mathbf{h} + \mathbf{n}` for taps :math:`\mathbf{h}` ``[B, L]``.
-
-    Built by linearity from ``conv_matrix(taps, n)`` (default :func:`metacomm.channels.multipath.convolution_matrix`,
-    causal, truncated to ``n`` outputs): column :math:`\ell` is :math:`\mathbf{H}(\mathbf{e}_\ell)\mathbf{p}`, so
-    it matches whatever convolution (truncated/full, tap offset) the channel uses.
-    """
-    _check_complex("pilots", pilots, (1, 2))
-    L = check_positive_int("num_taps", num_taps)
-    conv_matrix = conv_matrix or _default_conv_matrix()
-    p = pilots if pilots.dim() == 2 else pilots.unsqueeze(0)
-    unit = torch.eye(L, dtype=p.dtype, device=p.device)  # L "channels", each a unit tap at one lag
-    c = conv_matrix(unit, p.shape[-1])  # [L, n_rx, P]
-    return torch.einsum("lrp,bp->brl", c, p)
-
-
 def ls_estimate_multipath(y_p: torch.Tensor, pilots: torch.Tensor, num_taps: int, no=None, *,
                           conv_matrix: ConvMatrixFn | None = None):
     r"""LS estimate of L block-constant taps, :math:`\hat{\mathbf{h}} = (\mathbf{X}^H\mathbf{X})^{-1}
@@ -149,12 +125,11 @@ def ls_estimate_multipath(y_p: torch.Tensor, pilots: torch.Tensor, num_taps: int
     if x.shape[-2] < num_taps:
         raise ConfigError("num_pilots", f"LS estimation of {num_taps} taps needs at least {num_taps} received "
                                         f"pilot samples, got {x.shape[-2]}")
-    gram = x.mH @ x  # [B, L, L]
-    rhs = x.mH @ y_p.unsqueeze(-1)
-    taps_hat = torch.linalg.solve(gram, rhs).squeeze(-1)
+    taps_hat = ls_solve(x, y_p.unsqueeze(-1)).squeeze(-1)  # normal equations (metacomm.codecs.detection)
     taps_hat = taps_hat.expand(y_p.shape[0], -1) if taps_hat.shape[0] == 1 else taps_hat
     if no is None:
         return taps_hat
+    gram = x.mH @ x  # [B, L, L]
     no_b = _no_per_block(no, y_p)
     no_b = no_b.reshape(-1, 1, 1) if no_b.dim() else no_b
     cov = torch.linalg.inv(gram) * no_b

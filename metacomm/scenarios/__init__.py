@@ -18,17 +18,12 @@ from __future__ import annotations
 from metacomm.scenarios.base import FewShotScenario
 from metacomm.scenarios.drift_scenarios import (
     BUILTIN_SCENARIOS,
-    Scenario,
+    DriftScenario,
     list_scenarios,
     load_scenario,
     parse_scenario,
 )
 from metacomm.scenarios.registry import make_scenario, register_scenario, scenario_class, scenario_names
-
-try:  # the drift timeline's class is DriftScenario (Scenario is its deprecated alias)
-    from metacomm.scenarios.drift_scenarios import DriftScenario
-except ImportError:  # pragma: no cover - before the rename
-    DriftScenario = Scenario
 
 __all__ = ["BUILTIN_SCENARIOS", "SCENARIOS", "DriftScenario", "FewShotScenario", "Scenario", "list_scenarios",
            "load_scenario", "make_scenario", "parse_scenario", "register_scenario", "scenario_class",
@@ -36,3 +31,12 @@ __all__ = ["BUILTIN_SCENARIOS", "SCENARIOS", "DriftScenario", "FewShotScenario",
 
 #: the built-in few-shot scenarios (every registered one: :func:`scenario_names`)
 SCENARIOS = ("fading-ae", "iq-demod")
+
+
+def __getattr__(name: str):
+    if name == "Scenario":  # the drift timeline's class before it was renamed DriftScenario
+        import warnings
+        warnings.warn("metacomm.scenarios.Scenario is deprecated; use DriftScenario", DeprecationWarning,
+                      stacklevel=2)
+        return DriftScenario
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,7 @@
 r"""Drift scenarios: TOML files that put channel drift on a timeline.
 
 ``load_scenario(name_or_path)`` reads a built-in scenario (:data:`BUILTIN_SCENARIOS`, shipped as
-``metacomm/scenarios/data/<name>.toml``) or any ``.toml`` file and returns a :class:`Scenario`;
+``metacomm/scenarios/data/<name>.toml``) or any ``.toml`` file and returns a :class:`DriftScenario`;
 ``scenario.frames(num_frames, batch_size=B)`` yields one :class:`~metacomm.channels.drift.Frame` per frame
 (channel, state, Eb/N0 and N0 per link, the drift value for plots, the segment index). Feed the *same* frame to
 every scheme to get common random numbers.
@@ -14,7 +14,7 @@ Top level (all keys other than those listed are rejected)::
     description = "..."            # str
     ebno_db = 10.0                 # nominal Eb/N0 [dB] (required)
     frame_duration_s = 1e-3        # frame duration T_f [s] (> 0); needed by Doppler-specified fading
-    seed = 1                       # int >= 0: default seed of Scenario.frames
+    seed = 1                       # int >= 0: default seed of DriftScenario.frames
     plot = "ebno_db"               # optional: the drift quantity to plot (ebno_db, gain_db, segment, or an
                                    #   impairment parameter); default chosen from what drifts
 
@@ -99,7 +99,7 @@ from metacomm.channels.drift import (
     Timeline,
 )
 
-__all__ = ["BUILTIN_SCENARIOS", "Scenario", "load_scenario", "parse_scenario", "list_scenarios"]
+__all__ = ["BUILTIN_SCENARIOS", "DriftScenario", "load_scenario", "parse_scenario", "list_scenarios"]
 
 BUILTIN_SCENARIOS = ("doppler-slow", "doppler-fast", "snr-drift", "regime-switch", "iq-drift")
 
@@ -216,12 +216,15 @@ class _Ctx:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Scenario
+# DriftScenario
 # ----------------------------------------------------------------------------------------------------------------
 
 @dataclass
-class Scenario:
-    """A parsed drift scenario (see the module docstring for the file format).
+class DriftScenario:
+    """A parsed drift scenario: a channel timeline for drift runs (see the module docstring for the file format).
+
+    Not a few-shot scenario pack (:mod:`metacomm.scenarios`); named ``Scenario`` before issue 9 (that name is
+    a deprecated alias of this class).
 
     :ivar name, description: from the file.
     :ivar ebno_db: nominal Eb/N0 [dB].
@@ -296,13 +299,25 @@ class Scenario:
         return "\n".join(lines)
 
 
+def __getattr__(name: str):
+    """Deprecated alias ``Scenario`` -> :class:`DriftScenario` (issue 9; "scenario" alone now means a few-shot
+    scenario pack). Warns with :class:`DeprecationWarning`."""
+    if name == "Scenario":
+        import warnings
+
+        warnings.warn("metacomm.scenarios.drift_scenarios.Scenario is deprecated; use DriftScenario",
+                      DeprecationWarning, stacklevel=2)
+        return DriftScenario
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def list_scenarios() -> list[str]:
     """Names of the built-in scenarios shipped in ``metacomm/scenarios/data``."""
     data = resources.files("metacomm.scenarios").joinpath("data")
     return sorted(p.name[:-5] for p in data.iterdir() if p.name.endswith(".toml"))
 
 
-def load_scenario(name_or_path: str | Path) -> Scenario:
+def load_scenario(name_or_path: str | Path) -> DriftScenario:
     """A built-in scenario by name (:data:`BUILTIN_SCENARIOS`) or a scenario file by path.
 
     Raises :class:`~metacomm.ConfigError` for an unknown name, a missing file or an invalid file.
@@ -325,7 +340,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     return parse_scenario(text, source=s, default_name=p.stem)
 
 
-def parse_scenario(text: str, *, source: str = "<string>", default_name: str = "scenario") -> Scenario:
+def parse_scenario(text: str, *, source: str = "<string>", default_name: str = "scenario") -> DriftScenario:
     """Parse and validate the TOML ``text`` of a scenario (``source`` names it in error messages)."""
     ctx = _Ctx(source, text)
     try:
@@ -357,7 +372,7 @@ def parse_scenario(text: str, *, source: str = "<string>", default_name: str = "
         plot = ctx.string("plot", plot)
     timeline = ctx.check("plot", lambda: Timeline(segments, ebno_db=ebno_db, bits_per_channel_use=k / n,
                                                   plot=plot))
-    return Scenario(name=name, description=description, ebno_db=ebno_db, frame_duration_s=tf, seed=seed,
+    return DriftScenario(name=name, description=description, ebno_db=ebno_db, frame_duration_s=tf, seed=seed,
                     k=k, n=n, timeline=timeline, source=source, config=raw)
 
 

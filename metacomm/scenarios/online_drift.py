@@ -61,6 +61,7 @@ from torch import nn
 from metacomm._io import atomic_torch_save
 from metacomm._validation import ConfigError, check_finite, check_positive, check_positive_int
 from metacomm.codecs.autoencoder import AEEncoder
+from metacomm.codecs.detection import convolve_codewords, ml_block_logits  # noqa: F401 (ml_block_logits: moved)
 from metacomm.codecs.learned_base import (
     bit_llrs_from_block_logits,
     index_to_bits,
@@ -118,22 +119,6 @@ class OnlineDriftConfig:
         return self
 
 
-def _conv_templates(templates: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
-    r"""``r[..., m, i] = sum_l taps[..., l] * templates[m, i - l]`` (truncated causal convolution).
-
-    ``templates`` complex ``[M, n]``, ``taps`` complex ``[..., L]`` -> ``[..., M, n]``; vmap-friendly (pads and
-    slices only)."""
-    n = templates.shape[-1]
-    L = taps.shape[-1]
-    padded = torch.nn.functional.pad(templates, (L - 1, 0))  # [M, n + L - 1]
-    out = None
-    for ell in range(L):
-        shifted = padded[..., L - 1 - ell: L - 1 - ell + n]  # templates delayed by ell
-        term = taps[..., ell, None, None] * shifted
-        out = term if out is None else out + term
-    return out
-
-
 class TemplateDecoder(nn.Module):
     r"""Channel-aware template decoder (see the module docstring for the metric).
 
@@ -171,7 +156,7 @@ class TemplateDecoder(nn.Module):
 
     def expected_rx(self) -> torch.Tensor:
         r""":math:`\mathbf H(\hat h) t_m` for every message, complex ``[2^k, n]``."""
-        return _conv_templates(self.template_symbols(), self.channel_estimate())
+        return convolve_codewords(self.template_symbols(), self.channel_estimate())
 
     def _check_y(self, y):
         if not torch.is_complex(y) or y.shape[-1] != self.n:
@@ -193,7 +178,7 @@ class TemplateDecoder(nn.Module):
         cross-entropy, it does not saturate once the decoder is right, so warm starts keep tracking.
         """
         self._check_y(y)
-        r = _conv_templates(self.template_symbols()[msg], self.channel_estimate())  # [P, n]
+        r = convolve_codewords(self.template_symbols()[msg], self.channel_estimate())  # [P, n]
         return (y - r).abs().square().sum(-1).mean() / self.n
 
     def block_logits(self, y: torch.Tensor) -> torch.Tensor:
@@ -375,20 +360,3 @@ def load_meta(path, *, device="cpu", field: str = "--checkpoint") -> tuple[Drift
         raise ConfigError(field, f"{p}: weights do not fit the codec: {str(e).splitlines()[0][:160]}") from None
     model.meta_inner_loss = cfg.inner_loss  # AdaptiveCodec's default pilot loss for this meta-init
     return model.to(device), cfg, ck
-
-
-def ml_block_logits(y: torch.Tensor, codebook: torch.Tensor, taps: torch.Tensor, no) -> torch.Tensor:
-    r"""ML (genie or plug-in) block log-likelihoods :math:`-\|y - \mathbf H(h) c_m\|^2 / N_0`.
-
-    ``y`` complex ``[B, n]``, ``codebook`` complex ``[2^k, n]``, ``taps`` complex ``[B, L]`` (per block),
-    ``no`` float or ``[B]`` -> float ``[B, 2^k]``. With the true taps and N0 the arg-max is the ML decision of
-    any decoder for that encoder.
-    """
-    r = _conv_templates(codebook, taps)  # [B, M, n]
-    d = (y.unsqueeze(-2) - r).abs().square().sum(-1)
-    no_t = torch.as_tensor(no, dtype=d.dtype, device=d.device)
-    if no_t.dim() == 1:
-        no_t = no_t[:, None]
-    return -d / no_t
-
-

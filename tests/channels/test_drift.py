@@ -298,3 +298,30 @@ def test_integration_with_library_channels():
         assert key in s[1] and not torch.equal(s[0][key], s[1][key])
         y = ch(torch.ones(4, 8, dtype=torch.complex64), 0.1, state=s[1], generator=g)
         assert y.shape[0] == 4
+
+
+def test_segment_channel_already_composed_with_awgn_is_not_prefixed_twice():
+    """Regression (issue 9): a segment channel that is already ``Compose(stage, AWGN())`` (as
+    ``make_channel`` returns impairments) keeps its own state keys; the timeline used to prefix them again
+    (``'0.0.taps'``) and the channel then rejected its state."""
+    import numpy as np
+
+    from metacomm.channels.compose import Compose
+    from metacomm.channels.multipath import MultipathBlockFading
+    from metacomm.channels.registry import make_channel
+
+    g = make_generator(13)
+    tl = Timeline([Segment(2, Compose(MultipathBlockFading(3, mode="truncate"), AWGN()), GaussMarkovFading(0.5)),
+                   Segment(2, make_channel("random-iq-imbalance"))], ebno_db=10.0, bits_per_channel_use=1.0)
+    frames = list(tl.frames(batch_size=2, num_symbols=4, generator=g))
+    assert all(set(f.state) == {"0.taps"} for f in frames[:2])
+    assert all(set(f.state) == {"0.epsilon", "0.delta"} for f in frames[2:])
+    x = torch.tensor([[1, 2j, -1, 0.5], [0.3, -1j, 1, 1]], dtype=torch.complex64)
+    for f in frames[:2]:  # noiseless output = the truncated convolution with the frame's taps (numpy)
+        y = f.channel(x, 0.0, state=f.state, generator=g)
+        taps = f.state["0.taps"].numpy()
+        ref = np.stack([np.convolve(x[b].numpy(), taps[b])[:4] for b in range(2)])
+        np.testing.assert_allclose(y.numpy(), ref, rtol=1e-5, atol=1e-6)
+    for f in frames[2:]:
+        y = f.channel(x, f.no, state=f.state, generator=g)
+        assert y.shape == (2, 4) and torch.isfinite(torch.view_as_real(y)).all()

@@ -212,3 +212,21 @@ def test_parse_from_string_with_jakes_and_impairment_walk():
     frames = list(sc.frames(batch_size=2))
     v = [f.params["variance"] for f in frames[5:]]
     assert all(0.0 <= x <= 1e-2 for x in v) and len(set(v)) > 1
+
+
+def test_drift_scenario_name_and_deprecated_alias():
+    import warnings
+
+    from metacomm.scenarios import drift_scenarios as ds
+
+    sc = load_scenario("doppler-fast")
+    assert type(sc) is ds.DriftScenario and "DriftScenario" in ds.__all__ and "Scenario" not in ds.__all__
+    with pytest.warns(DeprecationWarning, match="DriftScenario"):
+        alias = ds.Scenario
+    assert alias is ds.DriftScenario
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from metacomm.scenarios.drift_scenarios import DriftScenario  # the new name does not warn
+    assert DriftScenario is ds.DriftScenario
+    with pytest.raises(AttributeError):
+        _ = ds.NoSuchName

@@ -69,7 +69,7 @@ def test_outputs_and_plot(tmp_path):
                     schemes=["static", "retrain", "meta", "warm", "online-meta", "pilot-ls", "genie"], seed=1)
     pj, pc = res.save(tmp_path)
     d = json.loads(pj.read_text())
-    assert set(d) == {"config", "frames", "summary"}
+    assert set(d) == {"format", "config", "frames", "summary"} and d["format"] == "metacomm-drift/1"
     assert len(d["frames"]) == 4 and "genie-1dB" in d["summary"]
     assert d["summary"]["meta"]["blocks"] == 4 * 2 * 8
     lines = pc.read_text().strip().splitlines()

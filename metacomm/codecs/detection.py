@@ -1,0 +1,235 @@
+r"""Classical pilot-based estimation and detection over a codebook, one implementation each.
+
+Signal model (one block, channel constant over the block, ``Es = 1`` per complex use, noise
+:math:`\mathcal{CN}(0, N_0)` per complex sample): a block of ``n`` complex uses :math:`\mathbf x` goes through
+``L`` taps :math:`\mathbf h` as the causal convolution truncated to ``n`` outputs,
+:math:`\mathbf y = \mathbf H(\mathbf h)\mathbf x + \mathbf w` (:math:`\mathbf H` the lower-triangular
+Toeplitz matrix, :func:`metacomm.channels.multipath.convolution_matrix`).
+
+* **Pilot Toeplitz matrix** (:func:`pilot_matrix`, :func:`stacked_pilot_matrix`): with known pilot codewords
+  the model is linear in the taps, :math:`\mathbf y_p = \mathbf X\mathbf h + \mathbf w` with :math:`\mathbf X`
+  ``[B, n_rx, L]`` (column :math:`\ell` = the pilots delayed by :math:`\ell`); ``P`` pilot blocks per link stack
+  to ``[B, P n, L]``.
+* **LS taps** (:func:`ls_solve`, :func:`ls_taps`): :math:`\hat{\mathbf h} = (\mathbf X^H\mathbf X)^{-1}
+  \mathbf X^H\mathbf y_p` (optionally with a ridge :math:`\epsilon\mathbf I` added to the Gram matrix).
+* **Codeword images** (:func:`convolve_codewords`, :func:`matrix_images`, :func:`noiseless_images`): the
+  noiseless received block of every codeword, through taps, through a channel matrix, or through any metacomm
+  channel with a known state (the genie's images).
+* **Minimum-distance / ML detection** (:func:`sq_distances`, :func:`min_distance_decide`,
+  :func:`ml_block_logits`): :math:`\hat m = \arg\min_m \|\mathbf y - \mathbf r_m\|^2` over the images
+  :math:`\mathbf r_m`; with Gaussian noise and the true images this is the ML decision, with estimated taps the
+  plug-in (mismatched) ML decision.
+* **LMMSE flat gain** (:func:`lmmse_flat`): :math:`\hat h = \sum_p x_p^* y_p / (\sum_p |x_p|^2 + N_0)` for
+  :math:`h \sim \mathcal{CN}(0, 1)`. (The LMMSE *block equaliser* is
+  :func:`metacomm.codecs.equalization.lmmse_equalize`.)
+
+Users: ``metacomm.sims.drift_run`` (pilot-ls and genie schemes), ``metacomm.scenarios.online_drift``
+(template decoder, :func:`ml_block_logits`), :func:`metacomm.codecs.equalization.ls_estimate_multipath`.
+All functions are pure (no random draws) and keep the exact floating-point operations of the code they
+replaced, so results stay bit-identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from metacomm._validation import ConfigError, check_choice, check_nonneg, check_positive_int
+from metacomm.channels.multipath import convolution_matrix
+
+__all__ = [
+    "LS_METHODS",
+    "convolve_codewords",
+    "lmmse_flat",
+    "ls_solve",
+    "ls_taps",
+    "matrix_images",
+    "min_distance_decide",
+    "ml_block_logits",
+    "noiseless_images",
+    "pilot_matrix",
+    "sq_distances",
+    "stacked_pilot_matrix",
+]
+
+LS_METHODS = ("normal", "lstsq", "auto")
+ConvMatrixFn = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+def _default_conv_matrix() -> ConvMatrixFn:
+    return lambda taps, n: convolution_matrix(taps, n)
+
+
+def _check_complex(name: str, t: torch.Tensor, dims: tuple[int, ...]) -> None:
+    if not isinstance(t, torch.Tensor) or not torch.is_complex(t) or t.dim() not in dims:
+        got = f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
+        raise ConfigError(name, f"expected a complex tensor with {' or '.join(map(str, dims))} dims, got {got}")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Pilot Toeplitz matrices and LS taps
+# ------------------------------------------------------------------------------------------------------------
+def pilot_matrix(pilots: torch.Tensor, num_taps: int, conv_matrix: ConvMatrixFn | None = None) -> torch.Tensor:
+    r"""The pilot convolution matrix :math:`\mathbf{X}` ``[B, n_rx, L]`` with :math:`\mathbf{y}_p =
+    \mathbf{X}\mathbf{h} + \mathbf{n}` for taps :math:`\mathbf{h}` ``[B, L]``.
+
+    ``pilots`` complex ``[P]`` (shared, gives ``B = 1``) or ``[B, P]``. Built by linearity from
+    ``conv_matrix(taps, n)`` (default :func:`metacomm.channels.multipath.convolution_matrix`, causal, truncated to
+    ``n`` outputs): column :math:`\ell` is :math:`\mathbf{H}(\mathbf{e}_\ell)\mathbf{p}`, so it matches whatever
+    convolution (truncated/full, tap offset) the channel uses.
+    """
+    _check_complex("pilots", pilots, (1, 2))
+    L = check_positive_int("num_taps", num_taps)
+    conv_matrix = conv_matrix or _default_conv_matrix()
+    p = pilots if pilots.dim() == 2 else pilots.unsqueeze(0)
+    unit = torch.eye(L, dtype=p.dtype, device=p.device)  # L "channels", each a unit tap at one lag
+    c = conv_matrix(unit, p.shape[-1])  # [L, n_rx, P]
+    return torch.einsum("lrp,bp->brl", c, p)
+
+
+def stacked_pilot_matrix(x_p: torch.Tensor, num_taps: int) -> torch.Tensor:
+    r"""``P`` pilot codewords per link, complex ``[B, P, n]`` -> the stacked truncated-convolution matrices
+    :math:`\mathbf X` complex ``[B, P n, L]`` (block ``p`` occupies rows ``p n .. p n + n - 1``)."""
+    _check_complex("x_p", x_p, (3,))
+    B, P, n = x_p.shape
+    return pilot_matrix(x_p.reshape(B * P, n), num_taps).reshape(B, P * n, num_taps)
+
+
+def ls_solve(X: torch.Tensor, y: torch.Tensor, *, ridge: float = 0.0, method: str = "normal") -> torch.Tensor:
+    r"""Least squares :math:`\hat{\mathbf h} = \arg\min \|\mathbf y - \mathbf X\mathbf h\|^2` per batch entry.
+
+    :param X: complex ``[B, R, L]`` (full column rank, ``R >= L``).
+    :param y: complex ``[B, R, 1]`` (or ``[B, R, K]`` for ``K`` right-hand sides).
+    :param ridge: :math:`\epsilon \ge 0` added to the Gram diagonal (``method="normal"`` only; 0 = none).
+    :param method: ``"normal"`` -- the normal equations, ``solve(X^H X [+ eps I], X^H y)``; ``"lstsq"`` --
+        :func:`torch.linalg.lstsq` (QR based, better conditioned; CPU only); ``"auto"`` -- ``lstsq`` on CPU, the
+        normal equations elsewhere.
+    :returns: complex ``[B, L, 1]`` (``[B, L, K]``).
+    """
+    method = check_choice("method", method, LS_METHODS)
+    check_nonneg("ridge", ridge)
+    if method == "auto":
+        method = "lstsq" if X.device.type == "cpu" else "normal"
+    if method == "lstsq":
+        if ridge:
+            raise ConfigError("ridge", "a ridge needs method='normal'")
+        return torch.linalg.lstsq(X, y).solution
+    A = X.mH @ X
+    if ridge:
+        A = A + ridge * torch.eye(X.shape[-1], dtype=X.dtype, device=X.device)
+    return torch.linalg.solve(A, X.mH @ y)
+
+
+def ls_taps(x_p: torch.Tensor, y_p: torch.Tensor, num_taps: int, *, ridge: float = 0.0,
+            method: str = "normal") -> torch.Tensor:
+    r"""LS estimate of ``L`` block-constant taps per link from ``P`` known pilot codewords,
+    :math:`\hat{\mathbf h} = (\mathbf X^H\mathbf X)^{-1}\mathbf X^H\mathbf y_p` (truncated causal convolution).
+
+    :param x_p: transmitted pilot codewords, complex ``[B, P, n]``.
+    :param y_p: received pilots, complex ``[B, P, n_rx]`` with ``n_rx >= n`` (only the first ``n`` samples of
+        each block enter: the truncated-convolution model).
+    :param num_taps: ``L`` (needs ``P n >= L``).
+    :param ridge, method: see :func:`ls_solve`.
+    :returns: complex ``[B, L]``.
+    """
+    _check_complex("y_p", y_p, (3,))
+    X = stacked_pilot_matrix(x_p, num_taps)
+    B, P, n = x_p.shape
+    if y_p.shape[:2] != (B, P) or y_p.shape[-1] < n:
+        raise ConfigError("y_p", f"expected [{B}, {P}, >= {n}] received pilots, got {tuple(y_p.shape)}")
+    if P * n < num_taps:
+        raise ConfigError("num_pilots", f"LS estimation of {num_taps} taps needs at least {num_taps} pilot "
+                                        f"samples, got {P * n}")
+    y = y_p[..., :n].reshape(B, P * n, 1)
+    return ls_solve(X, y, ridge=ridge, method=method).squeeze(-1)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Codeword images
+# ------------------------------------------------------------------------------------------------------------
+def convolve_codewords(codewords: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    r"""``r[..., m, i] = sum_l taps[..., l] * codewords[m, i - l]`` (truncated causal convolution).
+
+    ``codewords`` complex ``[M, n]``, ``taps`` complex ``[..., L]`` -> ``[..., M, n]``; vmap-friendly (pads and
+    slices only, no in-place ops)."""
+    n = codewords.shape[-1]
+    L = taps.shape[-1]
+    padded = torch.nn.functional.pad(codewords, (L - 1, 0))  # [M, n + L - 1]
+    out = None
+    for ell in range(L):
+        shifted = padded[..., L - 1 - ell: L - 1 - ell + n]  # codewords delayed by ell
+        term = taps[..., ell, None, None] * shifted
+        out = term if out is None else out + term
+    return out
+
+
+def matrix_images(H: torch.Tensor, codewords: torch.Tensor) -> torch.Tensor:
+    r""":math:`\mathbf H_b \mathbf c_m` for every link and codeword: ``H`` complex ``[B, n_rx, n]``,
+    ``codewords`` ``[M, n]`` -> ``[B, M, n_rx]``."""
+    return torch.einsum("crs,ms->cmr", H, codewords)
+
+
+def noiseless_images(channel, x: torch.Tensor, state: dict) -> torch.Tensor:
+    r"""The noiseless output of a metacomm ``channel`` with a known per-link ``state``.
+
+    ``x`` complex ``[B, N, n]`` (``N`` blocks per link, e.g. the whole codebook expanded to ``[B, M, n]``),
+    ``state`` ``{key: [B, ...]}`` -> complex ``[B, N, n_rx]``. N0 = 0 and an all-zero noise draw: any channel
+    whose randomness besides AWGN is in its state (the genie's images :math:`\mathcal C_t(c_m)`)."""
+    B, N, n = x.shape
+    st = {k: v.repeat_interleave(N, dim=0) for k, v in state.items()}
+    zero = torch.zeros(B * N, device=x.device)
+    n_rx = channel.output_length(n)
+    y = channel(x.reshape(B * N, n), zero, state=st, noise=torch.zeros(B * N, n_rx, dtype=x.dtype, device=x.device))
+    return y.reshape(B, N, -1)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Minimum-distance / ML detection
+# ------------------------------------------------------------------------------------------------------------
+def sq_distances(y: torch.Tensor, images: torch.Tensor, *, expanded: bool = False) -> torch.Tensor:
+    r"""Squared Euclidean distances :math:`\|\mathbf y_j - \mathbf r_m\|^2` of received blocks to images.
+
+    ``y`` complex ``[..., N, n]``, ``images`` complex ``[..., M, n]`` (same leading dims, broadcastable) ->
+    real ``[..., N, M]``. ``expanded=False``: every difference formed (exact distances); ``expanded=True``:
+    :math:`-2\,\Re\langle \mathbf y_j, \mathbf r_m\rangle + \|\mathbf r_m\|^2` as one real matmul -- the distance
+    *minus* the common :math:`\|\mathbf y_j\|^2` (same arg-min, much less memory for large ``M``).
+    """
+    if expanded:
+        yr = torch.view_as_real(y).flatten(-2)
+        ir = torch.view_as_real(images).flatten(-2)
+        return -2.0 * yr @ ir.transpose(-1, -2) + ir.square().sum(-1).unsqueeze(-2)
+    return (y.unsqueeze(-2) - images.unsqueeze(-3)).abs().square().sum(-1)
+
+
+def min_distance_decide(y: torch.Tensor, images: torch.Tensor, *, expanded: bool = True) -> torch.Tensor:
+    r"""Minimum-distance decision :math:`\hat m = \arg\min_m \|\mathbf y_j - \mathbf r_m\|^2` (ML for AWGN with
+    the true images): ``y`` ``[..., N, n]``, ``images`` ``[..., M, n]`` -> int64 ``[..., N]``
+    (:func:`sq_distances`; ties go to the lowest index)."""
+    return sq_distances(y, images, expanded=expanded).argmin(-1)
+
+
+def ml_block_logits(y: torch.Tensor, codebook: torch.Tensor, taps: torch.Tensor, no) -> torch.Tensor:
+    r"""ML (genie or plug-in) block log-likelihoods :math:`-\|y - \mathbf H(h) c_m\|^2 / N_0` (up to a constant).
+
+    ``y`` complex ``[B, n]``, ``codebook`` complex ``[2^k, n]``, ``taps`` complex ``[B, L]`` (per block),
+    ``no`` N0 per complex sample, float or ``[B]`` -> float ``[B, 2^k]``. With the true taps and N0 the arg-max
+    is the ML decision of any decoder for that encoder.
+    """
+    r = convolve_codewords(codebook, taps)  # [B, M, n]
+    d = sq_distances(y.unsqueeze(-2), r).squeeze(-2)
+    no_t = torch.as_tensor(no, dtype=d.dtype, device=d.device)
+    if no_t.dim() == 1:
+        no_t = no_t[:, None]
+    return -d / no_t
+
+
+# ------------------------------------------------------------------------------------------------------------
+# LMMSE
+# ------------------------------------------------------------------------------------------------------------
+def lmmse_flat(x: torch.Tensor, y: torch.Tensor, no) -> torch.Tensor:
+    r"""LMMSE estimate of a flat gain :math:`h \sim \mathcal{CN}(0, 1)` from pilots :math:`y_p = h x_p + w_p`,
+    :math:`w_p \sim \mathcal{CN}(0, N_0)`: :math:`\hat h = \sum_p x_p^* y_p / (\sum_p |x_p|^2 + N_0)`
+    (error variance :math:`N_0 / (\sum_p|x_p|^2 + N_0)`). ``x``, ``y`` complex ``[..., P]``, ``no`` N0 per
+    complex sample (float or broadcastable to ``[...]``) -> complex ``[...]``."""
+    return (x.conj() * y).sum(-1) / (x.abs().square().sum(-1) + no)

@@ -1,0 +1,137 @@
+"""Classical estimation and detection (metacomm.codecs.detection) against NumPy computations written here:
+Toeplitz matrices by their definition, np.convolve, np.linalg.lstsq, brute-force distances, and the LMMSE
+estimate from its covariance form C_hy C_yy^-1 y."""
+
+import numpy as np
+import pytest
+import torch
+
+from metacomm import ConfigError
+from metacomm.channels.multipath import MultipathBlockFading
+from metacomm.codecs.detection import (
+    convolve_codewords,
+    lmmse_flat,
+    ls_solve,
+    ls_taps,
+    matrix_images,
+    min_distance_decide,
+    ml_block_logits,
+    noiseless_images,
+    pilot_matrix,
+    sq_distances,
+    stacked_pilot_matrix,
+)
+
+torch.set_num_threads(1)
+C128 = torch.complex128
+RNG = np.random.default_rng(7)
+
+
+def crandn(*shape):
+    return (RNG.standard_normal(shape) + 1j * RNG.standard_normal(shape)) / np.sqrt(2)
+
+
+def np_conv(c, h):
+    """Causal convolution truncated to len(c) (NumPy)."""
+    return np.convolve(c, h)[: len(c)]
+
+
+def np_pilot_matrix(p, L):
+    """X[r, l] = p[r - l] (0 <= r - l < n): column l = the pilots delayed by l."""
+    n = len(p)
+    return np.array([[p[r - ell] if 0 <= r - ell < n else 0 for ell in range(L)] for r in range(n)])
+
+
+def test_pilot_matrices_are_the_delayed_pilots():
+    B, P, n, L = 2, 3, 5, 3
+    x = crandn(B, P, n)
+    X = stacked_pilot_matrix(torch.tensor(x, dtype=C128), L).numpy()
+    assert X.shape == (B, P * n, L)
+    for b in range(B):
+        ref = np.concatenate([np_pilot_matrix(x[b, p], L) for p in range(P)])
+        np.testing.assert_allclose(X[b], ref, atol=1e-12)
+    np.testing.assert_allclose(pilot_matrix(torch.tensor(x[0], dtype=C128), L).numpy()[1], np_pilot_matrix(x[0, 1], L))
+
+
+@pytest.mark.parametrize("method", ["normal", "lstsq", "auto"])
+def test_ls_taps_match_numpy_lstsq_and_are_exact_without_noise(method):
+    B, P, n, L = 3, 4, 6, 3
+    x = crandn(B, P, n)
+    h = crandn(B, L)
+    clean = np.stack([np.stack([np_conv(x[b, p], h[b]) for p in range(P)]) for b in range(B)])
+    y = clean + 0.3 * crandn(B, P, n)
+    got = ls_taps(torch.tensor(x, dtype=C128), torch.tensor(y, dtype=C128), L, method=method).numpy()
+    for b in range(B):
+        A = np.concatenate([np_pilot_matrix(x[b, p], L) for p in range(P)])
+        ref = np.linalg.lstsq(A, y[b].reshape(-1), rcond=None)[0]
+        np.testing.assert_allclose(got[b], ref, atol=1e-10)
+    exact = ls_taps(torch.tensor(x, dtype=C128), torch.tensor(clean, dtype=C128), L, method=method).numpy()
+    np.testing.assert_allclose(exact, h, atol=1e-10)
+
+
+def test_ls_taps_uses_the_first_n_samples_and_ridge_shrinks():
+    B, P, n, L = 2, 2, 4, 2
+    x, h = crandn(B, P, n), crandn(B, L)
+    clean = np.stack([np.stack([np.convolve(x[b, p], h[b]) for p in range(P)]) for b in range(B)])  # n + L - 1
+    got = ls_taps(torch.tensor(x, dtype=C128), torch.tensor(clean, dtype=C128), L).numpy()
+    np.testing.assert_allclose(got, h, atol=1e-10)  # the tail beyond n is ignored (truncated model)
+    eps = 5.0
+    ridge = ls_taps(torch.tensor(x, dtype=C128), torch.tensor(clean, dtype=C128), L, ridge=eps).numpy()
+    for b in range(B):
+        A = np.concatenate([np_pilot_matrix(x[b, p], L) for p in range(P)])
+        yb = clean[b, :, :n].reshape(-1)
+        ref = np.linalg.solve(A.conj().T @ A + eps * np.eye(L), A.conj().T @ yb)
+        np.testing.assert_allclose(ridge[b], ref, atol=1e-10)
+    with pytest.raises(ConfigError, match="method"):
+        ls_solve(torch.zeros(1, 3, 2, dtype=C128), torch.zeros(1, 3, 1, dtype=C128), method="qr")
+    with pytest.raises(ConfigError, match="ridge"):
+        ls_solve(torch.zeros(1, 3, 2, dtype=C128), torch.zeros(1, 3, 1, dtype=C128), ridge=1.0, method="lstsq")
+    with pytest.raises(ConfigError, match="num_pilots"):
+        ls_taps(torch.ones(1, 1, 2, dtype=C128), torch.ones(1, 1, 2, dtype=C128), 3)
+
+
+def test_codeword_images_three_ways_match_numpy_convolution():
+    B, M, n, L = 2, 5, 6, 3
+    book, h = crandn(M, n), crandn(B, L)
+    ref = np.stack([np.stack([np_conv(book[m], h[b]) for m in range(M)]) for b in range(B)])  # [B, M, n]
+    tb, th = torch.tensor(book, dtype=C128), torch.tensor(h, dtype=C128)
+    np.testing.assert_allclose(convolve_codewords(tb, th).numpy(), ref, atol=1e-12)
+    H = np.stack([np.stack([np_conv(np.eye(n)[s], h[b]) for s in range(n)], axis=1) for b in range(B)])
+    np.testing.assert_allclose(matrix_images(torch.tensor(H, dtype=C128), tb).numpy(), ref, atol=1e-12)
+    ch = MultipathBlockFading(num_taps=L, mode="truncate")
+    imgs = noiseless_images(ch, tb.expand(B, M, n).contiguous(), {"taps": th})
+    np.testing.assert_allclose(imgs.numpy(), ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("expanded", [False, True])
+def test_distances_and_min_distance_decision_brute_force(expanded):
+    B, N, M, n = 3, 7, 6, 4
+    y, imgs = crandn(B, N, n), crandn(B, M, n)
+    d = sq_distances(torch.tensor(y, dtype=C128), torch.tensor(imgs, dtype=C128), expanded=expanded).numpy()
+    ref = (np.abs(y[:, :, None, :] - imgs[:, None, :, :]) ** 2).sum(-1)  # [B, N, M]
+    if expanded:  # the common ||y||^2 is dropped
+        ref = ref - (np.abs(y) ** 2).sum(-1)[..., None]
+    np.testing.assert_allclose(d, ref, atol=1e-10)
+    dec = min_distance_decide(torch.tensor(y, dtype=C128), torch.tensor(imgs, dtype=C128), expanded=expanded)
+    np.testing.assert_array_equal(dec.numpy(), ref.argmin(-1))
+
+
+def test_ml_block_logits_are_scaled_negative_distances():
+    B, M, n, L = 2, 4, 5, 2
+    y, book, h = crandn(B, n), crandn(M, n), crandn(B, L)
+    no = np.array([0.5, 2.0])
+    got = ml_block_logits(torch.tensor(y, dtype=C128), torch.tensor(book, dtype=C128), torch.tensor(h, dtype=C128),
+                          torch.tensor(no)).numpy()
+    ref = np.stack([[-(np.abs(y[b] - np_conv(book[m], h[b])) ** 2).sum() / no[b] for m in range(M)]
+                    for b in range(B)])
+    np.testing.assert_allclose(got, ref, atol=1e-10)
+
+
+def test_lmmse_flat_equals_covariance_form():
+    P, no = 5, 0.4
+    x, y = crandn(3, P), crandn(3, P)
+    got = lmmse_flat(torch.tensor(x, dtype=C128), torch.tensor(y, dtype=C128), no).numpy()
+    for b in range(3):
+        xb = x[b][:, None]  # y = x h + w, h ~ CN(0,1): C_hy = x^H, C_yy = x x^H + N0 I
+        ref = (xb.conj().T @ np.linalg.inv(xb @ xb.conj().T + no * np.eye(P)) @ y[b]).item()
+        assert got[b] == pytest.approx(ref, abs=1e-10)
