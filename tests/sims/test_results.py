@@ -27,7 +27,8 @@ def test_schema_and_round_trip(tmp_path):
     res = _result()
     jp = save_results(res, tmp_path)
     d = json.loads(jp.read_text())
-    assert set(d) == {"config", "points"}
+    assert set(d) == {"format", "config", "points"}
+    assert d["format"] == "metacomm-results/1" and d["config"]["format"] == "metacomm-results/1"
     assert d["config"]["codec"] == "synthetic" and d["config"]["batch_size"] == 50
     assert len(d["points"]) == 4
     for p in d["points"]:
