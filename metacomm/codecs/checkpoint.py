@@ -49,10 +49,16 @@ def _codec_class(name: str):
 
 def _plain(value, where: str):
     """Check that ``value`` is made of JSON-like Python values (what ``weights_only`` loading accepts)."""
-    if value is None or isinstance(value, (bool, int, str)):
+    if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()  # numpy scalars (e.g. a measured BLER) -> Python numbers
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, str):
+        return str(value)
     if isinstance(value, float):
-        return value
+        return float(value)
     if isinstance(value, (list, tuple)):
         return [_plain(v, where) for v in value]
     if isinstance(value, dict):
