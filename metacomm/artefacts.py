@@ -429,8 +429,10 @@ def load_checkpoint(path: str | os.PathLike, *, kinds: str | Iterable[str], fiel
             from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError, AttributeError,
             IndexError, TypeError, UnicodeDecodeError) as e:
-        raise ConfigError(field, f"{src}: not a readable checkpoint (truncated or corrupt: {_first_line(e)})") \
-            from None
+        first = _first_line(e)
+        damaged = "device" not in first.lower()  # else: e.g. a CUDA checkpoint on a machine without CUDA
+        what = f"truncated or corrupt: {first}" if damaged else first
+        raise ConfigError(field, f"{src}: not a readable checkpoint ({what})") from None
     except Exception as e:  # noqa: BLE001 - any other unreadable file is a user error too
         raise ConfigError(field, f"{src}: not a readable checkpoint ({type(e).__name__})") from None
     if not isinstance(payload, dict):
