@@ -1,9 +1,9 @@
 """Saving and loading trained codecs.
 
-A checkpoint is a :func:`torch.save` file holding only tensors and plain Python values (loaded with
-``weights_only=True``, so loading never executes code)::
+A checkpoint is a :func:`torch.save` file holding only tensors and plain Python values, written and read through
+:mod:`metacomm.artefacts` (loaded with ``weights_only=True``, so loading never executes code)::
 
-    {"format": "metacomm-codec", "format_version": 1, "metacomm_version": "0.1.0",
+    {"format": "metacomm-codec/1", "format_version": 1, "metacomm_version": "0.1.0",
      "codec_class": "Autoencoder", "config": {constructor kwargs}, "state_dict": {...},
      "meta": {"channel": "awgn", "channel_kwargs": {...}, "train_ebno_db": 7.0, "training": {...}, ...}}
 
@@ -11,26 +11,24 @@ A checkpoint is a :func:`torch.save` file holding only tensors and plain Python 
 at any point leaves an existing file untouched. :func:`load_codec` rebuilds the codec from its class and
 configuration and loads the weights; every failure (missing, truncated or corrupt file, not a metacomm
 checkpoint, another codec class or shape than ``expect`` asks for) raises
-``ConfigError("--checkpoint", <one line>)``.
+``ConfigError("--checkpoint", <one line>)``. Files written before the tag carried its version
+(``"format": "metacomm-codec"``, ``"format_version": 1``) load too.
 """
 
 from __future__ import annotations
 
 import importlib
 import math
-import zipfile
 from pathlib import Path
 
-import torch
-
 from metacomm import __version__
-from metacomm._io import atomic_torch_save
 from metacomm._validation import ConfigError
+from metacomm.artefacts import load_checkpoint, save_checkpoint
 from metacomm.codecs.base import Codec
 
 __all__ = ["save_codec", "load_codec", "CODEC_CLASSES", "FORMAT", "FORMAT_VERSION"]
 
-FORMAT = "metacomm-codec"
+FORMAT = "metacomm-codec"  # the artefact kind (metacomm.artefacts.KINDS); files carry "metacomm-codec/1"
 FORMAT_VERSION = 1
 FIELD = "--checkpoint"
 
@@ -51,10 +49,16 @@ def _codec_class(name: str):
 
 def _plain(value, where: str):
     """Check that ``value`` is made of JSON-like Python values (what ``weights_only`` loading accepts)."""
-    if value is None or isinstance(value, (bool, int, str)):
+    if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()  # numpy scalars (e.g. a measured BLER) -> Python numbers
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, str):
+        return str(value)
     if isinstance(value, float):
-        return value
+        return float(value)
     if isinstance(value, (list, tuple)):
         return [_plain(v, where) for v in value]
     if isinstance(value, dict):
@@ -74,7 +78,6 @@ def save_codec(path, codec: Codec, meta: dict | None = None) -> Path:
     if name not in CODEC_CLASSES or not hasattr(codec, "config"):
         raise ConfigError("codec", f"cannot checkpoint a {name}; supported: {', '.join(CODEC_CLASSES)}")
     payload = {
-        "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "metacomm_version": __version__,
         "codec_class": name,
@@ -88,7 +91,7 @@ def save_codec(path, codec: Codec, meta: dict | None = None) -> Path:
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise ConfigError("--out", f"directory {directory} does not exist")
-    return atomic_torch_save(payload, path)
+    return save_checkpoint(path, payload, kind=FORMAT, field="--out")
 
 
 def _matches(config: dict, want: dict) -> list[str]:
@@ -111,24 +114,7 @@ def load_codec(path, expect: str | dict | None = None, *, device=None) -> tuple[
     stored metadata plus ``codec_class``, ``config`` and ``metacomm_version``.
     """
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(FIELD, f"{path}: no such file")
-    if path.is_dir():
-        raise ConfigError(FIELD, f"{path} is a directory, not a checkpoint file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError,
-            AttributeError, IndexError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(FIELD, f"{path}: not a readable metacomm checkpoint (truncated or corrupt: "
-                                 f"{first[:160]})") from None
-    except Exception as e:  # pickle.UnpicklingError and friends
-        raise ConfigError(FIELD, f"{path}: not a readable metacomm checkpoint ({type(e).__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ConfigError(FIELD, f"{path}: not a metacomm codec checkpoint (no '{FORMAT}' header)")
-    if payload.get("format_version") != FORMAT_VERSION:
-        raise ConfigError(FIELD, f"{path}: checkpoint format version {payload.get('format_version')!r}; "
-                                 f"this metacomm reads version {FORMAT_VERSION}")
+    payload = load_checkpoint(path, kinds=FORMAT, field=FIELD, device="cpu")
     name = payload.get("codec_class")
     config = payload.get("config")
     state = payload.get("state_dict")

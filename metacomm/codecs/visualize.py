@@ -1,6 +1,7 @@
 """Plots of learned codecs: training curves, constellations with bit labels, AE encoder-output scatter.
 
-All functions write a PNG (matplotlib's Agg backend, no display needed) and return the path.
+All functions write a figure (PNG, or PDF/SVG by the file name's suffix; matplotlib's Agg backend, no display
+needed) through :func:`metacomm.artefacts.save_figure` (atomic) and return the path.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+
+from metacomm.artefacts import save_figure
 
 __all__ = ["plot_training_curve", "plot_constellation", "plot_encoder_scatter", "plot_codec"]
 
@@ -36,9 +39,7 @@ def plot_training_curve(history, path, *, title: str | None = None) -> Path:
     ax.grid(True, alpha=0.3)
     ax.set_title(title or "training curve")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_constellation(points: torch.Tensor, path, *, bits_per_symbol: int | None = None,
@@ -64,9 +65,7 @@ def plot_constellation(points: torch.Tensor, path, *, bits_per_symbol: int | Non
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=110)
 
 
 @torch.no_grad()
@@ -93,9 +92,7 @@ def plot_encoder_scatter(codec, path, *, title: str | None = None) -> Path:
         ax.legend(fontsize=7, loc="upper right")
     ax.set_title(title or f"encoder outputs, {book.shape[0]} codewords x {book.shape[1]} channel uses")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_codec(codec, path) -> Path | None:

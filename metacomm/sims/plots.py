@@ -14,7 +14,6 @@ wider when they are not (coded links, QAM symbols, block fading); BLER error bar
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,8 +24,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from metacomm._io import atomic_write_bytes
 from metacomm._validation import ConfigError  # noqa: E402
+from metacomm.artefacts import FIGURE_FORMATS, save_figure  # noqa: E402
 from metacomm.sims.results import SweepResult  # noqa: E402
 from metacomm.sims.theory import theory_curves  # noqa: E402
 
@@ -94,7 +93,7 @@ def plot_results(results: SweepResult | Sequence[SweepResult], out: str | os.Pat
     labels = list(labels) if labels is not None else [default_label(r) for r in results]
     out = Path(out)
     ext = out.suffix.lower().lstrip(".")
-    if ext not in ("png", "pdf", "svg"):
+    if ext not in FIGURE_FORMATS:
         raise ConfigError("--out", f"figure file must end in .png, .pdf or .svg, got {str(out)!r}")
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.3), constrained_layout=True)
@@ -139,11 +138,4 @@ def plot_results(results: SweepResult | Sequence[SweepResult], out: str | os.Pat
     conf = results[0].config.get("confidence", 0.95)
     fig.suptitle(title or f"Monte-Carlo error rates (error bars: {100 * float(conf):g}% confidence intervals)",
                  fontsize=10)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, dpi=dpi, format=ext)
-    finally:
-        plt.close(fig)
-    atomic_write_bytes(out, buf.getvalue())
-    return out
+    return save_figure(fig, out, dpi=dpi)  # atomic; creates the directory; closes the figure

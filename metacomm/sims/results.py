@@ -2,7 +2,8 @@
 
 ``results.json`` schema (extra keys are allowed and ignored by readers)::
 
-    {"config": {"format": "metacomm-results/1", ...},
+    {"format": "metacomm-results/1",          # the artefact tag (metacomm.artefacts), also in config.format
+     "config": {"format": "metacomm-results/1", ...},
      "points": [{"ebno_db": float,            # Eb/N0 in dB (information bits)
                  "ber": float | null,         # bit_errors / bits; null when the point was not simulated
                  "bler": float | null,        # block_errors / blocks
@@ -18,8 +19,11 @@ A point that was not simulated (the sweep stopped early after an error-free poin
 ``null`` rates and intervals and ``"simulated": false`` -- never as a measured zero. ``results.csv`` holds the
 same rows (empty cells for ``null``).
 
-Files are written atomically (temporary file in the same directory, then :func:`os.replace`). An existing file
-is only replaced if it is itself a metacomm results file; anything else raises :class:`~metacomm.ConfigError`.
+Files are written and read through :mod:`metacomm.artefacts`: atomically (temporary file in the same directory,
+then :func:`os.replace`), as strict JSON (no ``NaN``/``Infinity`` tokens; non-finite numbers are ``null``). An
+existing file is only replaced if it is itself a metacomm results file; anything else raises
+:class:`~metacomm.ConfigError`. :func:`load_results` also accepts an untagged file with the schema's keys (written
+by another tool) but refuses another metacomm kind (e.g. a ``fewshot`` results file).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from metacomm._io import atomic_write_text
+from metacomm import artefacts
 from metacomm._validation import ConfigError
 from metacomm.sims import stats
 
@@ -51,7 +55,8 @@ __all__ = [
     "check_output_dir",
 ]
 
-FORMAT = "metacomm-results/1"
+KIND = "metacomm-results"
+FORMAT = artefacts.format_tag(KIND)  # "metacomm-results/1"
 REQUIRED_POINT_KEYS = ("ebno_db", "ber", "bler", "bit_errors", "bits", "block_errors", "blocks", "ber_ci",
                        "bler_ci")
 CSV_COLUMNS = ("ebno_db", "ber", "ber_ci_lo", "ber_ci_hi", "bler", "bler_ci_lo", "bler_ci_hi", "bit_errors",
@@ -250,7 +255,7 @@ def _is_metacomm_json(path: Path) -> bool:
         return False
     if not isinstance(d, dict) or not isinstance(d.get("config"), dict) or not isinstance(d.get("points"), list):
         return False
-    if d["config"].get("format") == FORMAT:
+    if any(kind == KIND for kind, _ in artefacts.tags_of(d)):
         return True
     return all(isinstance(p, dict) and all(k in p for k in REQUIRED_POINT_KEYS) for p in d["points"])
 
@@ -264,38 +269,20 @@ def _is_metacomm_csv(path: Path) -> bool:
     return header is not None and tuple(header[: len(CSV_COLUMNS)]) == CSV_COLUMNS
 
 
-def _atomic_write(path: Path, text: str, field_name: str, is_ours) -> None:
-    path = Path(path)
+def _check_overwrite(path: Path, field_name: str, is_ours) -> None:
     if path.exists():
         if path.is_dir():
             raise ConfigError(field_name, f"{str(path)!r} is a directory")
         if not is_ours(path):
             raise ConfigError(field_name, f"{str(path)!r} exists and is not a metacomm results file; refusing to "
                                           "overwrite it (choose another --out directory or remove the file)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, text)
-
-
-def _clean(obj):
-    """Replace non-finite floats by None and numpy scalars by Python ones, recursively (strict JSON)."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(float(obj)) else None
-    if isinstance(obj, (str, int, bool)) or obj is None:
-        return obj
-    return str(obj)
 
 
 def write_json(result: SweepResult, path: str | os.PathLike, field_name: str = "--out") -> Path:
     """Write ``result`` as ``results.json`` (schema in the module docstring) atomically to ``path``."""
-    text = json.dumps(_clean(result.to_dict()), indent=2, allow_nan=False) + "\n"
-    _atomic_write(Path(path), text, field_name, _is_metacomm_json)
-    return Path(path)
+    path = Path(path)
+    _check_overwrite(path, field_name, _is_metacomm_json)
+    return artefacts.write_json(path, result.to_dict(), kind=KIND, field=field_name)
 
 
 def write_csv(result: SweepResult, path: str | os.PathLike, field_name: str = "--out") -> Path:
@@ -315,8 +302,9 @@ def write_csv(result: SweepResult, path: str | os.PathLike, field_name: str = "-
             p.bit_errors, p.bits, p.block_errors, p.blocks, int(p.simulated), p.stop_reason,
             f(blk_ci and blk_ci[0]), f(blk_ci and blk_ci[1]),
         ])
-    _atomic_write(Path(path), buf.getvalue(), field_name, _is_metacomm_csv)
-    return Path(path)
+    path = Path(path)
+    _check_overwrite(path, field_name, _is_metacomm_csv)
+    return artefacts.write_text(path, buf.getvalue(), field=field_name)
 
 
 def check_output_dir(out_dir: str | os.PathLike, *, csv_file: bool = True, field_name: str = "--out") -> Path:
@@ -352,13 +340,7 @@ def load_results(path: str | os.PathLike, field_name: str = "results") -> SweepR
     p = Path(path)
     if p.is_dir():
         p = p / "results.json"
-    try:
-        with open(p, encoding="utf-8") as f:
-            d = json.load(f)
-    except FileNotFoundError:
-        raise ConfigError(field_name, f"no such results file: {str(p)!r}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(field_name, f"cannot read {str(p)!r}: {e}") from None
-    except ValueError as e:
-        raise ConfigError(field_name, f"{str(p)!r} is not valid JSON ({e})") from None
+    if not p.exists():
+        raise ConfigError(field_name, f"no such results file: {str(p)!r}")
+    d = artefacts.read_json(p, kind=KIND, field=field_name, allow_untagged=True)
     return SweepResult.from_dict(d, where=f"{field_name} {str(p)!r}")

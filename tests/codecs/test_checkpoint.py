@@ -114,3 +114,42 @@ def test_failed_save_leaves_existing_file(tmp_path):
 def test_small_file(tmp_path):
     path = save_codec(tmp_path / "ae.pt", _ae(), META)
     assert path.stat().st_size < 200_000
+
+
+def test_file_carries_the_versioned_tag_and_legacy_files_load(tmp_path):
+    ae = _ae()
+    path = save_codec(tmp_path / "ae.pt", ae, META)
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == "metacomm-codec/1" and raw["format_version"] == 1
+    # a file written before the tag carried its version
+    raw["format"] = "metacomm-codec"
+    torch.save(raw, tmp_path / "old.pt")
+    loaded, _ = load_codec(tmp_path / "old.pt", expect="Autoencoder")
+    for v1, v2 in zip(ae.state_dict().values(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(v1, v2)
+    raw["format_version"] = 2
+    torch.save(raw, tmp_path / "newer.pt")
+    with pytest.raises(ConfigError, match="written by a newer metacomm") as e:
+        load_codec(tmp_path / "newer.pt")
+    assert e.value.field == "--checkpoint"
+
+
+def test_other_metacomm_checkpoint_is_named(tmp_path):
+    torch.save({"kind": "metacomm-online-meta/1", "model": {}}, tmp_path / "drift.pt")
+    with pytest.raises(ConfigError, match=r"is a metacomm online-drift meta checkpoint \(metacomm-online-meta/1\), "
+                                          r"not a metacomm codec checkpoint") as e:
+        load_codec(tmp_path / "drift.pt")
+    assert e.value.field == "--checkpoint"
+
+
+def test_numpy_metadata_becomes_plain_numbers(tmp_path):
+    import numpy as np
+
+    meta = {**META, "train_ebno_db": np.float64(7.5), "val_bler": np.float32(0.25), "steps": np.int64(3),
+            "ok": np.bool_(True)}
+    path = save_codec(tmp_path / "ae.pt", _ae(), meta)
+    raw = torch.load(path, weights_only=True)  # loadable without allowing numpy globals
+    got = raw["meta"]
+    assert got["train_ebno_db"] == 7.5 and type(got["train_ebno_db"]) is float
+    assert got["val_bler"] == 0.25 and type(got["val_bler"]) is float
+    assert got["steps"] == 3 and type(got["steps"]) is int and got["ok"] is True

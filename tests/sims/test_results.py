@@ -27,7 +27,8 @@ def test_schema_and_round_trip(tmp_path):
     res = _result()
     jp = save_results(res, tmp_path)
     d = json.loads(jp.read_text())
-    assert set(d) == {"config", "points"}
+    assert set(d) == {"format", "config", "points"}
+    assert d["format"] == "metacomm-results/1" and d["config"]["format"] == "metacomm-results/1"
     assert d["config"]["codec"] == "synthetic" and d["config"]["batch_size"] == 50
     assert len(d["points"]) == 4
     for p in d["points"]:
@@ -107,3 +108,26 @@ def test_minimal_foreign_schema_is_accepted(tmp_path):
     r = load_results(f)
     assert r.points[0].ber == 0.25 and r.points[0].bits_per_block == 2
     assert isinstance(r, SweepResult) and isinstance(r.points[0], PointResult)
+
+
+def test_load_is_strict_and_checks_the_kind(tmp_path):
+    res = _result()
+    jp = save_results(res, tmp_path)
+    d = json.loads(jp.read_text())
+    # a file of the format before the top-level tag (only config.format) loads
+    del d["format"]
+    (tmp_path / "old.json").write_text(json.dumps(d))
+    assert [p.to_dict() for p in load_results(tmp_path / "old.json").points] == [p.to_dict() for p in res.points]
+    # NaN tokens are not JSON
+    (tmp_path / "nan.json").write_text(jp.read_text().replace('"runtime_s": ', '"runtime_s": NaN, "x": ', 1))
+    with pytest.raises(ConfigError, match="not valid JSON.*NaN") as e:
+        load_results(tmp_path / "nan.json", field_name="--compare")
+    assert e.value.field == "--compare"
+    # another metacomm results kind is named
+    (tmp_path / "fs.json").write_text('{"format": "metacomm-fewshot/1", "config": {}, "results": []}')
+    with pytest.raises(ConfigError, match=r"is a metacomm few-shot results file \(metacomm-fewshot/1\), not a "
+                                          r"metacomm BER results file"):
+        load_results(tmp_path / "fs.json")
+    (tmp_path / "new.json").write_text('{"format": "metacomm-results/2", "config": {}, "points": []}')
+    with pytest.raises(ConfigError, match="written by a newer metacomm"):
+        load_results(tmp_path / "new.json")
