@@ -86,9 +86,6 @@ def _argv(cmd: str, flag: str, ckpt: Path, out: Path) -> list[str]:
 
 CLI_CASES = [("fewshot", "--checkpoint"), ("meta-train", "--resume"), ("drift", "--checkpoint"),
              ("demo", "--checkpoint"), ("ber", "--checkpoint")]
-# meta-train reads --resume with torch.load(weights_only=True) but does not yet turn the refusal into a
-# ConfigError (it lets UnpicklingError through); the lead routes it through metacomm.artefacts.load_checkpoint.
-NOT_YET_CLEAN = {"meta-train"}
 
 
 def test_every_checkpoint_flag_is_covered():
@@ -123,10 +120,7 @@ def test_cli_runs_no_code_from_a_crafted_checkpoint(cmd, flag, exploit, tmp_path
     assert reached, "the command stopped before it opened the checkpoint: this test would test nothing"
 
 
-@pytest.mark.parametrize("cmd,flag", [
-    pytest.param(c, f, marks=pytest.mark.xfail(strict=False, reason="meta-train --resume lets UnpicklingError "
-                                               "through; routed through artefacts.load_checkpoint by the lead"))
-    if c in NOT_YET_CLEAN else (c, f) for c, f in CLI_CASES])
+@pytest.mark.parametrize("cmd,flag", CLI_CASES)
 def test_cli_refuses_a_crafted_checkpoint_with_one_line(cmd, flag, exploit, tmp_path, capsys):
     path, marker = exploit
     rc = _run_cli(_argv(cmd, flag, path, tmp_path / "out"))
@@ -176,10 +170,7 @@ def test_library_loaders_run_no_code(name, exploit):
     assert not marker.exists(), f"{name} executed code from the checkpoint"
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=False, reason="MetaTrainer.load lets UnpicklingError through; "
-                                            "routed through artefacts.load_checkpoint by the lead"))
-    if n == "MetaTrainer.load" else n for n in sorted(LOADERS)])
+@pytest.mark.parametrize("name", sorted(LOADERS))
 def test_library_loaders_refuse_with_a_config_error(name, exploit):
     path, marker = exploit
     with pytest.raises(ConfigError) as e:
@@ -264,22 +255,14 @@ def _refuse(token):
     raise ValueError(f"non-standard JSON constant {token}")
 
 
-@pytest.mark.parametrize("command", [
-    "ber", "fewshot",
-    pytest.param("drift", marks=pytest.mark.xfail(strict=False, reason="drift writer fixed in seam-drift")),
-    "demo"])
+@pytest.mark.parametrize("command", ["ber", "fewshot", "drift", "demo"])
 def test_results_files_are_strict_json(command, results_file):
     doc = json.loads(results_file(command).read_text(), parse_constant=_refuse)
     assert isinstance(doc, dict) and doc
 
 
-NOT_YET_TAGGED = pytest.mark.xfail(strict=False, reason="writer not yet routed through metacomm.artefacts.write_json")
-
-
-@pytest.mark.parametrize("command,kind", [
-    ("ber", "metacomm-results"), pytest.param("fewshot", "metacomm-fewshot", marks=NOT_YET_TAGGED),
-    pytest.param("drift", "metacomm-drift", marks=NOT_YET_TAGGED),
-    pytest.param("demo", "metacomm-drift", marks=NOT_YET_TAGGED)])
+@pytest.mark.parametrize("command,kind", [("ber", "metacomm-results"), ("fewshot", "metacomm-fewshot"),
+                                          ("drift", "metacomm-drift"), ("demo", "metacomm-drift")])
 def test_results_files_carry_their_format_tag(command, kind, results_file):
     doc = json.loads(results_file(command).read_text())
     assert doc.get("format") == f"{kind}/1"

@@ -26,7 +26,6 @@ with the Meta-SGD rule) per-parameter rates initialised to ``inner_lr`` (``MetaS
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -34,7 +33,6 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from metacomm._io import atomic_torch_save
 from metacomm._validation import (
     ConfigError,
     check_choice,
@@ -229,12 +227,13 @@ class MetaTrainer:
         return out
 
     def train(self, num_steps: int, *, progress: bool = True, checkpoint_path: str | None = None,
-              checkpoint_every: int = 0, extra_state: Callable[[], dict] | None = None) -> list[dict]:
+              checkpoint_every: int = 0, extra_state: Callable[[], dict] | None = None,
+              checkpoint_kind: str = "metacomm-meta-trainer") -> list[dict]:
         """Run meta-steps until ``step_count == num_steps`` (a resumed trainer continues where it stopped).
 
         Shows a tqdm bar with the meta-loss and query BLER/error rate; validates every ``val_every`` steps;
         writes a checkpoint every ``checkpoint_every`` steps and at the end if ``checkpoint_path`` is given
-        (``extra_state()`` is merged into the checkpoint). Returns the history.
+        (``extra_state()`` is merged into the checkpoint, written as ``checkpoint_kind``). Returns the history.
         """
         num_steps = check_nonneg_int("meta_steps", num_steps)
         checkpoint_every = check_nonneg_int("checkpoint_every", checkpoint_every)
@@ -259,11 +258,11 @@ class MetaTrainer:
                 bar.set_postfix(post)
                 bar.update(1)
                 if checkpoint_path and checkpoint_every and self.step_count % checkpoint_every == 0:
-                    self.save(checkpoint_path, extra_state() if extra_state else None)
+                    self.save(checkpoint_path, extra_state() if extra_state else None, kind=checkpoint_kind)
         finally:
             bar.close()
         if checkpoint_path:
-            self.save(checkpoint_path, extra_state() if extra_state else None)
+            self.save(checkpoint_path, extra_state() if extra_state else None, kind=checkpoint_kind)
         return self.history
 
     def snapshot(self) -> dict:
@@ -306,8 +305,8 @@ class MetaTrainer:
         }
 
     def load_state_dict(self, sd: dict) -> None:
-        if sd.get("format") != "metacomm-meta-trainer/1":
-            raise ConfigError("checkpoint", "not a metacomm meta-trainer checkpoint")
+        from metacomm.artefacts import check_kind
+        check_kind(sd, "metacomm-meta-trainer", field="checkpoint", source="checkpoint")
         if sd["config"]["algo"] != self.config.algo:
             raise ConfigError("checkpoint", f"checkpoint was trained with algo {sd['config']['algo']!r}, "
                                             f"not {self.config.algo!r}")
@@ -333,18 +332,23 @@ class MetaTrainer:
         self.history = list(sd["history"])
         self.best = sd.get("best")
 
-    def save(self, path: str, extra: dict | None = None) -> None:
-        """Write the checkpoint atomically (``path.tmp`` then rename)."""
+    def save(self, path: str, extra: dict | None = None, *, kind: str = "metacomm-meta-trainer") -> None:
+        """Write the checkpoint atomically through :func:`metacomm.artefacts.save_checkpoint` (format tag
+        ``kind``; the trainer state's own tag is kept in ``embeds``). ``extra`` entries are added to the
+        payload (``"finished": False`` marks a periodic checkpoint of an unfinished run)."""
+        from metacomm.artefacts import save_checkpoint
         sd = self.state_dict()
         if extra:
             sd.update(extra)
-        atomic_torch_save(sd, path)
+        save_checkpoint(path, sd, kind=kind, field="checkpoint")
 
-    def load(self, path: str) -> dict:
-        """Load a checkpoint written by :meth:`save`; returns the whole dict (extra state included)."""
-        if not os.path.exists(path):
-            raise ConfigError("resume", f"no checkpoint at {path!r}")
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+    def load(self, path: str, *, allow_partial: bool = True) -> dict:
+        """Load a checkpoint written by :meth:`save` (``torch.load(weights_only=True)``, kind checked); returns
+        the whole dict (extra state included). A periodic checkpoint of an unfinished run is what resuming is
+        for, so it is accepted unless ``allow_partial=False``."""
+        from metacomm.artefacts import load_checkpoint
+        sd = load_checkpoint(path, kinds=("metacomm-meta-trainer", "metacomm-meta"), field="resume",
+                             allow_partial=allow_partial)
         self.load_state_dict(sd)
         return sd
 

@@ -39,6 +39,7 @@ from metacomm.experiments._common import check_out_dir, int_list, resolve_device
 __all__ = ["FewShotConfig", "run_fewshot", "load_meta_checkpoint", "LEARNED", "all_schemes"]
 
 LEARNED = ("meta", "joint", "random", "genie")
+RESULTS_KIND = "metacomm-fewshot"
 
 
 def all_schemes() -> tuple[str, ...]:
@@ -56,7 +57,9 @@ class FewShotConfig:
     ``pilots``: pilot counts ``P`` (>= 1); ``steps``: adaptation steps at which the error rate is measured
     (>= 0); both a list or a comma string. ``schemes``: ``None`` = all the checkpoint's scenario offers;
     ``test_channels``: ``None`` = the scenario's number of test tasks; ``test_blocks``: test messages/symbols
-    per test task and point; ``adam_lr``: Adam rate of steps >= 2; ``genie_steps``: training steps of the genie.
+    per test task and point; ``adam_lr``: Adam rate of steps >= 2; ``genie_steps``: training steps of the genie;
+    ``allow_partial``: evaluate a periodic checkpoint of an unfinished ``meta-train`` run (refused otherwise;
+    the results then say ``"checkpoint_finished": false``).
     """
 
     checkpoint: str
@@ -70,6 +73,7 @@ class FewShotConfig:
     genie_steps: int = 2000
     seed: int = 0
     device: str = "cpu"
+    allow_partial: bool = False
 
     def validate(self) -> FewShotConfig:
         self.pilots = int_list("pilots", self.pilots, minimum=1)
@@ -90,21 +94,14 @@ class FewShotConfig:
         return self
 
 
-def load_meta_checkpoint(path: str, device, field: str = "checkpoint") -> tuple:
+def load_meta_checkpoint(path: str, device, field: str = "checkpoint", *, allow_partial: bool = False) -> tuple:
     """``(scenario, meta model, step-1 rule, joint model or None, checkpoint dict)`` of a ``meta-train``
-    checkpoint (loaded with ``weights_only=True``); ConfigError naming ``field`` for anything else."""
-    from metacomm.experiments.meta_train import FORMAT
+    checkpoint (:func:`metacomm.artefacts.load_checkpoint`: ``weights_only=True``, kind checked, a periodic
+    checkpoint of an unfinished run refused unless ``allow_partial``); ConfigError naming ``field`` otherwise."""
+    from metacomm.artefacts import load_checkpoint
+    from metacomm.experiments.meta_train import KIND
     from metacomm.scenarios import make_scenario
-    if not os.path.exists(path):
-        raise ConfigError(field, f"{path}: no such file")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is a user error here
-        raise ConfigError(field, f"{path}: not a readable checkpoint ({type(e).__name__})") from None
-    if not isinstance(ck, dict) or ck.get("kind") != FORMAT:
-        what = "a codec checkpoint (save_codec)" if isinstance(ck, dict) and "codec_class" in ck else \
-            "not a meta-train checkpoint"
-        raise ConfigError(field, f"{path}: {what}; expected the output of `metacomm meta-train`")
+    ck = load_checkpoint(path, kinds=KIND, field=field, allow_partial=allow_partial)
     sc = make_scenario(ck["scenario"], device=device, **ck["scenario_config"])
     model = sc.build_model(0)
     init = ck.get("init") or {"model": ck["model"], "lrs": ck.get("lrs")}  # selected initialisation (meta-train)
@@ -131,7 +128,12 @@ def run_fewshot(cfg: FewShotConfig, *, log: Callable[[str], None] = print) -> di
     from metacomm.sims.stats import clopper_pearson
     cfg.validate()
     dev = resolve_device(cfg.device)
-    sc, meta_model, first, joint_model, ck = load_meta_checkpoint(cfg.checkpoint, dev)
+    sc, meta_model, first, joint_model, ck = load_meta_checkpoint(cfg.checkpoint, dev,
+                                                                  allow_partial=cfg.allow_partial)
+    finished = ck.get("finished", True) is not False
+    if not finished:
+        log(f"fewshot: WARNING: {cfg.checkpoint} is a periodic checkpoint of an unfinished meta-train run (step "
+            f"{ck.get('step')} of {ck.get('meta_steps')}); evaluated because of allow_partial")
     classical = dict(sc.classical_schemes)
     offered = (*LEARNED, *classical)
     schemes = list(offered) if cfg.schemes is None else list(cfg.schemes)
@@ -191,7 +193,8 @@ def run_fewshot(cfg: FewShotConfig, *, log: Callable[[str], None] = print) -> di
               "test_blocks_per_channel": cfg.test_blocks, "adam_lr": cfg.adam_lr, "genie_steps": cfg.genie_steps,
               "seed": seed, "ci": "Clopper-Pearson 95%, blocks pooled over test channels",
               "step1": "SGD at the meta-training inner rate (Meta-SGD: learned rates); steps >= 2: Adam",
-              "metric": metric, "common_random_numbers": crn, "pilots_meaning": sc.pilots_meaning}
+              "metric": metric, "common_random_numbers": crn, "pilots_meaning": sc.pilots_meaning,
+              "checkpoint_finished": finished}
     results = {"config": config, "results": rows}
     write_results(results, cfg.out)
     _plots(rows, pilots, steps, cfg.out, metric=metric, classical=tuple(classical))
@@ -199,13 +202,9 @@ def run_fewshot(cfg: FewShotConfig, *, log: Callable[[str], None] = print) -> di
 
 
 def write_results(results: dict, out: str) -> str:
-    """``out/results.json`` (strict JSON, atomic)."""
-    import json
-
-    from metacomm._io import atomic_write_text
-    path = os.path.join(out, "results.json")
-    atomic_write_text(path, json.dumps(results, indent=1, allow_nan=False))
-    return path
+    """``out/results.json`` (strict JSON, atomic, ``format: metacomm-fewshot/1``)."""
+    from metacomm.artefacts import write_json
+    return str(write_json(os.path.join(out, "results.json"), results, kind=RESULTS_KIND, field="out", indent=1))
 
 
 def _plots(rows, pilots, steps, out, metric="bler", classical=("pilot-ls-ml",)):
@@ -214,6 +213,8 @@ def _plots(rows, pilots, steps, out, metric="bler", classical=("pilot-ls-ml",)):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from metacomm.artefacts import save_figure
     label = metric.upper()
     p_ref = 16 if 16 in pilots else pilots[-1]
     s_ref = 1 if 1 in steps else next((s for s in steps if s > 0), steps[0])
@@ -235,8 +236,7 @@ def _plots(rows, pilots, steps, out, metric="bler", classical=("pilot-ls-ml",)):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(os.path.join(out, f"{metric}_vs_steps.png"), dpi=120)
-    plt.close(fig)
+    save_figure(fig, os.path.join(out, f"{metric}_vs_steps.png"), dpi=120)
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for scheme in ("meta", "joint", "random"):
         pts = sorted((r["pilots"], r["bler"]) for r in rows if r["scheme"] == scheme and r["steps"] == s_ref)
@@ -254,5 +254,4 @@ def _plots(rows, pilots, steps, out, metric="bler", classical=("pilot-ls-ml",)):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(os.path.join(out, f"{metric}_vs_pilots.png"), dpi=120)
-    plt.close(fig)
+    save_figure(fig, os.path.join(out, f"{metric}_vs_pilots.png"), dpi=120)

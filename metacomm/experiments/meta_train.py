@@ -23,8 +23,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import torch
-
 from metacomm._validation import (
     ConfigError,
     check_choice,
@@ -38,6 +36,7 @@ from metacomm.experiments._common import check_out_file, resolve_device
 __all__ = ["MetaTrainConfig", "run_meta_train", "build", "make_meta_trainer", "FORMAT", "SELECT"]
 
 FORMAT = "metacomm-meta/1"
+KIND = "metacomm-meta"
 SELECT = ("best", "last")
 
 
@@ -175,12 +174,8 @@ def _val_loss(sel: dict | None) -> float:
 
 
 def _load_resume(path: str, settings: dict) -> dict:
-    import os
-    if not os.path.exists(path):
-        raise ConfigError("resume", f"no checkpoint at {path!r}")
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ck, dict) or ck.get("kind") != FORMAT:
-        raise ConfigError("resume", f"{path} is not a metacomm meta-train checkpoint")
+    from metacomm.artefacts import load_checkpoint
+    ck = load_checkpoint(path, kinds=KIND, field="resume", allow_partial=True)
     for key in ("scenario", "scenario_config", "algo", "seed", "adapt"):
         if ck.get(key) != settings[key]:
             raise ConfigError("resume", f"checkpoint has {key}={ck.get(key)!r}, this run {settings[key]!r}")
@@ -210,17 +205,18 @@ def run_meta_train(cfg: MetaTrainConfig, *, log: Callable[[str], None] = print) 
 
     joint_init = None  # the joint baseline's selection, once it has finished training
 
-    def extra():
-        # Periodic checkpoints record the current restart's state without validating again.
+    def extra(finished: bool = False):
+        # Periodic checkpoints record the current restart's state without validating again; they are marked
+        # unfinished (commands that evaluate a checkpoint refuse them unless told --allow-partial).
         return {"kind": FORMAT, **settings, "joint": joint.state_dict(), "restart": restart,
                 "restarts": results, "init": chosen() or _selection(meta, settings["select"], restart, score=False),
-                "joint_init": joint_init}
+                "joint_init": joint_init, "finished": finished}
 
     every = cfg.checkpoint_every
     metric = sc.metric.upper()
     while True:
         meta.train(settings["meta_steps"], progress=cfg.progress, checkpoint_path=out, checkpoint_every=every,
-                   extra_state=extra)
+                   extra_state=extra, checkpoint_kind=KIND)
         if len(results) <= restart:
             results.append(_selection(meta, settings["select"], restart))
             sel = results[restart]
@@ -233,15 +229,15 @@ def run_meta_train(cfg: MetaTrainConfig, *, log: Callable[[str], None] = print) 
             break
         restart += 1
         meta = make_meta_trainer(sc, meta.config, cfg.seed + restart, meta.device)
-        meta.save(out, extra())
+        meta.save(out, extra(), kind=KIND)
     if settings["joint_steps"]:
         # Joint-baseline checkpoints are written through the meta trainer (one file holds both).
         while joint.step_count < settings["joint_steps"]:
             joint.train(min(settings["joint_steps"], joint.step_count + (every or settings["joint_steps"])),
                         progress=cfg.progress)
-            meta.save(out, extra())
+            meta.save(out, extra(), kind=KIND)
         joint_init = _selection(joint, settings["select"], 0)
-    meta.save(out, extra())
+    meta.save(out, extra(finished=True), kind=KIND)
     init = chosen()
     jl = joint.validate() if settings["joint_steps"] else {}
     return {"out": out, "init": init, "restarts": results, "joint_val": jl, "joint_steps": joint.step_count,

@@ -58,8 +58,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from metacomm._io import atomic_torch_save
 from metacomm._validation import ConfigError, check_finite, check_positive, check_positive_int
+from metacomm.artefacts import load_checkpoint, save_checkpoint
 from metacomm.codecs.autoencoder import AEEncoder
 from metacomm.codecs.detection import convolve_codewords, ml_block_logits  # noqa: F401 (ml_block_logits: moved)
 from metacomm.codecs.learned_base import (
@@ -330,25 +330,15 @@ def save_meta(path, model: DriftAutoencoder, config: OnlineDriftConfig, meta: di
     payload = {"kind": FORMAT, "scenario": NAME, "config": asdict(config),
                "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
                "meta": dict(meta or {})}
-    atomic_torch_save(payload, path)
+    save_checkpoint(path, payload, kind="metacomm-online-meta", field="out")
 
 
 def load_meta(path, *, device="cpu", field: str = "--checkpoint") -> tuple[DriftAutoencoder, OnlineDriftConfig, dict]:
     """Read a checkpoint of :func:`save_meta`: ``(model on device, config, whole dict)``; ConfigError naming
     ``field`` for a missing/unreadable/foreign file. The model's ``meta_inner_loss`` attribute records the
     inner loss it was meta-trained with (the default pilot loss of :class:`~metacomm.adaptation.AdaptiveCodec`)."""
-    import os
-
     p = str(path)
-    if not os.path.exists(p):
-        raise ConfigError(field, f"{p}: no such file")
-    try:
-        ck = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is a user error
-        raise ConfigError(field, f"{p}: not a readable checkpoint ({type(e).__name__})") from None
-    if not isinstance(ck, dict) or ck.get("kind") != FORMAT:
-        raise ConfigError(field, f"{p}: not an online-drift meta checkpoint (expected the output of "
-                                 "scripts/make_demo_checkpoints.py or scenarios.online_drift.save_meta)")
+    ck = load_checkpoint(p, kinds="metacomm-online-meta", field=field)
     try:
         cfg = OnlineDriftConfig(**ck["config"]).validate()
     except TypeError as e:

@@ -8,7 +8,6 @@ taps, a -inf gain) are written as ``null`` (:func:`strict_json_value`).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -125,10 +124,10 @@ class DriftResult:
     def save(self, out_dir) -> tuple[Path, Path]:
         """Write ``results.json`` (:meth:`to_dict`, strict JSON with the format tag) and ``results.csv`` (one row
         per frame and scheme) into ``out_dir``; returns both paths."""
+        from metacomm.artefacts import write_json, write_text
         d = Path(out_dir)
-        d.mkdir(parents=True, exist_ok=True)
         pj, pc = d / "results.json", d / "results.csv"
-        pj.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False))
+        write_json(pj, self.to_dict(), kind="metacomm-drift", field="out", indent=1)
         rows = ["frame,segment,drift,ebno_db,scheme,block_errors,blocks,bler,bit_errors,bits,ber,latency_ms"]
         for f in self.frames:
             for s, r in f["schemes"].items():
@@ -136,7 +135,7 @@ class DriftResult:
                 rows.append(f"{f['frame']},{f['segment']},{f['drift']:.6g},{f['ebno_db']:.4f},{s},"
                             f"{r['block_errors']},{r['blocks']},{r['bler']:.6g},{r['bit_errors']},{r['bits']},"
                             f"{r['ber']:.6g},{lat}")
-        pc.write_text("\n".join(rows) + "\n")
+        write_text(pc, "\n".join(rows) + "\n", field="out")
         return pj, pc
 
 
@@ -160,6 +159,8 @@ def plot_drift(result: DriftResult, out: str | os.PathLike, *, window: int | Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+
+    from metacomm.artefacts import save_figure
 
     T = len(result.frames)
     if T == 0:
@@ -217,6 +218,5 @@ def plot_drift(result: DriftResult, out: str | os.PathLike, *, window: int | Non
     axes[2].set_xlim(0, T - 1)
     fig.tight_layout()
     p = Path(out)
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
+    save_figure(fig, p, dpi=110, field="out")
     return p

@@ -32,3 +32,44 @@ def test_bad_support_pilots_exit_2(tmp_path, capsys, value):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "--support-pilots" in err[0]
     assert not out.exists()
+
+
+def test_fewshot_refuses_the_periodic_checkpoint_of_an_interrupted_run_unless_allow_partial(tmp_path, capsys,
+                                                                                          monkeypatch):
+    """A meta-train run killed at step 4 of 8 leaves its periodic checkpoint (joint baseline never trained);
+    fewshot must not evaluate it as if finished: exit 2 naming --allow-partial, and with the flag the output and
+    results.json say that the checkpoint is unfinished. The finished file is accepted without the flag."""
+    import json
+
+    from metacomm.adaptation.trainer import MetaTrainer
+    out = tmp_path / "meta.pt"
+    orig = MetaTrainer.step
+
+    def crash_at_5(self):
+        if self.step_count == 4:
+            raise KeyboardInterrupt
+        return orig(self)
+
+    monkeypatch.setattr(MetaTrainer, "step", crash_at_5)
+    argv = ["meta-train", "--scenario", "iq-demod", "--meta-steps", "8", "--checkpoint-every", "2",
+            "--val-every", "0", "--quiet", "--out", str(out)]
+    assert main(argv) == 130 and out.exists()
+    monkeypatch.setattr(MetaTrainer, "step", orig)
+    partial = torch.load(out, weights_only=True)
+    assert partial["finished"] is False and partial["step"] == 4
+    fs = ["fewshot", "--checkpoint", str(out), "--pilots", "2", "--steps", "0,1", "--test-channels", "2",
+          "--test-blocks", "32", "--genie-steps", "2", "--schemes", "meta,random", "--out", str(tmp_path / "fs")]
+    capsys.readouterr()
+    assert main(fs) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--checkpoint" in err[0] and "--allow-partial" in err[0], err
+    assert main([*fs, "--allow-partial"]) == 0
+    assert "unfinished" in capsys.readouterr().out
+    res = json.loads((tmp_path / "fs" / "results.json").read_text())
+    assert res["config"]["checkpoint_finished"] is False
+    # resume finishes it; then fewshot takes it without the flag
+    assert main([*argv, "--resume", str(out)]) == 0
+    assert torch.load(out, weights_only=True)["finished"] is True
+    assert main(fs) == 0
+    res = json.loads((tmp_path / "fs" / "results.json").read_text())
+    assert res["config"]["checkpoint_finished"] is True

@@ -41,6 +41,9 @@ def add_parser(subparsers, name):
     p.add_argument("--genie-steps", type=int, default=2000, help="training steps of the genie (per channel)")
     p.add_argument("--seed", type=int, default=0, help="seed of pilots, test data and the random init")
     p.add_argument("--device", default="cpu", help="torch device")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="evaluate a periodic checkpoint of an unfinished meta-train run (refused otherwise; the "
+                        "output and results.json then say so)")
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(run=run)
     return p
@@ -49,7 +52,8 @@ def add_parser(subparsers, name):
 def run(args) -> int:
     cfg = FewShotConfig(checkpoint=args.checkpoint, out=args.out, pilots=args.pilots, steps=args.steps,
                         schemes=args.schemes, test_channels=args.test_channels, test_blocks=args.test_blocks,
-                        adam_lr=args.adam_lr, genie_steps=args.genie_steps, seed=args.seed, device=args.device)
+                        adam_lr=args.adam_lr, genie_steps=args.genie_steps, seed=args.seed, device=args.device,
+                        allow_partial=args.allow_partial)
     run_fewshot(cfg)
     print(f"fewshot: results -> {cfg.out}/results.json")
     return 0
