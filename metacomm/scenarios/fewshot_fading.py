@@ -44,7 +44,7 @@ from metacomm.channels.base import complex_normal
 from metacomm.channels.multipath import MultipathBlockFading, convolution_matrix
 from metacomm.channels.units import ebnodb_to_no
 from metacomm.codecs.autoencoder import Autoencoder
-from metacomm.codecs.equalization import pilot_matrix
+from metacomm.codecs.detection import ls_taps, matrix_images, min_distance_decide
 from metacomm.scenarios.base import FewShotScenario
 from metacomm.scenarios.registry import register_scenario
 
@@ -282,7 +282,7 @@ class FadingAEScenario(FewShotScenario):
                     ) -> tuple[float, float]:
         r"""Classical reference: uncoded BPSK on the ``n`` uses (:math:`2^n` codewords for ``k = n`` bits),
         LS tap estimate from ``pilots`` known BPSK pilot blocks through the same channel
-        (:func:`metacomm.codecs.equalization.pilot_matrix`, :math:`\hat h = (X^H X)^{-1} X^H y_p`), then ML
+        (:func:`metacomm.codecs.detection.ls_taps`, :math:`\hat h = (X^H X)^{-1} X^H y_p`), then ML
         detection :math:`\hat m = \arg\min_m \|y - \mathbf H(\hat h) c_m\|^2`. Returns ``(block_errors,
         blocks)`` pooled over the test channels. Needs ``k == n``."""
         c = self.config
@@ -296,16 +296,13 @@ class FadingAEScenario(FewShotScenario):
         px = bpsk(pb)
         yp = self.channel(px.reshape(C * pilots, n), self.no, state={"taps": taps.repeat_interleave(pilots, 0)},
                           generator=generator)
-        X = pilot_matrix(px.reshape(C * pilots, n), L).reshape(C, pilots * n, L)
-        ypc = yp.reshape(C, pilots * n, 1)
-        h_hat = torch.linalg.lstsq(X, ypc).solution.squeeze(-1) if X.device.type == "cpu" else \
-            torch.linalg.solve(X.mH @ X, X.mH @ ypc).squeeze(-1)
+        h_hat = ls_taps(px, yp.reshape(C, pilots, n), L, method="auto")
         H_hat = convolution_matrix(h_hat, n)  # [C, n, n]
         M = 2 ** n
         book_bits = ((torch.arange(M, device=self.device)[:, None] >> torch.arange(n - 1, -1, -1,
                                                                                     device=self.device)) & 1)
         book = bpsk(book_bits)  # [M, n]
-        rx_book = torch.einsum("crs,ms->cmr", H_hat, book)  # [C, M, n]
+        rx_book = matrix_images(H_hat, book)  # [C, M, n]
         errs = 0.0
         left = test_blocks
         while left > 0:
@@ -314,7 +311,6 @@ class FadingAEScenario(FewShotScenario):
             x = book[msg]  # [C, num, n]
             y = self.channel(x.reshape(C * num, n), self.no, state={"taps": taps.repeat_interleave(num, 0)},
                              generator=generator).reshape(C, num, n)
-            d = (y.unsqueeze(2) - rx_book.unsqueeze(1)).abs().square().sum(-1)  # [C, num, M]
-            errs += float((d.argmin(-1) != msg).sum())
+            errs += float((min_distance_decide(y, rx_book, expanded=False) != msg).sum())
             left -= num
         return errs, float(C * test_blocks)

@@ -60,6 +60,7 @@ from metacomm.adaptation.finetune import finetune_batched
 from metacomm.channels.base import complex_normal
 from metacomm.channels.fading import RayleighBlockFading
 from metacomm.channels.impairments import RandomIQImbalance
+from metacomm.codecs.detection import lmmse_flat
 from metacomm.scenarios.base import FewShotScenario
 from metacomm.scenarios.registry import register_scenario
 
@@ -77,13 +78,6 @@ def qam16(device=None, dtype=torch.complex64) -> torch.Tensor:
     lv = torch.tensor([-3.0, -1.0, 1.0, 3.0], device=device)
     pts = torch.complex(lv.repeat_interleave(4), lv.repeat(4)) / math.sqrt(10.0)
     return pts.to(dtype)
-
-
-def lmmse_flat(x: torch.Tensor, y: torch.Tensor, no: float) -> torch.Tensor:
-    r"""LMMSE estimate of a flat gain :math:`h \sim \mathcal{CN}(0, 1)` from pilots :math:`y_p = h x_p + w_p`,
-    :math:`w_p \sim \mathcal{CN}(0, N_0)`: :math:`\hat h = \sum_p x_p^* y_p / (\sum_p |x_p|^2 + N_0)`
-    (error variance :math:`N_0 / (\sum_p|x_p|^2 + N_0)`). ``x``, ``y`` complex ``[..., P]`` -> ``[...]``."""
-    return (x.conj() * y).sum(-1) / (x.abs().square().sum(-1) + no)
 
 
 @dataclass
