@@ -7,7 +7,10 @@ Public API (imported lazily, so that ``import metacomm.sims`` and the CLI start 
   (:mod:`metacomm.sims.results`);
 * :func:`plot_results` (:mod:`metacomm.sims.plots`);
 * :mod:`metacomm.sims.stats` (Clopper-Pearson / Wilson intervals) and :mod:`metacomm.sims.theory` (closed forms);
-* :func:`build_link` (:mod:`metacomm.sims.links`) -- CLI choices to a Link.
+* :func:`build_link` (:mod:`metacomm.sims.links`) -- CLI choices to a Link;
+* drift runs: :func:`run_drift`, :class:`DriftRun`, :class:`DriftRunConfig` (:mod:`metacomm.sims.drift_run`),
+  :class:`DriftResult` (:mod:`metacomm.sims.drift_result`), :class:`DriftScheme`, :func:`register_scheme`
+  (:mod:`metacomm.sims.drift_schemes`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from __future__ import annotations
 import importlib
 
 __all__ = ["simulate", "SweepResult", "PointResult", "save_results", "load_results", "plot_results",
-           "build_link", "stats", "theory"]
+           "build_link", "run_drift", "DriftRun", "DriftRunConfig", "DriftResult", "DriftScheme", "register_scheme",
+           "stats", "theory"]
 
 _LAZY = {
     "simulate": "metacomm.sims.engine",
@@ -25,6 +29,12 @@ _LAZY = {
     "load_results": "metacomm.sims.results",
     "plot_results": "metacomm.sims.plots",
     "build_link": "metacomm.sims.links",
+    "run_drift": "metacomm.sims.drift_run",
+    "DriftRun": "metacomm.sims.drift_run",
+    "DriftRunConfig": "metacomm.sims.drift_run",
+    "DriftResult": "metacomm.sims.drift_result",
+    "DriftScheme": "metacomm.sims.drift_schemes",
+    "register_scheme": "metacomm.sims.drift_schemes",
 }
 
 
