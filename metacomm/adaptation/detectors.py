@@ -37,6 +37,7 @@ from metacomm._validation import (
     check_positive,
     check_positive_int,
 )
+from metacomm.channels.units import broadcast_no
 
 __all__ = ["Detector", "ThresholdDetector", "CUSUMDetector", "NoiseFloorDetector", "DETECTORS", "make_detector"]
 
@@ -225,8 +226,7 @@ class NoiseFloorDetector(Detector):
         if no is None or num_samples is None:
             raise ConfigError("detector", "the noise-floor detector needs N0 (no=) and the number of complex pilot "
                                           "samples (num_samples=)")
-        no_t = torch.as_tensor(no, dtype=x.dtype, device=x.device)
-        return x > no_t * self.threshold(num_samples)
+        return x > broadcast_no(no, x) * self.threshold(num_samples)
 
 
 def make_detector(name: str, **kwargs) -> Detector:

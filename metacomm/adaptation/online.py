@@ -69,6 +69,7 @@ from metacomm.adaptation.detectors import Detector, make_detector
 from metacomm.adaptation.functional import batched_loss, call
 from metacomm.adaptation.params import AdaptSpec, select_names
 from metacomm.adaptation.update_rules import UpdateRule, as_rule
+from metacomm.channels.units import broadcast_no
 from metacomm.codecs.learned_base import bit_llrs_from_block_logits, bits_to_index, message_bit_table
 
 __all__ = ["AdaptiveCodec", "POLICIES"]
@@ -308,7 +309,7 @@ class AdaptiveCodec(nn.Module):
             if channel is None or state is None or noise is None:
                 raise ConfigError("adapt", "adapting the encoder assumes feedback: observe() needs channel=, "
                                            "state= and noise= of the pilots")
-            no_t = torch.as_tensor(no, dtype=torch.float32, device=pilots_rx.device)
+            no_t = broadcast_no(no, pilots_rx[:, 0, 0], field="no")  # [B] (0-d for one N0 for all links)
             batch.update(state=dict(state), noise=noise, no=no_t.expand(B) if no_t.dim() == 0 else no_t)
             return batch, _pilot_ce_feedback(channel)
         return batch, (_pilot_fit if self.loss == "pilot-fit" else _pilot_ce)

@@ -37,6 +37,7 @@ import torch
 
 from metacomm._validation import ConfigError, check_choice, check_nonneg, check_positive_int
 from metacomm.channels.multipath import convolution_matrix
+from metacomm.channels.units import broadcast_no
 
 __all__ = [
     "LS_METHODS",
@@ -218,10 +219,7 @@ def ml_block_logits(y: torch.Tensor, codebook: torch.Tensor, taps: torch.Tensor,
     """
     r = convolve_codewords(codebook, taps)  # [B, M, n]
     d = sq_distances(y.unsqueeze(-2), r).squeeze(-2)
-    no_t = torch.as_tensor(no, dtype=d.dtype, device=d.device)
-    if no_t.dim() == 1:
-        no_t = no_t[:, None]
-    return -d / no_t
+    return -d / broadcast_no(no, d)
 
 
 # ------------------------------------------------------------------------------------------------------------
