@@ -64,6 +64,9 @@ def add_parser(subparsers, name):
                    help="updates of the joint-training baseline (default: --meta-steps; 0 = none)")
     p.add_argument("--rtn", action="store_true",
                    help="add the RTN receiver layer (scenarios with an `rtn` setting); = --set rtn=true")
+    p.add_argument("--drift", default=None, metavar="NAME|FILE.toml",
+                   help="drift scenario whose frames the tasks are drawn from (scenarios with a `drift` setting: "
+                        "--scenario drift); = --set drift=NAME")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="scenario_set",
                    help="set a scenario config field (repeatable), e.g. --set num_taps=4 --set hidden=32; "
                         "VALUE is parsed as JSON where it can be (numbers, true/false, [lists]), else a string")
@@ -93,6 +96,8 @@ def config_from_args(args) -> MetaTrainConfig:
     sc_cfg = parse_settings(args.scenario_set)
     if args.rtn:
         sc_cfg["rtn"] = True
+    if args.drift is not None:
+        sc_cfg["drift"] = args.drift
     return MetaTrainConfig(
         scenario=args.scenario, out=args.out, algo=args.algo, meta_steps=args.meta_steps, restarts=args.restarts,
         select=args.select, meta_batch=args.meta_batch, inner_steps=args.inner_steps, inner_lr=args.inner_lr,
