@@ -296,3 +296,28 @@ def test_metasgd_meta_trained_for_four_pilots_beats_mmse_ml_at_four_pilots(tmp_p
     assert rc == 0, err
     rows = {r["scheme"]: r for r in json.loads((tmp_path / "fs" / "results.json").read_text())["results"]}
     assert rows["meta"]["ser_ci"][1] < rows["pilot-mmse-ml"]["ser_ci"][0], rows
+
+
+def test_fewshot_applies_the_checkpoints_meta_sgd_rates(tmp_path, capsys):
+    """fewshot's first step uses the learned Meta-SGD rates: with all rates zero the weights -- and so the SER
+    after one step on the same pilots and test symbols -- are unchanged; with the learned rates they are not."""
+    from metacomm.artefacts import save_checkpoint
+    ck = tmp_path / "m.pt"
+    assert main(["meta-train", "--scenario", "iq-demod", "--algo", "metasgd", "--meta-steps", "20",
+                 "--joint-steps", "0", "--val-every", "0", "--quiet", "--out", str(ck)]) == 0
+    payload = torch.load(ck, weights_only=True)
+    assert payload["init"]["lrs"] and all(t.abs().sum() > 0 for t in payload["init"]["lrs"].values())
+    zero = dict(payload)
+    zero["init"] = {**payload["init"], "lrs": {n: torch.zeros_like(t) for n, t in payload["init"]["lrs"].items()}}
+    zck = tmp_path / "zero.pt"
+    save_checkpoint(zck, zero, kind="metacomm-meta")
+
+    def ser(path, steps):
+        out = tmp_path / f"fs-{path.stem}-{steps}"
+        assert main(["fewshot", "--checkpoint", str(path), "--pilots", "4", "--steps", steps, "--schemes", "meta",
+                     "--test-channels", "6", "--test-blocks", "500", "--out", str(out)]) == 0
+        rows = json.loads((out / "results.json").read_text())["results"]
+        return rows[0]["block_errors"]
+
+    assert ser(zck, "1") == ser(zck, "0")
+    assert ser(ck, "1") != ser(ck, "0")

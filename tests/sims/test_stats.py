@@ -109,3 +109,14 @@ def test_bad_alpha_and_method():
         stats.wilson(1, 10, alpha=1.5)
     with pytest.raises(ConfigError, match="ci_method"):
         stats.binomial_ci(1, 10, method="jeffreys")
+
+
+def test_block_level_ber_interval_at_small_n_is_the_exact_interval_over_blocks():
+    """N = 5 blocks of 8 bits, 2 of them entirely wrong: all information is in the 5 blocks, so the block-level
+    interval must be the exact binomial interval of 2 errors in 5 trials (scipy.stats.binomtest)."""
+    from scipy.stats import binomtest
+
+    from metacomm.sims.stats import ber_block_ci
+    ref = binomtest(2, 5).proportion_ci(confidence_level=0.95, method="exact")
+    lo, hi = ber_block_ci(16, 2 * 8 ** 2, 5, 8)
+    assert abs(lo - ref.low) < 1e-9 and abs(hi - ref.high) < 1e-9
