@@ -48,7 +48,9 @@ class MetaTrainConfig:
     ``ebno_db`` (Eb/N0, dB per information bit) or ``snr_db`` (Es/N0, dB per channel symbol): the training SNR,
     converted to the scenario's own SNR field (``snr_kind``); ``support_pilots``: support-set size per task
     (the scenario's ``support_field``). ``meta_steps``, ``meta_batch``, ``outer_lr``: ``None`` = the scenario's
-    ``meta_defaults``; ``joint_steps``: ``None`` = ``meta_steps``, 0 = no joint baseline.
+    ``meta_defaults``; ``joint_steps``: ``None`` = ``meta_steps``, 0 = no joint baseline. An existing ``out`` is
+    refused unless it is the ``resume`` checkpoint or ``overwrite`` is set; ``resume`` refuses a checkpoint made
+    with other meta-training settings (``meta_steps``, ``joint_steps`` and ``restarts`` may grow).
     """
 
     scenario: str
@@ -73,6 +75,7 @@ class MetaTrainConfig:
     seed: int = 0
     device: str = "cpu"
     resume: str | None = None
+    overwrite: bool = False
     progress: bool = True
 
     def validate(self) -> MetaTrainConfig:
@@ -93,6 +96,14 @@ class MetaTrainConfig:
             self.support_pilots = check_positive_int("support_pilots", self.support_pilots)
         check_out_file(self.out)
         return self
+
+    def check_out_is_free(self) -> None:
+        """An existing ``out`` is replaced only when it is the run being resumed or ``overwrite`` is set."""
+        import os
+        if os.path.exists(self.out) and not self.overwrite and not (
+                self.resume and os.path.abspath(self.resume) == os.path.abspath(self.out)):
+            raise ConfigError("out", f"{self.out} exists; continue that run with resume={self.out!r} (--resume "
+                                     f"{self.out}) or replace it with overwrite=True (--overwrite)")
 
 
 def _scenario_overrides(cfg: MetaTrainConfig, cls) -> dict:
@@ -136,6 +147,7 @@ def build(cfg: MetaTrainConfig):
                       outer_lr=d["outer_lr"] if cfg.outer_lr is None else cfg.outer_lr,
                       meta_batch=d["meta_batch"] if cfg.meta_batch is None else cfg.meta_batch,
                       val_every=cfg.val_every, val_tasks=cfg.val_tasks).validate()
+    cfg.check_out_is_free()
     meta = make_meta_trainer(sc, mcfg, cfg.seed, dev)
     jcfg = MetaConfig(algo="maml", inner_steps=0, inner_lr=0.0, outer_lr=mcfg.outer_lr, meta_batch=mcfg.meta_batch,
                       val_every=mcfg.val_every, val_tasks=mcfg.val_tasks)
@@ -176,9 +188,15 @@ def _val_loss(sel: dict | None) -> float:
 def _load_resume(path: str, settings: dict) -> dict:
     from metacomm.artefacts import load_checkpoint
     ck = load_checkpoint(path, kinds=KIND, field="resume", allow_partial=True)
-    for key in ("scenario", "scenario_config", "algo", "seed", "adapt"):
+    for key in ("scenario", "scenario_config", "algo", "seed", "adapt", "select"):
         if ck.get(key) != settings[key]:
-            raise ConfigError("resume", f"checkpoint has {key}={ck.get(key)!r}, this run {settings[key]!r}")
+            raise ConfigError("resume", f"checkpoint has {key}={ck.get(key)!r}, this run {settings[key]!r}; "
+                                        "resume with the settings of the interrupted run")
+    old, new = ck.get("meta_config") or {}, settings["meta_config"]
+    for key in sorted(set(old) | set(new)):
+        if key != "batched" and old.get(key) != new.get(key):
+            raise ConfigError("resume", f"checkpoint was trained with {key}={old.get(key)!r}, this run has "
+                                        f"{new.get(key)!r}; resume with the settings of the interrupted run")
     return ck
 
 

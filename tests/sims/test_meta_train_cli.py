@@ -73,3 +73,37 @@ def test_fewshot_refuses_the_periodic_checkpoint_of_an_interrupted_run_unless_al
     assert main(fs) == 0
     res = json.loads((tmp_path / "fs" / "results.json").read_text())
     assert res["config"]["checkpoint_finished"] is True
+
+
+def test_meta_train_protects_an_existing_out_and_refuses_a_resume_with_other_settings(tmp_path, capsys):
+    out = tmp_path / "meta.pt"
+    base = ["meta-train", "--scenario", "iq-demod", "--meta-steps", "2", "--joint-steps", "0", "--val-every", "0",
+            "--quiet"]
+    assert main([*base, "--out", str(out)]) == 0
+    before = out.read_bytes()
+    capsys.readouterr()
+    assert main([*base, "--out", str(out)]) == 2  # forgot --resume: the earlier run is not replaced
+    err = capsys.readouterr().err
+    assert "--out" in err and "--resume" in err and "--overwrite" in err and out.read_bytes() == before
+    assert main([*base, "--meta-batch", "7", "--resume", str(out), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--resume" in err and "meta_batch" in err and out.read_bytes() == before
+    assert main([*base, "--inner-lr", "0.2", "--resume", str(out), "--out", str(out)]) == 2
+    assert "inner_lr" in capsys.readouterr().err
+    assert main([*base, "--meta-steps", "4", "--resume", str(out), "--out", str(out)]) == 0  # may grow
+    assert torch.load(out, weights_only=True)["step"] == 4
+    assert main([*base, "--overwrite", "--out", str(out)]) == 0
+    assert torch.load(out, weights_only=True)["step"] == 2
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 10, b'{"kind": "metacomm-meta/1"}', b"PK\x03\x04garbage", None])
+def test_resume_from_a_broken_file_or_a_directory_exits_2_with_one_line(tmp_path, capsys, content):
+    bad = tmp_path / "bad.pt"
+    if content is None:
+        bad.mkdir()
+    else:
+        bad.write_bytes(content)
+    rc = main(["meta-train", "--scenario", "iq-demod", "--meta-steps", "2", "--quiet", "--resume", str(bad),
+               "--out", str(tmp_path / "m.pt")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--resume" in err[0], err

@@ -85,6 +85,7 @@ def add_parser(subparsers, name):
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the task stream")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     p.add_argument("--resume", default=None, help="continue from this meta-train checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file (refused otherwise)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="output checkpoint file (e.g. meta.pt)")
     p.set_defaults(run=run)
@@ -104,7 +105,7 @@ def config_from_args(args) -> MetaTrainConfig:
         outer_lr=args.outer_lr, adapt=args.adapt, joint_steps=args.joint_steps, scenario_config=sc_cfg,
         ebno_db=args.ebno_db, snr_db=args.snr_db, support_pilots=args.support_pilots, val_every=args.val_every,
         val_tasks=args.val_tasks, checkpoint_every=args.checkpoint_every, seed=args.seed, device=args.device,
-        resume=args.resume, progress=not args.quiet)
+        resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
 
 
 def run(args) -> int:
