@@ -3,6 +3,8 @@
 Classical baselines: uncoded Gray QAM (:class:`UncodedQAM`), Hamming(7,4) (:class:`Hamming74`), 5G NR LDPC
 (:class:`LDPC5G`); pilot-aided fading links (:class:`PilotLink`, :mod:`metacomm.codecs.equalization`); classical estimation and
 detection over a codebook -- LS taps, minimum-distance / ML, LMMSE flat gain (:mod:`metacomm.codecs.detection`);
+tap estimation with a known prior and Kalman tracking over frames (:mod:`metacomm.codecs.tracking`); widely-linear
+LS and detection for IQ imbalance (:mod:`metacomm.codecs.widely_linear`);
 by name via :func:`make_codec` / :func:`make_link`.
 
 Learned codecs: the (n, k) :class:`Autoencoder` (O'Shea & Hoydis), :class:`TrainableConstellation` (learned
@@ -40,7 +42,24 @@ from metacomm.codecs.links import PilotLink, qpsk_pilots
 from metacomm.codecs.neural_rx import NeuralReceiver
 from metacomm.codecs.qam import UncodedQAM
 from metacomm.codecs.registry import CODEC_NAMES, DECODERS, make_codec, make_link
+from metacomm.codecs.tracking import (
+    kalman_predict,
+    kalman_steady_state,
+    kalman_step,
+    lmmse_error_cov,
+    lmmse_taps,
+    lmmse_update,
+    riccati_step,
+    scalar_steady_state,
+)
 from metacomm.codecs.training import TrainingHistory, train
+from metacomm.codecs.widely_linear import (
+    iq_coefficients,
+    stacked_conv_pilot_matrix,
+    wl_images,
+    wl_ls_taps,
+    wl_pilot_matrix,
+)
 
 __all__ = [
     "bmd_rate",
@@ -79,4 +98,17 @@ __all__ = [
     "one_tap_equalize",
     "qpsk_pilots",
     "random_bits",
+    "kalman_predict",
+    "kalman_steady_state",
+    "kalman_step",
+    "lmmse_error_cov",
+    "lmmse_taps",
+    "lmmse_update",
+    "riccati_step",
+    "scalar_steady_state",
+    "iq_coefficients",
+    "stacked_conv_pilot_matrix",
+    "wl_images",
+    "wl_ls_taps",
+    "wl_pilot_matrix",
 ]

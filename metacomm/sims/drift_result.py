@@ -2,7 +2,9 @@ r"""The results of a drift run: :class:`DriftResult` (per-frame counts, summary,
 built up frame by frame) and :func:`plot_drift` (BER/BLER over time with the drift quantity).
 
 ``results.json`` (format tag :data:`FORMAT`): ``{"format": "metacomm-drift/1", "config": {...}, "frames":
-[...], "summary": {...}}`` -- strict JSON: NaN and +-inf (e.g. the drift value of a channel without fading
+[...], "summary": {...}}``; every ``summary`` entry carries ``"kind"``: ``"adaptive"``, ``"classical"`` or
+``"reference"`` (:attr:`metacomm.sims.drift_schemes.DriftScheme.kind`, recorded per row in
+``config["scheme_kinds"]``), so scripts can pick the best scheme of each kind (:meth:`DriftResult.best`) -- strict JSON: NaN and +-inf (e.g. the drift value of a channel without fading
 taps, a -inf gain) are written as ``null`` (:func:`strict_json_value`).
 """
 
@@ -17,9 +19,10 @@ from pathlib import Path
 from metacomm._validation import ConfigError
 from metacomm.sims.stats import clopper_pearson
 
-__all__ = ["FORMAT", "DriftResult", "plot_drift", "strict_json_value"]
+__all__ = ["FORMAT", "KINDS", "DriftResult", "plot_drift", "scheme_kind", "strict_json_value"]
 
 FORMAT = "metacomm-drift/1"
+KINDS = ("adaptive", "classical", "reference")
 # Frame-record floats that may be NaN/inf in memory (written as null, read back as NaN).
 _FLOAT_KEYS = ("drift", "ebno_db")
 
@@ -34,6 +37,22 @@ def strict_json_value(obj):
     if isinstance(obj, list | tuple):
         return [strict_json_value(v) for v in obj]
     return obj
+
+
+def scheme_kind(name: str, recorded: dict | None = None) -> str:
+    """The kind of result row ``name``: ``recorded[name]`` (a run's ``config["scheme_kinds"]``) if given, else
+    ``"reference"`` for the genie and its ``genie{d}dB`` rows, else the registered scheme's
+    :attr:`~metacomm.sims.drift_schemes.DriftScheme.kind`, else ``"adaptive"`` (an unregistered row of an older
+    file)."""
+    if recorded and recorded.get(name) in KINDS:
+        return recorded[name]
+    if name.startswith("genie"):
+        return "reference"
+    from metacomm.sims.drift_schemes import make_scheme, scheme_names
+    if name in scheme_names():
+        kind = getattr(make_scheme(name), "kind", "adaptive")
+        return kind if kind in KINDS else "adaptive"
+    return "adaptive"
 
 
 def _nan_if_none(v):
@@ -58,7 +77,25 @@ class DriftResult:
     def series(self, scheme: str, key: str = "bler") -> list[float]:
         return [f["schemes"][scheme][key] for f in self.frames]
 
+    @property
+    def kinds(self) -> dict[str, str]:
+        """``{row name: kind}`` (:func:`scheme_kind` with the run's recorded ``scheme_kinds``)."""
+        rec = self.config.get("scheme_kinds") if isinstance(self.config.get("scheme_kinds"), dict) else None
+        return {s: scheme_kind(s, rec) for s in self.schemes}
+
+    def best(self, kind: str, summary: dict | None = None) -> tuple[str, dict] | None:
+        """The row of ``kind`` with the lowest mean BLER (the first on ties) and its summary entry, or ``None``
+        when the run has no row of that kind."""
+        if kind not in KINDS:
+            raise ConfigError("kind", f"unknown kind {kind!r}; allowed: {', '.join(KINDS)}")
+        summ = self.summary() if summary is None else summary
+        rows = [(s, r) for s, r in summ.items() if r["kind"] == kind]
+        return min(rows, key=lambda sr: sr[1]["bler"]) if rows else None
+
     def summary(self) -> dict:
+        """Per row: ``bler``, ``bler_ci`` (Clopper-Pearson 95 %), ``ber``, ``ber_ci``, the counts,
+        ``frames_above_target``, ``latency_ms_mean`` and ``kind``."""
+        kinds = self.kinds
         out = {}
         for s in self.schemes:
             be = sum(self.series(s, "block_errors"))
@@ -70,20 +107,52 @@ class DriftResult:
                       "ber_ci": list(clopper_pearson(bi, nb)), "block_errors": be, "blocks": bl,
                       "bit_errors": bi, "bits": nb,
                       "frames_above_target": int(sum(b > self.bler_target for b in self.series(s))),
-                      "latency_ms_mean": (sum(lat) / len(lat)) if lat else None}
+                      "latency_ms_mean": (sum(lat) / len(lat)) if lat else None, "kind": kinds[s]}
         return out
 
     def summary_table(self) -> str:
+        """The summary as a text table (one row per scheme, with its kind; ``*`` marks the best adaptive and the
+        best classical scheme), then the adaptive-vs-best-classical line (:meth:`comparison_line`)."""
         summ = self.summary()
         n = len(self.frames)
+        best = {k: b[0] for k in ("adaptive", "classical") if (b := self.best(k, summ)) is not None}
         lines = [f"{'scheme':16s} {'mean BLER':>10s} {'95% CI':>21s} {'mean BER':>10s} "
-                 f"{'frames BLER>' + format(self.bler_target, 'g'):>16s} {'adapt ms/frame':>15s}"]
+                 f"{'frames BLER>' + format(self.bler_target, 'g'):>16s} {'adapt ms/frame':>15s}  kind"]
         for s, r in summ.items():
             lo, hi = r["bler_ci"]
             lat = "-" if r["latency_ms_mean"] is None else f"{r['latency_ms_mean']:.2f}"
+            mark = " *best" if best.get(r["kind"]) == s else ""
             lines.append(f"{s:16s} {r['bler']:10.4g} [{lo:9.3g}, {hi:9.3g}] {r['ber']:10.4g} "
-                         f"{r['frames_above_target']:>9d}/{n:<6d} {lat:>15s}")
+                         f"{r['frames_above_target']:>9d}/{n:<6d} {lat:>15s}  {r['kind']}{mark}")
+        cmp = self.comparison_line(summ)
+        if cmp:
+            lines.append(cmp)
         return "\n".join(lines)
+
+    def comparison(self, summary: dict | None = None) -> dict | None:
+        """Best adaptive vs best classical scheme: ``{"adaptive", "adaptive_bler", "classical",
+        "classical_bler", "ratio"}`` (``ratio`` = adaptive BLER / classical BLER, NaN when the classical one made no
+        error; ``"intervals_apart"``: whether their 95 % CIs are disjoint), or ``None`` without both kinds."""
+        summ = self.summary() if summary is None else summary
+        a, c = self.best("adaptive", summ), self.best("classical", summ)
+        if a is None or c is None:
+            return None
+        ra, rc = a[1], c[1]
+        ratio = ra["bler"] / rc["bler"] if rc["bler"] > 0 else float("nan")
+        apart = ra["bler_ci"][1] < rc["bler_ci"][0] or rc["bler_ci"][1] < ra["bler_ci"][0]
+        return {"adaptive": a[0], "adaptive_bler": ra["bler"], "classical": c[0], "classical_bler": rc["bler"],
+                "ratio": ratio, "intervals_apart": apart}
+
+    def comparison_line(self, summary: dict | None = None) -> str:
+        """``best adaptive: warm 0.0284 vs best classical: kalman 0.0240 -> 1.18 x (95 % intervals overlap)``, or
+        ``""`` without both kinds."""
+        c = self.comparison(summary)
+        if c is None:
+            return ""
+        r = "n/a" if math.isnan(c["ratio"]) else f"{c['ratio']:.3g} x"
+        apart = "apart" if c["intervals_apart"] else "overlap"
+        return (f"best adaptive: {c['adaptive']} {c['adaptive_bler']:.4g} vs best classical: {c['classical']} "
+                f"{c['classical_bler']:.4g} -> {r} (95 % intervals {apart})")
 
     def add_frame(self, record: dict) -> None:
         """Append one frame's record (``{"frame", "segment", "drift", "ebno_db", "gain_db", "schemes"}``, as
@@ -154,7 +223,7 @@ def plot_drift(result: DriftResult, out: str | os.PathLike, *, window: int | Non
     quantity when it is not a gain, e.g. Eb/N0 or the segment, on a right-hand axis) -- then BLER and BER:
     rolling means over ``window`` frames (default ``max(10, T/15)``) with Clopper-Pearson 95 % bands of the pooled
     window counts. Reference curves are distinct: genie black dashed, genie at a dB offset grey dotted, pilot-LS
-    brown dash-dot."""
+    brown dash-dot, the other classical schemes dash-dot in the colour cycle."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -167,6 +236,7 @@ def plot_drift(result: DriftResult, out: str | os.PathLike, *, window: int | Non
         raise ConfigError("results", "no frames to plot")
     window = max(1, min(T, window or max(10, T // 15)))
     schemes = list(schemes or result.schemes)
+    kinds = result.kinds
     t = np.arange(T)[window - 1:] - (window - 1) / 2  # centre of each window
     fig, axes = plt.subplots(3, 1, figsize=(10, 7.5), sharex=True, gridspec_kw={"height_ratios": [1, 2.6, 2.6]})
     colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:pink", "tab:olive", "tab:cyan"]
@@ -199,8 +269,8 @@ def plot_drift(result: DriftResult, out: str | os.PathLike, *, window: int | Non
                 color, ls, lw = "0.45", ":", 1.6
             elif s in styles:
                 color, ls, lw = styles[s]
-            else:
-                color, ls, lw = colors[ci % len(colors)], "-", 1.4
+            else:  # classical baselines dash-dot, adaptive schemes solid
+                color, ls, lw = colors[ci % len(colors)], "-." if kinds.get(s) == "classical" else "-", 1.4
                 ci += 1
             m, lo, hi = _rolling(result.series(s, ek), result.series(s, ck), window)
             floor = 0.5 / sum(result.series(s, ck))

@@ -19,6 +19,9 @@ scheme registry):
 * ``on-detection``, ``reset-on-change`` -- the detector-driven policies of :class:`AdaptiveCodec`;
 * ``pilot-ls`` -- classical: least-squares estimate of the ``L`` taps from the pilot codewords,
   :math:`\hat h = (X^H X)^{-1} X^H y_p`, then ML detection over the codec's codebook with :math:`\hat h`;
+* ``pilot-lmmse``, ``kalman``, ``wide-ls``, ``wl-ls`` -- the classical baselines of
+  :mod:`metacomm.sims.drift_classical` (LMMSE with the true tap prior; a Kalman tracker over frames that knows
+  rho, the prior and N0; LS over a wide tap window with pre-cursor taps; widely-linear LS for IQ imbalance);
 * ``genie`` -- ML detection over the codec's own codebook with perfect knowledge of the frame's channel and N0:
   :math:`\hat m = \arg\min_m \|y - \mathcal C_t(c_m)\|^2` with :math:`\mathcal C_t` the noiseless channel of
   frame ``t`` (any channel whose randomness besides AWGN is in its state) -- the best any decoder for this
@@ -73,7 +76,8 @@ __all__ = ["SCHEMES", "DEFAULT_SCHEMES", "CLI_FLAGS", "DriftRunConfig", "DriftRu
            "run_frame", "run_drift", "plot_drift", "parse_schemes", "genie_name"]
 
 SCHEMES = scheme_names()  # the built-ins; schemes registered later are accepted too (parse_schemes)
-DEFAULT_SCHEMES = ("static", "retrain", "meta", "warm", "online-meta", "pilot-ls", "genie")
+DEFAULT_SCHEMES = ("static", "retrain", "meta", "warm", "online-meta", "pilot-ls", "pilot-lmmse", "kalman",
+                   "wide-ls", "wl-ls", "genie")
 # Config key -> CLI flag, for errors raised through the run_drift(...) keyword interface.
 CLI_FLAGS = {"frames": "--frames", "pilots": "--pilots", "steps": "--steps", "links": "--links",
              "schemes": "--schemes", "model": "--checkpoint"}
@@ -274,7 +278,7 @@ class DriftRun:
             book = model.encoder.codebook()  # [M, n]
         self.config, self.scenario = c, scenario
         self.ctx = DriftContext(model=model, codebook=book, config=c, device=dev, k=k, n=n, inner_loss=inner_loss,
-                                num_taps=L)
+                                num_taps=L, scenario=scenario)
         self.schemes = list(schemes) if schemes is not None else build_schemes(c.schemes, c)
         names = [s.name for s in self.schemes]
         if len(set(names)) != len(names):
@@ -291,6 +295,7 @@ class DriftRun:
             "retrain_steps": c.retrain_steps, "retrain_lr": c.retrain_lr,
             "genie_offsets_db": list(c.genie_offsets_db), "bler_target": c.bler_target,
             "drift_name": scenario.plot, "pilot_ls_taps": L,
+            "scheme_kinds": {s.name: getattr(s, "kind", "adaptive") for s in self.schemes},
             "ci": "Clopper-Pearson 95% over blocks (BLER) / bits (BER) pooled over frames and links"},
             bler_target=c.bler_target)
         self.position = 0  # frames played or skipped so far

@@ -43,7 +43,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Decision", "DriftContext", "DriftScheme", "FrameSignals", "register_scheme", "scheme_names",
            "make_scheme", "build_schemes", "genie_name", "AdaptiveScheme", "StaticScheme", "RetrainScheme",
-           "PilotLSScheme", "GenieScheme"]
+           "PilotLSScheme", "GenieScheme", "SCHEME_KINDS"]
+
+SCHEME_KINDS = ("adaptive", "classical", "reference")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -63,6 +65,9 @@ class DriftContext:
     :ivar k, n: information bits and complex channel uses per block.
     :ivar inner_loss: the pilot loss of the adaptive schemes (resolved: ``"ce"`` or ``"pilot-fit"``).
     :ivar num_taps: the model order ``L`` of classical tap estimation (``pilot-ls``).
+    :ivar scenario: the :class:`~metacomm.scenarios.drift_scenarios.DriftScenario` being played (its timeline's
+        segments: channel family, fading process, impairments), or ``None``; for schemes that state what they
+        know about the channel law (:mod:`metacomm.sims.drift_classical`).
     """
 
     model: torch.nn.Module
@@ -73,6 +78,7 @@ class DriftContext:
     n: int
     inner_loss: str
     num_taps: int
+    scenario: Any = None
 
     @property
     def links(self) -> int:
@@ -134,7 +140,12 @@ class DriftScheme:
     """A receiver in a drift run. Subclasses implement :meth:`decide` and usually :meth:`setup`.
 
     :ivar name: the scheme's row name in the results (set by the registry).
+    :cvar kind: ``"adaptive"`` (a learned/adapted receiver; the default), ``"classical"`` (a model-based
+        estimator + detector) or ``"reference"`` (a yardstick that knows the true channel, e.g. the genie); the
+        summary of a run picks the best scheme of each kind.
     """
+
+    kind: str = "adaptive"
 
     def __init__(self, name: str):
         self.name = name
@@ -221,6 +232,8 @@ class AdaptiveScheme(DriftScheme):
     weights. ``meta``: from the meta-init every frame; ``warm``: from the previous frame's weights;
     ``online-meta``: Reptile-refined per-link init; ``on-detection``/``reset-on-change``: detector-driven."""
 
+    kind = "adaptive"
+
     def __init__(self, name: str, *, policy: str, warm_start: bool = False):
         super().__init__(name)
         self.policy, self.warm_start = policy, warm_start
@@ -288,6 +301,8 @@ class RetrainScheme(DriftScheme):
     initialised decoder (seed ``seed + 2``; the encoder is the meta-trained one) is trained with Adam
     (``retrain_lr``, ``retrain_steps`` steps, pilot cross-entropy) on that frame's pilots only, per link."""
 
+    kind = "adaptive"
+
     def setup(self, ctx: DriftContext) -> None:
         super().setup(ctx)
         c = ctx.config
@@ -316,6 +331,7 @@ class PilotLSScheme(DriftScheme):
     minimum-distance (ML) detection over the codec's codebook through :math:`\hat h` (truncated convolution)."""
 
     RIDGE = 1e-9
+    kind = "classical"
 
     def setup(self, ctx: DriftContext) -> None:
         super().setup(ctx)
@@ -340,6 +356,8 @@ class GenieScheme(DriftScheme):
     :math:`\hat m = \arg\min_m \|y - \mathcal C_t(c_m)\|^2` (:math:`\mathcal C_t` the noiseless channel of frame
     ``t``): the best any decoder for this encoder can do. With ``offset_db = d``: the same genie on the *same*
     noise draw scaled to Eb/N0 + d dB (d < 0: a worse channel), row ``genie{d}dB``. Latency ``None``."""
+
+    kind = "reference"
 
     def __init__(self, name: str, *, offset_db: float | None = None):
         super().__init__(name)
@@ -381,3 +399,6 @@ register_scheme("on-detection", policy="on-detection")(AdaptiveScheme)
 register_scheme("reset-on-change", policy="reset-on-change")(AdaptiveScheme)
 register_scheme("pilot-ls")(PilotLSScheme)
 register_scheme("genie")(GenieScheme)
+
+# The classical baselines (pilot-lmmse, kalman, wide-ls, wl-ls) register after the table above.
+from metacomm.sims import drift_classical as _drift_classical  # noqa: E402,F401
