@@ -52,7 +52,10 @@ def parse_ebno_range(text: str, field: str = "ebno_db") -> list[float]:
             raise ConfigError(field, f"STEP must be > 0 dB, got {parts[2]!r}")
         if stop < start:
             raise ConfigError(field, f"STOP must be >= START, got {text!r}")
-        n = int(math.floor((stop - start) / step + 1e-9)) + 1
+        span = (stop - start) / step
+        if not math.isfinite(span) or span > 10_000:
+            raise ConfigError(field, f"{text!r} gives more than 10000 points; at most 10000 allowed")
+        n = int(math.floor(span + 1e-9)) + 1
         if n > 10_000:
             raise ConfigError(field, f"{text!r} gives {n} points; at most 10000 allowed")
         return [round(start + i * step, 12) for i in range(n)]

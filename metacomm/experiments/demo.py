@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from metacomm._validation import ConfigError
 from metacomm.experiments.drift import DEFAULT_CHECKPOINT, DriftConfig, run_drift_experiment
 
 __all__ = ["DemoConfig", "run_demo", "ensure_checkpoint"]
@@ -39,9 +40,15 @@ class DemoConfig:
 
 
 def ensure_checkpoint(path: str, *, progress: bool = True, log: Callable[[str], None] = print) -> None:
-    """Meta-train and write the demo codec at ``path`` if no file is there (about 3 minutes on a CPU core)."""
+    """Meta-train and write the demo codec at ``path`` if no file is there (about 3 minutes on a CPU core).
+
+    Only the shipped default path is filled in this way: any other missing ``path`` is a user's typo and raises
+    ConfigError(``checkpoint``) instead of starting minutes of training."""
     if os.path.exists(path):
         return
+    if os.path.abspath(path) != os.path.abspath(DEFAULT_CHECKPOINT):
+        raise ConfigError("checkpoint", f"{path}: no such file (only the shipped default checkpoint is trained "
+                                        "on the spot when it is missing)")
     from metacomm.scenarios.online_drift import OnlineDriftConfig, meta_train, save_meta
     log(f"demo: no checkpoint at {path}; meta-training one (about 3 minutes on a CPU core) ...")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -140,3 +140,9 @@ def test_foreign_png_not_overwritten(capsys, tmp_path):
     rc, _, err = run_cli(BASE + ["--out", str(tmp_path)], capsys)
     assert rc == 2 and "refusing to overwrite" in err
     assert (tmp_path / "ber.png").read_bytes() == b"my figure"
+
+
+def test_a_tiny_ebno_step_is_refused_not_overflowed():
+    from metacomm import ConfigError
+    with pytest.raises(ConfigError, match="at most 10000"):
+        parse_ebno_range("0:1:1e-320")

@@ -60,3 +60,11 @@ def test_drift_good_file_runs(tmp_path, capsys):
                "--schemes", "meta,genie", "--quiet", "--out", str(tmp_path / "o")])
     assert rc == 0
     assert (tmp_path / "o" / "results.csv").exists()
+
+
+def test_a_mistyped_demo_checkpoint_fails_instead_of_training(tmp_path, capsys):
+    from metacomm.sims.cli import main
+    missing = tmp_path / "typo" / "codec.pt"
+    rc = main(["demo", "--checkpoint", str(missing), "--frames", "2", "--quiet", "--out", str(tmp_path / "d")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--checkpoint" in err[0] and not missing.exists()
