@@ -5,8 +5,10 @@
 Schemes (``--schemes``, comma list): static (adapted on frame 0, then frozen), retrain (fresh decoder trained
 from scratch on the current pilots every ``--retrain-every`` frames), meta (adapt from the meta-init every
 frame), warm (warm-start adaptation), online-meta (Reptile-refined per-link init), on-detection,
-reset-on-change, pilot-ls (LS taps + ML over the codebook), genie (ML with the true channel and N0; plus the
-genie at Eb/N0 - 1 dB as a yardstick). Writes ``DIR/results.json``, ``DIR/results.csv`` and
+reset-on-change (adaptive); pilot-ls (LS taps + ML over the codebook), pilot-lmmse (+ the true tap prior and
+N0), kalman (a Kalman tracker over frames that knows rho, the prior and N0), wide-ls (LS with pre-cursor taps),
+wl-ls (widely-linear LS for IQ imbalance) (classical); genie (ML with the true channel and N0; plus the genie at
+Eb/N0 - 1 dB as a yardstick). Every summary entry says its kind (adaptive, classical, reference). Writes ``DIR/results.json``, ``DIR/results.csv`` and
 ``DIR/drift.png`` (BLER/BER over frames with the drift parameter on a second axis) and prints a summary table.
 """
 
