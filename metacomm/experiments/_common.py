@@ -49,13 +49,13 @@ def check_out_dir(path, field: str = "out") -> str:
 
 
 def check_out_file(path, field: str = "out") -> str:
-    """``path`` of an output file: not a directory, and its directory exists."""
+    """``path`` of an output file: not a directory, and its directory is (or can be) a directory."""
     path = os.fspath(path)
     if os.path.isdir(path):
         raise ConfigError(field, f"{path} is a directory; give a file name such as meta.pt")
     parent = os.path.dirname(path)
-    if parent and not os.path.isdir(parent):
-        raise ConfigError(field, f"directory {parent} does not exist")
+    if parent and os.path.exists(parent) and not os.path.isdir(parent):
+        raise ConfigError(field, f"{parent} is not a directory")
     return path
 
 

@@ -38,6 +38,13 @@ class DemoConfig:
     device: str = "cpu"
     progress: bool = True
 
+    def validate(self) -> DemoConfig:
+        from metacomm._validation import check_positive_int
+        from metacomm.experiments._common import check_out_dir
+        self.frames = check_positive_int("frames", self.frames)
+        check_out_dir(self.out)
+        return self
+
 
 def ensure_checkpoint(path: str, *, progress: bool = True, log: Callable[[str], None] = print) -> None:
     """Meta-train and write the demo codec at ``path`` if no file is there (about 3 minutes on a CPU core).
@@ -65,6 +72,7 @@ def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] = print) -> dict:
     its BLER, meta's BLER over it, whether their 95 % intervals are disjoint -- or ``None`` without meta and a
     classical scheme)."""
     t0 = time.perf_counter()
+    cfg.validate()
     ensure_checkpoint(cfg.checkpoint, progress=cfg.progress, log=log)
     dcfg = DriftConfig(scenario=cfg.scenario, out=cfg.out, checkpoint=cfg.checkpoint, frames=cfg.frames, pilots=16,
                        steps=1, lr=None, schemes=None, links=8, payload=64, retrain_every=20, retrain_steps=50,

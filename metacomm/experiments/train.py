@@ -63,6 +63,23 @@ class TrainConfig:
     threads: object = 1
     progress: bool = True
 
+    def validate(self) -> TrainConfig:
+        """Check the codec-independent settings (the codec's own are checked when it is built)."""
+        check_choice("codec", self.codec, CODECS)
+        _ebno(self.train_ebno_db)
+        self.steps = check_positive_int("steps", self.steps)
+        self.batch_size = check_positive_int("batch_size", self.batch_size)
+        self.lr = check_positive("lr", self.lr)
+        self.restarts = check_positive_int("restarts", self.restarts)
+        self.seed = int(check_finite("seed", self.seed))
+        check_choice("lr_schedule", self.lr_schedule, ("cosine", "none"))
+        if self.loss is not None:
+            check_choice("loss", self.loss, ("ce", "bce"))
+        self.threads = check_positive_int("threads", self.threads)
+        if Path(self.out).is_dir():
+            raise ConfigError("out", f"{self.out} is a directory; give a checkpoint file name such as ckpt.pt")
+        return self
+
 
 def _ebno(text: str):
     s = str(text)
@@ -138,26 +155,17 @@ def run_train(cfg: TrainConfig, *, log: Callable[[str], None] = print) -> dict:
     from metacomm.channels.registry import make_channel
     from metacomm.codecs.qam import sionna_device
 
+    cfg.validate()
     codec, channel_name, channel_kwargs = build_codec(cfg)
     channel = make_channel(channel_name, **channel_kwargs)
     ebno = _ebno(cfg.train_ebno_db)
-    steps = check_positive_int("steps", cfg.steps)
-    batch_size = check_positive_int("batch_size", cfg.batch_size)
-    lr = check_positive("lr", cfg.lr)
-    restarts = check_positive_int("restarts", cfg.restarts)
-    seed = int(check_finite("seed", cfg.seed))
-    check_choice("lr_schedule", cfg.lr_schedule, ("cosine", "none"))
-    if cfg.loss is not None:
-        check_choice("loss", cfg.loss, ("ce", "bce"))
-        if cfg.loss == "ce" and not hasattr(codec, "block_logits"):
-            raise ConfigError("loss", f"ce needs block logits (codec ae); use bce for codec {cfg.codec}")
+    steps, batch_size, lr, restarts = cfg.steps, cfg.batch_size, cfg.lr, cfg.restarts
+    seed, threads = cfg.seed, cfg.threads
+    if cfg.loss == "ce" and not hasattr(codec, "block_logits"):
+        raise ConfigError("loss", f"ce needs block logits (codec ae); use bce for codec {cfg.codec}")
     device = sionna_device(cfg.device)
-    threads = check_positive_int("threads", cfg.threads)
     out = Path(cfg.out)
-    if out.is_dir():
-        raise ConfigError("out", f"{out} is a directory; give a checkpoint file name such as ckpt.pt")
-    if not out.parent.is_dir():
-        raise ConfigError("out", f"directory {out.parent} does not exist")
+    out.parent.mkdir(parents=True, exist_ok=True)
 
     import torch
 

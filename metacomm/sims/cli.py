@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "meta-train": "meta_train",
     "fewshot": "fewshot",
     "drift": "drift",
+    "run": "run",
 }
 
 

@@ -77,13 +77,17 @@ def add_parser(subparsers, name: str = "ber") -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = BerConfig(codec=args.codec, channel=args.channel, ebno_db=args.ebno_db, out=args.out, decoder=args.decoder,
+    return execute(BerConfig(codec=args.codec, channel=args.channel, ebno_db=args.ebno_db, out=args.out, decoder=args.decoder,
                     checkpoint=args.checkpoint, csi=args.csi, num_pilots=args.num_pilots,
                     block_length=args.block_length, target_block_errors=args.target_block_errors,
                     max_blocks=args.max_blocks, batch_size=args.batch_size, seed=args.seed, device=args.device,
-                    ci=args.ci, compare=args.compare, progress=not args.quiet)
+                    ci=args.ci, compare=args.compare, progress=not args.quiet))
+
+
+def execute(cfg: BerConfig) -> int:
+    """Run the sweep of ``cfg`` and print what was written (shared with ``metacomm run``)."""
     result, jp, fig = run_ber(cfg)
-    if args.quiet is False:
+    if cfg.progress:
         print(result.summary())
     print(f"wrote {jp}, {jp.parent / 'results.csv'}, {fig}")
     return 0

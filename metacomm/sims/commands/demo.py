@@ -35,8 +35,13 @@ def add_parser(subparsers, name):
 
 
 def run(args) -> int:
-    r = run_demo(DemoConfig(out=args.out, frames=args.frames, scenario=args.scenario, checkpoint=args.checkpoint,
-                            device=args.device, progress=not args.quiet))
+    return execute(DemoConfig(out=args.out, frames=args.frames, scenario=args.scenario, checkpoint=args.checkpoint,
+                              device=args.device, progress=not args.quiet))
+
+
+def execute(cfg: DemoConfig) -> int:
+    """Run the demo and print where its plot and results are (shared with ``metacomm run``)."""
+    r = run_demo(cfg)
     print(f"demo: plot -> {os.path.abspath(r['plot'])}")
     print(f"demo: results -> {os.path.abspath(r['results_json'])}, {os.path.abspath(r['results_csv'])}")
     return 0

@@ -44,12 +44,16 @@ def add_parser(subparsers, name):
 
 
 def run(args) -> int:
-    cfg = DriftConfig(scenario=args.scenario, out=args.out, checkpoint=args.checkpoint, frames=args.frames,
+    return execute(DriftConfig(scenario=args.scenario, out=args.out, checkpoint=args.checkpoint, frames=args.frames,
                       pilots=args.pilots, steps=args.steps, lr=args.lr, schemes=args.schemes, links=args.links,
                       payload=args.payload, retrain_every=args.retrain_every, retrain_steps=args.retrain_steps,
-                      bler_target=args.bler_target, seed=args.seed, device=args.device, progress=not args.quiet)
+                      bler_target=args.bler_target, seed=args.seed, device=args.device, progress=not args.quiet))
+
+
+def execute(cfg: DriftConfig) -> int:
+    """Run the drift run of ``cfg`` and print its table (shared with ``metacomm run``)."""
     res, pj, pc, png = run_drift_experiment(cfg)
-    if not args.quiet:
+    if cfg.progress:
         print(res.summary_table())
     print(f"drift: results -> {pj}, {pc}; plot -> {png}")
     return 0

@@ -50,10 +50,14 @@ def add_parser(subparsers, name):
 
 
 def run(args) -> int:
-    cfg = FewShotConfig(checkpoint=args.checkpoint, out=args.out, pilots=args.pilots, steps=args.steps,
+    return execute(FewShotConfig(checkpoint=args.checkpoint, out=args.out, pilots=args.pilots, steps=args.steps,
                         schemes=args.schemes, test_channels=args.test_channels, test_blocks=args.test_blocks,
                         adam_lr=args.adam_lr, genie_steps=args.genie_steps, seed=args.seed, device=args.device,
-                        allow_partial=args.allow_partial)
+                        allow_partial=args.allow_partial))
+
+
+def execute(cfg: FewShotConfig) -> int:
+    """Run the evaluation of ``cfg`` and print where the results are (shared with ``metacomm run``)."""
     run_fewshot(cfg)
     print(f"fewshot: results -> {cfg.out}/results.json")
     return 0

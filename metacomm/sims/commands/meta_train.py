@@ -109,7 +109,12 @@ def config_from_args(args) -> MetaTrainConfig:
 
 
 def run(args) -> int:
-    r = run_meta_train(config_from_args(args))
+    return execute(config_from_args(args))
+
+
+def execute(cfg: MetaTrainConfig) -> int:
+    """Run the meta-training of ``cfg`` and print its summary line (shared with ``metacomm run``)."""
+    r = run_meta_train(cfg)
     val, jl = r["init"].get("val") or {}, r["joint_val"]
     print(f"meta-train {r['scenario']} {r['algo']}: {r['num_restarts']} x {r['steps']} meta-steps "
           f"({r['skipped']} skipped in the last), shipped restart {r['init']['restart'] + 1} step "

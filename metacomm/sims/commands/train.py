@@ -87,8 +87,12 @@ def add_parser(subparsers, name: str = "train") -> argparse.ArgumentParser:
 
 def run(args) -> int:
     keys = {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in keys}, progress=not args.quiet)
+    return execute(TrainConfig(**{k: v for k, v in vars(args).items() if k in keys}, progress=not args.quiet))
+
+
+def execute(cfg: TrainConfig) -> int:
+    """Train the codec of ``cfg`` and print the files written (shared with ``metacomm run``)."""
     r = run_train(cfg)
-    if not args.quiet:
+    if cfg.progress:
         print(f"wrote {', '.join(r['files'])}")
     return 0

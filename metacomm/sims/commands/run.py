@@ -1,0 +1,44 @@
+"""``metacomm run``: run an experiment file (a TOML file naming a command and its settings).
+
+    metacomm run examples/ber_qpsk.toml
+    metacomm run experiment.toml --set frames=50 --out runs/short
+
+The file is validated before any work starts: every unknown key, wrong type and refused value is reported at
+once (one line, exit 2). ``--set KEY=VALUE`` (repeatable; VALUE parsed as JSON where it can be) and ``--out``,
+``--seed``, ``--device`` override the file. The resolved settings and the metacomm/torch/sionna versions are
+written next to the results (``experiment.json`` in an output directory, ``<out>.experiment.json`` beside an
+output file). Format and examples: :mod:`metacomm.experiments.files`, ``examples/*.toml``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from metacomm.experiments.files import COMMANDS, load_experiment, write_experiment_record
+from metacomm.sims.commands._settings import parse_settings
+
+
+def add_parser(subparsers, name):
+    p = subparsers.add_parser(name, help="run an experiment file (TOML: command + settings)",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("experiment", metavar="EXPERIMENT.toml",
+                   help=f"experiment file: command = one of {', '.join(COMMANDS)}, then that command's settings")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a setting of the file (repeatable)")
+    p.add_argument("--out", default=None, help="override the file's out")
+    p.add_argument("--seed", type=int, default=None, help="override the file's seed")
+    p.add_argument("--device", default=None, help="override the file's device")
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args) -> int:
+    overrides = parse_settings(args.overrides)
+    for key in ("out", "seed", "device"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    command, cfg = load_experiment(args.experiment, overrides, field="EXPERIMENT.toml")
+    module = importlib.import_module(f"metacomm.sims.commands.{command.replace('-', '_')}")
+    rc = module.execute(cfg)
+    print(f"run: settings and versions -> {write_experiment_record(command, cfg, args.experiment)}")
+    return rc
