@@ -12,6 +12,8 @@ import argparse
 import importlib
 import sys
 
+import torch
+
 from metacomm import __version__
 from metacomm._validation import ConfigError
 
@@ -50,7 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
             if e.name == f"metacomm.sims.commands.{module}":
                 continue
             raise
-        parser.commands[name] = mod.add_parser(sub, name)
+        p = mod.add_parser(sub, name)
+        if p is not None and "--threads" not in p._option_string_actions:
+            p.add_argument("--threads", type=int, default=1, metavar="N",
+                           help="torch intra-op threads (default 1: the built-in models are small, and extra "
+                                "threads only spin on a shared machine)")
+        parser.commands[name] = p
     return parser
 
 
@@ -79,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        threads = getattr(args, "threads", None)
+        if threads is not None:
+            from metacomm._validation import check_positive_int
+            torch.set_num_threads(check_positive_int("--threads", threads))
         return int(args.run(args) or 0)
     except ConfigError as e:
         field = flag_of(parser.commands.get(args.command), e.field)
