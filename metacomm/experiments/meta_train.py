@@ -47,8 +47,8 @@ class MetaTrainConfig:
     ``scenario``: registered scenario name; ``scenario_config``: overrides of its config fields;
     ``ebno_db`` (Eb/N0, dB per information bit) or ``snr_db`` (Es/N0, dB per channel symbol): the training SNR,
     converted to the scenario's own SNR field (``snr_kind``); ``support_pilots``: support-set size per task
-    (the scenario's ``support_field``). ``meta_steps``, ``meta_batch``, ``outer_lr``: ``None`` = the scenario's
-    ``meta_defaults``; ``joint_steps``: ``None`` = ``meta_steps``, 0 = no joint baseline. An existing ``out`` is
+    (the scenario's ``support_field``). ``meta_steps``, ``meta_batch``, ``outer_lr``, ``restarts``: ``None`` = the
+    scenario's ``meta_defaults`` (``restarts``: 1 unless the scenario says otherwise); ``joint_steps``: ``None`` = ``meta_steps``, 0 = no joint baseline. An existing ``out`` is
     refused unless it is the ``resume`` checkpoint or ``overwrite`` is set; ``resume`` refuses a checkpoint made
     with other meta-training settings (``meta_steps``, ``joint_steps`` and ``restarts`` may grow).
     """
@@ -57,7 +57,7 @@ class MetaTrainConfig:
     out: str
     algo: str = "maml"
     meta_steps: int | None = None
-    restarts: int = 1
+    restarts: int | None = None
     select: str = "best"
     meta_batch: int | None = None
     inner_steps: int = 1
@@ -83,7 +83,8 @@ class MetaTrainConfig:
         scenario_class(self.scenario)
         check_choice("algo", self.algo, ALGORITHMS)
         check_choice("select", self.select, SELECT)
-        self.restarts = check_positive_int("restarts", self.restarts)
+        if self.restarts is not None:
+            self.restarts = check_positive_int("restarts", self.restarts)
         if not isinstance(self.scenario_config, dict):
             raise ConfigError("scenario_config", f"expected a table of scenario settings, got {self.scenario_config!r}")
         if self.meta_steps is not None:
@@ -155,7 +156,8 @@ def build(cfg: MetaTrainConfig):
                         val_sampler=sc.sample_val_tasks, device=dev)
     settings = {"scenario": cfg.scenario, "scenario_config": sc.config_dict(), "algo": cfg.algo,
                 "meta_steps": meta_steps, "joint_steps": joint_steps, "seed": cfg.seed,
-                "num_restarts": cfg.restarts, "select": cfg.select,
+                "num_restarts": d.get("restarts", 1) if cfg.restarts is None else cfg.restarts,
+                "select": cfg.select,
                 "meta_config": {k: v for k, v in vars(mcfg).items() if k != "adapt"}, "adapt": meta.adapt}
     return sc, meta, joint, settings
 

@@ -25,10 +25,10 @@ from metacomm.experiments.meta_train import MetaTrainConfig, run_meta_train
 from metacomm.sims.commands._settings import parse_settings
 
 
-def _per_scenario(key: str) -> str:
+def _per_scenario(key: str, default=None) -> str:
     """``"fading-ae 20000, iq-demod 3000"``: a meta-training default of every registered scenario."""
     from metacomm.scenarios import scenario_class, scenario_names
-    return ", ".join(f"{n} {scenario_class(n).meta_defaults[key]:g}" for n in scenario_names())
+    return ", ".join(f"{n} {scenario_class(n).meta_defaults.get(key, default):g}" for n in scenario_names())
 
 
 def _support_fields() -> str:
@@ -44,9 +44,9 @@ def add_parser(subparsers, name):
     p.add_argument("--algo", default="maml", help=f"algorithm: {', '.join(ALGORITHMS)} (default maml)")
     p.add_argument("--meta-steps", type=int, default=None,
                    help=f"outer (meta) updates per restart (default: the scenario's; {_per_scenario('meta_steps')})")
-    p.add_argument("--restarts", type=int, default=1,
+    p.add_argument("--restarts", type=int, default=None,
                    help="independent meta-trainings (seeds seed, seed+1, ...); the one with the lowest held-out "
-                        "loss is shipped (default 1)")
+                        f"loss is shipped (default: the scenario's; {_per_scenario('restarts', 1)})")
     p.add_argument("--select", default="best",
                    help="initialisation shipped from a run: best (lowest held-out loss at a validation) or last "
                         "(default best)")
