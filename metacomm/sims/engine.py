@@ -141,6 +141,17 @@ def _check_outputs(out: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return b, bh
 
 
+def _invalid(bh: torch.Tensor, soft: bool) -> torch.Tensor:
+    """How many entries of ``bits_hat`` are not valid decisions: non-finite values, and (hard decisions) values
+    other than 0 and 1. Counted on the device and checked at the next host sync (no extra sync per batch)."""
+    if not bh.is_floating_point():
+        return (~((bh == 0) | (bh == 1))).sum() if not soft else bh.new_zeros((), dtype=torch.int64)
+    bad = ~torch.isfinite(bh)
+    if not soft:
+        bad = bad | ~((bh == 0) | (bh == 1))
+    return bad.sum()
+
+
 def _plan(counts: tuple[int, int, int], batches_done: int, prev_chunk: int, batch_size: int, blocks_left: int,
           target_block: int | None, target_bit: int | None, max_chunk: int) -> int:
     """Number of batches to run before the next host check (see module docstring)."""
@@ -272,7 +283,7 @@ def _run_point(link, kind, pt: PointResult, *, batch_size, max_blocks, target_bl
         def call(bs):
             return link(bs, pt.ebno_db, gen)
 
-    acc = torch.zeros(3, dtype=torch.int64, device=device)  # bit errors, block errors, sum e_j^2
+    acc = torch.zeros(4, dtype=torch.int64, device=device)  # bit errors, block errors, sum e_j^2, invalid
     blocks = bits = 0
     k = 0
     batches = 0
@@ -295,6 +306,7 @@ def _run_point(link, kind, pt: PointResult, *, batch_size, max_blocks, target_bl
                     k = kb
                 elif kb != k:
                     raise ConfigError("link", f"block length changed between batches ({k} -> {kb} bits)")
+                invalid = _invalid(bh, soft).to(device)
                 if soft:
                     bh = bh > 0
                 if b.device != device:
@@ -302,12 +314,16 @@ def _run_point(link, kind, pt: PointResult, *, batch_size, max_blocks, target_bl
                 if bh.device != device:
                     bh = bh.to(device)
                 e = (b.reshape(-1, k) != bh.reshape(-1, k).to(b.dtype)).sum(dim=1)
-                acc += torch.stack((e.sum(), (e > 0).sum(), (e * e).sum()))
+                acc += torch.stack((e.sum(), (e > 0).sum(), (e * e).sum(), invalid))
                 nblk = b.numel() // k
                 blocks += nblk
                 bits += nblk * k
                 batches += 1
             counts_t = acc.tolist()  # the only host sync
+            if counts_t[3]:
+                raise ConfigError("link", f"returned {counts_t[3]} invalid decisions at Eb/N0 {pt.ebno_db:g} dB "
+                                          "(NaN/inf, or values other than 0/1 without soft_estimates): a model with "
+                                          "non-finite weights? They are not counted as ordinary errors")
             counts = (counts_t[0], counts_t[1], blocks)
             bar.update(blocks - bar.n)
             bar.set_postfix_str(f"BER={counts_t[0] / bits:.3e} BLER={counts_t[1] / blocks:.3e} "
@@ -324,6 +340,6 @@ def _run_point(link, kind, pt: PointResult, *, batch_size, max_blocks, target_bl
     finally:
         bar.close()
     pt.runtime_s = time.perf_counter() - t0
-    pt.bit_errors, pt.block_errors, pt.bit_errors_sq = (int(v) for v in acc.tolist())
+    pt.bit_errors, pt.block_errors, pt.bit_errors_sq = (int(v) for v in acc.tolist()[:3])
     pt.bits, pt.blocks, pt.bits_per_block = bits, blocks, k
     pt.simulated = True

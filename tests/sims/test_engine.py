@@ -202,3 +202,34 @@ def test_planned_check_schedule():
     d = simulate(link, [0.0], max_batches_per_check=1, **{**kw, "max_blocks": pa.blocks,
                                                              "target_block_errors": None})
     assert counts(d)[0][:4] == (pa.bit_errors, pa.bits, pa.block_errors, pa.blocks)
+
+
+def test_nan_or_soft_decisions_are_reported_not_counted():
+    import pytest as _pytest
+
+    from metacomm import ConfigError
+    from metacomm.sims.engine import simulate
+
+    def nan_link(batch_size, ebno_db, generator):
+        bits = torch.randint(0, 2, (batch_size, 8), generator=generator).float()
+        return bits, torch.full_like(bits, float("nan"))
+
+    def soft_link(batch_size, ebno_db, generator):
+        bits = torch.randint(0, 2, (batch_size, 8), generator=generator).float()
+        return bits, bits * 0.7
+
+    for link, what in ((nan_link, "80 invalid decisions"), (soft_link, "40 invalid decisions")):
+        with _pytest.raises(ConfigError, match=what):
+            simulate(link, [0.0], batch_size=10, max_blocks=10, target_block_errors=None, seed=0, quiet=True)
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    import os
+
+    from metacomm._io import atomic_write_text
+    old = os.umask(0o022)
+    try:
+        p = atomic_write_text(tmp_path / "a.txt", "x")
+        assert (os.stat(p).st_mode & 0o777) == 0o644
+    finally:
+        os.umask(old)
