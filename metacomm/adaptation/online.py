@@ -299,11 +299,20 @@ class AdaptiveCodec(nn.Module):
                 raise ConfigError("pilots_tx", f"expected message indices [B, P] or bits [B, P, {self.k}], got "
                                                f"{tuple(msg.shape)}")
             msg = bits_to_index(msg)
+        if msg.dtype == torch.bool or torch.is_complex(msg) or torch.is_floating_point(msg):
+            raise ConfigError("pilots_tx", f"expected integer message indices 0..{2 ** self.k - 1} or bits, got "
+                                           f"{msg.dtype}")
         if msg.dim() != 2 or msg.shape[0] != B:
             raise ConfigError("pilots_tx", f"expected [{B}, P] pilot messages for {B} links, got {tuple(msg.shape)}")
+        if msg.numel() and (int(msg.min()) < 0 or int(msg.max()) >= 2 ** self.k):
+            raise ConfigError("pilots_tx", f"message indices must lie in 0..{2 ** self.k - 1} (k = {self.k} bits), "
+                                           f"got {int(msg.min())}..{int(msg.max())}")
         if pilots_rx.dim() != 3 or pilots_rx.shape[:2] != msg.shape or not torch.is_complex(pilots_rx):
             raise ConfigError("pilots_rx", f"expected complex [{B}, {msg.shape[1]}, n_rx], got "
                                            f"{pilots_rx.dtype} {tuple(pilots_rx.shape)}")
+        if not bool(torch.isfinite(torch.view_as_real(pilots_rx)).all()):
+            raise ConfigError("pilots_rx", "contains NaN or inf samples; adapting on them would make the links' "
+                                           "fast weights NaN")
         batch = {"msg": msg.to(torch.int64), "y": pilots_rx}
         if self.needs_feedback:
             if channel is None or state is None or noise is None:

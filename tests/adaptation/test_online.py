@@ -303,3 +303,25 @@ def test_default_loss_follows_the_checkpoint(tmp_path):
         assert AdaptiveCodec(model, loss="ce").loss == "ce"  # an explicit choice wins
     with pytest.raises(ConfigError, match="inner_loss"):
         OnlineDriftConfig(inner_loss="mse").validate()
+
+
+def test_observe_refuses_nan_pilots_and_out_of_range_or_bool_messages():
+    import pytest as _pytest
+
+    from metacomm import ConfigError
+    from metacomm.adaptation import AdaptiveCodec
+    from metacomm.scenarios.online_drift import DriftAutoencoder
+    model = DriftAutoencoder(4, 4, 3, 16)
+    ac = AdaptiveCodec(model, num_links=2, adapt="decoder.taps", loss="pilot-fit")
+    msg = torch.randint(0, 16, (2, 5))
+    y = torch.randn(2, 5, 4, dtype=torch.complex64)
+    ac.observe(msg, y, 0.1)
+    before = {n: t.clone() for n, t in ac.fast.items()}
+    bad = y.clone()
+    bad[1, 2, 0] = float("nan")
+    with _pytest.raises(ConfigError, match="pilots_rx"):
+        ac.observe(msg, bad, 0.1)
+    for m in (torch.full((2, 5), 16), torch.full((2, 5), -1), torch.ones(2, 5, dtype=torch.bool)):
+        with _pytest.raises(ConfigError, match="pilots_tx"):
+            ac.observe(m, y, 0.1)
+    assert all(torch.equal(before[n], ac.fast[n]) for n in before)
