@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from metacomm._validation import ConfigError, check_nonneg_int
-from metacomm.adaptation.functional import batched_loss
+from metacomm.adaptation.functional import _zeros_if_unused, batched_loss
 from metacomm.adaptation.params import AdaptSpec, resolve_adapt
 from metacomm.adaptation.update_rules import SGD, Adam, UpdateRule, as_rule
 
@@ -60,7 +60,8 @@ def finetune_batched(model: nn.Module, params: Mapping[str, torch.Tensor], loss_
             batch = draw_batch(step)
             phi = {n: t.requires_grad_(True) for n, t in phi.items()}
             losses = batched_loss(model, shared, loss_fn, batch, phi)
-            grads = torch.autograd.grad(losses.sum(), [phi[n] for n in names])
+            grads = _zeros_if_unused(torch.autograd.grad(losses.sum(), [phi[n] for n in names], allow_unused=True),
+                                     [phi[n] for n in names])
             grads = dict(zip(names, grads, strict=True))
             with torch.no_grad():
                 if step == 1:

@@ -86,6 +86,12 @@ class _Bound(nn.Module):
 _BOUND_CACHE: dict[tuple[int, int], _Bound] = {}
 
 
+def _zeros_if_unused(grads, tensors) -> tuple:
+    """Gradients from ``torch.autograd.grad(..., allow_unused=True)`` with ``None`` (a parameter the loss does not
+    use, e.g. decoder weights outside a pilot-fit loss) replaced by zeros: such a parameter is simply not moved."""
+    return tuple(torch.zeros_like(t) if g is None else g for g, t in zip(grads, tensors, strict=True))
+
+
 def call(model: nn.Module, params: Mapping[str, torch.Tensor], fn: Callable, *args) -> Any:
     """``fn(model, *args)`` evaluated with ``params`` in place of ``model``'s tensors of the same names.
 
@@ -183,7 +189,8 @@ def inner_adapt_autograd(model: nn.Module, params: Mapping[str, torch.Tensor], s
         state = rule.init(phi)
         for _ in range(steps):
             loss = call(model, {**out, **phi}, inner_loss, support)
-            grads = torch.autograd.grad(loss, [phi[n] for n in names], create_graph=create_graph)
+            grads = _zeros_if_unused(torch.autograd.grad(loss, [phi[n] for n in names], create_graph=create_graph,
+                                                         allow_unused=True), [phi[n] for n in names])
             new, state = rule.step(phi, dict(zip(names, grads, strict=True)), state, meta)
             if create_graph:
                 phi = {n: new[n] for n in names}
@@ -407,7 +414,9 @@ def inner_adapt_batched(model: nn.Module, params: Mapping[str, torch.Tensor], su
             on_step(0, {n: t.detach() for n, t in phi.items()})
         for j in range(steps):
             losses = batched_loss(model, fixed, inner_loss, support, phi)
-            grads = torch.autograd.grad(losses.sum(), [phi[n] for n in names], create_graph=create_graph)
+            grads = _zeros_if_unused(torch.autograd.grad(losses.sum(), [phi[n] for n in names],
+                                                         create_graph=create_graph, allow_unused=True),
+                                     [phi[n] for n in names])
             new, state = rule.step(phi, dict(zip(names, grads, strict=True)), state, meta)
             phi = {n: new[n] for n in names}
             if not create_graph:

@@ -66,7 +66,7 @@ from metacomm._validation import (
     check_positive_int,
 )
 from metacomm.adaptation.detectors import Detector, make_detector
-from metacomm.adaptation.functional import batched_loss, call
+from metacomm.adaptation.functional import _zeros_if_unused, batched_loss, call
 from metacomm.adaptation.params import AdaptSpec, select_names
 from metacomm.adaptation.update_rules import UpdateRule, as_rule
 from metacomm.channels.units import broadcast_no
@@ -341,7 +341,8 @@ class AdaptiveCodec(nn.Module):
             phi = {n: t.requires_grad_(True) for n, t in phi.items()}
             with torch.enable_grad():
                 losses = self._losses(shared, loss_fn, batch, phi)
-                grads = torch.autograd.grad(losses.sum(), [phi[n] for n in self.names])
+                grads = _zeros_if_unused(torch.autograd.grad(losses.sum(), [phi[n] for n in self.names],
+                                                             allow_unused=True), [phi[n] for n in self.names])
             new, state = rule.step(phi, dict(zip(self.names, grads, strict=True)), state)
             phi = {n: new[n].detach() for n in self.names}
             state = tree_map(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, state)

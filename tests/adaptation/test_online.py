@@ -325,3 +325,23 @@ def test_observe_refuses_nan_pilots_and_out_of_range_or_bool_messages():
         with _pytest.raises(ConfigError, match="pilots_tx"):
             ac.observe(m, y, 0.1)
     assert all(torch.equal(before[n], ac.fast[n]) for n in before)
+
+
+def test_adaptive_codec_defaults_work_on_the_shipped_checkpoint():
+    """AdaptiveCodec(model) with its defaults (adapt the decoder, the checkpoint's pilot-fit loss) adapts: the
+    decoder parameters the pilot-fit loss does not use stay put, the channel belief moves."""
+    from metacomm.adaptation import AdaptiveCodec
+    from metacomm.experiments.drift import DEFAULT_CHECKPOINT
+    from metacomm.scenarios.online_drift import load_meta
+    model, cfg, _ = load_meta(DEFAULT_CHECKPOINT)
+    ac = AdaptiveCodec(model, num_links=3)
+    g = torch.Generator().manual_seed(0)
+    msg = torch.randint(0, 2 ** cfg.k, (3, 16), generator=g)
+    x = model.encoder.forward_index(msg.reshape(-1)).reshape(3, 16, -1)
+    y = x + 0.05 * torch.randn(x.shape, dtype=x.dtype, generator=g)
+    before = {n: t.clone() for n, t in ac.fast.items()}
+    ac.observe(msg, y, 0.0025)
+    moved = [n for n in before if not torch.equal(before[n], ac.fast[n])]
+    assert "decoder.taps" in moved
+    # the biases and the temperature are not in the pilot-fit loss: zero gradient (not moved), not an error
+    assert "decoder.bias" not in moved and "decoder.log_beta" not in moved
