@@ -61,6 +61,7 @@ class TrainConfig:
     seed: object = 0
     device: str = "cpu"
     threads: object = 1
+    overwrite: bool = False
     progress: bool = True
 
     def validate(self) -> TrainConfig:
@@ -78,6 +79,12 @@ class TrainConfig:
         self.threads = check_positive_int("threads", self.threads)
         if Path(self.out).is_dir():
             raise ConfigError("out", f"{self.out} is a directory; give a checkpoint file name such as ckpt.pt")
+        stem = Path(self.out).with_suffix("")
+        existing = [str(p) for p in (Path(self.out), Path(f"{stem}_curve.csv"), Path(f"{stem}_curve.png"),
+                                     Path(f"{stem}_codec.png")) if p.exists()]
+        if existing and not self.overwrite:
+            raise ConfigError("out", f"{', '.join(existing)} exist(s); choose another output name or replace them "
+                                     "with overwrite=True (--overwrite)")
         return self
 
 

@@ -80,3 +80,17 @@ def test_train_neural_rx_checkpoint_runs_on_its_channel(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith("metacomm train: error: --num-iterations"), err
     assert not (tmp_path / "y.pt").exists()
+
+
+def test_train_keeps_an_existing_checkpoint_unless_overwrite(tmp_path, capsys):
+    from metacomm.sims.cli import main
+    out = tmp_path / "ae.pt"
+    argv = ["train", "--codec", "ae", "--n", "2", "--k", "2", "--train-ebno-db", "5", "--steps", "3",
+            "--batch-size", "20", "--quiet", "--out", str(out)]
+    assert main(argv) == 0
+    before = out.read_bytes()
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out" in err[0] and "--overwrite" in err[0] and out.read_bytes() == before
+    assert main([*argv, "--overwrite", "--seed", "3"]) == 0 and out.read_bytes() != before
