@@ -113,6 +113,7 @@ register_kind("metacomm-drift", 1, "metacomm drift results file", "`metacomm dri
 register_kind("metacomm-codec", 1, "metacomm codec checkpoint", "`metacomm train`, codecs.checkpoint.save_codec")
 register_kind("metacomm-meta", 1, "metacomm meta-train checkpoint", "`metacomm meta-train`")
 register_kind("metacomm-meta-trainer", 1, "metacomm meta-trainer state", "adaptation.MetaTrainer.save")
+register_kind("metacomm-drift-run", 1, "metacomm drift run state (resume)", "`metacomm drift --save-every`")
 register_kind("metacomm-experiment", 1, "metacomm experiment record (resolved settings and versions)",
               "`metacomm run` and every experiment written from a file")
 register_kind("metacomm-online-meta", 1, "metacomm online-drift meta checkpoint",

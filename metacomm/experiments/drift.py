@@ -9,13 +9,18 @@ second axis).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
-from metacomm._validation import check_nonneg_int, check_positive_int, check_probability
+from metacomm._validation import ConfigError, check_nonneg_int, check_positive_int, check_probability
 from metacomm.experiments._common import check_out_dir
 
-__all__ = ["DriftConfig", "run_drift_experiment", "DEFAULT_CHECKPOINT"]
+__all__ = ["DriftConfig", "run_drift_experiment", "DEFAULT_CHECKPOINT", "RUN_STATE"]
+
+#: the run-state file a drift run with ``save_every`` writes into its output directory
+RUN_STATE = "run-state.pt"
+RUN_KIND = "metacomm-drift-run"
 
 #: the shipped online-drift meta checkpoint (k = 8 bits on n = 8 complex uses, 3-tap channel belief)
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "checkpoints", "online_drift_k8n8.pt")
@@ -27,7 +32,9 @@ class DriftConfig:
 
     ``pilots``: pilot messages per link and frame; ``steps``: adaptation SGD steps per frame at ``lr`` (``None``:
     the checkpoint's inner rate); ``links``: independent links; ``payload``: data blocks per link and frame;
-    ``schemes``: a list or comma string (``None``: the default set); ``seed``: ``None`` = the scenario's."""
+    ``schemes``: a list or comma string (``None``: the default set); ``seed``: ``None`` = the scenario's;
+    ``save_every``: write the run state every N frames (0: never) so that ``resume`` can continue an interrupted
+    run -- the resumed result equals an uninterrupted run's."""
 
     scenario: str
     out: str
@@ -44,6 +51,8 @@ class DriftConfig:
     bler_target: float = 0.1
     seed: int | None = None
     device: str = "cpu"
+    save_every: int = 0
+    resume: bool = False
     progress: bool = True
 
     def validate(self) -> DriftConfig:
@@ -53,6 +62,10 @@ class DriftConfig:
         if self.seed is not None:
             self.seed = check_nonneg_int("seed", self.seed)
         self.frames = check_positive_int("frames", self.frames)
+        self.save_every = check_nonneg_int("save_every", self.save_every)
+        if self.resume and not os.path.exists(os.path.join(self.out, RUN_STATE)):
+            raise ConfigError("resume", f"no saved run state in {self.out} ({RUN_STATE}); was the run started "
+                                        "with save_every (--save-every)?")
         check_out_dir(self.out)
         return self
 
@@ -63,7 +76,7 @@ def run_drift_experiment(cfg: DriftConfig):
 
     from metacomm.scenarios.drift_scenarios import load_scenario
     from metacomm.scenarios.online_drift import load_meta
-    from metacomm.sims.drift_run import plot_drift, run_drift
+    from metacomm.sims.drift_run import plot_drift
     from metacomm.sims.engine import resolve_device
 
     dev = resolve_device(cfg.device, field="device")
@@ -73,14 +86,61 @@ def run_drift_experiment(cfg: DriftConfig):
     # One thread: the per-frame tensors are tiny, and extra threads only add sync overhead (2-5x slower on a
     # shared 2-core machine, measured).
     torch.set_num_threads(1)
-    res = run_drift(sc, model, frames=cfg.frames, pilots=cfg.pilots, steps=cfg.steps, schemes=cfg.schemes,
-                    links=cfg.links, payload=cfg.payload, seed=sc.seed if cfg.seed is None else cfg.seed,
-                    device=dev, lr=mcfg.inner_lr if cfg.lr is None else cfg.lr, adapt=mcfg.adapt,
-                    inner_loss=mcfg.inner_loss, retrain_every=cfg.retrain_every, retrain_steps=cfg.retrain_steps,
-                    bler_target=cfg.bler_target, quiet=not cfg.progress)
+    res = _play(sc, model, cfg, dict(
+        frames=cfg.frames, pilots=cfg.pilots, steps=cfg.steps, schemes=cfg.schemes, links=cfg.links,
+        payload=cfg.payload, seed=sc.seed if cfg.seed is None else cfg.seed, device=dev,
+        lr=mcfg.inner_lr if cfg.lr is None else cfg.lr, adapt=mcfg.adapt, inner_loss=mcfg.inner_loss,
+        retrain_every=cfg.retrain_every, retrain_steps=cfg.retrain_steps, bler_target=cfg.bler_target))
     res.config["checkpoint"] = os.path.abspath(cfg.checkpoint)
     res.config["checkpoint_meta"] = ck.get("meta", {})
     os.makedirs(cfg.out, exist_ok=True)
     pj, pc = res.save(cfg.out)
     png = plot_drift(res, os.path.join(cfg.out, "drift.png"))
     return res, pj, pc, png
+
+
+def _fingerprint(cfg: DriftConfig) -> dict:
+    """The settings a resumed run must share with the interrupted one."""
+    skip = ("out", "progress", "resume", "save_every")
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in skip}
+
+
+def _play(sc, model, cfg: DriftConfig, kw: dict):
+    """Play the run frame by frame; every ``save_every`` frames write the run state (``RUN_STATE`` in the output
+    directory: frames played, their records, every scheme's state; ``finished`` False until the end), and with
+    ``resume`` continue from it (the played frames' draws are replayed, so the result equals an uninterrupted
+    run's)."""
+    from tqdm.auto import tqdm
+
+    from metacomm._validation import ConfigError
+    from metacomm.artefacts import load_checkpoint, save_checkpoint
+    from metacomm.sims.drift_run import CLI_FLAGS, DriftRun, DriftRunConfig
+    try:
+        run = DriftRun(sc, model, DriftRunConfig(**kw))
+    except ConfigError as e:
+        if e.field in CLI_FLAGS:
+            raise ConfigError(CLI_FLAGS[e.field].lstrip("-").replace("-", "_"), str(e)[len(e.field) + 2:]) from None
+        raise
+    path = os.path.join(cfg.out, RUN_STATE)
+    fingerprint = _fingerprint(cfg)
+    if cfg.resume:
+        state = load_checkpoint(path, kinds=RUN_KIND, field="resume", allow_partial=True)
+        if state.get("settings") != fingerprint:
+            diff = sorted(k for k in set(fingerprint) | set(state.get("settings", {}))
+                          if fingerprint.get(k) != state.get("settings", {}).get(k))
+            raise ConfigError("resume", f"the saved run was made with other settings ({', '.join(diff)}); resume "
+                                        "with the settings of the interrupted run")
+        run.load_state_dict(state["run"])
+    elif cfg.save_every:
+        for s in run.schemes:  # refuse up front a scheme whose state cannot be saved
+            s.state_dict()
+    every = cfg.save_every
+    left = cfg.frames - run.position
+    with tqdm(total=left, disable=not cfg.progress, desc=f"drift {sc.name}", leave=False) as bar:
+        while not run.done:
+            run.step()
+            bar.update(1)
+            if every and (run.position % every == 0 or run.done):
+                save_checkpoint(path, {"settings": fingerprint, "run": run.state_dict(), "finished": run.done},
+                                kind=RUN_KIND, field="out")
+    return run.result

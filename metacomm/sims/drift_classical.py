@@ -159,6 +159,11 @@ class ModelBasedScheme(DriftScheme):
     decision through the estimated taps. Subclasses implement :meth:`estimate`."""
 
     kind = "classical"
+    state_attrs = ("fallback_segments",)
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.fallback_segments = set(self.fallback_segments)
 
     def setup(self, ctx: DriftContext) -> None:
         super().setup(ctx)
@@ -244,6 +249,8 @@ class KalmanScheme(ModelBasedScheme):
     segment, without a prediction step. Does not know: the taps, impairments (IQ-blind). On a segment without a
     tap model it decides like pilot-ls and restarts afterwards."""
 
+    state_attrs = ("fallback_segments", "m", "P", "segment")
+
     def setup(self, ctx):
         super().setup(ctx)
         self.m = self.P = None
@@ -280,6 +287,7 @@ class WideLSScheme(DriftScheme):
     Uses the first ``n`` received samples of each block (the truncated-convolution model)."""
 
     kind = "classical"
+    state_attrs = ()
 
     def __init__(self, name: str, *, pre: int = 2, post: int = 2):
         super().__init__(name)
@@ -312,6 +320,7 @@ class WidelyLinearLSScheme(DriftScheme):
     samples of each block."""
 
     kind = "classical"
+    state_attrs = ()
 
     def setup(self, ctx):
         super().setup(ctx)

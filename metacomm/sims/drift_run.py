@@ -329,6 +329,31 @@ class DriftRun:
             draw_signals(self.ctx, next(self._frames), self.g_data)
             self.position += 1
 
+    def state_dict(self) -> dict:
+        """Everything a resumed run needs: frames played, their records, every scheme's state (loadable with
+        ``torch.load(weights_only=True)``). The draws themselves are replayed by :meth:`skip`."""
+        return {"position": self.position, "records": list(self.result.frames),
+                "schemes": {s.name: s.state_dict() for s in self.schemes}}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume a fresh run (same scenario, model and config) from :meth:`state_dict`: replay the draws of the
+        played frames, restore the records and every scheme's state. The rest of the run then equals an
+        uninterrupted one."""
+        if self.position:
+            raise ConfigError("resume", "load the state into a fresh DriftRun (no frame played yet)")
+        names = [s.name for s in self.schemes]
+        if sorted(state.get("schemes", {})) != sorted(names):
+            raise ConfigError("resume", f"the saved run has schemes {sorted(state.get('schemes', {}))}, this run "
+                                        f"{sorted(names)}")
+        position = int(state["position"])
+        if len(state["records"]) != position:
+            raise ConfigError("resume", "the saved run's records do not match its frame count")
+        self.skip(position)
+        for record in state["records"]:
+            self.result.add_frame(record)
+        for s in self.schemes:
+            s.load_state_dict(state["schemes"][s.name])
+
     def run(self, *, quiet: bool = True, on_frame: Callable[[object, dict], None] | None = None) -> DriftResult:
         """Play the remaining frames (a progress bar unless ``quiet``); ``on_frame(frame, signals)`` after each
         with the shared signals ``{"msg_p", "y_p", "msg_d", "y_d"}``. Returns :attr:`result`."""

@@ -48,6 +48,26 @@ __all__ = ["Decision", "DriftContext", "DriftScheme", "FrameSignals", "register_
 SCHEME_KINDS = ("adaptive", "classical", "reference")
 
 
+def _to_cpu(x):
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().clone()
+    if isinstance(x, dict):
+        return {k: _to_cpu(v) for k, v in x.items()}
+    if isinstance(x, list | tuple | set):
+        return [_to_cpu(v) for v in x]
+    return x
+
+
+def _to_device(x, device):
+    if isinstance(x, torch.Tensor):
+        return x.to(device)
+    if isinstance(x, dict):
+        return {k: _to_device(v, device) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_to_device(v, device) for v in x]
+    return x
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # What a scheme sees
 # ----------------------------------------------------------------------------------------------------------------
@@ -146,9 +166,27 @@ class DriftScheme:
     """
 
     kind: str = "adaptive"
+    #: attributes that carry the scheme's state across frames (tensors, numbers, None, lists/dicts of them):
+    #: saved by :meth:`state_dict` so a drift run can be checkpointed and resumed; ``()`` for a stateless scheme;
+    #: ``None`` (the default) = not declared, and checkpointing a run with this scheme is refused.
+    state_attrs: tuple[str, ...] | None = None
 
     def __init__(self, name: str):
         self.name = name
+
+    def state_dict(self) -> dict:
+        """The scheme's state across frames (what a resumed run needs besides the replayed draws)."""
+        if self.state_attrs is None:
+            raise ConfigError("resume", f"scheme {self.name!r} ({type(self).__name__}) does not declare its state "
+                                        "(state_attrs / state_dict), so a run with it cannot be checkpointed")
+        return {a: _to_cpu(getattr(self, a)) for a in self.state_attrs}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` (after :meth:`setup`)."""
+        if self.state_attrs is None:
+            self.state_dict()  # raises
+        for a in self.state_attrs:
+            setattr(self, a, _to_device(state[a], self.ctx.device))
 
     def setup(self, ctx: DriftContext) -> None:
         """Prepare for ``ctx.links`` links (called once, before the first frame)."""
@@ -248,6 +286,12 @@ class AdaptiveScheme(DriftScheme):
         info = self.codec.observe(sig.msg_p, sig.y_p, sig.no)
         return Decision(self.codec.decide_block(sig.y_d), info["latency_s"] * 1e3)
 
+    def state_dict(self) -> dict:
+        return {"codec": self.codec.save_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.codec.load_state(state["codec"])
+
 
 class StaticScheme(AdaptiveScheme):
     """The codec adapted once, on the first frame's pilots (``steps`` steps from the meta-init), then frozen:
@@ -256,6 +300,13 @@ class StaticScheme(AdaptiveScheme):
     def __init__(self, name: str):
         super().__init__(name, policy="every-frame")
         self.adapted = False
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "adapted": self.adapted}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.adapted = bool(state["adapted"])
 
     def decide(self, sig: FrameSignals) -> Decision:
         if self.adapted:  # frozen: latency 0
@@ -302,6 +353,7 @@ class RetrainScheme(DriftScheme):
     (``retrain_lr``, ``retrain_steps`` steps, pilot cross-entropy) on that frame's pilots only, per link."""
 
     kind = "adaptive"
+    state_attrs = ("fast",)
 
     def setup(self, ctx: DriftContext) -> None:
         super().setup(ctx)
@@ -332,6 +384,7 @@ class PilotLSScheme(DriftScheme):
 
     RIDGE = 1e-9
     kind = "classical"
+    state_attrs = ()
 
     def setup(self, ctx: DriftContext) -> None:
         super().setup(ctx)
@@ -358,6 +411,7 @@ class GenieScheme(DriftScheme):
     noise draw scaled to Eb/N0 + d dB (d < 0: a worse channel), row ``genie{d}dB``. Latency ``None``."""
 
     kind = "reference"
+    state_attrs = ()
 
     def __init__(self, name: str, *, offset_db: float | None = None):
         super().__init__(name)

@@ -37,6 +37,11 @@ def add_parser(subparsers, name):
     p.add_argument("--bler-target", type=float, default=0.1, help="BLER target for the summary (default 0.1)")
     p.add_argument("--seed", type=int, default=None, help="seed of the channel draws (default: the scenario's)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:N)")
+    p.add_argument("--save-every", type=int, default=0, metavar="N",
+                   help="write the run state to OUT/run-state.pt every N frames (0: never), for --resume")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run saved in --out (same settings); the result equals an "
+                        "uninterrupted run's")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no table")
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(run=run)
@@ -47,7 +52,8 @@ def run(args) -> int:
     return execute(DriftConfig(scenario=args.scenario, out=args.out, checkpoint=args.checkpoint, frames=args.frames,
                       pilots=args.pilots, steps=args.steps, lr=args.lr, schemes=args.schemes, links=args.links,
                       payload=args.payload, retrain_every=args.retrain_every, retrain_steps=args.retrain_steps,
-                      bler_target=args.bler_target, seed=args.seed, device=args.device, progress=not args.quiet))
+                      bler_target=args.bler_target, seed=args.seed, device=args.device,
+                      save_every=args.save_every, resume=args.resume, progress=not args.quiet))
 
 
 def execute(cfg: DriftConfig) -> int:
