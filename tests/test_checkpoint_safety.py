@@ -16,6 +16,7 @@ import builtins
 import json
 import pickle
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,11 @@ def test_positive_control_the_exploit_runs_without_weights_only(variant, tmp_pat
 # --- every command that takes a checkpoint --------------------------------------------------------------------
 
 def _argv(cmd: str, flag: str, ckpt: Path, out: Path) -> list[str]:
+    if (cmd, flag) == ("drift", "--resume"):  # the run state is read from OUT/run-state.pt
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ckpt, out / "run-state.pt")
+        return ["drift", "--scenario", "doppler-fast", "--frames", "2", "--quiet", "--save-every", "1", "--resume",
+                "--out", str(out)]
     return {
         "fewshot": ["fewshot", "--checkpoint", str(ckpt), "--out", str(out)],
         "meta-train": ["meta-train", "--scenario", "iq-demod", "--meta-steps", "1", "--joint-steps", "0",
@@ -85,7 +91,7 @@ def _argv(cmd: str, flag: str, ckpt: Path, out: Path) -> list[str]:
 
 
 CLI_CASES = [("fewshot", "--checkpoint"), ("meta-train", "--resume"), ("drift", "--checkpoint"),
-             ("demo", "--checkpoint"), ("ber", "--checkpoint")]
+             ("drift", "--resume"), ("demo", "--checkpoint"), ("ber", "--checkpoint")]
 
 
 def test_every_checkpoint_flag_is_covered():
