@@ -52,6 +52,7 @@ from metacomm._io import atomic_write_bytes, atomic_write_text
 from metacomm._validation import ConfigError
 
 __all__ = [
+    "check_output_dir",
     "ArtefactKind",
     "KINDS",
     "register_kind",
@@ -269,6 +270,41 @@ def _prepare_target(path, field: str) -> Path:
         raise ConfigError(field, f"{str(parent)!r} is not a directory")
     parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def check_output_dir(out: str | os.PathLike, *, results: str, kind: str, others: Iterable[str] = (),
+                     field: str = "--out") -> Path:
+    """Check *before any work* that the run may write into the directory ``out``: it is (or can be created as) a
+    writable directory, an existing ``results`` JSON file there is a metacomm file of ``kind`` (never a foreign
+    file), and the ``others`` it would replace (CSV, figures) exist only next to such a results file. Returns the
+    directory path (not created)."""
+    d = Path(out)
+    if d.exists() and not d.is_dir():
+        raise ConfigError(field, f"{str(d)!r} exists and is not a directory")
+    probe = d
+    while not probe.exists():
+        probe = probe.parent if str(probe.parent) else Path(".")
+        if probe == probe.parent:
+            break
+    if probe.exists() and (not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK)):
+        raise ConfigError(field, f"{str(probe)!r} is not a writable directory")
+    rp = d / results
+    ours = False
+    if rp.is_symlink() or rp.exists():
+        try:
+            doc = json.loads(rp.read_text(encoding="utf-8"))
+            ours = bool(check_kind(doc, kind, field=field, source=str(rp), allow_untagged=False))
+        except (OSError, ValueError, UnicodeDecodeError):
+            ours = False
+        if not ours:
+            raise ConfigError(field, f"{str(rp)!r} exists and is not a {KINDS[kind].what}; refusing to "
+                                     "replace it (choose another output directory or remove the file)")
+    for name in others:
+        p = d / name
+        if (p.exists() or p.is_symlink()) and not ours:
+            raise ConfigError(field, f"{str(p)!r} exists and does not belong to metacomm results in that "
+                                     "directory; refusing to overwrite it")
+    return d
 
 
 def write_json(path: str | os.PathLike, obj: Mapping, *, kind: str, field: str = "--out",

@@ -62,6 +62,9 @@ class DriftConfig:
         if self.seed is not None:
             self.seed = check_nonneg_int("seed", self.seed)
         self.frames = check_positive_int("frames", self.frames)
+        from metacomm.artefacts import check_output_dir
+        check_output_dir(self.out, results="results.json", kind="metacomm-drift", field="out",
+                         others=("results.csv", "drift.png"))
         self.save_every = check_nonneg_int("save_every", self.save_every)
         if self.resume and not os.path.exists(os.path.join(self.out, RUN_STATE)):
             raise ConfigError("resume", f"no saved run state in {self.out} ({RUN_STATE}); was the run started "

@@ -91,6 +91,9 @@ class FewShotConfig:
         self.genie_steps = check_nonneg_int("genie_steps", self.genie_steps)
         check_nonneg("seed", self.seed)
         check_out_dir(self.out)
+        from metacomm.artefacts import check_output_dir
+        check_output_dir(self.out, results="results.json", kind=RESULTS_KIND, field="out",
+                         others=("bler_vs_steps.png", "bler_vs_pilots.png", "ser_vs_steps.png", "ser_vs_pilots.png"))
         return self
 
 

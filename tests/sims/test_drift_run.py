@@ -147,3 +147,18 @@ def test_a_drift_run_killed_midway_and_resumed_equals_an_uninterrupted_one(tmp_p
         return fr
 
     assert len(frames("cut")) == 7 and frames("cut") == frames("full")
+
+
+@pytest.mark.parametrize("command", ["drift", "fewshot"])
+def test_a_foreign_results_file_is_not_replaced(tmp_path, capsys, command):
+    from metacomm.sims.cli import main
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text('{"mine": 1}')
+    argv = {"drift": ["drift", "--scenario", "doppler-fast", "--frames", "2", "--links", "1", "--payload", "4",
+                      "--quiet", "--out", str(out)],
+            "fewshot": ["fewshot", "--checkpoint", str(tmp_path / "nothing.pt"), "--out", str(out)]}[command]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out" in err[0] and "refusing to replace" in err[0], err
+    assert (out / "results.json").read_text() == '{"mine": 1}'
