@@ -68,7 +68,9 @@ def parse_ebno_range(text: str, field: str = "ebno_db") -> list[float]:
 class BerConfig:
     """Settings of a sweep (keys = ``metacomm ber`` flags without ``--``). ``ebno_db``: list of dB values or
     ``START:STOP:STEP`` / comma string; ``decoder``/``block_length``/``num_pilots``: ``None`` = the codec's
-    default; ``checkpoint``: learned codecs; ``compare``: earlier results files overlaid on the plot."""
+    default; ``checkpoint``: learned codecs; ``compare``: earlier results files overlaid on the plot; ``resume``:
+    continue the interrupted sweep in ``out`` (its finished points are kept, the rest computed: the result equals an
+    uninterrupted sweep's)."""
 
     codec: str
     channel: str
@@ -86,6 +88,7 @@ class BerConfig:
     device: str = "cpu"
     ci: str = "clopper-pearson"
     compare: list = field(default_factory=list)
+    resume: bool = False
     progress: bool = True
 
     def validate(self) -> BerConfig:
@@ -132,6 +135,7 @@ def run_ber(cfg: BerConfig, *, log: Callable[[str], None] = print):
         raise ConfigError("out", f"{str(png)!r} exists and does not belong to metacomm results in that directory; "
                                  "refusing to overwrite it (choose another output directory or remove the file)")
     compare = [load_results(c, field_name="compare") for c in cfg.compare]
+    done = _finished_points(cfg, out) if cfg.resume else None
 
     link_cfg = {"codec": cfg.codec, "decoder": cfg.decoder, "channel": cfg.channel, "block_length": cfg.block_length,
                 "checkpoint": cfg.checkpoint, "device": str(device), "csi": cfg.csi, "num_pilots": cfg.num_pilots}
@@ -146,10 +150,17 @@ def run_ber(cfg: BerConfig, *, log: Callable[[str], None] = print):
               "csi": cfg.csi if cfg.channel != "awgn" else "perfect", "num_pilots": cfg.num_pilots,
               "argv": " ".join(sys.argv[1:]) if sys.argv else ""}
     config.update(link_info(link))
+    from metacomm.sims.results import SweepResult
+
+    def save_so_far(i, points):  # every finished point is on disk at once (atomic): resume continues from there
+        partial = SweepResult(points=points[:i + 1], config=dict(config, sweep=_sweep_key(cfg)))
+        save_results(partial, out, csv_file=False)
+
     result = simulate(link, cfg.ebno_db, batch_size=cfg.batch_size, max_blocks=cfg.max_blocks,
                       target_block_errors=cfg.target_block_errors, seed=cfg.seed, device=device,
                       quiet=not cfg.progress, ci_method=cfg.ci, progress_desc=f"{cfg.codec}/{cfg.channel}",
-                      config=config)
+                      config=config, done_points=done, on_point=save_so_far)
+    result.config["sweep"] = _sweep_key(cfg)
     if "block_length_bits" not in result.config:
         k = next((p.bits_per_block for p in result.points if p.bits_per_block), None)
         if k:
@@ -158,3 +169,26 @@ def run_ber(cfg: BerConfig, *, log: Callable[[str], None] = print):
     fig = plot_results([result, *compare], out / "ber.png")
     return result, jp, fig
 
+
+
+def _sweep_key(cfg: BerConfig) -> dict:
+    """What a resumed sweep must share with the interrupted one (the points' draws depend on these only)."""
+    return {k: getattr(cfg, k) for k in ("codec", "decoder", "channel", "checkpoint", "csi", "num_pilots",
+                                         "block_length", "target_block_errors", "max_blocks", "batch_size", "seed",
+                                         "ci", "ebno_db")}
+
+
+def _finished_points(cfg: BerConfig, out) -> dict:
+    """The points an interrupted run of the same sweep left in ``out/results.json`` (by index)."""
+    from metacomm.sims.results import load_results
+    path = out / "results.json"
+    if not path.exists():
+        raise ConfigError("resume", f"nothing to resume: no {path}")
+    old = load_results(path, field_name="resume")
+    key = _sweep_key(cfg)
+    saved = old.config.get("sweep")
+    if saved != key:
+        diff = sorted(k for k in key if (saved or {}).get(k) != key[k])
+        raise ConfigError("resume", f"{path} is from another sweep (differs in {', '.join(diff) or 'format'}); "
+                                    "resume with the settings of the interrupted run")
+    return {i: p for i, p in enumerate(old.points) if p.simulated}

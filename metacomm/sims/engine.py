@@ -193,6 +193,8 @@ def simulate(
     first_point_index: int = 0,
     max_batches_per_check: int | None = None,
     config: dict[str, Any] | None = None,
+    done_points: dict[int, PointResult] | None = None,
+    on_point: Callable[[int, list[PointResult]], None] | None = None,
 ) -> SweepResult:
     """Monte-Carlo BER/BLER sweep of ``link`` over ``ebno_dbs`` (dB). See the module docstring.
 
@@ -214,6 +216,11 @@ def simulate(
         alpha, ci_method: interval level ``1 - alpha`` and method ("clopper-pearson" or "wilson").
         seed_sionna: for an ``mc_fun``, set ``sionna.phy.config.seed`` to each point's seed.
         first_point_index: index of ``ebno_dbs[0]`` in the seed derivation (to resume/split a sweep).
+        done_points: ``{i: PointResult}`` points finished by an earlier, interrupted run of the same sweep (same
+            link, settings and seed); they are reused, not recomputed. Every point's draws depend only on
+            ``(seed, index)``, so the result equals an uninterrupted sweep's.
+        on_point: ``on_point(i, points)`` after point ``i`` is final (run, reused or skipped), e.g. to write the
+            results so far atomically.
         max_batches_per_check: upper bound on batches between two host reads of the counters (default: 1 on
             CPU, 64 on CUDA).
         config: extra entries stored in ``SweepResult.config`` (e.g. the CLI choices).
@@ -257,13 +264,17 @@ def simulate(
     for i, pt in enumerate(points):
         if stopped:
             pt.stop_reason = STOP_SKIPPED
-            continue
-        _run_point(link, kind, pt, batch_size=batch_size, max_blocks=max_blocks, target_block=target_block_errors,
-                   target_bit=target_bit_errors, device=dev, quiet=quiet, desc=progress_desc,
-                   soft=soft_estimates, seed_sionna=seed_sionna, max_chunk=max_batches_per_check,
-                   label=f"{i + 1}/{len(points)}")
-        if early_stop and pt.block_errors == 0:
+        elif done_points and i in done_points and done_points[i].simulated:
+            pt = points[i] = done_points[i]
+        else:
+            _run_point(link, kind, pt, batch_size=batch_size, max_blocks=max_blocks, target_block=target_block_errors,
+                       target_bit=target_bit_errors, device=dev, quiet=quiet, desc=progress_desc,
+                       soft=soft_estimates, seed_sionna=seed_sionna, max_chunk=max_batches_per_check,
+                       label=f"{i + 1}/{len(points)}")
+        if not stopped and early_stop and pt.block_errors == 0:
             stopped = True
+        if on_point is not None:
+            on_point(i, points)
     return SweepResult(points=points, config=cfg)
 
 

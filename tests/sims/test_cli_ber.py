@@ -146,3 +146,40 @@ def test_a_tiny_ebno_step_is_refused_not_overflowed():
     from metacomm import ConfigError
     with pytest.raises(ConfigError, match="at most 10000"):
         parse_ebno_range("0:1:1e-320")
+
+
+def test_a_sweep_killed_midway_and_resumed_equals_an_uninterrupted_one(tmp_path, capsys, monkeypatch):
+    """Points are written as they finish; a sweep killed inside point 3 keeps points 1-2 on disk, `--resume`
+    computes only the rest, and every count equals the uninterrupted sweep's. Another sweep's file is refused."""
+    import json
+
+    from metacomm.sims import engine
+    from metacomm.sims.cli import main
+    base = ["ber", "--codec", "bpsk", "--channel", "rayleigh", "--csi", "ls", "--num-pilots", "4", "--ebno-db",
+            "0:8:2", "--max-blocks", "3000", "--target-block-errors", "50", "--seed", "4", "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "full")]) == 0
+    orig, ran = engine._run_point, []
+
+    def crash_on_third(*a, **kw):
+        ran.append(a[2].ebno_db)
+        if len(ran) == 3:
+            raise KeyboardInterrupt
+        return orig(*a, **kw)
+
+    monkeypatch.setattr(engine, "_run_point", crash_on_third)
+    assert main([*base, "--out", str(tmp_path / "cut")]) == 130
+    partial = json.loads((tmp_path / "cut" / "results.json").read_text())["points"]
+    assert [p["ebno_db"] for p in partial] == [0.0, 2.0]
+    ran.clear()
+    monkeypatch.setattr(engine, "_run_point", lambda *a, **kw: (ran.append(a[2].ebno_db), orig(*a, **kw))[1])
+    capsys.readouterr()
+    assert main([*base[:-1], "--seed", "5", "--quiet", "--resume", "--out", str(tmp_path / "cut")]) == 2
+    assert "seed" in capsys.readouterr().err
+    assert main([*base, "--resume", "--out", str(tmp_path / "cut")]) == 0
+    assert ran == [4.0, 6.0, 8.0]  # the finished points were not recomputed
+
+    def counts(d):
+        return [(p["ebno_db"], p["bit_errors"], p["bits"], p["block_errors"], p["blocks"])
+                for p in json.loads((tmp_path / d / "results.json").read_text())["points"]]
+
+    assert counts("cut") == counts("full")

@@ -68,6 +68,9 @@ def add_parser(subparsers, name: str = "ber") -> argparse.ArgumentParser:
                    help="95%% interval method for BER/BLER: clopper-pearson (exact, default) or wilson")
     p.add_argument("--compare", nargs="+", default=[], metavar="RESULTS.json",
                    help="earlier results.json files (or their directories) to overlay on ber.png")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted sweep in --out: finished points (written one by one as they "
+                        "finish) are kept, the rest are simulated; the result equals an uninterrupted sweep's")
     p.add_argument("--quiet", action="store_true", help="no progress bars and no summary table")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output directory for results.json, results.csv and ber.png (created if missing; "
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
                     checkpoint=args.checkpoint, csi=args.csi, num_pilots=args.num_pilots,
                     block_length=args.block_length, target_block_errors=args.target_block_errors,
                     max_blocks=args.max_blocks, batch_size=args.batch_size, seed=args.seed, device=args.device,
-                    ci=args.ci, compare=args.compare, progress=not args.quiet))
+                    ci=args.ci, compare=args.compare, resume=args.resume, progress=not args.quiet))
 
 
 def execute(cfg: BerConfig) -> int:
