@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import torch
 
 from metacomm._validation import ConfigError
 
-__all__ = ["resolve_device", "int_list", "check_out_dir", "check_out_file", "config_from_dict", "to_dict"]
+__all__ = ["resolve_device", "int_list", "check_out_dir", "check_out_file"]
 
 
 def resolve_device(name, field: str = "device") -> torch.device:
@@ -57,17 +56,3 @@ def check_out_file(path, field: str = "out") -> str:
     if parent and os.path.exists(parent) and not os.path.isdir(parent):
         raise ConfigError(field, f"{parent} is not a directory")
     return path
-
-
-def config_from_dict(cls, values: dict, *, where: str = "config"):
-    """``cls(**values).validate()`` with unknown keys reported (all at once) as a ConfigError."""
-    names = [f.name for f in dataclasses.fields(cls)]
-    bad = [k for k in values if k not in names]
-    if bad:
-        raise ConfigError(bad[0], f"unknown {where} key(s) {', '.join(map(repr, bad))}; allowed: {', '.join(names)}")
-    return cls(**values).validate()
-
-
-def to_dict(cfg) -> dict:
-    """A config dataclass as a plain dict."""
-    return dataclasses.asdict(cfg)
