@@ -1,0 +1,218 @@
+r"""Meta-learned channel tracking: a Kalman-style belief over the channel taps carried from frame to frame.
+
+The receiver models the channel of frame :math:`t` as ``L`` complex taps :math:`\mathbf h_t` (a window with
+``precursor`` pre-cursor taps: :math:`y_i = \sum_{\ell=0}^{L-1} h_\ell\, x_{i-\ell+p}`, :math:`x_j = 0` outside
+``0..n-1``, ``n`` outputs) following a per-tap Gauss-Markov process
+
+.. math:: \mathbf h_t = \mathbf a \odot \mathbf h_{t-1} + \mathbf u_t,\quad \mathbf u_t \sim
+          \mathcal{CN}(0, \operatorname{diag}\mathbf q),\quad \mathbf h_0 \sim \mathcal{CN}(0,
+          \operatorname{diag}\boldsymbol\sigma_0^2),
+
+and keeps, per link, the Gaussian belief :math:`\mathcal{CN}(\mathbf m, \mathbf P)` (``m`` complex ``[..., L]``,
+``P`` complex Hermitian ``[..., L, L]``). Per frame: **predict** :math:`\mathbf m \leftarrow \mathbf a\odot\mathbf
+m`, :math:`\mathbf P \leftarrow \operatorname{diag}(\mathbf a)\mathbf P\operatorname{diag}(\mathbf a) +
+\operatorname{diag}\mathbf q`; **update** with the frame's pilots :math:`\mathbf y = \mathbf X\mathbf h + \mathbf w`,
+:math:`\mathbf w\sim\mathcal{CN}(0, N_0\mathbf I)` (``X`` the stacked convolution matrices of what the receiver
+believes was sent) by the exact linear-Gaussian posterior, written without inverting ``P``:
+
+.. math:: \mathbf G = \mathbf X^H\mathbf X/N_0,\ \mathbf b = \mathbf X^H\mathbf y/N_0,\ \mathbf A = \mathbf I +
+          \mathbf P\mathbf G,\quad \mathbf m^+ = \mathbf A^{-1}(\mathbf m + \mathbf P\mathbf b),\ \mathbf P^+ =
+          \mathbf A^{-1}\mathbf P
+
+(:math:`(\mathbf P^{-1} + \mathbf G)^{-1} = (\mathbf I + \mathbf P\mathbf G)^{-1}\mathbf P`). With ``a``, ``q``,
+:math:`\sigma_0^2` set to the true process this *is* the Kalman filter (the MMSE tracker); here they are
+meta-parameters (:class:`KalmanTracker`: ``a`` per tap in (0, 1) through a sigmoid, ``q`` and :math:`\sigma_0^2`
+per tap through a softplus) learned from the scenario's own frame sequences -- the receiver is never told the
+correlation :math:`\rho`.
+
+Decoding (:func:`gaussian_block_logits`): the log-likelihood of each of the ``M`` messages' templates
+:math:`\mathbf t_m` under the belief, either at the mean (:math:`-\|\mathbf y - \mathbf T_m\mathbf m\|^2/N_0`) or
+integrating over :math:`\mathbf h\sim\mathcal{CN}(\mathbf m,\mathbf P)` (``soft``): :math:`\mathbf y \mid m \sim
+\mathcal{CN}(\mathbf T_m\mathbf m,\ \mathbf T_m\mathbf P\mathbf T_m^H + N_0\mathbf I)`, evaluated by Woodbury with
+``L x L`` systems only.
+
+Everything is pure (no in-place ops, no ``.item()``, nothing random), batched over leading dims, and safe under
+``torch.func.vmap``/``grad``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from metacomm._validation import ConfigError, check_nonneg_int, check_positive_int
+
+__all__ = ["KalmanTracker", "tap_conv_matrix", "stacked_conv_matrix", "tracker_init", "tracker_predict",
+           "tracker_update", "tracker_step", "gaussian_block_logits", "inv_softplus", "logit"]
+
+
+def inv_softplus(x: float) -> float:
+    """:math:`\\log(e^x - 1)` for ``x > 0`` (so that ``softplus(inv_softplus(x)) == x``)."""
+    if not x > 0:
+        raise ConfigError("value", f"must be > 0, got {x!r}")
+    return float(x + math.log(-math.expm1(-x)))
+
+
+def logit(p: float) -> float:
+    """:math:`\\log(p / (1 - p))` for ``0 < p < 1``."""
+    if not 0 < p < 1:
+        raise ConfigError("value", f"must lie in (0, 1), got {p!r}")
+    return float(math.log(p) - math.log1p(-p))
+
+
+def tap_conv_matrix(symbols: torch.Tensor, num_taps: int, precursor: int = 0) -> torch.Tensor:
+    r"""The convolution matrix of a block: ``symbols`` complex ``[..., n]`` -> ``T`` complex ``[..., n, L]`` with
+    :math:`(\mathbf T\mathbf h)_i = \sum_\ell h_\ell\, x_{i-\ell+p}` (``p = precursor``; zero outside the block,
+    ``n`` outputs). ``precursor = 0`` is the causal truncated convolution of
+    :func:`metacomm.channels.multipath.convolve` (``mode="truncate"``)."""
+    n = symbols.shape[-1]
+    L, p = int(num_taps), int(precursor)
+    pad_l, pad_r = max(L - 1 - p, 0), max(p, 0)
+    padded = torch.nn.functional.pad(symbols, (pad_l, pad_r))  # index j of symbols at j + pad_l
+    cols = []
+    for ell in range(L):
+        start = pad_l - ell + p  # output i reads symbol i - ell + p
+        cols.append(padded[..., start:start + n])
+    return torch.stack(cols, dim=-1)
+
+
+def stacked_conv_matrix(symbols: torch.Tensor, num_taps: int, precursor: int = 0) -> torch.Tensor:
+    """``P`` blocks ``[..., P, n]`` -> the stacked matrices ``[..., P n, L]`` (block ``p`` in rows
+    ``p n .. p n + n - 1``)."""
+    T = tap_conv_matrix(symbols, num_taps, precursor)
+    return T.reshape(*T.shape[:-3], T.shape[-3] * T.shape[-2], T.shape[-1])
+
+
+def _diag(v: torch.Tensor) -> torch.Tensor:
+    return torch.diag_embed(v)
+
+
+def tracker_init(p0: torch.Tensor, batch_shape: tuple = (), dtype=torch.complex64) -> tuple[torch.Tensor, ...]:
+    """The prior belief before the first frame: ``m = 0`` complex ``[*batch_shape, L]``, ``P = diag(p0)``
+    ``[*batch_shape, L, L]`` (``p0`` real ``[L]``, the per-tap prior variance)."""
+    L = p0.shape[-1]
+    m = torch.zeros(*batch_shape, L, dtype=dtype, device=p0.device)
+    P = _diag(p0).to(dtype).expand(*batch_shape, L, L)
+    return m, P
+
+
+def tracker_predict(m: torch.Tensor, P: torch.Tensor, a: torch.Tensor, q: torch.Tensor):
+    r"""Time update: :math:`\mathbf m \leftarrow \mathbf a\odot\mathbf m`, :math:`\mathbf P\leftarrow
+    \operatorname{diag}(\mathbf a)\mathbf P\operatorname{diag}(\mathbf a) + \operatorname{diag}(\mathbf q)`
+    (``a``, ``q`` real ``[L]``)."""
+    a_c = a.to(m.dtype)
+    return m * a_c, a_c[..., :, None] * P * a_c[..., None, :] + _diag(q).to(P.dtype)
+
+
+def tracker_update(m: torch.Tensor, P: torch.Tensor, X: torch.Tensor, y: torch.Tensor, no: torch.Tensor,
+                   weight: torch.Tensor | None = None):
+    r"""Measurement update (module docstring) with ``y = X h + w``: ``X`` complex ``[..., R, L]``, ``y`` complex
+    ``[..., R]``, ``no`` real ``[...]`` (N0 per complex sample), ``weight`` optional real ``[..., R]`` (row ``r``'s
+    noise variance is ``N0 / weight_r``; 0 drops the row). Returns the posterior ``(m, P)``."""
+    Xh = X.conj().transpose(-1, -2)  # [..., L, R]
+    if weight is not None:
+        Xh = Xh * weight.to(X.real.dtype)[..., None, :]
+    inv_no = (1.0 / no).to(X.real.dtype)[..., None, None]
+    G = (Xh @ X) * inv_no
+    b = (Xh @ y[..., None]) * inv_no  # [..., L, 1]
+    L = m.shape[-1]
+    A = torch.eye(L, dtype=P.dtype, device=P.device) + P @ G
+    rhs = torch.cat([m[..., None] + P @ b, P], dim=-1)  # one solve for both
+    sol = torch.linalg.solve(A, rhs)
+    m_new, P_new = sol[..., 0], sol[..., 1:]
+    return m_new, 0.5 * (P_new + P_new.conj().transpose(-1, -2))
+
+
+def tracker_step(m, P, a, q, X, y, no, weight=None):
+    """:func:`tracker_predict` then :func:`tracker_update`: one frame of the recursion."""
+    m, P = tracker_predict(m, P, a, q)
+    return tracker_update(m, P, X, y, no, weight)
+
+
+def gaussian_block_logits(y: torch.Tensor, templates: torch.Tensor, m: torch.Tensor, no: torch.Tensor,
+                          P: torch.Tensor | None = None, *, precursor: int = 0) -> torch.Tensor:
+    r"""Log-likelihoods of the ``M`` messages (up to a common constant), float ``[..., N, M]``.
+
+    ``y`` complex ``[..., N, n]`` received blocks, ``templates`` complex ``[M, n]`` (what the receiver believes
+    message ``m`` sends), ``m`` complex ``[..., L]`` tap belief mean, ``no`` real ``[...]`` N0 per complex sample.
+    Without ``P``: :math:`-\|\mathbf y - \mathbf T_m\mathbf m\|^2/N_0` (ML at the mean). With ``P`` complex
+    ``[..., L, L]`` (``soft``): the exact Gaussian log-likelihood of :math:`\mathbf y\mid m` with
+    :math:`\mathbf h\sim\mathcal{CN}(\mathbf m,\mathbf P)` integrated out,
+    :math:`-(\|\mathbf e\|^2 - \mathbf v^H\mathbf K^{-1}\mathbf v)/N_0 - \log\det(\mathbf K/N_0)` with
+    :math:`\mathbf P = \mathbf R\mathbf R^H`, :math:`\mathbf U = \mathbf T_m\mathbf R`,
+    :math:`\mathbf K = N_0\mathbf I + \mathbf U^H\mathbf U`, :math:`\mathbf v = \mathbf U^H\mathbf e`.
+    """
+    L = m.shape[-1]
+    T = tap_conv_matrix(templates, L, precursor)  # [M, n, L]
+    r = torch.einsum("mnl,...l->...mn", T, m)  # [..., M, n]
+    e = y[..., :, None, :] - r[..., None, :, :]  # [..., N, M, n]
+    no_r = no.to(y.real.dtype)[..., None, None]
+    d2 = e.abs().square().sum(-1)  # [..., N, M]
+    if P is None:
+        return -d2 / no_r
+    eye = torch.eye(L, dtype=P.dtype, device=P.device)
+    R = torch.linalg.cholesky(P + 1e-9 * eye)  # [..., L, L]
+    U = torch.einsum("mnl,...lk->...mnk", T, R)  # [..., M, n, L]
+    K = U.conj().transpose(-1, -2) @ U + no.to(P.dtype)[..., None, None, None] * eye  # [..., M, L, L]
+    CK = torch.linalg.cholesky(K)
+    v = torch.einsum("...mnl,...bmn->...bml", U.conj(), e)  # [..., N, M, L]
+    # v^H K^{-1} v = ||CK^{-1} v||^2
+    z = torch.linalg.solve_triangular(CK[..., None, :, :, :], v[..., None], upper=False)[..., 0]
+    quad = z.abs().square().sum(-1)
+    logdet = 2.0 * torch.log(torch.diagonal(CK, dim1=-2, dim2=-1).real).sum(-1) - L * torch.log(
+        no.to(y.real.dtype))[..., None]  # [..., M]: log det(K / N0)
+    return -(d2 - quad) / no_r - logdet[..., None, :]
+
+
+class KalmanTracker(nn.Module):
+    r"""The tracker's meta-parameters (module docstring): ``a_logit`` ``[L]`` (:math:`a = \sigma(\cdot)`),
+    ``q_raw`` ``[L]`` (:math:`q = \mathrm{softplus}(\cdot)`, innovation variance per tap and frame),
+    ``p0_raw`` ``[L]`` (:math:`\sigma_0^2 = \mathrm{softplus}(\cdot)`, prior variance per tap); ``num_taps``
+    ``L`` and ``precursor`` (pre-cursor taps of the window) fixed. Initial values: ``a = rho``, ``p0`` per tap
+    and ``q = (1 - rho^2) p0`` (a stationary process) unless given.
+
+    :meth:`params` -> ``(a, q, p0)`` real ``[L]``; :meth:`init`, :meth:`step` and :meth:`logits` wrap the pure
+    functions with the module's current (possibly functionally swapped) parameters.
+    """
+
+    def __init__(self, num_taps: int, precursor: int = 0, *, rho: float = 0.9, p0: float | None = None,
+                 q: float | None = None):
+        super().__init__()
+        L = check_positive_int("num_taps", num_taps)
+        self.num_taps, self.precursor = L, check_nonneg_int("precursor", precursor)
+        if self.precursor >= L:
+            raise ConfigError("precursor", f"must be < num_taps = {L}, got {precursor}")
+        p0 = 1.0 / L if p0 is None else float(p0)
+        q = (1.0 - rho ** 2) * p0 if q is None else float(q)
+        self.a_logit = nn.Parameter(torch.full((L,), logit(rho)))
+        self.q_raw = nn.Parameter(torch.full((L,), inv_softplus(q)))
+        self.p0_raw = nn.Parameter(torch.full((L,), inv_softplus(p0)))
+
+    def params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return (torch.sigmoid(self.a_logit), nn.functional.softplus(self.q_raw),
+                nn.functional.softplus(self.p0_raw))
+
+    def init(self, batch_shape: tuple = (), dtype=torch.complex64):
+        return tracker_init(self.params()[2], batch_shape, dtype)
+
+    def step(self, m, P, templates_p: torch.Tensor, y_p: torch.Tensor, no: torch.Tensor, weight=None):
+        """One frame: predict, then update on ``templates_p`` complex ``[..., P, n]`` (the pilots' templates) and
+        ``y_p`` complex ``[..., P, n]`` received, ``no`` ``[...]``; ``weight`` optional ``[..., P]``."""
+        a, q, _ = self.params()
+        X = stacked_conv_matrix(templates_p, self.num_taps, self.precursor)
+        w = None if weight is None else weight.repeat_interleave(templates_p.shape[-1], dim=-1)
+        return tracker_step(m, P, a, q, X, y_p.reshape(*y_p.shape[:-2], -1), no, w)
+
+    def update(self, m, P, templates_p, y_p, no, weight=None):
+        """Measurement update only (no time step), e.g. with decided payload blocks; arguments as :meth:`step`."""
+        X = stacked_conv_matrix(templates_p, self.num_taps, self.precursor)
+        w = None if weight is None else weight.repeat_interleave(templates_p.shape[-1], dim=-1)
+        return tracker_update(m, P, X, y_p.reshape(*y_p.shape[:-2], -1), no, w)
+
+    def logits(self, y, templates, m, no, P=None):
+        return gaussian_block_logits(y, templates, m, no, P, precursor=self.precursor)
+
+    def extra_repr(self) -> str:
+        return f"num_taps={self.num_taps}, precursor={self.precursor}"
