@@ -1,7 +1,8 @@
 """A drift run as a library call: :class:`DriftConfig` -> :func:`run_drift_experiment` -> results + plot.
 
 Plays a drift scenario (a built-in name or a TOML file, :mod:`metacomm.scenarios.drift_scenarios`) frame by
-frame with an online-drift meta checkpoint; every scheme (static, retrain, meta, warm, online-meta,
+frame with an online-drift meta checkpoint or a ``meta-train --scenario drift`` checkpoint (whose codec also
+carries the meta-learned tracker of the ``track`` scheme, :func:`load_drift_codec`); every scheme (static, retrain, meta, warm, online-meta,
 on-detection, reset-on-change, pilot-ls, genie; :mod:`metacomm.sims.drift_run`) sees the same channel draws.
 Writes ``results.json``, ``results.csv`` and ``drift.png`` (BLER/BER over frames with the drift value on a
 second axis).
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from metacomm._validation import ConfigError, check_nonneg_int, check_positive_int, check_probability
 from metacomm.experiments._common import check_out_dir
 
-__all__ = ["DriftConfig", "run_drift_experiment", "DEFAULT_CHECKPOINT", "RUN_STATE"]
+__all__ = ["DriftConfig", "run_drift_experiment", "load_drift_codec", "DEFAULT_CHECKPOINT", "RUN_STATE"]
 
 #: the run-state file a drift run with ``save_every`` writes into its output directory
 RUN_STATE = "run-state.pt"
@@ -73,19 +74,54 @@ class DriftConfig:
         return self
 
 
+@dataclass
+class _CodecSettings:
+    """The run-time settings a drift checkpoint implies for the adaptive schemes."""
+
+    inner_lr: float
+    adapt: str
+    inner_loss: str
+
+
+def load_drift_codec(path: str, *, device="cpu", field: str = "checkpoint"):
+    """The codec of a drift checkpoint: ``(model on device, settings (inner_lr, adapt, inner_loss), checkpoint
+    dict)``. Accepts an online-drift checkpoint (:func:`metacomm.scenarios.online_drift.save_meta`) or a finished
+    ``meta-train --scenario drift`` checkpoint (its selected initialisation: a
+    :class:`~metacomm.scenarios.drift_track.TrackingDriftCodec` with the meta-learned tracker, scheme ``track``);
+    ConfigError naming ``field`` for anything else."""
+    from metacomm.artefacts import load_checkpoint
+    from metacomm.experiments.meta_train import KIND as META_KIND
+    from metacomm.scenarios.online_drift import load_meta
+
+    ck = load_checkpoint(path, kinds=("metacomm-online-meta", META_KIND), field=field, allow_partial=True)
+    if not str(ck.get("kind", "")).startswith(META_KIND + "/"):
+        model, mcfg, ck = load_meta(path, device=device, field=field)
+        return model, _CodecSettings(mcfg.inner_lr, mcfg.adapt, mcfg.inner_loss), ck
+    if ck.get("scenario") != "drift":
+        raise ConfigError(field, f"{path}: a meta-train checkpoint of scenario {ck.get('scenario')!r}; a drift run "
+                                 "takes one of `meta-train --scenario drift` or an online-drift checkpoint")
+    from metacomm.experiments.fewshot import load_meta_checkpoint
+    _, model, _, _, ck = load_meta_checkpoint(path, device, field=field)
+    inner_lr = float(ck.get("meta_config", {}).get("inner_lr", 0.1))
+    init = ck.get("init") or {}
+    ck = {**ck, "meta": {"scenario": "drift", "scenario_config": ck.get("scenario_config"),
+                         "init_step": init.get("step"), "init_seed": init.get("seed"), "val": init.get("val"),
+                         "meta_steps": ck.get("meta_steps")}}
+    return model, _CodecSettings(inner_lr, "decoder.taps", model.meta_inner_loss), ck
+
+
 def run_drift_experiment(cfg: DriftConfig):
     """Validate, run, save, plot: returns ``(DriftResult, results.json path, results.csv path, plot path)``."""
     import torch
 
     from metacomm.scenarios.drift_scenarios import load_scenario
-    from metacomm.scenarios.online_drift import load_meta
     from metacomm.sims.drift_run import plot_drift
     from metacomm.sims.engine import resolve_device
 
     dev = resolve_device(cfg.device, field="device")
     cfg.validate()
     sc = load_scenario(cfg.scenario)
-    model, mcfg, ck = load_meta(cfg.checkpoint, device=dev, field="checkpoint")
+    model, mcfg, ck = load_drift_codec(cfg.checkpoint, device=dev)
     # One thread: the per-frame tensors are tiny, and extra threads only add sync overhead (2-5x slower on a
     # shared 2-core machine, measured).
     torch.set_num_threads(1)

@@ -48,7 +48,9 @@ class MetaTrainConfig:
     ``ebno_db`` (Eb/N0, dB per information bit) or ``snr_db`` (Es/N0, dB per channel symbol): the training SNR,
     converted to the scenario's own SNR field (``snr_kind``); ``support_pilots``: support-set size per task
     (the scenario's ``support_field``). ``meta_steps``, ``meta_batch``, ``outer_lr``, ``restarts``: ``None`` = the
-    scenario's ``meta_defaults`` (``restarts``: 1 unless the scenario says otherwise); ``joint_steps``: ``None`` = ``meta_steps``, 0 = no joint baseline. An existing ``out`` is
+    scenario's ``meta_defaults`` (``restarts``: 1 unless the scenario says otherwise); ``inner_steps``: ``None`` = the scenario's
+    ``meta_defaults["inner_steps"]`` if it has one, else 1; ``joint_steps``: ``None`` = the scenario's
+    ``meta_defaults["joint_steps"]`` if it has one, else ``meta_steps``; 0 = no joint baseline. An existing ``out`` is
     refused unless it is the ``resume`` checkpoint or ``overwrite`` is set; ``resume`` refuses a checkpoint made
     with other meta-training settings (``meta_steps``, ``joint_steps`` and ``restarts`` may grow).
     """
@@ -60,7 +62,7 @@ class MetaTrainConfig:
     restarts: int | None = None
     select: str = "best"
     meta_batch: int | None = None
-    inner_steps: int = 1
+    inner_steps: int | None = None
     inner_lr: float = 0.1
     outer_lr: float | None = None
     adapt: object = None
@@ -143,8 +145,9 @@ def build(cfg: MetaTrainConfig):
         raise
     d = sc.meta_defaults
     meta_steps = d["meta_steps"] if cfg.meta_steps is None else cfg.meta_steps
-    joint_steps = meta_steps if cfg.joint_steps is None else cfg.joint_steps
-    mcfg = MetaConfig(algo=cfg.algo, adapt=cfg.adapt, inner_steps=cfg.inner_steps, inner_lr=cfg.inner_lr,
+    joint_steps = d.get("joint_steps", meta_steps) if cfg.joint_steps is None else cfg.joint_steps
+    inner_steps = d.get("inner_steps", 1) if cfg.inner_steps is None else cfg.inner_steps
+    mcfg = MetaConfig(algo=cfg.algo, adapt=cfg.adapt, inner_steps=inner_steps, inner_lr=cfg.inner_lr,
                       outer_lr=d["outer_lr"] if cfg.outer_lr is None else cfg.outer_lr,
                       meta_batch=d["meta_batch"] if cfg.meta_batch is None else cfg.meta_batch,
                       val_every=cfg.val_every, val_tasks=cfg.val_tasks).validate()

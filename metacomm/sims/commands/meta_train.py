@@ -53,7 +53,8 @@ def add_parser(subparsers, name):
     p.add_argument("--meta-batch", type=int, default=None,
                    help=f"tasks (channels/devices) per meta-update (default: the scenario's; "
                         f"{_per_scenario('meta_batch')})")
-    p.add_argument("--inner-steps", type=int, default=1, help="inner SGD steps per task (default 1)")
+    p.add_argument("--inner-steps", type=int, default=None,
+                   help="inner SGD steps per task (default: the scenario's, else 1)")
     p.add_argument("--inner-lr", type=float, default=0.1, help="inner SGD learning rate (default 0.1)")
     p.add_argument("--outer-lr", type=float, default=None,
                    help=f"outer Adam learning rate (default: the scenario's; {_per_scenario('outer_lr')})")

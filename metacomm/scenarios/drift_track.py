@@ -1,0 +1,420 @@
+r"""Scenario ``drift``: meta-train an online codec that *tracks* a drift scenario's channel across frames.
+
+A task is one link's sequence of ``frames_per_task`` frames drawn from a drift scenario's timeline
+(:class:`~metacomm.scenarios.drift_scenarios.DriftScenario`, a built-in name or a TOML file; its fading
+process, SNR drift and codec geometry ``k``, ``n``), with ``pilots`` pilot messages and ``query`` payload
+messages per frame through that frame's channel (messages and unit-variance noise drawn from the sampler's
+generator, carried in the batch; N0 per frame from the timeline). The codec is the online-drift
+:class:`~metacomm.scenarios.online_drift.DriftAutoencoder` (AE encoder + template decoder, so the ``meta`` /
+``warm`` drift schemes run on it unchanged) plus a :class:`~metacomm.adaptation.tracking.KalmanTracker`
+(``model.tracker``): the receiver's Gaussian belief over ``num_taps`` taps (window with ``precursor``
+pre-cursor taps), carried from frame to frame by a learned Gauss-Markov model (per-tap ``a``, innovation ``q``,
+prior ``p0``) -- the receiver is not told the scenario's correlation, it learns it from the sequences.
+
+The loss (:class:`DriftTrackObjective`) runs the recursion exactly as the drift run's ``track`` scheme does:
+for each frame, predict, update on the frame's pilots (through the receiver's *templates* of the pilot
+codewords), then score the frame's payload (query) messages by their Gaussian log-likelihood under the belief
+(at the mean, or with the belief's covariance integrated out when ``soft``) with cross-entropy, averaged over
+frames and messages; with ``decision_directed`` the payload blocks decided with posterior probability above
+``dd_threshold`` then update the belief too (as if they were pilots). The engine backpropagates through the
+unrolled recursion: ``meta-train --scenario drift`` trains it with 0 inner steps (``meta_defaults``).
+
+Encoder: ``encoder="shipped"`` starts from (and keeps frozen) the shipped online-drift codec when the geometry
+fits (k = 8, n = 8, 3 taps, hidden 64): its ``meta``/``warm`` rows are then those of today's codec;
+``"train"`` trains encoder and templates with the tracker (from a random init); ``"auto"`` picks ``shipped``
+when it fits.
+
+Limits (ConfigError naming the field): ``k > 12`` (the template decoder scores all :math:`2^k` messages), a
+fractional ``n``, a channel other than ``multipath``/``tdl-*`` in ``mode = "truncate"`` without in-block motion
+or ``rayleigh``, an impairment stage, or a receiver window that does not contain the channel's lags. Training
+sequences start at the timeline's first frame (later segments of a multi-segment timeline are not drawn).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from metacomm._validation import ConfigError, check_finite, check_nonneg_int, check_positive_int
+from metacomm.adaptation import MetaObjective, TaskBatch
+from metacomm.adaptation.tracking import KalmanTracker, tap_conv_matrix
+from metacomm.channels.base import complex_normal
+from metacomm.codecs.detection import min_distance_decide
+from metacomm.scenarios.base import FewShotScenario
+from metacomm.scenarios.online_drift import DriftAutoencoder
+from metacomm.scenarios.registry import register_scenario
+
+__all__ = ["DriftTrackConfig", "DriftTrackObjective", "DriftTrackScenario", "TrackingDriftCodec", "track_frames",
+           "ENCODERS", "SHIPPED_CHECKPOINT"]
+
+NAME = "drift"
+ENCODERS = ("auto", "shipped", "train")
+#: the shipped online-drift codec (k = 8, n = 8, 3 taps, hidden 64), the warm start of ``encoder="shipped"``
+SHIPPED_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "checkpoints", "online_drift_k8n8.pt")
+_SHIPPED_GEOMETRY = {"k": 8, "n": 8, "num_taps": 3, "hidden": 64}
+
+
+@dataclass
+class DriftTrackConfig:
+    """Settings of the ``drift`` scenario.
+
+    ``drift``: a built-in drift scenario name or a ``.toml`` path; ``pilots``: pilot messages per frame (the
+    support field); ``query``: payload messages scored per frame (match the drift run's ``payload``, 64);
+    ``frames_per_task``: frames per training sequence; ``num_taps``/``precursor``: the receiver's tap window
+    (``None``: the channel's -- its taps and, for TDL, its lag of zero delay); ``ebno_db``: ``None`` = the
+    scenario's Eb/N0 per frame (dB, per information bit), else every frame shifted so that the nominal Eb/N0 is
+    this value; ``soft``: decode with the belief's covariance integrated out; ``decision_directed`` and
+    ``dd_threshold``: update the belief with confidently decided payload blocks; ``encoder``: auto, shipped,
+    train; ``hidden``: encoder width; ``rho_init``: initial per-tap ``a``; ``num_test_sequences``/
+    ``test_frames``: test links and their length; ``test_seed``: seed of the test sequences.
+    """
+
+    drift: str = "doppler-slow"
+    pilots: int = 4
+    query: int = 64
+    frames_per_task: int = 20
+    num_taps: int | None = None
+    precursor: int | None = None
+    ebno_db: float | None = None
+    soft: bool = False
+    decision_directed: bool = False
+    dd_threshold: float = 0.99
+    encoder: str = "auto"
+    hidden: int = 64
+    rho_init: float = 0.9
+    num_test_sequences: int = 8
+    test_frames: int = 50
+    test_seed: int = 4243
+
+    def validate(self) -> DriftTrackConfig:
+        if not isinstance(self.drift, str) or not self.drift:
+            raise ConfigError("drift", f"expected a drift scenario name or .toml path, got {self.drift!r}")
+        for f in ("pilots", "query", "frames_per_task", "hidden", "num_test_sequences", "test_frames"):
+            setattr(self, f, check_positive_int(f, getattr(self, f)))
+        if self.num_taps is not None:
+            self.num_taps = check_positive_int("num_taps", self.num_taps)
+        if self.precursor is not None:
+            self.precursor = check_nonneg_int("precursor", self.precursor)
+        if self.ebno_db is not None:
+            self.ebno_db = check_finite("ebno_db", self.ebno_db)
+        for f in ("soft", "decision_directed"):
+            if not isinstance(getattr(self, f), bool):
+                raise ConfigError(f, f"must be true or false, got {getattr(self, f)!r}")
+        self.dd_threshold = check_finite("dd_threshold", self.dd_threshold)
+        if not 0.0 < self.dd_threshold < 1.0:
+            raise ConfigError("dd_threshold", f"must lie in (0, 1), got {self.dd_threshold!r}")
+        self.rho_init = check_finite("rho_init", self.rho_init)
+        if not 0.0 < self.rho_init < 1.0:
+            raise ConfigError("rho_init", f"must lie in (0, 1), got {self.rho_init!r}")
+        if self.encoder not in ENCODERS:
+            raise ConfigError("encoder", f"unknown value {self.encoder!r}; allowed: {', '.join(ENCODERS)}")
+        self.test_seed = check_nonneg_int("test_seed", self.test_seed)
+        return self
+
+
+def _channel_window(channel) -> tuple[int, int, str]:
+    """``(taps, lag of zero delay, state key)`` of a channel the tracker can model, else ``None``."""
+    from metacomm.channels.fading import RayleighBlockFading
+    from metacomm.channels.multipath import MultipathBlockFading
+    from metacomm.channels.tdl import TDL
+
+    if isinstance(channel, MultipathBlockFading) and channel.mode == "truncate":
+        return channel.num_taps, 0, "taps"
+    if isinstance(channel, TDL) and channel.mode == "truncate" and not channel.time_varying:
+        return channel.num_taps, channel.lag0, "taps"
+    if isinstance(channel, RayleighBlockFading):
+        return 1, 0, "h"
+    return None
+
+
+class TrackingDriftCodec(DriftAutoencoder):
+    """:class:`~metacomm.scenarios.online_drift.DriftAutoencoder` + ``tracker``
+    (:class:`~metacomm.adaptation.tracking.KalmanTracker` over ``num_taps`` taps with ``precursor`` pre-cursor
+    taps). ``track_options`` (not parameters): ``soft``, ``decision_directed``, ``dd_threshold`` -- how the
+    ``track`` drift scheme and the training loss use the belief. ``meta_inner_loss = "pilot-fit"`` (the
+    ``meta``/``warm`` schemes' pilot loss, as the shipped codec)."""
+
+    def __init__(self, k: int, n: int, num_taps: int, hidden: int = 64, *, precursor: int = 0,
+                 rho_init: float = 0.9, soft: bool = False, decision_directed: bool = False,
+                 dd_threshold: float = 0.99):
+        super().__init__(k, n, num_taps, hidden)
+        self.tracker = KalmanTracker(num_taps, precursor, rho=rho_init)
+        self.track_options = {"soft": bool(soft), "decision_directed": bool(decision_directed),
+                              "dd_threshold": float(dd_threshold)}
+        self.meta_inner_loss = "pilot-fit"
+        self._config.update(precursor=precursor, rho_init=rho_init, **self.track_options)
+
+
+def track_frames(model: TrackingDriftCodec, msg_p, y_p, y_d, no, state=None, *, detach_templates: bool = False):
+    r"""Run the tracker over a sequence (pure; used by the loss, the evaluation and the drift scheme).
+
+    ``msg_p`` int64 ``[..., F, P]`` pilot messages, ``y_p`` complex ``[..., F, P, n]`` received pilots, ``y_d``
+    complex ``[..., F, N, n]`` received payload, ``no`` real ``[..., F]`` N0 per complex sample; ``state``:
+    the belief ``(m, P)`` before the first frame (``None``: the tracker's prior). Per frame: predict, update on
+    the pilots' templates, compute the payload logits ``[..., N, M]`` (:meth:`KalmanTracker.logits`, with the
+    covariance when ``soft``), and, with ``decision_directed``, update again on the payload blocks decided with
+    posterior probability above ``dd_threshold``. Returns ``(logits [..., F, N, M], (m, P))``.
+    """
+    tr = model.tracker
+    opts = model.track_options
+    tmpl = model.decoder.template_symbols()
+    if detach_templates:
+        tmpl = tmpl.detach()
+    lead = msg_p.shape[:-2]
+    m, P = tr.init(tuple(lead), dtype=y_p.dtype) if state is None else state
+    out = []
+    for t in range(msg_p.shape[-2]):
+        no_t = no[..., t]
+        m, P = tr.step(m, P, tmpl[msg_p[..., t, :]], y_p[..., t, :, :], no_t)
+        logits = tr.logits(y_d[..., t, :, :], tmpl, m, no_t, P if opts["soft"] else None)
+        out.append(logits)
+        if opts["decision_directed"]:
+            logp = torch.log_softmax(logits.detach(), dim=-1)
+            best = logp.argmax(-1)
+            conf = (logp.max(-1).values > math.log(opts["dd_threshold"])).to(no_t.dtype)
+            m, P = tr.update(m, P, tmpl[best], y_d[..., t, :, :], no_t, conf)
+    return torch.stack(out, dim=-3), (m, P)
+
+
+class DriftTrackObjective(MetaObjective):
+    r"""Sequence loss of the tracker (module docstring). One task's batch (no task axis): ``{"msg_p": int64
+    [F, P], "w_p": complex [F, P, n], "msg_q": int64 [F, Q], "w_q": complex [F, Q, n], "taps": complex [F, L]
+    (the true taps in the receiver's window), "no": float [F]}``; ``y = T(x) h + sqrt(N0) w`` with ``x`` the
+    encoder's codewords (detached when the encoder is frozen). Loss: mean cross-entropy of the payload logits
+    over frames and messages; stats ``block_errors``, ``blocks``. ``adapt = "tracker.*"`` (for the contract's
+    MAML check; meta-training uses 0 inner steps)."""
+
+    adapt = "tracker.*"
+
+    def __init__(self, num_taps: int, precursor: int, train_codec: bool):
+        self.num_taps, self.precursor, self.train_codec = num_taps, precursor, train_codec
+
+    def _rx(self, model, msg, w, taps, no):
+        x = model.encoder.forward_index(msg)  # [F, B, n]
+        if not self.train_codec:
+            x = x.detach()
+        T = tap_conv_matrix(x, self.num_taps, self.precursor)  # [F, B, n, L]
+        y = (T @ taps[:, None, :, None])[..., 0]
+        return y + no.sqrt().to(y.real.dtype)[:, None, None] * w
+
+    def loss(self, model, batch):
+        y_p = self._rx(model, batch["msg_p"], batch["w_p"], batch["taps"], batch["no"])
+        y_q = self._rx(model, batch["msg_q"], batch["w_q"], batch["taps"], batch["no"])
+        logits, _ = track_frames(model, batch["msg_p"], y_p, y_q, batch["no"], detach_templates=not self.train_codec)
+        msg = batch["msg_q"]
+        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), msg.reshape(-1))
+        errs = (logits.argmax(-1) != msg).sum().to(logits.real.dtype)
+        return loss, {"block_errors": errs, "blocks": torch.ones_like(errs) * msg.numel()}
+
+
+@register_scenario
+class DriftTrackScenario(FewShotScenario):
+    """Meta-training tasks, test protocol and references of ``drift`` (module docstring).
+
+    :param config: :class:`DriftTrackConfig`; :param device: torch device of everything.
+    """
+
+    name = NAME
+    config_class = DriftTrackConfig
+    metric = "bler"
+    support_field = "pilots"
+    snr_field, snr_kind = "ebno_db", "ebno"
+    classical_schemes = {"pilot-ls-ml": "pilot_ls_ml"}
+    common_random_numbers = True
+    pilots_meaning = "pilot messages per frame (the tracker carries its belief across frames)"
+    test_what = "links (sequences of frames)"
+    #: 0 inner steps (the tracker adapts by its recursion, trained through the unrolled sequence), no joint
+    #: baseline (with 0 inner steps it would be the same training).
+    meta_defaults = {"meta_batch": 16, "outer_lr": 0.01, "meta_steps": 300, "inner_steps": 0, "joint_steps": 0}
+
+    def __init__(self, config: DriftTrackConfig | None = None, device="cpu"):
+        from metacomm.scenarios.drift_scenarios import load_scenario
+
+        self.config = (config or DriftTrackConfig()).validate()
+        self.device = torch.device(device)
+        c = self.config
+        try:
+            self.drift = load_scenario(c.drift)
+        except ConfigError as e:
+            raise ConfigError("drift", str(e)) from None
+        d = self.drift
+        if d.k > 12:
+            raise ConfigError("drift", f"{d.source}: codec.k = {d.k}: the template decoder scores all 2^k "
+                                       "messages; k must be <= 12")
+        if d.n != math.floor(d.n):
+            raise ConfigError("drift", f"{d.source}: codec.n = {d.n:g}: the tracking codec needs a whole number "
+                                       "of complex channel uses")
+        self.k, self.n = int(d.k), int(d.n)
+        windows = []
+        for i, seg in enumerate(d.segments):
+            win = _channel_window(seg.channel)
+            if win is None or seg.impairment is not None:
+                what = f"impairment {seg.impairment.name!r}" if win is not None else \
+                    f"channel {type(seg.channel).__name__}"
+                raise ConfigError("drift", f"{d.source}: segment[{i}] has a {what} the tracker cannot model "
+                                           "(allowed: multipath or tdl-* with mode = \"truncate\" and no in-block "
+                                           "motion, rayleigh; no impairment stage)")
+            windows.append(win)
+        ch_taps, ch_lag0, self._state_key = windows[0]
+        pre = max(w[1] for w in windows) if c.precursor is None else c.precursor
+        L = max(w[0] - w[1] for w in windows) + pre if c.num_taps is None else c.num_taps
+        if pre >= L:
+            raise ConfigError("precursor", f"must be < num_taps = {L}, got {pre}")
+        for i, (lw, l0, _) in enumerate(windows):
+            if l0 > pre or lw - l0 > L - pre:
+                raise ConfigError("num_taps", f"the receiver window (num_taps = {L}, precursor = {pre}) must "
+                                              f"contain segment[{i}]'s lags {-l0}..{lw - 1 - l0}")
+        self.num_taps, self.precursor = L, pre
+        self._ch_taps, self._ch_lag0 = ch_taps, ch_lag0
+        fits = {"k": self.k, "n": self.n, "num_taps": L, "hidden": c.hidden} == _SHIPPED_GEOMETRY and pre == 0
+        if c.encoder == "shipped" and not fits:
+            raise ConfigError("encoder", f"the shipped codec is for {_SHIPPED_GEOMETRY} without pre-cursor taps; "
+                                         f"this scenario has k={self.k}, n={self.n}, num_taps={L}, precursor={pre}, "
+                                         f"hidden={c.hidden}: use encoder=train")
+        self.encoder_mode = "shipped" if (c.encoder == "shipped" or (c.encoder == "auto" and fits)) else "train"
+        self.objective = DriftTrackObjective(L, pre, train_codec=self.encoder_mode == "train")
+        self.set_test_tasks(c.num_test_sequences)
+
+    @classmethod
+    def bits_per_symbol(cls, config) -> float:
+        """Information bits per complex channel use ``k / n`` of the drift scenario's codec."""
+        from metacomm.scenarios.drift_scenarios import load_scenario
+        try:
+            d = load_scenario(config.drift)
+        except ConfigError as e:
+            raise ConfigError("drift", str(e)) from None
+        return d.k / d.n
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+    # --- models ---------------------------------------------------------------------------------------
+    def build_model(self, seed: int) -> TrackingDriftCodec:
+        """The tracking codec: the shipped online-drift codec's weights (``encoder`` shipped) or a fresh AE
+        encoder with templates = its codebook (weights from ``seed``); the tracker at ``a = rho_init``,
+        ``p0 = 1/L``, ``q = (1 - rho_init^2) p0``."""
+        c = self.config
+        model = TrackingDriftCodec(self.k, self.n, self.num_taps, c.hidden, precursor=self.precursor,
+                                   rho_init=c.rho_init, soft=c.soft, decision_directed=c.decision_directed,
+                                   dd_threshold=c.dd_threshold)
+        model.reset_parameters(torch.Generator().manual_seed(int(seed)))
+        if self.encoder_mode == "shipped":
+            from metacomm.scenarios.online_drift import load_meta
+            shipped, _, _ = load_meta(SHIPPED_CHECKPOINT, field="encoder")
+            model.load_state_dict({**model.state_dict(), **shipped.state_dict()})
+        return model.to(self.device)
+
+    # --- tasks ----------------------------------------------------------------------------------------
+    def _sequences(self, num: int, frames: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``num`` links x ``frames`` frames from the timeline: true taps in the receiver's window complex
+        ``[num, frames, L]`` and N0 ``[num, frames]``."""
+        taps, nos = [], []
+        shift = 1.0 if self.config.ebno_db is None else 10 ** (-(self.config.ebno_db - self.drift.ebno_db) / 10)
+        for fr in self.drift.frames(frames, batch_size=num, generator=g, device=self.device, num_symbols=self.n):
+            h = fr.state[self._state_key].reshape(num, -1)
+            lo = self.precursor - self._ch_lag0
+            h = nn.functional.pad(h, (lo, self.num_taps - lo - h.shape[-1]))
+            taps.append(h)
+            nos.append(fr.no.to(self.device) * shift)
+        return torch.stack(taps, 1), torch.stack(nos, 1).to(torch.float32)
+
+    def _data(self, num: int, frames: int, per_frame: int, g: torch.Generator) -> tuple:
+        M = 2 ** self.k
+        msg = torch.randint(0, M, (num, frames, per_frame), generator=g, device=self.device)
+        w = complex_normal((num, frames, per_frame, self.n), generator=g, device=self.device)
+        return msg, w
+
+    def _tasks(self, num_tasks: int, g: torch.Generator, pilots: int, query: int, frames: int) -> dict:
+        taps, no = self._sequences(num_tasks, frames, g)
+        msg_p, w_p = self._data(num_tasks, frames, pilots, g)
+        msg_q, w_q = self._data(num_tasks, frames, query, g)
+        return {"msg_p": msg_p, "w_p": w_p, "msg_q": msg_q, "w_q": w_q, "taps": taps, "no": no}
+
+    def sample_tasks(self, num_tasks: int, g: torch.Generator) -> TaskBatch:
+        """``num_tasks`` training sequences (one link each); support = query = the sequence (the loss runs the
+        recursion over its pilots and scores its payload)."""
+        c = self.config
+        b = self._tasks(check_positive_int("num_tasks", num_tasks), g, c.pilots, c.query, c.frames_per_task)
+        return TaskBatch(b, b)
+
+    def sample_val_tasks(self, num_tasks: int, g: torch.Generator) -> TaskBatch:
+        """Held-out sequences (fresh draws from ``g``, which the trainer seeds apart from the training stream)."""
+        return self.sample_tasks(num_tasks, g)
+
+    # --- evaluation -----------------------------------------------------------------------------------
+    def set_test_tasks(self, num: int) -> None:
+        """``num`` test links of ``test_frames`` frames from ``test_seed``: ``self.test_taps`` ``[num, F, L]``,
+        ``self.test_no`` ``[num, F]``."""
+        num = check_positive_int("num_test_sequences", num)
+        g = torch.Generator(device=self.device).manual_seed(self.config.test_seed)
+        self.test_taps, self.test_no = self._sequences(num, self.config.test_frames, g)
+
+    @property
+    def num_test_tasks(self) -> int:
+        return int(self.test_taps.shape[0])
+
+    def _test_signals(self, model, pilots: int, test_blocks: int, g: torch.Generator):
+        C, F = self.test_taps.shape[:2]
+        per = -(-int(test_blocks) // F)
+        msg_p, w_p = self._data(C, F, pilots, g)
+        msg_d, w_d = self._data(C, F, per, g)
+        with torch.no_grad():
+            book = model.encoder.codebook()
+            rx = self.objective
+            y_p = torch.stack([rx._rx(model, msg_p[i], w_p[i], self.test_taps[i], self.test_no[i]) for i in range(C)])
+            y_d = torch.stack([rx._rx(model, msg_d[i], w_d[i], self.test_taps[i], self.test_no[i]) for i in range(C)])
+        count_mask = (torch.arange(F * per, device=self.device) < test_blocks).reshape(F, per)
+        return book, msg_p, y_p, msg_d, y_d, count_mask
+
+    def _count(self, msg_hat, msg_d, mask) -> tuple[float, float]:
+        errs = ((msg_hat != msg_d) & mask).sum()
+        return float(errs), float(mask.sum() * msg_d.shape[0])
+
+    def evaluate(self, params: dict, model: nn.Module, *, pilots: int, steps, generator: torch.Generator,
+                 test_blocks: int = 10000, first=None, rest=None, adapt=None) -> dict[int, tuple]:
+        """Tracked BLER on the test links: ``pilots`` pilots per frame, the payload of ``ceil(test_blocks /
+        test_frames)`` blocks per frame, the first ``test_blocks`` per link counted. The tracker adapts by its
+        recursion, not by gradient steps: every entry of ``steps`` reports the same count (``first``,
+        ``rest``, ``adapt`` are ignored)."""
+        pilots = check_positive_int("pilots", pilots)
+        from metacomm.adaptation.functional import call
+        book, msg_p, y_p, msg_d, y_d, mask = self._test_signals(model, pilots, test_blocks, generator)
+        with torch.no_grad():
+            logits, _ = call(model, params, track_frames, msg_p, y_p, y_d, self.test_no)
+        res = self._count(logits.argmax(-1), msg_d, mask)
+        return {int(s): res for s in steps}
+
+    def genie(self, model_seed: int, *, generator: torch.Generator, train_steps: int = 2000,
+              test_blocks: int = 10000) -> tuple[float, float]:
+        """Genie: ML over the codebook of ``build_model(model_seed)`` with the true taps and N0 of every frame
+        (nothing is trained; ``train_steps`` is ignored)."""
+        model = self.build_model(model_seed)
+        book, msg_p, y_p, msg_d, y_d, mask = self._test_signals(model, 1, test_blocks, generator)
+        with torch.no_grad():
+            T = tap_conv_matrix(book, self.num_taps, self.precursor)  # [M, n, L]
+            images = torch.einsum("mnl,cfl->cfmn", T, self.test_taps)
+            d2 = (y_d[..., :, None, :] - images[..., None, :, :]).abs().square().sum(-1)
+        return self._count(d2.argmin(-1), msg_d, mask)
+
+    def pilot_ls_ml(self, *, pilots: int, generator: torch.Generator, test_blocks: int = 10000
+                    ) -> tuple[float, float]:
+        r"""Classical per-frame reference: least-squares taps from the frame's ``pilots`` pilot codewords
+        (:math:`\hat h = (X^H X)^{-1} X^H y_p`, ridge 1e-9), then ML over the codebook through :math:`\hat h`
+        (the codec of ``build_model(0)``; what ``pilot-ls`` does in a drift run)."""
+        pilots = check_positive_int("pilots", pilots)
+        model = self.build_model(0)
+        book, msg_p, y_p, msg_d, y_d, mask = self._test_signals(model, pilots, test_blocks, generator)
+        L, pre = self.num_taps, self.precursor
+        with torch.no_grad():
+            X = tap_conv_matrix(book[msg_p], L, pre)  # [C, F, P, n, L]
+            X = X.reshape(*X.shape[:2], -1, L)
+            Xh = X.conj().transpose(-1, -2)
+            A = Xh @ X + 1e-9 * torch.eye(L, dtype=X.dtype, device=X.device)
+            h = torch.linalg.solve(A, Xh @ y_p.reshape(*y_p.shape[:2], -1, 1))[..., 0]  # [C, F, L]
+            images = torch.einsum("mnl,cfl->cfmn", tap_conv_matrix(book, L, pre), h)
+            msg_hat = min_distance_decide(y_d, images, expanded=True)
+        return self._count(msg_hat, msg_d, mask)
