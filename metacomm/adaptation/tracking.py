@@ -45,7 +45,7 @@ from torch import nn
 from metacomm._validation import ConfigError, check_nonneg_int, check_positive_int
 
 __all__ = ["KalmanTracker", "tap_conv_matrix", "stacked_conv_matrix", "tracker_init", "tracker_predict",
-           "tracker_update", "tracker_step", "gaussian_block_logits", "inv_softplus", "logit"]
+           "tracker_update", "tracker_step", "gaussian_block_logits", "gaussian_nll", "inv_softplus", "logit"]
 
 
 def inv_softplus(x: float) -> float:
@@ -172,6 +172,37 @@ def gaussian_block_logits(y: torch.Tensor, templates: torch.Tensor, m: torch.Ten
     return -(d2 - quad) / no_r - logdet[..., None, :]
 
 
+def gaussian_nll(y: torch.Tensor, T: torch.Tensor, m: torch.Tensor, P: torch.Tensor, no: torch.Tensor
+                 ) -> torch.Tensor:
+    r"""Negative log-likelihood per received sample of blocks with *known* transmitted templates under the belief,
+    :math:`\mathbf y \sim \mathcal{CN}(\mathbf T\mathbf m,\ \mathbf T\mathbf P\mathbf T^H + N_0\mathbf I)`,
+    float ``[..., B]`` (nats per complex sample, without the constant :math:`\log\pi`).
+
+    ``y`` complex ``[..., B, n]``, ``T`` complex ``[..., B, n, L]`` (each block's convolution matrix), ``m``
+    ``[..., L]``, ``P`` ``[..., L, L]``, ``no`` ``[...]``. Woodbury with ``L x L`` systems: :math:`\mathbf U =
+    \mathbf T\mathbf R` (:math:`\mathbf P = \mathbf R\mathbf R^H`), :math:`\mathbf K = N_0\mathbf I +
+    \mathbf U^H\mathbf U`; :math:`\mathbf e^H\mathbf S^{-1}\mathbf e = (\|\mathbf e\|^2 -
+    \|\mathbf C_K^{-1}\mathbf U^H\mathbf e\|^2)/N_0`, :math:`\log\det\mathbf S = n\log N_0 +
+    \log\det(\mathbf K/N_0)`. This is the likelihood a Kalman filter maximises over its model parameters (the
+    innovation likelihood): it identifies ``a``, ``q`` and ``p0``."""
+    L = m.shape[-1]
+    n = y.shape[-1]
+    eye = torch.eye(L, dtype=P.dtype, device=P.device)
+    R = torch.linalg.cholesky(P + 1e-9 * eye)[..., None, :, :]  # [..., 1, L, L]
+    e = y - (T @ m[..., None, :, None])[..., 0]  # [..., B, n]
+    U = T @ R  # [..., B, n, L]
+    Uh = U.transpose(-1, -2).conj()
+    no_c = no.to(P.dtype)[..., None, None, None]
+    CK = torch.linalg.cholesky(Uh @ U + no_c * eye)
+    v = (Uh @ e[..., None])  # [..., B, L, 1]
+    z = torch.linalg.solve_triangular(CK, v, upper=False)[..., 0]
+    no_r = no.to(y.real.dtype)[..., None]
+    quad = (e.abs().square().sum(-1) - z.abs().square().sum(-1)) / no_r
+    logdet = n * torch.log(no_r) + 2.0 * torch.log(torch.diagonal(CK, dim1=-2, dim2=-1).real).sum(-1) \
+        - L * torch.log(no_r)
+    return (quad + logdet) / n
+
+
 class KalmanTracker(nn.Module):
     r"""The tracker's meta-parameters (module docstring): ``a_logit`` ``[L]`` (:math:`a = \sigma(\cdot)`),
     ``q_raw`` ``[L]`` (:math:`q = \mathrm{softplus}(\cdot)`, innovation variance per tap and frame),
@@ -216,6 +247,10 @@ class KalmanTracker(nn.Module):
         X = stacked_conv_matrix(templates_p, self.num_taps, self.precursor)
         w = None if weight is None else weight.repeat_interleave(templates_p.shape[-1], dim=-1)
         return tracker_update(m, P, X, y_p.reshape(*y_p.shape[:-2], -1), no, w)
+
+    def nll(self, y, templates_b, m, P, no):
+        """:func:`gaussian_nll` of blocks ``y`` ``[..., B, n]`` sent as ``templates_b`` ``[..., B, n]``."""
+        return gaussian_nll(y, tap_conv_matrix(templates_b, self.num_taps, self.precursor), m, P, no)
 
     def logits(self, y, templates, m, no, P=None):
         return gaussian_block_logits(y, templates, m, no, P, precursor=self.precursor)

@@ -21,8 +21,9 @@ unrolled recursion: ``meta-train --scenario drift`` trains it with 0 inner steps
 
 Encoder: ``encoder="shipped"`` starts from (and keeps frozen) the shipped online-drift codec when the geometry
 fits (k = 8, n = 8, 3 taps, hidden 64): its ``meta``/``warm`` rows are then those of today's codec;
-``"train"`` trains encoder and templates with the tracker (from a random init); ``"auto"`` picks ``shipped``
-when it fits.
+``"train"`` trains encoder and templates with the tracker (from a random init); ``"fixed"`` keeps the random
+init's encoder (templates = its codebook) frozen and learns the tracker only; ``"auto"`` picks ``shipped`` when it
+fits, else ``train``.
 
 Limits (ConfigError naming the field): ``k > 12`` (the template decoder scores all :math:`2^k` messages), a
 fractional ``n``, a channel other than ``multipath``/``tdl-*`` in ``mode = "truncate"`` without in-block motion
@@ -52,7 +53,7 @@ __all__ = ["DriftTrackConfig", "DriftTrackObjective", "DriftTrackScenario", "Tra
            "ENCODERS", "SHIPPED_CHECKPOINT"]
 
 NAME = "drift"
-ENCODERS = ("auto", "shipped", "train")
+ENCODERS = ("auto", "shipped", "train", "fixed")
 #: the shipped online-drift codec (k = 8, n = 8, 3 taps, hidden 64), the warm start of ``encoder="shipped"``
 SHIPPED_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "checkpoints", "online_drift_k8n8.pt")
 _SHIPPED_GEOMETRY = {"k": 8, "n": 8, "num_taps": 3, "hidden": 64}
@@ -67,9 +68,10 @@ class DriftTrackConfig:
     ``frames_per_task``: frames per training sequence; ``num_taps``/``precursor``: the receiver's tap window
     (``None``: the channel's -- its taps and, for TDL, its lag of zero delay); ``ebno_db``: ``None`` = the
     scenario's Eb/N0 per frame (dB, per information bit), else every frame shifted so that the nominal Eb/N0 is
-    this value; ``soft``: decode with the belief's covariance integrated out; ``decision_directed`` and
+    this value; ``nll_weight``: weight of the payload's Gaussian NLL under the belief in the loss (next to the
+    cross-entropy; it identifies the drift model's ``a``, ``q``, ``p0``); ``soft``: decode with the belief's covariance integrated out; ``decision_directed`` and
     ``dd_threshold``: update the belief with confidently decided payload blocks; ``encoder``: auto, shipped,
-    train; ``hidden``: encoder width; ``rho_init``: initial per-tap ``a``; ``num_test_sequences``/
+    train, fixed; ``hidden``: encoder width; ``rho_init``: initial per-tap ``a``; ``num_test_sequences``/
     ``test_frames``: test links and their length; ``test_seed``: seed of the test sequences.
     """
 
@@ -80,6 +82,7 @@ class DriftTrackConfig:
     num_taps: int | None = None
     precursor: int | None = None
     ebno_db: float | None = None
+    nll_weight: float = 1.0
     soft: bool = False
     decision_directed: bool = False
     dd_threshold: float = 0.99
@@ -105,6 +108,9 @@ class DriftTrackConfig:
             if not isinstance(getattr(self, f), bool):
                 raise ConfigError(f, f"must be true or false, got {getattr(self, f)!r}")
         self.dd_threshold = check_finite("dd_threshold", self.dd_threshold)
+        self.nll_weight = check_finite("nll_weight", self.nll_weight)
+        if self.nll_weight < 0:
+            raise ConfigError("nll_weight", f"must be >= 0, got {self.nll_weight!r}")
         if not 0.0 < self.dd_threshold < 1.0:
             raise ConfigError("dd_threshold", f"must lie in (0, 1), got {self.dd_threshold!r}")
         self.rho_init = check_finite("rho_init", self.rho_init)
@@ -149,7 +155,8 @@ class TrackingDriftCodec(DriftAutoencoder):
         self._config.update(precursor=precursor, rho_init=rho_init, **self.track_options)
 
 
-def track_frames(model: TrackingDriftCodec, msg_p, y_p, y_d, no, state=None, *, detach_templates: bool = False):
+def track_frames(model: TrackingDriftCodec, msg_p, y_p, y_d, no, state=None, *, detach_templates: bool = False,
+                 msg_d=None):
     r"""Run the tracker over a sequence (pure; used by the loss, the evaluation and the drift scheme).
 
     ``msg_p`` int64 ``[..., F, P]`` pilot messages, ``y_p`` complex ``[..., F, P, n]`` received pilots, ``y_d``
@@ -157,7 +164,9 @@ def track_frames(model: TrackingDriftCodec, msg_p, y_p, y_d, no, state=None, *, 
     the belief ``(m, P)`` before the first frame (``None``: the tracker's prior). Per frame: predict, update on
     the pilots' templates, compute the payload logits ``[..., N, M]`` (:meth:`KalmanTracker.logits`, with the
     covariance when ``soft``), and, with ``decision_directed``, update again on the payload blocks decided with
-    posterior probability above ``dd_threshold``. Returns ``(logits [..., F, N, M], (m, P))``.
+    posterior probability above ``dd_threshold``. Returns ``(logits [..., F, N, M], (m, P))``; with ``msg_d``
+    int64 ``[..., F, N]`` (the payload messages, known at training time) ``(logits, (m, P), nll)`` where ``nll``
+    ``[..., F, N]`` is :meth:`KalmanTracker.nll` of each payload block under the belief it was decoded with.
     """
     tr = model.tracker
     opts = model.track_options
@@ -166,17 +175,21 @@ def track_frames(model: TrackingDriftCodec, msg_p, y_p, y_d, no, state=None, *, 
         tmpl = tmpl.detach()
     lead = msg_p.shape[:-2]
     m, P = tr.init(tuple(lead), dtype=y_p.dtype) if state is None else state
-    out = []
+    out, nlls = [], []
     for t in range(msg_p.shape[-2]):
         no_t = no[..., t]
         m, P = tr.step(m, P, tmpl[msg_p[..., t, :]], y_p[..., t, :, :], no_t)
         logits = tr.logits(y_d[..., t, :, :], tmpl, m, no_t, P if opts["soft"] else None)
         out.append(logits)
+        if msg_d is not None:
+            nlls.append(tr.nll(y_d[..., t, :, :], tmpl[msg_d[..., t, :]], m, P, no_t))
         if opts["decision_directed"]:
             logp = torch.log_softmax(logits.detach(), dim=-1)
             best = logp.argmax(-1)
             conf = (logp.max(-1).values > math.log(opts["dd_threshold"])).to(no_t.dtype)
             m, P = tr.update(m, P, tmpl[best], y_d[..., t, :, :], no_t, conf)
+    if msg_d is not None:
+        return torch.stack(out, dim=-3), (m, P), torch.stack(nlls, dim=-2)
     return torch.stack(out, dim=-3), (m, P)
 
 
@@ -185,13 +198,16 @@ class DriftTrackObjective(MetaObjective):
     [F, P], "w_p": complex [F, P, n], "msg_q": int64 [F, Q], "w_q": complex [F, Q, n], "taps": complex [F, L]
     (the true taps in the receiver's window), "no": float [F]}``; ``y = T(x) h + sqrt(N0) w`` with ``x`` the
     encoder's codewords (detached when the encoder is frozen). Loss: mean cross-entropy of the payload logits
-    over frames and messages; stats ``block_errors``, ``blocks``. ``adapt = "tracker.*"`` (for the contract's
+    over frames and messages, plus ``nll_weight`` times the mean Gaussian negative log-likelihood per sample of the
+    payload blocks (messages known at training time) under the belief (:meth:`KalmanTracker.nll`: the innovation
+    likelihood that identifies the drift model); stats ``block_errors``, ``blocks``. ``adapt = "tracker.*"`` (for the contract's
     MAML check; meta-training uses 0 inner steps)."""
 
     adapt = "tracker.*"
 
-    def __init__(self, num_taps: int, precursor: int, train_codec: bool):
+    def __init__(self, num_taps: int, precursor: int, train_codec: bool, nll_weight: float = 0.0):
         self.num_taps, self.precursor, self.train_codec = num_taps, precursor, train_codec
+        self.nll_weight = float(nll_weight)
 
     def _rx(self, model, msg, w, taps, no):
         x = model.encoder.forward_index(msg)  # [F, B, n]
@@ -204,9 +220,12 @@ class DriftTrackObjective(MetaObjective):
     def loss(self, model, batch):
         y_p = self._rx(model, batch["msg_p"], batch["w_p"], batch["taps"], batch["no"])
         y_q = self._rx(model, batch["msg_q"], batch["w_q"], batch["taps"], batch["no"])
-        logits, _ = track_frames(model, batch["msg_p"], y_p, y_q, batch["no"], detach_templates=not self.train_codec)
         msg = batch["msg_q"]
+        logits, _, nll = track_frames(model, batch["msg_p"], y_p, y_q, batch["no"],
+                                      detach_templates=not self.train_codec, msg_d=msg)
         loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), msg.reshape(-1))
+        if self.nll_weight:
+            loss = loss + self.nll_weight * nll.mean()
         errs = (logits.argmax(-1) != msg).sum().to(logits.real.dtype)
         return loss, {"block_errors": errs, "blocks": torch.ones_like(errs) * msg.numel()}
 
@@ -275,8 +294,9 @@ class DriftTrackScenario(FewShotScenario):
             raise ConfigError("encoder", f"the shipped codec is for {_SHIPPED_GEOMETRY} without pre-cursor taps; "
                                          f"this scenario has k={self.k}, n={self.n}, num_taps={L}, precursor={pre}, "
                                          f"hidden={c.hidden}: use encoder=train")
-        self.encoder_mode = "shipped" if (c.encoder == "shipped" or (c.encoder == "auto" and fits)) else "train"
-        self.objective = DriftTrackObjective(L, pre, train_codec=self.encoder_mode == "train")
+        self.encoder_mode = c.encoder if c.encoder != "auto" else ("shipped" if fits else "train")
+        self.objective = DriftTrackObjective(L, pre, train_codec=self.encoder_mode == "train",
+                                             nll_weight=c.nll_weight)
         self.set_test_tasks(c.num_test_sequences)
 
     @classmethod

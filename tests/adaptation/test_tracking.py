@@ -122,3 +122,22 @@ def test_soft_logits_equal_the_direct_gaussian_likelihood():
 def test_bad_window_raises():
     with pytest.raises(ConfigError, match="precursor"):
         KalmanTracker(3, precursor=3)
+
+
+def test_nll_equals_the_direct_gaussian_density():
+    g = torch.Generator().manual_seed(4)
+    B, n, L = 3, 6, 2
+    x = _cn(g, B, n)
+    m = _cn(g, L)
+    R = _cn(g, L, L) * 0.4
+    Pm = R @ R.conj().T + 0.02 * torch.eye(L, dtype=torch.complex128)
+    no = torch.tensor(0.3, dtype=torch.float64)
+    y = _cn(g, B, n)
+    tr = KalmanTracker(L).double()
+    got = tr.nll(y, x, m, Pm, no)
+    T = tap_conv_matrix(x, L).numpy()
+    for b in range(B):
+        C = T[b] @ Pm.numpy() @ T[b].conj().T + float(no) * np.eye(n)
+        e = y[b].numpy() - T[b] @ m.numpy()
+        ref = ((e.conj() @ np.linalg.solve(C, e)).real + np.linalg.slogdet(C)[1]) / n
+        assert abs(float(got[b]) - ref) < 1e-6

@@ -1,0 +1,163 @@
+"""Scenario ``drift`` (meta-learned tracking on a drift scenario's frame sequences): the tracker learns the
+drift correlation it is not told, the training batch reproduces the drift run's signals, bad scenarios are
+refused with the field named, and a scenario file the package does not ship meta-trains and runs from the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from metacomm import ConfigError
+from metacomm.adaptation import MetaConfig, MetaTrainer
+from metacomm.adaptation.tracking import tap_conv_matrix
+from metacomm.scenarios import make_scenario
+from metacomm.sims.cli import main
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+K4N4 = os.path.join(DATA, "drift_k4n4.toml")  # rho = 0.9, 2 taps, k = 4, n = 4
+
+
+def _write(tmp_path, name, body):
+    p = tmp_path / name
+    p.write_text(body)
+    return str(p)
+
+
+_BASE = """ebno_db = 8.0
+[codec]
+k = {k}
+n = {n}
+[[segment]]
+frames = 50
+channel = "{channel}"
+{extra}
+[segment.drift]
+process = "gauss-markov"
+rho = {rho}
+"""
+
+
+def test_learned_a_approaches_the_true_rho_it_is_not_told(tmp_path):
+    # One-tap AR(1) channel, rho = 0.95; the tracker starts at a = 0.5 and only sees frame sequences.
+    f = _write(tmp_path, "ar1.toml", _BASE.format(k=3, n=4, channel="rayleigh", extra="", rho=0.95))
+    sc = make_scenario("drift", drift=f, encoder="fixed", hidden=8, pilots=2, query=16, frames_per_task=16,
+                       rho_init=0.5)
+    assert sc.num_taps == 1
+    model = sc.build_model(0)
+    torch.manual_seed(0)
+    cfg = MetaConfig(algo="maml", inner_steps=0, inner_lr=0.0, outer_lr=0.1, meta_batch=8)
+    tr = MetaTrainer(model, sc.objective, sc.sample_tasks, cfg, seed=0)
+    enc0 = {n: p.detach().clone() for n, p in model.encoder.named_parameters()}
+    tr.train(60, progress=False)
+    a, q, p0 = (t.detach() for t in model.tracker.params())
+    assert abs(float(a[0]) - 0.95) < 0.03, a
+    # the stationary process: q = (1 - rho^2) p0 with p0 = 1 (Rayleigh, unit power)
+    assert abs(float(q[0]) - (1 - 0.95 ** 2)) < 0.04, q
+    # encoder="fixed": only the tracker learned
+    assert all(torch.equal(enc0[n], p) for n, p in model.encoder.named_parameters())
+
+
+def test_training_signals_equal_the_channels_own_output():
+    """The loss's received samples (taps in the receiver's window, truncated convolution) are what the drift
+    timeline's channel produces for the same state, codewords and noise."""
+    sc = make_scenario("drift", drift=K4N4, encoder="fixed", pilots=2, query=3, frames_per_task=4)
+    model = sc.build_model(0)
+    b = sc.sample_tasks(2, torch.Generator().manual_seed(1)).query
+    seg = sc.drift.segments[0]
+    for i in range(2):
+        y = sc.objective._rx(model, b["msg_p"][i], b["w_p"][i], b["taps"][i], b["no"][i])
+        for t in range(4):
+            x = model.encoder.forward_index(b["msg_p"][i, t])
+            ref = seg.channel(x, b["no"][i, t].expand(2), state={"taps": b["taps"][i, t].expand(2, -1)},
+                              noise=b["w_p"][i, t])
+            assert torch.allclose(y[t], ref, atol=1e-5)
+
+
+def test_tracked_decisions_equal_an_independent_kalman_plus_ml():
+    """With the tracker set to the true drift model, `evaluate` decides exactly what a numpy Kalman filter +
+    ML over the codebook at the filtered mean decides."""
+    sc = make_scenario("drift", drift=K4N4, encoder="fixed", test_frames=6, num_test_sequences=2)
+    model = sc.build_model(0).double()
+    rho, p0 = 0.9, 0.5
+    with torch.no_grad():
+        model.tracker.a_logit.fill_(float(np.log(rho / (1 - rho))))
+        model.tracker.q_raw.fill_(float(np.log(np.expm1((1 - rho ** 2) * p0))))
+        model.tracker.p0_raw.fill_(float(np.log(np.expm1(p0))))
+    sc.test_taps = sc.test_taps.to(torch.complex128)
+    sc.test_no = sc.test_no.double()
+    from metacomm.adaptation import params_of
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    e, n = sc.evaluate(params_of(model), model, pilots=1, steps=[0], generator=g1, test_blocks=12)[0]
+    book, msg_p, y_p, msg_d, y_d, mask = sc._test_signals(model, 1, 12, g2)
+    tmpl = model.decoder.template_symbols().detach().numpy()
+    errs = 0
+    for c in range(2):
+        m, P = np.zeros(2, complex), np.eye(2) * p0
+        for t in range(6):
+            m, P = rho * m, rho ** 2 * P + np.eye(2) * (1 - rho ** 2) * p0
+            X = tap_conv_matrix(torch.from_numpy(tmpl[msg_p[c, t].numpy()]), 2).reshape(-1, 2).numpy()
+            no = float(sc.test_no[c, t])
+            S = X @ P @ X.conj().T + no * np.eye(X.shape[0])
+            K = P @ X.conj().T @ np.linalg.inv(S)
+            m = m + K @ (y_p[c, t].reshape(-1).numpy() - X @ m)
+            P = (np.eye(2) - K @ X) @ P
+            images = tap_conv_matrix(torch.from_numpy(tmpl), 2).numpy() @ m  # [M, n]
+            dec = (np.abs(y_d[c, t].numpy()[:, None, :] - images[None]) ** 2).sum(-1).argmin(-1)
+            errs += int(((dec != msg_d[c, t].numpy()) & mask[t].numpy()).sum())
+    assert (e, n) == (float(errs), 24.0)
+
+
+@pytest.mark.parametrize("body, field, what", [
+    (_BASE.format(k=13, n=13, channel="multipath", extra="[segment.channel_args]\nnum_taps = 2\nmode = \"truncate\"",
+                  rho=0.9), "drift", "k must be <= 12"),
+    (_BASE.format(k=4, n=4, channel="multipath", extra="[segment.channel_args]\nnum_taps = 2\nmode = \"full\"",
+                  rho=0.9), "drift", "cannot model"),
+    (_BASE.format(k=4, n=4, channel="multipath", extra="[segment.channel_args]\nnum_taps = 2\nmode = \"truncate\"\n"
+                  "[segment.impairment]\nkind = \"iq-imbalance\"\n[segment.impairment.params]\nepsilon = 0.1",
+                  rho=0.9), "drift", "impairment"),
+])
+def test_scenarios_the_receiver_cannot_model_are_refused(tmp_path, body, field, what):
+    f = _write(tmp_path, "bad.toml", body)
+    with pytest.raises(ConfigError, match=what) as ei:
+        make_scenario("drift", drift=f)
+    assert ei.value.field == field
+
+
+def test_bad_settings_name_the_field():
+    with pytest.raises(ConfigError) as ei:
+        make_scenario("drift", drift=K4N4, num_taps=1)  # the 2-tap channel does not fit a 1-tap window
+    assert ei.value.field == "num_taps"
+    with pytest.raises(ConfigError) as ei:
+        make_scenario("drift", drift=K4N4, encoder="shipped")
+    assert ei.value.field == "encoder"
+    with pytest.raises(ConfigError) as ei:
+        make_scenario("drift", drift="no-such-scenario")
+    assert ei.value.field == "drift"
+
+
+def test_cli_meta_trains_and_runs_a_scenario_file_the_package_does_not_ship(tmp_path, capsys):
+    ck = str(tmp_path / "ck.pt")
+    rc = main(["meta-train", "--scenario", "drift", "--set", f"drift={K4N4}", "--set", "pilots=2",
+               "--set", "frames_per_task=4", "--set", "query=8", "--set", "hidden=8", "--meta-steps", "3",
+               "--meta-batch", "2", "--val-every", "3", "--val-tasks", "2", "--out", ck, "--quiet"])
+    assert rc == 0
+    saved = torch.load(ck, weights_only=True)
+    assert saved["scenario"] == "drift" and saved["meta_config"]["inner_steps"] == 0
+    assert saved["joint_steps"] == 0
+    out = str(tmp_path / "run")
+    rc = main(["drift", "--scenario", K4N4, "--checkpoint", ck, "--frames", "4", "--pilots", "2", "--links", "2",
+               "--payload", "8", "--schemes", "meta,warm,track,pilot-ls,genie", "--out", out, "--quiet"])
+    assert rc == 0
+    res = json.load(open(os.path.join(out, "results.json")))
+    for s in ("meta", "warm", "track", "pilot-ls", "genie"):
+        assert res["summary"][s]["blocks"] == 4 * 2 * 8
+    assert res["config"]["checkpoint_meta"]["scenario"] == "drift"
+    # the tracker needs a tracking codec: the shipped online-drift checkpoint has none
+    rc = main(["drift", "--scenario", "doppler-slow", "--frames", "2", "--schemes", "track",
+               "--out", str(tmp_path / "r2"), "--quiet"])
+    assert rc == 2
+    assert "track" in capsys.readouterr().err
