@@ -85,6 +85,14 @@ def stacked_conv_matrix(symbols: torch.Tensor, num_taps: int, precursor: int = 0
     return T.reshape(*T.shape[:-3], T.shape[-3] * T.shape[-2], T.shape[-1])
 
 
+def _herm_mm(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """:math:`A^H B` for complex ``A [..., r, p]``, ``B [..., r, q]`` by real matmuls (a complex matmul with a
+    lazily conjugated operand takes a slow path on CPU, and ``conj_physical`` has no vmap rule)."""
+    Ar, Ai = A.real.transpose(-1, -2), A.imag.transpose(-1, -2)
+    Br, Bi = B.real, B.imag
+    return torch.complex(Ar @ Br + Ai @ Bi, Ar @ Bi - Ai @ Br)
+
+
 def _diag(v: torch.Tensor) -> torch.Tensor:
     return torch.diag_embed(v)
 
@@ -157,16 +165,19 @@ def gaussian_block_logits(y: torch.Tensor, templates: torch.Tensor, m: torch.Ten
     eye = torch.eye(L, dtype=P.dtype, device=P.device)
     R = torch.linalg.cholesky(P + 1e-9 * eye)  # [..., L, L]
     U = torch.einsum("mnl,...lk->...mnk", T, R)  # [..., M, n, L]
-    Uh = U.conj().transpose(-1, -2)  # [..., M, L, n]
-    K = Uh @ U + no.to(P.dtype)[..., None, None, None] * eye  # [..., M, L, L]
+    K = _herm_mm(U, U) + no.to(P.dtype)[..., None, None, None] * eye  # [..., M, L, L]
     CK = torch.linalg.cholesky(K)
     # v = U^H (y - r) = U^H y - U^H r
-    vy = torch.einsum("...mln,...bn->...bml", Uh, y)  # [..., N, M, L]
-    vr = (Uh @ r[..., None])[..., 0]  # [..., M, L]
+    M = U.shape[-3]
+    Ut = U.transpose(-3, -2).reshape(*U.shape[:-3], U.shape[-2], M * L)  # [..., n, M L]
+    vy = _herm_mm(Ut, y.transpose(-1, -2))  # [..., M L, N]
+    vy = vy.reshape(*vy.shape[:-2], M, L, vy.shape[-1]).movedim(-1, -3)  # [..., N, M, L]
+    vr = _herm_mm(U, r[..., None])[..., 0]  # [..., M, L]
     v = vy - vr[..., None, :, :]
-    # v^H K^{-1} v = ||CK^{-1} v||^2
-    z = torch.linalg.solve_triangular(CK[..., None, :, :, :], v[..., None], upper=False)[..., 0]
-    quad = z.abs().square().sum(-1)
+    # v^H K^{-1} v with K^{-1} per message (M small L x L inverses, no per-block solves)
+    Kinv = torch.cholesky_inverse(CK)  # [..., M, L, L]
+    Kv = (Kinv @ v.movedim(-3, -1)).movedim(-1, -3)  # [..., N, M, L]
+    quad = (v.real * Kv.real + v.imag * Kv.imag).sum(-1)
     logdet = 2.0 * torch.log(torch.diagonal(CK, dim1=-2, dim2=-1).real).sum(-1) - L * torch.log(
         no.to(y.real.dtype))[..., None]  # [..., M]: log det(K / N0)
     return -(d2 - quad) / no_r - logdet[..., None, :]
@@ -191,10 +202,9 @@ def gaussian_nll(y: torch.Tensor, T: torch.Tensor, m: torch.Tensor, P: torch.Ten
     R = torch.linalg.cholesky(P + 1e-9 * eye)[..., None, :, :]  # [..., 1, L, L]
     e = y - (T @ m[..., None, :, None])[..., 0]  # [..., B, n]
     U = T @ R  # [..., B, n, L]
-    Uh = U.transpose(-1, -2).conj()
     no_c = no.to(P.dtype)[..., None, None, None]
-    CK = torch.linalg.cholesky(Uh @ U + no_c * eye)
-    v = (Uh @ e[..., None])  # [..., B, L, 1]
+    CK = torch.linalg.cholesky(_herm_mm(U, U) + no_c * eye)
+    v = _herm_mm(U, e[..., None])  # [..., B, L, 1]
     z = torch.linalg.solve_triangular(CK, v, upper=False)[..., 0]
     no_r = no.to(y.real.dtype)[..., None]
     quad = (e.abs().square().sum(-1) - z.abs().square().sum(-1)) / no_r

@@ -70,7 +70,8 @@ class DriftTrackConfig:
     scenario's Eb/N0 per frame (dB, per information bit), else every frame shifted so that the nominal Eb/N0 is
     this value; ``nll_weight``: weight of the payload's Gaussian NLL under the belief in the loss (next to the
     cross-entropy; it identifies the drift model's ``a``, ``q``, ``p0``); ``soft``: decode with the belief's covariance integrated out; ``decision_directed`` and
-    ``dd_threshold``: update the belief with confidently decided payload blocks; ``encoder``: auto, shipped,
+    ``dd_threshold``: update the belief with the payload blocks decided with posterior probability above the
+    threshold (the receiver's own decisions); ``dd_redecode``: then decide the frame's payload again with it; ``encoder``: auto, shipped,
     train, fixed; ``hidden``: encoder width; ``rho_init``: initial per-tap ``a``; ``num_test_sequences``/
     ``test_frames``: test links and their length; ``test_seed``: seed of the test sequences.
     """
@@ -86,6 +87,7 @@ class DriftTrackConfig:
     soft: bool = False
     decision_directed: bool = False
     dd_threshold: float = 0.99
+    dd_redecode: bool = False
     encoder: str = "auto"
     hidden: int = 64
     rho_init: float = 0.9
@@ -104,7 +106,7 @@ class DriftTrackConfig:
             self.precursor = check_nonneg_int("precursor", self.precursor)
         if self.ebno_db is not None:
             self.ebno_db = check_finite("ebno_db", self.ebno_db)
-        for f in ("soft", "decision_directed"):
+        for f in ("soft", "decision_directed", "dd_redecode"):
             if not isinstance(getattr(self, f), bool):
                 raise ConfigError(f, f"must be true or false, got {getattr(self, f)!r}")
         self.dd_threshold = check_finite("dd_threshold", self.dd_threshold)
@@ -140,17 +142,18 @@ def _channel_window(channel) -> tuple[int, int, str]:
 class TrackingDriftCodec(DriftAutoencoder):
     """:class:`~metacomm.scenarios.online_drift.DriftAutoencoder` + ``tracker``
     (:class:`~metacomm.adaptation.tracking.KalmanTracker` over ``num_taps`` taps with ``precursor`` pre-cursor
-    taps). ``track_options`` (not parameters): ``soft``, ``decision_directed``, ``dd_threshold`` -- how the
+    taps). ``track_options`` (not parameters): ``soft``, ``decision_directed``, ``dd_threshold``, ``dd_redecode``
+    -- how the
     ``track`` drift scheme and the training loss use the belief. ``meta_inner_loss = "pilot-fit"`` (the
     ``meta``/``warm`` schemes' pilot loss, as the shipped codec)."""
 
     def __init__(self, k: int, n: int, num_taps: int, hidden: int = 64, *, precursor: int = 0,
                  rho_init: float = 0.9, soft: bool = False, decision_directed: bool = False,
-                 dd_threshold: float = 0.99):
+                 dd_threshold: float = 0.99, dd_redecode: bool = False):
         super().__init__(k, n, num_taps, hidden)
         self.tracker = KalmanTracker(num_taps, precursor, rho=rho_init)
         self.track_options = {"soft": bool(soft), "decision_directed": bool(decision_directed),
-                              "dd_threshold": float(dd_threshold)}
+                              "dd_threshold": float(dd_threshold), "dd_redecode": bool(dd_redecode)}
         self.meta_inner_loss = "pilot-fit"
         self._config.update(precursor=precursor, rho_init=rho_init, **self.track_options)
 
@@ -164,7 +167,8 @@ def track_frames(model: TrackingDriftCodec, msg_p, y_p, y_d, no, state=None, *, 
     the belief ``(m, P)`` before the first frame (``None``: the tracker's prior). Per frame: predict, update on
     the pilots' templates, compute the payload logits ``[..., N, M]`` (:meth:`KalmanTracker.logits`, with the
     covariance when ``soft``), and, with ``decision_directed``, update again on the payload blocks decided with
-    posterior probability above ``dd_threshold``. Returns ``(logits [..., F, N, M], (m, P))``; with ``msg_d``
+    posterior probability above ``dd_threshold`` (and, with ``dd_redecode``, the payload is decided again with
+    that refined belief: the returned logits are the second pass's). Returns ``(logits [..., F, N, M], (m, P))``; with ``msg_d``
     int64 ``[..., F, N]`` (the payload messages, known at training time) ``(logits, (m, P), nll)`` where ``nll``
     ``[..., F, N]`` is :meth:`KalmanTracker.nll` of each payload block under the belief it was decoded with.
     """
@@ -180,7 +184,6 @@ def track_frames(model: TrackingDriftCodec, msg_p, y_p, y_d, no, state=None, *, 
         no_t = no[..., t]
         m, P = tr.step(m, P, tmpl[msg_p[..., t, :]], y_p[..., t, :, :], no_t)
         logits = tr.logits(y_d[..., t, :, :], tmpl, m, no_t, P if opts["soft"] else None)
-        out.append(logits)
         if msg_d is not None:
             nlls.append(tr.nll(y_d[..., t, :, :], tmpl[msg_d[..., t, :]], m, P, no_t))
         if opts["decision_directed"]:
@@ -188,6 +191,9 @@ def track_frames(model: TrackingDriftCodec, msg_p, y_p, y_d, no, state=None, *, 
             best = logp.argmax(-1)
             conf = (logp.max(-1).values > math.log(opts["dd_threshold"])).to(no_t.dtype)
             m, P = tr.update(m, P, tmpl[best], y_d[..., t, :, :], no_t, conf)
+            if opts.get("dd_redecode", False):  # decide the frame again with the refined belief
+                logits = tr.logits(y_d[..., t, :, :], tmpl, m, no_t, P if opts["soft"] else None)
+        out.append(logits)
     if msg_d is not None:
         return torch.stack(out, dim=-3), (m, P), torch.stack(nlls, dim=-2)
     return torch.stack(out, dim=-3), (m, P)
@@ -320,7 +326,7 @@ class DriftTrackScenario(FewShotScenario):
         c = self.config
         model = TrackingDriftCodec(self.k, self.n, self.num_taps, c.hidden, precursor=self.precursor,
                                    rho_init=c.rho_init, soft=c.soft, decision_directed=c.decision_directed,
-                                   dd_threshold=c.dd_threshold)
+                                   dd_threshold=c.dd_threshold, dd_redecode=c.dd_redecode)
         model.reset_parameters(torch.Generator().manual_seed(int(seed)))
         if self.encoder_mode == "shipped":
             from metacomm.scenarios.online_drift import load_meta
