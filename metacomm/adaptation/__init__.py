@@ -112,3 +112,7 @@ __all__ = [
     "select_names",
     "task_slice",
 ]
+
+from metacomm.adaptation.tracking import KalmanTracker, gaussian_block_logits, gaussian_nll  # noqa: E402
+
+__all__ += ["KalmanTracker", "gaussian_block_logits", "gaussian_nll"]

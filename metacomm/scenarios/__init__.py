@@ -30,7 +30,7 @@ __all__ = ["BUILTIN_SCENARIOS", "SCENARIOS", "DriftScenario", "FewShotScenario",
            "scenario_names"]
 
 #: the built-in few-shot scenarios (every registered one: :func:`scenario_names`)
-SCENARIOS = ("fading-ae", "iq-demod")
+SCENARIOS = ("fading-ae", "iq-demod", "drift")
 
 
 def __getattr__(name: str):
