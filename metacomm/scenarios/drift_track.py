@@ -63,7 +63,7 @@ _SHIPPED_GEOMETRY = {"k": 8, "n": 8, "num_taps": 3, "hidden": 64}
 class DriftTrackConfig:
     """Settings of the ``drift`` scenario.
 
-    ``drift``: a built-in drift scenario name or a ``.toml`` path; ``pilots``: pilot messages per frame (the
+    ``drift``: a built-in drift scenario name or a ``.toml`` path (made absolute); ``pilots``: pilot messages per frame (the
     support field); ``query``: payload messages scored per frame (match the drift run's ``payload``, 64);
     ``frames_per_task``: frames per training sequence; ``num_taps``/``precursor``: the receiver's tap window
     (``None``: the channel's -- its taps and, for TDL, its lag of zero delay); ``ebno_db``: ``None`` = the
@@ -98,6 +98,8 @@ class DriftTrackConfig:
     def validate(self) -> DriftTrackConfig:
         if not isinstance(self.drift, str) or not self.drift:
             raise ConfigError("drift", f"expected a drift scenario name or .toml path, got {self.drift!r}")
+        if os.path.isfile(self.drift):  # a file: stored absolute, so a checkpoint loads from any directory
+            self.drift = os.path.abspath(self.drift)
         for f in ("pilots", "query", "frames_per_task", "hidden", "num_test_sequences", "test_frames"):
             setattr(self, f, check_positive_int(f, getattr(self, f)))
         if self.num_taps is not None:
