@@ -161,3 +161,41 @@ def test_cli_meta_trains_and_runs_a_scenario_file_the_package_does_not_ship(tmp_
                "--out", str(tmp_path / "r2"), "--quiet"])
     assert rc == 2
     assert "track" in capsys.readouterr().err
+
+
+def test_decision_directed_update_equals_kalman_with_the_payload_as_pilots():
+    """At high SNR every payload decision is right and confident: the decision-directed belief is then the Kalman
+    posterior that also used the payload blocks (true messages) as pilots, frame after frame (numpy reference)."""
+    from metacomm.scenarios.drift_track import TrackingDriftCodec, track_frames
+
+    torch.manual_seed(0)
+    model = TrackingDriftCodec(3, 4, 2, hidden=8, rho_init=0.8, decision_directed=True, dd_threshold=0.5,
+                               dd_redecode=True).double()
+    model.reset_parameters(torch.Generator().manual_seed(1))
+    model = model.double()
+    g = torch.Generator().manual_seed(2)
+    F, P, N = 5, 1, 6
+    tmpl = model.decoder.template_symbols().detach()
+    msg_p = torch.randint(0, 8, (F, P), generator=g)
+    msg_d = torch.randint(0, 8, (F, N), generator=g)
+    no = torch.full((F,), 1e-4, dtype=torch.float64)
+    h = torch.randn(F, 2, dtype=torch.complex128, generator=g)
+    T = tap_conv_matrix(tmpl, 2)  # [M, n, L]
+    noise = lambda *s: 1e-2 * torch.randn(*s, dtype=torch.complex128, generator=g)  # noqa: E731
+    y_p = torch.einsum("fpnl,fl->fpn", T[msg_p], h) + noise(F, P, 4)
+    y_d = torch.einsum("fpnl,fl->fpn", T[msg_d], h) + noise(F, N, 4)
+    with torch.no_grad():
+        logits, (m_t, P_t) = track_frames(model, msg_p, y_p, y_d, no)
+    assert torch.equal(logits.argmax(-1), msg_d)
+    a, q, p0 = (t.detach().numpy() for t in model.tracker.params())
+    m, Pm = np.zeros(2, complex), np.diag(p0).astype(complex)
+    for t in range(F):
+        m, Pm = a * m, np.diag(a) @ Pm @ np.diag(a) + np.diag(q)
+        for rows_msg, y in ((msg_p[t], y_p[t]), (msg_d[t], y_d[t])):
+            X = T[rows_msg].reshape(-1, 2).numpy()
+            S = X @ Pm @ X.conj().T + float(no[t]) * np.eye(X.shape[0])
+            K = Pm @ X.conj().T @ np.linalg.inv(S)
+            m = m + K @ (y.reshape(-1).numpy() - X @ m)
+            Pm = (np.eye(2) - K @ X) @ Pm
+    np.testing.assert_allclose(m_t.numpy(), m, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(P_t.numpy(), Pm, rtol=1e-5, atol=1e-12)
