@@ -342,3 +342,5 @@ register_scheme("kalman")(KalmanScheme)
 register_scheme("wide-ls")(WideLSScheme)
 register_scheme("wl-ls")(WidelyLinearLSScheme)
 
+# The learned tracker's scheme ("track") registers after the classical ones, whichever module is imported first.
+from metacomm.sims import drift_tracking as _drift_tracking  # noqa: E402,F401

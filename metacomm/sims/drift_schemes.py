@@ -456,4 +456,3 @@ register_scheme("genie")(GenieScheme)
 
 # The classical baselines (pilot-lmmse, kalman, wide-ls, wl-ls) register after the table above.
 from metacomm.sims import drift_classical as _drift_classical  # noqa: E402,F401
-from metacomm.sims import drift_tracking as _drift_tracking  # noqa: E402,F401,I001  (registers "track")
