@@ -112,7 +112,6 @@ def load_drift_codec(path: str, *, device="cpu", field: str = "checkpoint"):
 
 def run_drift_experiment(cfg: DriftConfig):
     """Validate, run, save, plot: returns ``(DriftResult, results.json path, results.csv path, plot path)``."""
-    import torch
 
     from metacomm.scenarios.drift_scenarios import load_scenario
     from metacomm.sims.drift_run import plot_drift
@@ -122,9 +121,6 @@ def run_drift_experiment(cfg: DriftConfig):
     cfg.validate()
     sc = load_scenario(cfg.scenario)
     model, mcfg, ck = load_drift_codec(cfg.checkpoint, device=dev)
-    # One thread: the per-frame tensors are tiny, and extra threads only add sync overhead (2-5x slower on a
-    # shared 2-core machine, measured).
-    torch.set_num_threads(1)
     res = _play(sc, model, cfg, dict(
         frames=cfg.frames, pilots=cfg.pilots, steps=cfg.steps, schemes=cfg.schemes, links=cfg.links,
         payload=cfg.payload, seed=sc.seed if cfg.seed is None else cfg.seed, device=dev,
