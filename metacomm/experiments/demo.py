@@ -29,12 +29,14 @@ __all__ = ["DemoConfig", "run_demo", "ensure_checkpoint"]
 @dataclass
 class DemoConfig:
     """``out``: output directory; ``frames``; ``scenario``: drift scenario name or TOML file; ``checkpoint``:
-    online-drift meta checkpoint (default: the shipped one); ``device``; ``progress``: progress bars."""
+    ``None`` = the shipped meta-learned tracker for the scenario and 16 pilots when there is one
+    (``metacomm/checkpoints/drift_track_<scenario>_p16.pt``; its run adds the ``track`` scheme), else the shipped
+    online-drift codec; or a checkpoint file; ``device``; ``progress``: progress bars."""
 
     out: str = "metacomm-demo"
     frames: int = 150
     scenario: str = "doppler-fast"
-    checkpoint: str = DEFAULT_CHECKPOINT
+    checkpoint: str | None = None
     device: str = "cpu"
     progress: bool = True
 
@@ -65,17 +67,31 @@ def ensure_checkpoint(path: str, *, progress: bool = True, log: Callable[[str], 
                                  "produced_by": "metacomm demo"})
 
 
+def shipped_tracker(scenario: str) -> str | None:
+    """The shipped tracking codec for built-in drift scenario ``scenario`` and 16 pilots, or None."""
+    path = os.path.join(os.path.dirname(DEFAULT_CHECKPOINT), f"drift_track_{os.path.basename(str(scenario))}_p16.pt")
+    return path if os.path.exists(path) else None
+
+
 def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] = print) -> dict:
     """Run the demo; returns ``{"result": DriftResult, "results_json", "results_csv", "plot", "verdict",
-    "vs_classical"}`` (``verdict``: ``"within"`` / ``"NOT within"`` 1 dB of the genie, or ``None`` without meta
-    and genie; ``vs_classical``: ``{"scheme", "bler", "ratio", "intervals_apart"}`` -- the best classical scheme,
-    its BLER, meta's BLER over it, whether their 95 % intervals are disjoint -- or ``None`` without meta and a
-    classical scheme)."""
+    "vs_classical", "headline"}`` (``headline``: the adaptive scheme the verdict is about -- ``track`` when the
+    tracker runs, else ``meta``; ``verdict``: ``"within"`` / ``"NOT within"`` 1 dB of the genie, or ``None``
+    without it and the genie; ``vs_classical``: ``{"scheme", "bler", "ratio", "intervals_apart"}`` -- the best
+    classical scheme, its BLER, the headline's BLER over it, whether their 95 % intervals are disjoint)."""
+    from metacomm.sims.drift_run import DEFAULT_SCHEMES
     t0 = time.perf_counter()
     cfg.validate()
-    ensure_checkpoint(cfg.checkpoint, progress=cfg.progress, log=log)
-    dcfg = DriftConfig(scenario=cfg.scenario, out=cfg.out, checkpoint=cfg.checkpoint, frames=cfg.frames, pilots=16,
-                       steps=1, lr=None, schemes=None, links=8, payload=64, retrain_every=20, retrain_steps=50,
+    checkpoint, schemes = cfg.checkpoint, list(DEFAULT_SCHEMES)
+    tracker = shipped_tracker(cfg.scenario) if checkpoint is None else None
+    if tracker is not None:  # the meta-learned tracker rides along (its checkpoint holds the same k = n = 8 codec)
+        checkpoint = tracker
+        schemes.insert(schemes.index("online-meta") + 1, "track")
+    elif checkpoint is None:
+        checkpoint = DEFAULT_CHECKPOINT
+    ensure_checkpoint(checkpoint, progress=cfg.progress, log=log)
+    dcfg = DriftConfig(scenario=cfg.scenario, out=cfg.out, checkpoint=checkpoint, frames=cfg.frames, pilots=16,
+                       steps=1, lr=None, schemes=schemes, links=8, payload=64, retrain_every=20, retrain_steps=50,
                        bler_target=0.1, seed=None, device=cfg.device, progress=cfg.progress)
     res, pj, pc, png = run_drift_experiment(dcfg)
     c = res.config
@@ -86,17 +102,19 @@ def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] = print) -> dict:
     s = res.summary()
     verdict = None
     vs_classical = None
+    head = "track" if "track" in s else "meta"  # the headline adaptive scheme
+    label = {"track": "meta-learned tracker (track)", "meta": "adapt-from-meta (16 pilots, 1 step)"}[head]
     best_cl = res.best("classical", s)
-    if "meta" in s and best_cl is not None:
+    if head in s and best_cl is not None:
         name, r = best_cl
-        meta = s["meta"]
+        meta = s[head]
         apart = meta["bler_ci"][1] < r["bler_ci"][0] or r["bler_ci"][1] < meta["bler_ci"][0]
         vs_classical = {"scheme": name, "bler": r["bler"],
                         "ratio": meta["bler"] / r["bler"] if r["bler"] > 0 else float("nan"),
                         "intervals_apart": apart}
-    if "meta" in s and "genie" in s:
+    if head in s and "genie" in s:
         nan = float("nan")
-        meta, genie = s["meta"]["bler"], s["genie"]["bler"]
+        meta, genie = s[head]["bler"], s["genie"]["bler"]
         g1 = s.get("genie-1dB", {}).get("bler", nan)
         static = s.get("static", {}).get("bler", nan)
         verdict = "within" if meta <= g1 else "NOT within"
@@ -104,17 +122,17 @@ def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] = print) -> dict:
         def times(x):  # "= 1.18 x the genie", or nothing when the genie made no error (short runs)
             return f" = {x / genie:.3g} x the genie" if genie > 0 and not math.isnan(x) else ""
 
-        log(f"\nadapt-from-meta (16 pilots, 1 step): mean BLER {meta:.4f}{times(meta)} ({genie:.4f}); "
+        log(f"\n{label}: mean BLER {meta:.4f}{times(meta)} ({genie:.4f}); "
             f"{verdict} 1 dB of the genie (genie at Eb/N0 - 1 dB: {g1:.4f}); the static codec: "
             f"{static:.4f}{times(static)}")
     if vs_classical is not None:
         vc = vs_classical
-        how = ("better than" if s["meta"]["bler"] < vc["bler"] else "worse than" if s["meta"]["bler"] > vc["bler"]
+        how = ("better than" if s[head]["bler"] < vc["bler"] else "worse than" if s[head]["bler"] > vc["bler"]
                else "equal to")
         sure = "95 % intervals apart" if vc["intervals_apart"] else "95 % intervals overlap"
         ratio = "n/a" if math.isnan(vc["ratio"]) else f"{vc['ratio']:.3g} x"
-        log(f"adapt-from-meta vs the best classical scheme ({vc['scheme']}: {vc['bler']:.4f}): {ratio}, "
+        log(f"{label} vs the best classical scheme ({vc['scheme']}: {vc['bler']:.4f}): {ratio}, "
             f"{how} it ({sure})")
     log(f"demo: {time.perf_counter() - t0:.0f} s")
     return {"result": res, "results_json": pj, "results_csv": pc, "plot": png, "verdict": verdict,
-            "vs_classical": vs_classical}
+            "vs_classical": vs_classical, "headline": head}
