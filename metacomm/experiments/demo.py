@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from metacomm._validation import ConfigError
-from metacomm.experiments.drift import DEFAULT_CHECKPOINT, DriftConfig, run_drift_experiment
+from metacomm.experiments.drift import DEFAULT_CHECKPOINT, DriftConfig, run_drift_experiment, shipped_tracker
 
 __all__ = ["DemoConfig", "run_demo", "ensure_checkpoint"]
 
@@ -67,12 +67,6 @@ def ensure_checkpoint(path: str, *, progress: bool = True, log: Callable[[str], 
                                  "produced_by": "metacomm demo"})
 
 
-def shipped_tracker(scenario: str) -> str | None:
-    """The shipped tracking codec for built-in drift scenario ``scenario`` and 16 pilots, or None."""
-    path = os.path.join(os.path.dirname(DEFAULT_CHECKPOINT), f"drift_track_{os.path.basename(str(scenario))}_p16.pt")
-    return path if os.path.exists(path) else None
-
-
 def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] = print) -> dict:
     """Run the demo; returns ``{"result": DriftResult, "results_json", "results_csv", "plot", "verdict",
     "vs_classical", "headline"}`` (``headline``: the adaptive scheme the verdict is about -- ``track`` when the
@@ -83,7 +77,7 @@ def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] = print) -> dict:
     t0 = time.perf_counter()
     cfg.validate()
     checkpoint, schemes = cfg.checkpoint, list(DEFAULT_SCHEMES)
-    tracker = shipped_tracker(cfg.scenario) if checkpoint is None else None
+    tracker = shipped_tracker(cfg.scenario, 16) if checkpoint is None else None
     if tracker is not None:  # the meta-learned tracker rides along (its checkpoint holds the same k = n = 8 codec)
         checkpoint = tracker
         schemes.insert(schemes.index("online-meta") + 1, "track")

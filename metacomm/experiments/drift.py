@@ -31,7 +31,9 @@ DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "c
 class DriftConfig:
     """Settings of a drift run (keys = ``metacomm drift`` flags without ``--``).
 
-    ``pilots``: pilot messages per link and frame; ``steps``: adaptation SGD steps per frame at ``lr`` (``None``:
+    ``checkpoint``: ``None`` = the shipped meta-learned tracker for this scenario and pilot count when there is one
+    (and ``track`` joins the default schemes), else the shipped online-drift codec; ``pilots``: pilot messages per
+    link and frame; ``steps``: adaptation SGD steps per frame at ``lr`` (``None``:
     the checkpoint's inner rate); ``links``: independent links; ``payload``: data blocks per link and frame;
     ``schemes``: a list or comma string (``None``: the default set); ``seed``: ``None`` = the scenario's;
     ``save_every``: write the run state every N frames (0: never) so that ``resume`` can continue an interrupted
@@ -39,7 +41,7 @@ class DriftConfig:
 
     scenario: str
     out: str
-    checkpoint: str = DEFAULT_CHECKPOINT
+    checkpoint: str | None = None
     frames: int = 200
     pilots: int = 16
     steps: int = 1
@@ -58,7 +60,13 @@ class DriftConfig:
 
     def validate(self) -> DriftConfig:
         from metacomm.sims.drift_run import DEFAULT_SCHEMES, parse_schemes
-        self.schemes = parse_schemes(DEFAULT_SCHEMES if self.schemes is None else self.schemes, "schemes")
+        defaults = list(DEFAULT_SCHEMES)
+        if self.checkpoint is None:  # the shipped tracker for this scenario and pilot count, else the online codec
+            tracker = shipped_tracker(self.scenario, self.pilots)
+            self.checkpoint = tracker or DEFAULT_CHECKPOINT
+            if tracker:
+                defaults.insert(defaults.index("online-meta") + 1, "track")
+        self.schemes = parse_schemes(defaults if self.schemes is None else self.schemes, "schemes")
         check_probability("bler_target", self.bler_target)
         if self.seed is not None:
             self.seed = check_nonneg_int("seed", self.seed)
@@ -108,6 +116,14 @@ def load_drift_codec(path: str, *, device="cpu", field: str = "checkpoint"):
                          "init_step": init.get("step"), "init_seed": init.get("seed"), "val": init.get("val"),
                          "meta_steps": ck.get("meta_steps")}}
     return model, _CodecSettings(inner_lr, "decoder.taps", model.meta_inner_loss), ck
+
+
+def shipped_tracker(scenario, pilots) -> str | None:
+    """The shipped meta-learned tracking codec for built-in drift scenario ``scenario`` and ``pilots`` pilots per
+    frame (``metacomm/checkpoints/drift_track_<scenario>_p<pilots>.pt``), or None."""
+    path = os.path.join(os.path.dirname(DEFAULT_CHECKPOINT),
+                        f"drift_track_{os.path.basename(str(scenario))}_p{pilots}.pt")
+    return path if os.path.exists(path) else None
 
 
 def run_drift_experiment(cfg: DriftConfig):

@@ -162,3 +162,19 @@ def test_a_foreign_results_file_is_not_replaced(tmp_path, capsys, command):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--out" in err[0] and "refusing to replace" in err[0], err
     assert (out / "results.json").read_text() == '{"mine": 1}'
+
+
+def test_drift_picks_the_shipped_tracker_for_the_scenario_and_pilot_count(tmp_path):
+    """`drift --scenario doppler-slow --pilots 2` without --checkpoint runs the shipped tracker for that setting
+    (`track` joins the default schemes); a setting without one falls back to the online-drift codec."""
+    import json
+
+    from metacomm.sims.cli import main
+    assert main(["drift", "--scenario", "doppler-slow", "--pilots", "2", "--frames", "2", "--links", "1",
+                 "--payload", "4", "--quiet", "--out", str(tmp_path / "a")]) == 0
+    res = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert "track" in res["summary"] and res["config"]["checkpoint"].endswith("drift_track_doppler-slow_p2.pt")
+    assert main(["drift", "--scenario", "doppler-slow", "--pilots", "3", "--frames", "2", "--links", "1",
+                 "--payload", "4", "--quiet", "--out", str(tmp_path / "b")]) == 0
+    res = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert "track" not in res["summary"] and res["config"]["checkpoint"].endswith("online_drift_k8n8.pt")

@@ -14,6 +14,8 @@ Eb/N0 - 1 dB as a yardstick). Every summary entry says its kind (adaptive, class
 
 from __future__ import annotations
 
+import os
+
 from metacomm.experiments.drift import DEFAULT_CHECKPOINT, DriftConfig, run_drift_experiment
 
 
@@ -23,13 +25,18 @@ def add_parser(subparsers, name):
                               description=__doc__.splitlines()[0])
     p.add_argument("--scenario", required=True, help="built-in drift scenario name (doppler-slow, doppler-fast, "
                    "snr-drift, regime-switch, iq-drift) or a .toml file")
-    p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
-                   help="online-drift meta checkpoint (default: the shipped one)")
+    p.add_argument("--checkpoint", default=None,
+                   help="codec checkpoint: an online-drift codec or a `meta-train --scenario drift` tracker (default: "
+                        "the shipped tracker for --scenario and --pilots when there is one -- doppler-slow with 1, 2 "
+                        f"or 4 pilots, doppler-fast with 16 -- which adds the `track` scheme; else "
+                        f"{os.path.basename(DEFAULT_CHECKPOINT)})")
     p.add_argument("--frames", type=int, default=200, help="number of frames (default 200)")
     p.add_argument("--pilots", type=int, default=16, help="pilot messages per link and frame (default 16)")
     p.add_argument("--steps", type=int, default=1, help="adaptation SGD steps per frame (default 1)")
     p.add_argument("--lr", type=float, default=None, help="adaptation SGD rate (default: the checkpoint's, 0.1)")
-    p.add_argument("--schemes", default=",".join(DEFAULT_SCHEMES), help=f"comma list of {', '.join(SCHEMES)}")
+    p.add_argument("--schemes", default=None,
+                   help=f"comma list of {', '.join(SCHEMES)} (default: {','.join(DEFAULT_SCHEMES)}, plus track when "
+                        "the shipped tracker runs)")
     p.add_argument("--links", type=int, default=8, help="independent links adapted per call (default 8)")
     p.add_argument("--payload", type=int, default=64, help="data blocks per link and frame (default 64)")
     p.add_argument("--retrain-every", type=int, default=10, help="retrain scheme: period in frames (default 10)")
