@@ -73,19 +73,17 @@ def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] = print) -> dict:
     tracker runs, else ``meta``; ``verdict``: ``"within"`` / ``"NOT within"`` 1 dB of the genie, or ``None``
     without it and the genie; ``vs_classical``: ``{"scheme", "bler", "ratio", "intervals_apart"}`` -- the best
     classical scheme, its BLER, the headline's BLER over it, whether their 95 % intervals are disjoint)."""
-    from metacomm.sims.drift_run import DEFAULT_SCHEMES
     t0 = time.perf_counter()
     cfg.validate()
-    checkpoint, schemes = cfg.checkpoint, list(DEFAULT_SCHEMES)
-    tracker = shipped_tracker(cfg.scenario, 16) if checkpoint is None else None
-    if tracker is not None:  # the meta-learned tracker rides along (its checkpoint holds the same k = n = 8 codec)
-        checkpoint = tracker
-        schemes.insert(schemes.index("online-meta") + 1, "track")
-    elif checkpoint is None:
+    # No checkpoint given: DriftConfig picks the shipped tracker for (scenario, 16 pilots) and adds `track`; where
+    # there is none, the shipped online-drift codec (trained here if its file is missing).
+    checkpoint = cfg.checkpoint
+    if checkpoint is None and shipped_tracker(cfg.scenario, 16) is None:
         checkpoint = DEFAULT_CHECKPOINT
-    ensure_checkpoint(checkpoint, progress=cfg.progress, log=log)
+    if checkpoint is not None:
+        ensure_checkpoint(checkpoint, progress=cfg.progress, log=log)
     dcfg = DriftConfig(scenario=cfg.scenario, out=cfg.out, checkpoint=checkpoint, frames=cfg.frames, pilots=16,
-                       steps=1, lr=None, schemes=schemes, links=8, payload=64, retrain_every=20, retrain_steps=50,
+                       steps=1, lr=None, schemes=None, links=8, payload=64, retrain_every=20, retrain_steps=50,
                        bler_target=0.1, seed=None, device=cfg.device, progress=cfg.progress)
     res, pj, pc, png = run_drift_experiment(dcfg)
     c = res.config
