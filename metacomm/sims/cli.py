@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, str] = {
     "fewshot": "fewshot",
     "drift": "drift",
     "run": "run",
+    "pack": "pack",
 }
 
 
@@ -92,9 +93,11 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(check_positive_int("--threads", threads))
         return int(args.run(args) or 0)
     except ConfigError as e:
-        field = flag_of(parser.commands.get(args.command), e.field)
+        sub = getattr(args, "command_parser", None) or parser.commands.get(args.command)
+        field = flag_of(sub, e.field)
         message = str(e)[len(e.field) + 2:] if str(e).startswith(f"{e.field}: ") else str(e)
-        print(f"metacomm {args.command}: error: {field}: {message}", file=sys.stderr)
+        name = getattr(args, "command_name", None) or args.command
+        print(f"metacomm {name}: error: {field}: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"metacomm {args.command}: interrupted", file=sys.stderr)
