@@ -84,9 +84,9 @@ def summary_table(records: Iterable[Mapping[str, Any]], columns: Sequence[str]) 
     """An aligned text table of ``records`` with the given ``columns`` (missing values print as ``-``)."""
     rows = [[_fmt(r.get(c, "-")) for c in columns] for r in records]
     widths = [max([len(c)] + [len(row[i]) for row in rows]) for i, c in enumerate(columns)]
-    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths))
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
     out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in rows]
+    out += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join(out)
 
 
