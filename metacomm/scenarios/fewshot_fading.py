@@ -74,6 +74,9 @@ class FadingAEConfig:
                   "hidden"):
             setattr(self, f, check_positive_int(f, getattr(self, f)))
         self.ebno_db = check_finite("ebno_db", self.ebno_db)
+        if self.num_taps > self.n:
+            raise ConfigError("num_taps", f"must be <= n = {self.n} (the channel is truncated to the block: tap l "
+                                          f"only reaches samples t >= l), got {self.num_taps}")
         if not isinstance(self.rtn, bool):
             raise ConfigError("rtn", f"must be True or False, got {self.rtn!r}")
         return self

@@ -64,6 +64,8 @@ def load_run(path: str | os.PathLike, *, field: str = "results", label: str | No
     p = Path(path)
     if p.is_dir():
         p = p / "results.json"
+    if not p.exists():
+        raise ConfigError(field, f"no such results file: {str(p)!r}")
     kinds = _known_kinds()
     data = read_json(p, kind=kinds, field=field, allow_untagged=True)
     tag = check_kind(data, kinds, field=field, source=repr(str(p)), allow_untagged=True)
