@@ -20,7 +20,8 @@ frames and messages; with ``decision_directed`` the payload blocks decided with 
 unrolled recursion: ``meta-train --scenario drift`` trains it with 0 inner steps (``meta_defaults``).
 
 Encoder: ``encoder="shipped"`` starts from (and keeps frozen) the shipped online-drift codec when the geometry
-fits (k = 8, n = 8, 3 taps, hidden 64): its ``meta``/``warm`` rows are then those of today's codec;
+fits (k = 8, n = 8, hidden 64; with its 3-tap causal window the ``meta``/``warm`` rows are then those of today's
+codec, with another window only its codebook and templates are taken);
 ``"train"`` trains encoder and templates with the tracker (from a random init); ``"fixed"`` keeps the random
 init's encoder (templates = its codebook) frozen and learns the tracker only; ``"auto"`` picks ``shipped`` when it
 fits, else ``train``.
@@ -341,8 +342,8 @@ class DriftTrackScenario(FewShotScenario):
                                               f"contain segment[{i}]'s lags {-l0}..{lw - 1 - l0}")
         self.num_taps, self.precursor = L, pre
         self._ch_taps, self._ch_lag0 = ch_taps, ch_lag0
-        fits = {"k": self.k, "n": self.n, "num_taps": L, "hidden": c.hidden} == _SHIPPED_GEOMETRY and pre == 0 \
-            and not self.widely_linear
+        # the shipped codebook fits any tap window (only the per-frame schemes' tap parameters depend on it)
+        fits = {"k": self.k, "n": self.n, "hidden": c.hidden} == {k: _SHIPPED_GEOMETRY[k] for k in ("k", "n", "hidden")}
         if c.encoder == "shipped" and not fits:
             raise ConfigError("encoder", f"the shipped codec is for {_SHIPPED_GEOMETRY} without pre-cursor taps; "
                                          f"this scenario has k={self.k}, n={self.n}, num_taps={L}, precursor={pre}, "
@@ -379,7 +380,12 @@ class DriftTrackScenario(FewShotScenario):
         if self.encoder_mode == "shipped":
             from metacomm.scenarios.online_drift import load_meta
             shipped, _, _ = load_meta(SHIPPED_CHECKPOINT, field="encoder")
-            model.load_state_dict({**model.state_dict(), **shipped.state_dict()})
+            own = model.state_dict()
+            # everything whose shape fits: all of it for the shipped window (3 causal taps); with another window
+            # (pre-cursor taps, a widely-linear tracker) the encoder, templates and decoder scales, while the
+            # per-frame schemes' tap estimate (decoder.taps / warp) keeps its fresh init
+            same = {k: v for k, v in shipped.state_dict().items() if k in own and own[k].shape == v.shape}
+            model.load_state_dict({**own, **same})
         return model.to(self.device)
 
     # --- tasks ----------------------------------------------------------------------------------------
