@@ -319,17 +319,20 @@ def uap_sadeghi(logits_fn: LogitsFn, y: torch.Tensor, labels: torch.Tensor, radi
 
 
 def uap_pgd(logits_fn: LogitsFn, y: torch.Tensor, labels: torch.Tensor, radius, support: Support, *,
-            steps: int = 50, step_size: float = 0.1) -> torch.Tensor:
+            steps: int = 50, step_size: float = 0.1, start: torch.Tensor | None = None) -> torch.Tensor:
     r"""One perturbation ``u`` maximising the mean CE over the samples ``y`` ``[S, N]`` by projected gradient
-    ascent on the sphere :math:`\|u\| = r` (scalar ``radius``), started at the FGM direction of the mean loss.
-    Returns complex ``[N]`` (detached)."""
+    ascent on the sphere :math:`\|u\| = r` (scalar ``radius``), started at the FGM direction of the mean loss,
+    or at ``start`` (real ``[D]``, e.g. normal draws) when given. Returns complex ``[N]`` (detached);
+    ``vmap``-safe (no data-dependent control flow)."""
     steps = check_positive_int("steps", steps)
     rad = torch.as_tensor(radius, dtype=y.real.dtype, device=y.device)
 
     def grad_u(u):
         return _grad_reals(logits_fn, y, labels, support, u.expand(y.shape[0], -1)).sum(0)
 
-    u = scale_to_budget(grad_u(torch.zeros(support.dim, dtype=y.real.dtype, device=y.device))[None], rad)[0]
+    if start is None:
+        start = grad_u(torch.zeros(support.dim, dtype=y.real.dtype, device=y.device))
+    u = scale_to_budget(start.to(y.real.dtype)[None], rad)[0]
     for _ in range(steps):
         g = grad_u(u)
         u = scale_to_budget((u + step_size * rad * g / (g.norm() + 1e-10))[None], rad)[0].detach()
