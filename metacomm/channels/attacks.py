@@ -57,7 +57,7 @@ from metacomm._validation import ConfigError, check_finite, check_positive_int
 
 __all__ = ["ATTACKS", "ADVERSARIAL", "JAMMERS", "UNIVERSAL", "Support", "psr_linear", "budget", "psr_db_of",
            "block_ce", "fgm", "pgd_l2", "pgd_linf", "uap_sadeghi", "uap_pgd", "cyclic_shift", "jam_gauss",
-           "jam_tone", "scale_to_budget", "random_unit", "perturb"]
+           "jam_tone", "scale_to_budget", "random_unit", "perturb", "SegmentAttack", "attack_frame"]
 
 #: every attack name (the pack's ``--attack`` values)
 ATTACKS = ("fgm", "pgd-l2", "pgd-linf", "uap", "uap-shifted", "jam-gauss", "jam-tone")
@@ -402,3 +402,55 @@ def jam_tone(x: torch.Tensor, psr_db, support: Support, *, generator: torch.Gene
     f, phi = 0.5 * draws[:, :1], 2 * math.pi * draws[:, 1:]
     tone = torch.cos(2 * math.pi * f * d + phi)
     return support.to_complex(scale_to_budget(tone, budget(x, psr_db)))
+
+
+class SegmentAttack:
+    """An attacker switched on for a drift-run segment: ``kind`` (:data:`ATTACKS`) at ``psr_db`` [dB] per block.
+
+    Use :meth:`make`: ``kind = "none"`` or ``psr_db = -inf`` mean *no attacker* and give ``None`` (the segment is
+    then exactly a segment without an attack). Other non-finite PSRs raise :class:`~metacomm.ConfigError`."""
+
+    def __init__(self, kind: str, psr_db: float, *, steps: int = 10, step_size: float = 0.25,
+                 uap_steps: int = 20):
+        if kind not in ATTACKS:
+            raise ConfigError("kind", f"unknown attack {kind!r}; allowed: none, {', '.join(ATTACKS)}")
+        self.kind = kind
+        self.psr_db = check_finite("psr_db", psr_db)
+        self.steps, self.step_size, self.uap_steps = steps, step_size, uap_steps
+
+    @classmethod
+    def make(cls, kind: str, psr_db: float, **kw) -> SegmentAttack | None:
+        if kind == "none":
+            return None
+        if isinstance(psr_db, (int, float)) and not isinstance(psr_db, bool) and psr_db == -math.inf:
+            return None
+        return cls(kind, psr_db, **kw)
+
+    def __repr__(self) -> str:
+        return f"SegmentAttack({self.kind!r}, psr_db={self.psr_db:g})"
+
+
+def attack_frame(attack: SegmentAttack, logits_fn: LogitsFn | None, blocks: list[tuple], generator: torch.Generator
+                 ) -> list[torch.Tensor]:
+    """Perturb one drift frame's received blocks. ``blocks``: ``(x [B, P, n], y [B, P, n_rx], msg [B, P])`` groups
+    (pilots, payload); returns the attacked ``y`` of each group. Budgets are per block, relative to the transmitted
+    block ``x``; the support is every received real dimension. White-box kinds are crafted against ``logits_fn``
+    (the run's deployed codec); the universal kinds craft one perturbation per frame on the last group (the
+    payload) with :func:`uap_pgd` and apply it to every block (``uap-shifted``: cyclically shifted per block).
+    Every draw comes from ``generator`` (a generator of its own, so that the run's other draws are unchanged)."""
+    n_rx = blocks[0][1].shape[-1]
+    sup = Support.full(n_rx, device=blocks[0][1].device)
+    if attack.kind not in JAMMERS and logits_fn is None:
+        raise ConfigError("attack", f"{attack.kind} is a white-box attack: the run's codec has no block_logits")
+    universal = None
+    if attack.kind in UNIVERSAL:
+        x, y, m = (t.reshape(-1, t.shape[-1]) if t.dim() == 3 else t.reshape(-1) for t in blocks[-1])
+        universal = uap_pgd(logits_fn, y, m, budget(x, attack.psr_db, universal=True), sup, steps=attack.uap_steps)
+    out = []
+    for x, y, m in blocks:
+        B, P = m.shape
+        xf, yf, mf = x.reshape(B * P, -1), y.reshape(B * P, -1), m.reshape(-1)
+        p = perturb(attack.kind, logits_fn=logits_fn, x=xf, y=yf, labels=mf, psr_db=attack.psr_db, support=sup,
+                    generator=generator, universal=universal, steps=attack.steps, step_size=attack.step_size)
+        out.append((yf + p).reshape(y.shape))
+    return out

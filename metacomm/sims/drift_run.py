@@ -199,6 +199,13 @@ def draw_signals(ctx: DriftContext, frame, g_data: torch.Generator) -> FrameSign
         y_p = _transmit(frame.channel, x_p, no, frame.state, w_p)
         y_d = _transmit(frame.channel, x_d, no, frame.state, w_d)
         clean_d = noiseless_images(frame.channel, x_d, frame.state)
+    attack = getattr(frame, "attack", None)
+    if attack is not None:  # an attacker in this segment: its own generator, the run's draws are unchanged
+        from metacomm.channels.attacks import attack_frame
+        g_att = torch.Generator(device=g_data.device).manual_seed(
+            (g_data.initial_seed() * 1_000_003 + 7919 * int(frame.index) + 424_242) % (2 ** 63))
+        y_p, y_d = attack_frame(attack, getattr(ctx.model, "block_logits", None),
+                                [(x_p, y_p, msg_p), (x_d, y_d, msg_d)], g_att)
     return FrameSignals(frame=frame, no=no, msg_p=msg_p, x_p=x_p, w_p=w_p, y_p=y_p, msg_d=msg_d, x_d=x_d, w_d=w_d,
                         y_d=y_d, clean_d=clean_d)
 
