@@ -61,6 +61,7 @@ from metacomm._validation import (
 from metacomm.channels.base import complex_normal, make_generator
 from metacomm.codecs.detection import noiseless_images
 from metacomm.codecs.learned_base import index_to_bits
+from metacomm.sims import drift_adversarial as _drift_adversarial  # noqa: F401 (registers meta-adv)
 from metacomm.sims.drift_result import DriftResult, plot_drift
 from metacomm.sims.drift_schemes import (
     Decision,

@@ -101,3 +101,12 @@ def test_bad_attack_settings_name_file_line_and_key(attack, where):
     with pytest.raises(ConfigError) as e:
         parse_scenario(BASE.format(attack=attack), source="x.toml")
     assert where in e.value.field and e.value.field.startswith("x.toml:")
+
+
+def test_defended_and_undefended_schemes_run_side_by_side_on_the_same_attacked_draws():
+    sc = parse_scenario(BASE.format(attack='[segment.attack]\nkind = "pgd-l2"\npsr_db = -10.0'))
+    res = run_drift(sc, _model(), frames=4, pilots=4, links=2, payload=16, seed=5,
+                    schemes=["static", "meta", "meta-adv", "genie"])
+    assert res.schemes[:4] == ["static", "meta", "meta-adv", "genie"]  # + the genie's yardsticks
+    for f in res.frames:
+        assert all(f["schemes"][s]["blocks"] == 32 for s in res.schemes)
