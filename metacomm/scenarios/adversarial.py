@@ -81,6 +81,13 @@ def parse_psrs(field: str, value) -> tuple[float, ...]:
     ``field`` for NaN, infinite or unparsable values."""
     from metacomm.experiments.ber import parse_ebno_range
     if isinstance(value, str):
+        for tok in value.replace(":", ",").split(","):
+            try:
+                v = float(tok)
+            except ValueError:
+                continue  # reported by the range parser with the expected syntax
+            if not math.isfinite(v):
+                raise ConfigError(field, f"values must be finite numbers of dB, got {tok.strip()!r}")
         vals = parse_ebno_range(value, field=field)
     else:
         try:
