@@ -20,6 +20,8 @@ Defences (each a codec derived from ``--base``; Adam ``lr``, ``train_steps`` x `
   {UAP, PGD-L2, Gaussian jamming} x ``train_psr_db``, ``meta_steps`` outer steps from the base weights; deployed
   after one SGD step (``inner_lr``) on ``pilots`` clean pilot blocks (a ``meta-train --scenario adversarial``
   checkpoint as ``--base`` is used as the meta-adv initialisation directly);
+* ``ae-ml`` -- the base's transmitter with the classical ML (minimum-distance) receiver for its codebook over
+  AWGN: the strongest classical receiver that knows what the learned one knows (nothing trained);
 * ``hamming-ml`` -- the classical Hamming(7,4) + BPSK + ML link (7 complex uses, real parts, rate 4/7) under
   the same attacks crafted against its ML metric (k = 4 only; it has nothing to defend).
 
@@ -27,7 +29,8 @@ Bookkeeping: every record has ``jam_ratio`` = BLER(attack) / BLER(jam-gauss) at 
 (equal power); ``clean`` gives each defence's clean BLER and its cost relative to ``none``; ``uar`` is the comms
 version of Kang et al.'s UAR ("Testing robustness against unforeseen adversaries", 2019): per attack family
 and defence, :math:`100\sum_\ell \mathrm{acc}(d, f, \ell) / \sum_\ell \mathrm{acc}(\mathrm{ATA}_{f,\ell}, f, \ell)`
-over the six PSR levels ``uar_psr_db`` (accuracy = 1 - BLER), where :math:`\mathrm{ATA}_{f,\ell}` is the base
+over six PSR levels (accuracy = 1 - BLER; ``uar_psr_db = "auto"`` calibrates them per family on the sweep: the six
+swept PSRs upwards from the weakest one where the undefended codec's BLER reaches 1e-3), where :math:`\mathrm{ATA}_{f,\ell}` is the base
 adversarially trained against family ``f`` at level ``\ell`` (``uar_steps`` steps), at the highest Eb/N0.
 Writes ``results.json`` (kind ``metacomm-adversarial``), ``bler_vs_psr_<ebno>dB.png`` (one panel per attack, one
 curve per defence) and prints a summary table.
@@ -59,7 +62,7 @@ from metacomm.scenarios.adversarial import parse_attacks, parse_psrs
 __all__ = ["AdversarialConfig", "run_adversarial", "DEFENCES", "Target", "codec_target", "train_under_attack"]
 
 PACK = "adversarial"
-DEFENCES = ("none", "adv-train", "augment", "meta-adv", "hamming-ml")
+DEFENCES = ("none", "adv-train", "augment", "meta-adv", "ae-ml", "hamming-ml")
 
 
 @dataclass
@@ -76,7 +79,7 @@ class AdversarialConfig:
     attack: object = "fgm,pgd-l2,pgd-linf,uap,uap-shifted,jam-gauss,jam-tone"
     psr_db: object = "-20:-2:2"
     ebno_db: object = "8,10"
-    defence: object = "none,adv-train,augment,meta-adv,hamming-ml"
+    defence: object = "none,adv-train,augment,meta-adv,ae-ml,hamming-ml"
     test_blocks: int = 20000
     pgd_steps: int = 10
     pgd_step_size: float = 0.25
@@ -95,7 +98,7 @@ class AdversarialConfig:
     inner_lr: float = 0.1
     pilots: int = 64
     uar: bool = True
-    uar_psr_db: object = "-20,-17,-14,-11,-8,-5"
+    uar_psr_db: object = "auto"
     uar_steps: int = 300
     seed: int = 0
     device: str = "cpu"
@@ -111,7 +114,10 @@ class AdversarialConfig:
         self.psr_db = list(parse_psrs("psr_db", self.psr_db))
         self.ebno_db = list(parse_psrs("ebno_db", self.ebno_db))
         self.train_psr_db = list(parse_psrs("train_psr_db", self.train_psr_db))
-        self.uar_psr_db = list(parse_psrs("uar_psr_db", self.uar_psr_db))
+        if self.uar_psr_db != "auto":
+            self.uar_psr_db = list(parse_psrs("uar_psr_db", self.uar_psr_db))
+            if len(self.uar_psr_db) < 1:
+                raise ConfigError("uar_psr_db", "give PSR levels in dB or auto")
         self.adv_psr_db = parse_psrs("adv_psr_db", [self.adv_psr_db])[0]
         self.train_ebno_db = parse_psrs("train_ebno_db", [self.train_ebno_db])[0]
         for f in ("test_blocks", "pgd_steps", "uap_samples", "substitute_hidden", "train_batch",
@@ -157,6 +163,18 @@ def codec_target(name: str, codec) -> Target:
     book = codec.encoder.codebook().detach()
     return Target(name, book, lambda y, no: codec.decoder.block_logits(y), codec.rate,
                   A.Support.from_codebook(book))
+
+
+def ml_target(name: str, codec) -> Target:
+    r"""The base codec's *transmitter* with the classical ML receiver for its codebook over AWGN: message scores
+    :math:`-\|y - c_m\|^2 / N_0` (the strongest receiver that knows what the learned one knows)."""
+    codec.eval()
+    book = codec.encoder.codebook().detach()
+
+    def logits(y, no):
+        return -(y.unsqueeze(-2) - book).abs().square().sum(-1) / no
+
+    return Target(name, book, logits, codec.rate, A.Support.from_codebook(book))
 
 
 def hamming_target(device) -> Target:
@@ -376,7 +394,7 @@ def run_adversarial(cfg: AdversarialConfig, *, log: Callable[[str], None] = prin
                                            ebno_db=cfg.train_ebno_db, generator=g_train, cfg=cfg, device=dev)
         elif d == "meta-adv":
             models[d] = _meta_adv(base, info, cfg, dev, log)
-        if d != "none" and d != "hamming-ml":
+        if d in ("adv-train", "augment", "meta-adv"):
             log(f"defence {d}: ready in {time.time() - t0:.0f} s")
     records: list[dict] = []
     n_points = len(cfg.ebno_db) * len(cfg.defence) * (1 + len(cfg.psr_db) * len(cfg.attack))
@@ -386,6 +404,8 @@ def run_adversarial(cfg: AdversarialConfig, *, log: Callable[[str], None] = prin
             for j, d in enumerate(cfg.defence):
                 if d == "hamming-ml":
                     t = hamming_target(dev)
+                elif d == "ae-ml":
+                    t = ml_target(d, base)
                 elif d == "meta-adv":
                     no0 = float(ebnodb_to_no(eb, base.rate))
                     t = codec_target(d, _deploy(models[d], cfg, no0, _point_generator(cfg, i, j, 999, 999, dev)))
@@ -419,7 +439,7 @@ def run_adversarial(cfg: AdversarialConfig, *, log: Callable[[str], None] = prin
                         bar.update(1)
     _add_ratios(records)
     clean = _clean_costs(records)
-    uar = _uar(base, models, cfg, dev, log) if cfg.uar else None
+    uar = _uar(base, models, cfg, dev, log, _uar_levels(records, cfg)) if cfg.uar else None
     config = {"base": os.path.abspath(cfg.base), "base_kind": info["kind"], **{
         k_: v for k_, v in asdict(cfg).items() if k_ not in ("base", "out", "quiet", "device")},
         "device": str(dev), "psr_definition": "||p||^2 / ||x||^2 per block, dB (x: transmitted block, Es = 1 per "
@@ -431,9 +451,8 @@ def run_adversarial(cfg: AdversarialConfig, *, log: Callable[[str], None] = prin
     write_pack_results(cfg.out, PACK, config, records, clean=clean, uar=uar, runtime_s=runtime)
     _plots(records, cfg)
     if not cfg.quiet:
-        log(summary_table([r for r in records if r["attack"] in ("none", "jam-gauss", "pgd-l2", "uap")
-                           and (r["psr_db"] is None or r["psr_db"] == cfg.psr_db[len(cfg.psr_db) // 2]) or
-                           r["attack"] == "none"],
+        show = min(cfg.psr_db, key=lambda p: abs(p + 6.0))  # the letter's PSR -6 dB, or the nearest swept
+        log(summary_table([r for r in records if r["psr_db"] is None or r["psr_db"] == show],
                           ["ebno_db", "defence", "attack", "psr_db", "bler", "jam_ratio", "block_errors", "blocks"]))
         if uar:
             log(summary_table(uar["table"], ["defence", *uar["families"]]))
@@ -461,8 +480,32 @@ def _clean_costs(records: list[dict]) -> list[dict]:
     return out
 
 
-def _uar(base, models, cfg: AdversarialConfig, dev, log) -> dict:
-    """Kang et al.'s UAR per attack family (module docstring) at the highest Eb/N0."""
+UAR_FLOOR = 1e-3
+"""``uar_psr_db = "auto"``: the levels of a family start at the weakest swept PSR where the undefended codec's BLER
+under it reaches this value."""
+
+
+def _uar_levels(records, cfg: AdversarialConfig) -> dict[str, list[float]]:
+    """Six PSR levels [dB] per attack family: the given ones, or (``auto``, calibrated on the sweep at the highest
+    Eb/N0) the six swept PSRs from the weakest one where the undefended codec's (``none``; else the first
+    defence's) BLER reaches :data:`UAR_FLOOR` upwards -- the six strongest swept PSRs when fewer remain."""
+    if cfg.uar_psr_db != "auto":
+        return {f: list(cfg.uar_psr_db) for f in cfg.attack}
+    eb = max(cfg.ebno_db)
+    ref = "none" if "none" in cfg.defence else cfg.defence[0]
+    grid = sorted(cfg.psr_db)
+    out = {}
+    for f in cfg.attack:
+        bler = {r["psr_db"]: r["bler"] for r in records
+                if r["attack"] == f and r["defence"] == ref and r["ebno_db"] == eb}
+        first = next((i for i, p in enumerate(grid) if bler.get(p, 0.0) >= UAR_FLOOR), len(grid))
+        lv = grid[first:first + 6]
+        out[f] = lv if len(lv) == 6 else grid[-6:]
+    return out
+
+
+def _uar(base, models, cfg: AdversarialConfig, dev, log, levels: dict[str, list[float]]) -> dict:
+    """Kang et al.'s UAR per attack family (module docstring) at the highest Eb/N0, over ``levels[family]``."""
     eb = max(cfg.ebno_db)
     fams = list(cfg.attack)
     defs = [d for d in cfg.defence]
@@ -474,6 +517,8 @@ def _uar(base, models, cfg: AdversarialConfig, dev, log) -> dict:
     for d in defs:
         if d == "hamming-ml":
             fixed[d] = hamming_target(dev)
+        elif d == "ae-ml":
+            fixed[d] = ml_target(d, base)
         elif d == "meta-adv":
             no0 = float(ebnodb_to_no(eb, base.rate))
             fixed[d] = codec_target(d, _deploy(models[d], cfg, no0,
@@ -482,7 +527,7 @@ def _uar(base, models, cfg: AdversarialConfig, dev, log) -> dict:
             fixed[d] = codec_target(d, models[d])
     subs: dict = {}
     for fi, f in enumerate(fams):
-        for li, psr in enumerate(cfg.uar_psr_db):
+        for li, psr in enumerate(levels[f]):
             ata = train_under_attack(base, [(f, psr)], steps=cfg.uar_steps, batch=cfg.train_batch,
                                      lr=cfg.lr, ebno_db=eb, generator=g_train, cfg=cfg, device=dev)
             targets = {"ATA": codec_target("ATA", ata), **fixed}
@@ -505,16 +550,18 @@ def _uar(base, models, cfg: AdversarialConfig, dev, log) -> dict:
     for d in defs:
         row = {"defence": d}
         for f in fams:
-            num = sum(acc[(d, f, p)] for p in cfg.uar_psr_db)
-            den = sum(ata_acc[("ATA", f, p)] for p in cfg.uar_psr_db)
+            num = sum(acc[(d, f, p)] for p in levels[f])
+            den = sum(ata_acc[("ATA", f, p)] for p in levels[f])
             row[f] = 100.0 * num / den if den > 0 else None
         table.append(row)
-    log(f"UAR: {len(fams) * len(cfg.uar_psr_db)} ATA models in {time.time() - t0:.0f} s")
-    return {"ebno_db": eb, "psr_db": list(cfg.uar_psr_db), "families": fams, "table": table,
+    log(f"UAR: {sum(len(levels[f]) for f in fams)} ATA models in {time.time() - t0:.0f} s")
+    return {"ebno_db": eb, "psr_db": {f: levels[f] for f in fams}, "families": fams, "table": table,
+            "calibration": "given levels" if cfg.uar_psr_db != "auto" else
+            f"auto: per family, six swept PSRs upwards from where the undefended BLER reaches {UAR_FLOOR:g}",
             "ata_accuracy": [{"attack": f, "psr_db": p, "accuracy": ata_acc[("ATA", f, p)]} for f in fams
-                             for p in cfg.uar_psr_db],
+                             for p in levels[f]],
             "accuracy": [{"defence": d, "attack": f, "psr_db": p, "accuracy": acc[(d, f, p)]} for d in defs
-                         for f in fams for p in cfg.uar_psr_db],
+                         for f in fams for p in levels[f]],
             "definition": "UAR = 100 * sum_l acc(defence, attack, l) / sum_l acc(ATA(attack, l), attack, l), "
                           "acc = 1 - BLER, ATA = the base adversarially trained against that attack at that PSR"}
 

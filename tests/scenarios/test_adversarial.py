@@ -41,7 +41,7 @@ TINY = ["--test-blocks", "300", "--train-steps", "3", "--meta-steps", "2", "--ua
 def test_cli_writes_one_record_per_combination(base_ckpt, tmp_path, capsys):
     out = tmp_path / "run"
     attacks = ["pgd-l2", "uap-shifted", "jam-gauss", "jam-tone"]
-    defences = ["none", "adv-train", "meta-adv", "hamming-ml"]
+    defences = ["none", "adv-train", "meta-adv", "ae-ml", "hamming-ml"]
     rc = main(["pack", "adversarial", "--base", base_ckpt, "--attack", ",".join(attacks), "--psr-db=-10:-6:4",
                "--ebno-db", "8,10", "--defence", ",".join(defences), "--out", str(out), *TINY])
     assert rc == 0
@@ -121,3 +121,17 @@ def test_attack_sanity_ae74_vs_hamming_ml():
     assert 0.5 < ratios["hamming-ml"]["uap"] < 2.0  # a universal perturbation ~ jamming for ML decoding
     assert ratios["ae"]["pgd-l2"] > 5 * ratios["hamming-ml"]["pgd-l2"]
     assert math.isfinite(ratios["hamming-ml"]["pgd-l2"])
+
+
+def test_auto_uar_levels_start_where_the_undefended_codec_starts_failing():
+    from metacomm.experiments.adversarial import AdversarialConfig, _uar_levels
+    cfg = AdversarialConfig(base="b.pt", out="o", attack="pgd-l2,jam-gauss", psr_db="-20:-2:2", ebno_db="10",
+                            defence="none")
+    grid = [-20.0 + 2 * i for i in range(10)]
+    recs = [{"attack": "pgd-l2", "defence": "none", "ebno_db": 10.0, "psr_db": p, "bler": 10 ** ((p + 14) / 4)}
+            for p in grid]  # reaches 1e-3 at -26 + ... : 10**((p+14)/4) >= 1e-3 <=> p >= -26 -> from -20
+    recs += [{"attack": "jam-gauss", "defence": "none", "ebno_db": 10.0, "psr_db": p,
+              "bler": 0.01 if p >= -4 else 0.0} for p in grid]
+    lv = _uar_levels(recs, cfg)
+    assert lv["pgd-l2"] == grid[:6]
+    assert lv["jam-gauss"] == grid[-6:]  # fewer than six remain above the floor: the six strongest

@@ -20,7 +20,7 @@ HELP = {
     "psr_db": "perturbation-to-signal ratio ||p||^2/||x||^2 per block [dB]: START:STOP:STEP or a comma list "
               "(write --psr-db=-20:-2:2 for negative values)",
     "ebno_db": "Eb/N0 per information bit [dB]: START:STOP:STEP or a comma list",
-    "defence": "comma list of none, adv-train, augment, meta-adv, hamming-ml",
+    "defence": "comma list of none, adv-train, augment, meta-adv, ae-ml, hamming-ml",
     "test_blocks": "blocks per evaluated point", "pgd_steps": "PGD iterations at evaluation",
     "pgd_step_size": "PGD step relative to the radius", "uap_samples": "received blocks Alg. 1 iterates over",
     "substitute_hidden": "width of the black-box attacker's substitute receiver (2 hidden layers)",
@@ -32,7 +32,7 @@ HELP = {
     "meta_steps": "MAML steps of meta-adv (0: use --base as the meta-adv initialisation)",
     "meta_batch": "attacker tasks per meta-step", "inner_lr": "meta-adv inner / deployment SGD rate",
     "pilots": "clean pilot blocks of the meta-adv adaptation step",
-    "uar_psr_db": "the six PSR levels [dB] of the UAR table", "uar_steps": "training steps of each ATA model",
+    "uar_psr_db": "PSR levels [dB] of the UAR table, or auto (six per family, calibrated on the sweep)", "uar_steps": "training steps of each ATA model",
     "seed": "seed of the defences' training and the evaluation draws", "device": "torch device",
 }
 
