@@ -123,10 +123,10 @@ def test_attack_sanity_ae74_vs_hamming_ml():
     assert math.isfinite(ratios["hamming-ml"]["pgd-l2"])
 
 
-def test_auto_uar_levels_start_where_the_undefended_codec_starts_failing():
+def test_auto_uar_levels_start_where_the_undefended_codec_starts_failing(tmp_path):
     from metacomm.experiments.adversarial import AdversarialConfig, _uar_levels
-    cfg = AdversarialConfig(base="b.pt", out="o", attack="pgd-l2,jam-gauss", psr_db="-20:-2:2", ebno_db="10",
-                            defence="none")
+    cfg = AdversarialConfig(base="b.pt", out=str(tmp_path / "o"), attack="pgd-l2,jam-gauss", psr_db="-20:-2:2",
+                            ebno_db="10", defence="none").validate()
     grid = [-20.0 + 2 * i for i in range(10)]
     recs = [{"attack": "pgd-l2", "defence": "none", "ebno_db": 10.0, "psr_db": p, "bler": 10 ** ((p + 14) / 4)}
             for p in grid]  # reaches 1e-3 at -26 + ... : 10**((p+14)/4) >= 1e-3 <=> p >= -26 -> from -20
