@@ -57,7 +57,7 @@ from metacomm._validation import ConfigError, check_finite, check_positive_int
 
 __all__ = ["ATTACKS", "ADVERSARIAL", "JAMMERS", "UNIVERSAL", "Support", "psr_linear", "budget", "psr_db_of",
            "block_ce", "fgm", "pgd_l2", "pgd_linf", "uap_sadeghi", "uap_pgd", "cyclic_shift", "jam_gauss",
-           "jam_tone", "scale_to_budget", "random_unit", "perturb", "SegmentAttack", "attack_frame"]
+           "jam_tone", "scale_to_budget", "random_unit", "perturb", "SegmentAttack", "attack_frame", "parse_attack_list"]
 
 #: every attack name (the pack's ``--attack`` values)
 ATTACKS = ("fgm", "pgd-l2", "pgd-linf", "uap", "uap-shifted", "jam-gauss", "jam-tone")
@@ -69,6 +69,19 @@ UNIVERSAL = ("uap", "uap-shifted")
 JAMMERS = ("jam-gauss", "jam-tone")
 
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def parse_attack_list(field: str, value, allowed=ATTACKS) -> tuple[str, ...]:
+    """A comma string or list of names from ``allowed`` -> tuple (duplicates dropped); ConfigError naming ``field``
+    for an unknown or missing name."""
+    items = [s.strip() for s in value.split(",")] if isinstance(value, str) else [str(s) for s in value]
+    items = [s for s in items if s != ""]
+    if not items:
+        raise ConfigError(field, f"give at least one of {', '.join(allowed)}")
+    for s in items:
+        if s not in allowed:
+            raise ConfigError(field, f"unknown value {s!r}; allowed: {', '.join(allowed)}")
+    return tuple(dict.fromkeys(items))
 
 
 class Support:

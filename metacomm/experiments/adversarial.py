@@ -57,12 +57,45 @@ from metacomm.channels import attacks as A
 from metacomm.channels.base import complex_normal
 from metacomm.channels.units import ebnodb_to_no
 from metacomm.experiments._common import check_out_dir, resolve_device
-from metacomm.scenarios.adversarial import parse_attacks, parse_psrs
 
 __all__ = ["AdversarialConfig", "run_adversarial", "DEFENCES", "Target", "codec_target", "train_under_attack"]
 
 PACK = "adversarial"
 DEFENCES = ("none", "adv-train", "augment", "meta-adv", "ae-ml", "hamming-ml")
+
+
+def parse_db_list(field: str, value) -> list[float]:
+    """dB values from ``START:STOP:STEP`` (the project's range parser,
+    :func:`metacomm.experiments.ber.parse_ebno_range`), a comma string, a number or a list; every value finite
+    (ConfigError naming ``field`` otherwise)."""
+    from metacomm.experiments.ber import parse_ebno_range
+    if isinstance(value, str) and ":" in value:
+        for tok in value.split(":"):
+            try:
+                v = float(tok)
+            except ValueError:
+                continue  # reported by the range parser with the expected syntax
+            if not math.isfinite(v):
+                raise ConfigError(field, f"values must be finite numbers of dB, got {tok.strip()!r}")
+        return parse_ebno_range(value, field=field)
+    if isinstance(value, str):
+        for tok in value.split(","):
+            try:
+                float(tok)
+            except ValueError:
+                return parse_ebno_range(value, field=field)  # its one-line message names the bad token
+    vals = []
+    for v in (value if isinstance(value, (list, tuple)) else str(value).split(",")):
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise ConfigError(field, f"expected dB values, got {value!r}") from None
+        if not math.isfinite(f):
+            raise ConfigError(field, f"values must be finite numbers of dB, got {v!r}")
+        vals.append(f)
+    if not vals:
+        raise ConfigError(field, "give at least one value (dB)")
+    return vals
 
 
 @dataclass
@@ -109,17 +142,17 @@ class AdversarialConfig:
         from metacomm.experiments.packs import pack_kind
         if not isinstance(self.base, str) or not self.base:
             raise ConfigError("base", "give a codec checkpoint (metacomm train) or a meta-train checkpoint")
-        self.attack = list(parse_attacks("attack", self.attack, A.ATTACKS))
-        self.defence = list(parse_attacks("defence", self.defence, DEFENCES))
-        self.psr_db = list(parse_psrs("psr_db", self.psr_db))
-        self.ebno_db = list(parse_psrs("ebno_db", self.ebno_db))
-        self.train_psr_db = list(parse_psrs("train_psr_db", self.train_psr_db))
+        self.attack = list(A.parse_attack_list("attack", self.attack, A.ATTACKS))
+        self.defence = list(A.parse_attack_list("defence", self.defence, DEFENCES))
+        self.psr_db = list(parse_db_list("psr_db", self.psr_db))
+        self.ebno_db = list(parse_db_list("ebno_db", self.ebno_db))
+        self.train_psr_db = list(parse_db_list("train_psr_db", self.train_psr_db))
         if self.uar_psr_db != "auto":
-            self.uar_psr_db = list(parse_psrs("uar_psr_db", self.uar_psr_db))
+            self.uar_psr_db = list(parse_db_list("uar_psr_db", self.uar_psr_db))
             if len(self.uar_psr_db) < 1:
                 raise ConfigError("uar_psr_db", "give PSR levels in dB or auto")
-        self.adv_psr_db = parse_psrs("adv_psr_db", [self.adv_psr_db])[0]
-        self.train_ebno_db = parse_psrs("train_ebno_db", [self.train_ebno_db])[0]
+        self.adv_psr_db = parse_db_list("adv_psr_db", [self.adv_psr_db])[0]
+        self.train_ebno_db = parse_db_list("train_ebno_db", [self.train_ebno_db])[0]
         for f in ("test_blocks", "pgd_steps", "uap_samples", "substitute_hidden", "train_batch",
                   "train_pgd_steps", "meta_batch", "pilots"):
             setattr(self, f, check_positive_int(f, getattr(self, f)))

@@ -65,38 +65,29 @@ IN_LOSS_ATTACKS = ("none", *A.ATTACKS)
 
 
 def parse_attacks(field: str, value, allowed=IN_LOSS_ATTACKS) -> tuple[str, ...]:
-    """A comma string or list of attack names -> tuple; ConfigError naming ``field`` for an unknown one."""
-    items = [s.strip() for s in value.split(",")] if isinstance(value, str) else list(value)
-    items = [s for s in items if s != ""]
-    if not items:
-        raise ConfigError(field, f"give at least one of {', '.join(allowed)}")
-    for s in items:
-        if s not in allowed:
-            raise ConfigError(field, f"unknown attack {s!r}; allowed: {', '.join(allowed)}")
-    return tuple(dict.fromkeys(items))
+    """A comma string or list of attack names -> tuple (:func:`metacomm.channels.attacks.parse_attack_list`)."""
+    return A.parse_attack_list(field, value, allowed)
 
 
 def parse_psrs(field: str, value) -> tuple[float, ...]:
-    """PSR values in dB (comma string, ``a:step:b`` range or list) -> finite floats; ConfigError naming
-    ``field`` for NaN, infinite or unparsable values."""
-    from metacomm.experiments.ber import parse_ebno_range
-    if isinstance(value, str):
-        for tok in value.replace(":", ",").split(","):
-            try:
-                v = float(tok)
-            except ValueError:
-                continue  # reported by the range parser with the expected syntax
-            if not math.isfinite(v):
-                raise ConfigError(field, f"values must be finite numbers of dB, got {tok.strip()!r}")
-        vals = parse_ebno_range(value, field=field)
-    else:
+    """PSR values in dB (a comma string, a number or a list) -> finite floats; ConfigError naming ``field`` for
+    NaN, infinite or unparsable values. (The experiment's flags also take ``a:step:b`` ranges:
+    :func:`metacomm.experiments.adversarial.parse_db_list`.)"""
+    items = value.split(",") if isinstance(value, str) else (value if isinstance(value, (list, tuple)) else [value])
+    vals = []
+    for v in items:
+        if isinstance(v, str) and not v.strip():
+            continue
         try:
-            vals = [float(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+            f = float(v)
         except (TypeError, ValueError):
             raise ConfigError(field, f"expected PSR values in dB, got {value!r}") from None
+        if not math.isfinite(f):
+            raise ConfigError(field, f"values must be finite numbers of dB, got {v!r}")
+        vals.append(f)
     if not vals:
         raise ConfigError(field, "give at least one PSR value (dB)")
-    return tuple(check_finite(field, v) for v in vals)
+    return tuple(vals)
 
 
 @dataclass
