@@ -205,8 +205,12 @@ def draw_signals(ctx: DriftContext, frame, g_data: torch.Generator) -> FrameSign
         from metacomm.channels.attacks import attack_frame
         g_att = torch.Generator(device=g_data.device).manual_seed(
             (g_data.initial_seed() * 1_000_003 + 7919 * int(frame.index) + 424_242) % (2 ** 63))
-        y_p, y_d = attack_frame(attack, getattr(ctx.model, "block_logits", None),
-                                [(x_p, y_p, msg_p), (x_d, y_d, msg_d)], g_att)
+        y_p, y_d_att = attack_frame(attack, getattr(ctx.model, "block_logits", None),
+                                    [(x_p, y_p, msg_p), (x_d, y_d, msg_d)], g_att)
+        # the perturbation is part of the noise-free received payload: the genie's dB-offset yardsticks, which
+        # rebuild the payload from clean_d and the noise, see the attacker too (gain_db then includes its energy)
+        clean_d = clean_d + (y_d_att - y_d)
+        y_d = y_d_att
     return FrameSignals(frame=frame, no=no, msg_p=msg_p, x_p=x_p, w_p=w_p, y_p=y_p, msg_d=msg_d, x_d=x_d, w_d=w_d,
                         y_d=y_d, clean_d=clean_d)
 
