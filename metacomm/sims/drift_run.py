@@ -61,7 +61,6 @@ from metacomm._validation import (
 from metacomm.channels.base import complex_normal, make_generator
 from metacomm.codecs.detection import noiseless_images
 from metacomm.codecs.learned_base import index_to_bits
-from metacomm.sims import drift_adversarial as _drift_adversarial  # noqa: F401 (registers meta-adv)
 from metacomm.sims.drift_result import DriftResult, plot_drift
 from metacomm.sims.drift_schemes import (
     Decision,
@@ -77,6 +76,8 @@ __all__ = ["SCHEMES", "DEFAULT_SCHEMES", "CLI_FLAGS", "DriftRunConfig", "DriftRu
            "run_frame", "run_drift", "plot_drift", "parse_schemes", "genie_name"]
 
 SCHEMES = scheme_names()  # the built-ins; schemes registered later are accepted too (parse_schemes)
+from metacomm.sims import drift_adversarial as _drift_adversarial  # noqa: E402,F401 (pack scheme meta-adv)
+
 DEFAULT_SCHEMES = ("static", "retrain", "meta", "warm", "online-meta", "pilot-ls", "pilot-lmmse", "kalman",
                    "wide-ls", "wl-ls", "genie")
 # Config key -> CLI flag, for errors raised through the run_drift(...) keyword interface.
