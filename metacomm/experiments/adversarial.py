@@ -389,8 +389,8 @@ def _deploy(model, cfg: AdversarialConfig, no: float, g: torch.Generator):
     m2 = copy.deepcopy(model)
     for p in m2.parameters():
         p.requires_grad_(True)
-    t = Target("meta", m2.encoder.codebook(), None, m2.rate, A.Support.full(1))
-    msg = torch.randint(0, t.codebook.shape[0], (cfg.pilots,), generator=g, device=t.codebook.device)
+    dev = next(m2.parameters()).device
+    msg = torch.randint(0, 2 ** m2.num_info_bits, (cfg.pilots,), generator=g, device=dev)
     x = m2.encoder.forward_index(msg)
     y = x + math.sqrt(no) * complex_normal(x.shape, generator=g, device=x.device)
     loss = F.cross_entropy(m2.decoder.block_logits(y), msg)

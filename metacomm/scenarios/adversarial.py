@@ -1,7 +1,7 @@
 r"""Scenario ``adversarial``: meta-learning a codec whose meta-loss is its performance under attack.
 
 Setting (Sadeghi & Larsson, IEEE Comm. Letters 2019; O'Shea & Hoydis 2017): the (n, k) = (7, 4) autoencoder with
-real channel uses over AWGN at ``ebno_db`` (Eb/N0 per information bit, :math:`N_0 = 1/(\rho\,E_b/N_0)` with
+real channel uses (Sadeghi & Larsson's own AE(7,4) has 7 complex uses: ``real_uses = false``) over AWGN at ``ebno_db`` (Eb/N0 per information bit, :math:`N_0 = 1/(\rho\,E_b/N_0)` with
 :math:`\rho = k/n_c` bits per complex use), and an attacker adding a perturbation :math:`p` to the received block
 with budget :math:`\mathrm{PSR} = \|p\|^2/\|x\|^2` per block (:mod:`metacomm.channels.attacks`).
 
@@ -92,7 +92,8 @@ def parse_psrs(field: str, value) -> tuple[float, ...]:
 
 @dataclass
 class AdversarialScenarioConfig:
-    """Settings of ``adversarial`` (defaults: the AE(7,4) of Sadeghi & Larsson's letter over AWGN).
+    """Settings of ``adversarial`` (defaults: the O'Shea-Hoydis AE(7,4) with 7 real uses over AWGN, as
+    ``metacomm train --codec ae --n 7 --k 4``; ``real_uses = false`` gives Sadeghi & Larsson's 7 complex uses).
 
     ``k``, ``n``, ``real_uses``, ``hidden``: the :class:`~metacomm.codecs.autoencoder.Autoencoder` (n real uses,
     n_c = n/2 complex uses, with ``real_uses``). ``ebno_db``: Eb/N0 [dB] per information bit of every task.
@@ -314,7 +315,7 @@ class AdversarialScenario(FewShotScenario):
 
     def set_test_tasks(self, num: int) -> None:
         """``num`` test attackers: the held-out family x PSR pairs in order, cycled."""
-        num = check_positive_int("num_test_channels", num)
+        num = check_positive_int("num_test_tasks", num)
         pairs = self.attackers(self.config.test_attacks, self.config.test_psr_db)
         self.test_tasks = [pairs[i % len(pairs)] for i in range(num)]
 
