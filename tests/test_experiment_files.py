@@ -25,6 +25,9 @@ SMALL = {
     "fewshot": ["test_blocks=64", "genie_steps=3", "test_channels=3"],
     "drift": ["frames=3", "links=2", "payload=8"],
     "demo": ["frames=3"],
+    "pack adversarial": ["psr_db=\"-6\"", "ebno_db=\"10\"", "attack=\"pgd-l2,uap,uap-shifted,jam-gauss\"",
+                         "test_blocks=200", "train_steps=2", "meta_steps=1", "uar_steps=1",
+                         "uar_psr_db=\"-6\"", "substitute_steps=2", "uap_samples=5", "pgd_steps=2"],
 }
 
 
@@ -42,8 +45,8 @@ def test_example_validates_as_written(name):
 def test_examples_run_end_to_end_and_record_their_settings(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     torch.set_num_threads(1)
-    order = sorted(FILES, key=lambda f: ["meta_train" in f, "fewshot" in f].index(True) if (
-        "meta_train" in f or "fewshot" in f) else -1)  # meta-train before fewshot (it reads its checkpoint)
+    order = sorted(FILES, key=lambda f: ["meta_train" in f, "fewshot" in f, f.startswith("pack_")].index(True) if (
+        "meta_train" in f or "fewshot" in f or f.startswith("pack_")) else -1)  # writers before their readers
     for name in order:
         command, cfg = load_experiment(os.path.join(EXAMPLES, name))
         argv = ["run", os.path.join(EXAMPLES, name)]
