@@ -20,8 +20,8 @@ frames and messages; with ``decision_directed`` the payload blocks decided with 
 unrolled recursion: ``meta-train --scenario drift`` trains it with 0 inner steps (``meta_defaults``).
 
 Encoder: ``encoder="shipped"`` starts from (and keeps frozen) the shipped online-drift codec when the geometry
-fits (k = 8, n = 8, hidden 64; with its 3-tap causal window the ``meta``/``warm`` rows are then those of today's
-codec, with another window only its codebook and templates are taken);
+fits (k = 8, n = 8, hidden 64; whatever the tracker's window, the per-frame decoder keeps the shipped 3-tap
+window, so the ``meta``/``warm`` rows are those of today's codec);
 ``"train"`` trains encoder and templates with the tracker (from a random init); ``"fixed"`` keeps the random
 init's encoder (templates = its codebook) frozen and learns the tracker only; ``"auto"`` picks ``shipped`` when it
 fits, else ``train``.
@@ -169,15 +169,18 @@ def _channel_window(channel) -> tuple[int, int, str]:
 class TrackingDriftCodec(DriftAutoencoder):
     """:class:`~metacomm.scenarios.online_drift.DriftAutoencoder` + ``tracker``
     (:class:`~metacomm.adaptation.tracking.KalmanTracker` over ``num_taps`` taps with ``precursor`` pre-cursor
-    taps). ``track_options`` (not parameters): ``soft``, ``decision_directed``, ``dd_threshold``, ``dd_redecode``
+    taps; ``decoder_taps``: the per-frame schemes' tap window of the template decoder, default ``num_taps`` --
+    the shipped codec's 3 when its weights are taken whatever the tracker's window). ``track_options`` (not
+    parameters): ``soft``, ``decision_directed``, ``dd_threshold``, ``dd_redecode``
     -- how the
     ``track`` drift scheme and the training loss use the belief. ``meta_inner_loss = "pilot-fit"`` (the
     ``meta``/``warm`` schemes' pilot loss, as the shipped codec)."""
 
     def __init__(self, k: int, n: int, num_taps: int, hidden: int = 64, *, precursor: int = 0,
                  rho_init: float = 0.9, soft: bool = False, decision_directed: bool = False,
-                 dd_threshold: float = 0.99, dd_redecode: bool = False, widely_linear: bool = False):
-        super().__init__(k, n, num_taps, hidden)
+                 dd_threshold: float = 0.99, dd_redecode: bool = False, widely_linear: bool = False,
+                 decoder_taps: int | None = None):
+        super().__init__(k, n, num_taps if decoder_taps is None else decoder_taps, hidden)
         self.tracker = KalmanTracker(num_taps, precursor, rho=rho_init, widely_linear=widely_linear)
         self.track_options = {"soft": bool(soft), "decision_directed": bool(decision_directed),
                               "dd_threshold": float(dd_threshold), "dd_redecode": bool(dd_redecode)}
@@ -185,6 +188,8 @@ class TrackingDriftCodec(DriftAutoencoder):
         self._config.update(precursor=precursor, rho_init=rho_init, **self.track_options)
         if widely_linear:
             self._config.update(widely_linear=True)
+        if decoder_taps is not None and decoder_taps != num_taps:
+            self._config.update(tracker_taps=num_taps)
 
 
 def track_frames(model: TrackingDriftCodec, msg_p, y_p, y_d, no, state=None, *, detach_templates: bool = False,
@@ -375,17 +380,16 @@ class DriftTrackScenario(FewShotScenario):
         model = TrackingDriftCodec(self.k, self.n, self.num_taps, c.hidden, precursor=self.precursor,
                                    rho_init=c.rho_init, soft=c.soft, decision_directed=c.decision_directed,
                                    dd_threshold=c.dd_threshold, dd_redecode=c.dd_redecode,
-                                   widely_linear=self.widely_linear)
+                                   widely_linear=self.widely_linear,
+                                   decoder_taps=_SHIPPED_GEOMETRY["num_taps"] if self.encoder_mode == "shipped"
+                                   else None)
         model.reset_parameters(torch.Generator().manual_seed(int(seed)))
         if self.encoder_mode == "shipped":
             from metacomm.scenarios.online_drift import load_meta
             shipped, _, _ = load_meta(SHIPPED_CHECKPOINT, field="encoder")
-            own = model.state_dict()
-            # everything whose shape fits: all of it for the shipped window (3 causal taps); with another window
-            # (pre-cursor taps, a widely-linear tracker) the encoder, templates and decoder scales, while the
-            # per-frame schemes' tap estimate (decoder.taps / warp) keeps its fresh init
-            same = {k: v for k, v in shipped.state_dict().items() if k in own and own[k].shape == v.shape}
-            model.load_state_dict({**own, **same})
+            # the whole shipped codec (its per-frame decoder keeps its 3-tap window: the meta/warm rows are today's
+            # codec's); the tracker has its own window
+            model.load_state_dict({**model.state_dict(), **shipped.state_dict()})
         return model.to(self.device)
 
     # --- tasks ----------------------------------------------------------------------------------------
