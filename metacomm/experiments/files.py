@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "drift": ("metacomm.experiments.drift", "DriftConfig"),
     "demo": ("metacomm.experiments.demo", "DemoConfig"),
     "train": ("metacomm.experiments.train", "TrainConfig"),
+    "pack compression": ("metacomm.experiments.compression", "CompressionConfig"),
 }
 
 #: nesting deeper than this is refused (a malformed or hostile file)

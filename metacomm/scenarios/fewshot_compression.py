@@ -4,8 +4,8 @@ Built on :class:`~metacomm.scenarios.fewshot_fading.FadingAEScenario` (Park et a
 ISI at Eb/N0 = 15 dB: same channels, same task sampling, same run-time protocol), by subclassing: a task is
 (channel, bit-width), the bit-width drawn uniformly from ``train_bits`` (default {8, 6, 4}) per task -- the
 "bit-width as a task" idea of MEBQAT (Youn et al., "Meta-learning bit-width-adaptive QAT") -- and the loss of a
-task is the loss of the *quantised* codec: every ``Linear`` weight in ``quantize`` scope is pruned at
-``sparsity`` (magnitude, per tensor) and fake-quantised to the task's bit-width with the straight-through
+task is the loss of the *quantised* codec: every ``Linear`` weight in ``quantize`` scope is pruned at the
+task's sparsity (drawn from ``sparsity``; magnitude, per tensor) and fake-quantised to the task's bit-width with the straight-through
 estimator (:mod:`metacomm.codecs.quantization`); optionally the decoder's hidden activations (``act_bits``) and
 the received samples (a receiver ADC, ``adc_bits`` on Re/Im with range ``adc_clip``) are quantised too. The
 inner loop therefore adapts the float shadow weights of the quantised codec from pilots, and the outer (query)
@@ -77,8 +77,8 @@ def _bits_list(field_name: str, v) -> list[int]:
 class QuantFadingConfig(FadingAEConfig):
     """``fading-ae`` settings plus the quantisation of the task (defaults: MEBQAT-style {8, 6, 4}-bit tasks).
 
-    ``train_bits``: bit-widths (1-16) a meta-training task draws from; ``sparsity``: magnitude-pruning fraction
-    in [0, 1); ``quantize``: which weights (``all`` = encoder and decoder, ``decoder``, ``encoder``);
+    ``train_bits``: bit-widths (1-16) a meta-training task draws from; ``sparsity``: magnitude-pruning fractions
+    in [0, 1) a task draws from (a number or a list; uniformly, independently of the bit-width); ``quantize``: which weights (``all`` = encoder and decoder, ``decoder``, ``encoder``);
     ``act_bits``: bits of the decoder's hidden activations (0 = float), clipped to ``[-act_clip, act_clip]``;
     ``adc_bits``: receiver ADC bits on Re and on Im (0 = none), clipping range ``adc_clip`` in amplitude units
     of ``y`` (Es = 1 per complex use: each real dimension of the transmitted signal has power 1/2; the channel
@@ -87,7 +87,7 @@ class QuantFadingConfig(FadingAEConfig):
     """
 
     train_bits: list = field(default_factory=lambda: [8, 6, 4])
-    sparsity: float = 0.0
+    sparsity: list = field(default_factory=lambda: [0.0])
     quantize: str = "all"
     act_bits: int = 0
     act_clip: float = 4.0
@@ -97,7 +97,18 @@ class QuantFadingConfig(FadingAEConfig):
     def validate(self) -> QuantFadingConfig:
         super().validate()
         self.train_bits = _bits_list("train_bits", self.train_bits)
-        self.sparsity = check_sparsity("sparsity", self.sparsity)
+        sp = self.sparsity
+        if isinstance(sp, str):
+            sp = [x for x in sp.split(",") if x.strip()]
+        elif isinstance(sp, int | float):
+            sp = [sp]
+        try:
+            sp = [float(x) if isinstance(x, str) else x for x in sp]
+        except (TypeError, ValueError):
+            raise ConfigError("sparsity", f"sparsity is a fraction in [0, 1) or a list of them, got {sp!r}") from None
+        if not sp:
+            raise ConfigError("sparsity", "give at least one sparsity")
+        self.sparsity = sorted({check_sparsity("sparsity", x) for x in sp})
         if self.quantize not in SCOPES:
             raise ConfigError("quantize", f"unknown scope {self.quantize!r}; allowed: {', '.join(SCOPES)}")
         for f in ("act_bits", "adc_bits"):
@@ -174,10 +185,11 @@ class QuantFadingObjective(FadingAEObjective):
 class QuantFadingScenario(FadingAEScenario):
     """``fading-ae`` with (channel, bit-width) tasks and a quantised codec (module docstring).
 
-    :meth:`using` (a context manager) sets the quantisation and Eb/N0 of :meth:`evaluate`, :meth:`genie`,
-    :meth:`sample_val_tasks` and the classical reference: ``bits`` (1-16 or 32 = float; default the smallest
-    training bit-width), ``sparsity``, ``adc_bits``, ``act_bits``, ``ebno_db``. Training tasks always draw their
-    bit-width from ``train_bits`` (and use the config's sparsity / ADC / activation settings).
+    :meth:`using` (a context manager) sets the quantisation, Eb/N0 and test channels of :meth:`evaluate`,
+    :meth:`genie` and the classical reference: ``bits`` (1-16 or 32 = float; default the smallest training
+    bit-width), ``sparsity``, ``adc_bits``, ``act_bits``, ``ebno_db``, ``channel`` (a held-out family of
+    :data:`HELDOUT_FAMILIES`: the test channels are replaced by draws of it). Training and validation tasks draw
+    their bit-width from ``train_bits`` (and use the config's sparsity / ADC / activation settings).
     """
 
     name = NAME
@@ -188,13 +200,16 @@ class QuantFadingScenario(FadingAEScenario):
         c = self.config
         self.objective = QuantFadingObjective(self.channel, scope=c.quantize, act_clip=c.act_clip,
                                               adc_clip=c.adc_clip)
-        self.setting = {"bits": min(c.train_bits), "sparsity": c.sparsity, "adc_bits": c.adc_bits,
+        self.setting = {"bits": min(c.train_bits), "sparsity": min(c.sparsity), "adc_bits": c.adc_bits,
                         "act_bits": c.act_bits}
 
     @contextlib.contextmanager
-    def using(self, *, bits=None, sparsity=None, adc_bits=None, act_bits=None, ebno_db=None):
-        """Temporarily evaluate at these settings (``None`` = unchanged)."""
-        old, old_no = dict(self.setting), self.no
+    def using(self, *, bits=None, sparsity=None, adc_bits=None, act_bits=None, ebno_db=None, channel=None):
+        """Temporarily evaluate at these settings (``None`` = unchanged; ``ebno_db`` in dB, Eb/N0 per
+        information bit)."""
+        old, old_no, old_taps = dict(self.setting), self.no, self.test_taps
+        if channel is not None:
+            self.test_taps = self.heldout_taps(channel)
         if bits is not None:
             self.setting["bits"] = check_bits("bits", bits, allow_float=True)
         if sparsity is not None:
@@ -209,7 +224,7 @@ class QuantFadingScenario(FadingAEScenario):
         try:
             yield self
         finally:
-            self.setting, self.no = old, old_no
+            self.setting, self.no, self.test_taps = old, old_no, old_taps
 
     def _batch(self, taps, num, g, balanced=True):
         b = super()._batch(taps, num, g, balanced)
@@ -219,14 +234,23 @@ class QuantFadingScenario(FadingAEScenario):
         return b
 
     def sample_tasks(self, num_tasks: int, g: torch.Generator) -> TaskBatch:
-        """``fading-ae`` training tasks, each with a bit-width drawn uniformly from ``train_bits``
-        (shared by its support and query batches)."""
-        tasks = super().sample_tasks(num_tasks, g)
+        """``fading-ae`` training tasks, each with a bit-width drawn uniformly from ``train_bits`` and a sparsity
+        from ``sparsity`` (shared by its support and query batches)."""
+        return self._with_bits(super().sample_tasks(num_tasks, g), num_tasks, g)
+
+    def sample_val_tasks(self, num_tasks: int, g: torch.Generator) -> TaskBatch:
+        """Held-out tasks (fresh channels, as ``fading-ae``), bit-widths drawn from ``train_bits``."""
+        return self._with_bits(super().sample_val_tasks(num_tasks, g), num_tasks, g)
+
+    def _with_bits(self, tasks: TaskBatch, num_tasks: int, g: torch.Generator) -> TaskBatch:
         choices = torch.tensor(self.config.train_bits, dtype=torch.float32, device=self.device)
         bits = choices[torch.randint(0, len(choices), (num_tasks,), generator=g, device=self.device)]
+        sp = torch.tensor(self.config.sparsity, dtype=torch.float32, device=self.device)
+        sparsity = sp[torch.randint(0, len(sp), (num_tasks,), generator=g, device=self.device)] if len(sp) > 1 \
+            else sp.expand(num_tasks).clone()
         for b in (tasks.support, tasks.query):
             b["bits"] = bits
-            b["sparsity"] = torch.full((num_tasks,), self.config.sparsity, device=self.device)
+            b["sparsity"] = sparsity
             b["adc_bits"] = torch.full((num_tasks,), float(self.config.adc_bits), device=self.device)
             b["act_bits"] = torch.full((num_tasks,), float(self.config.act_bits), device=self.device)
         return tasks

@@ -62,8 +62,8 @@ def test_quantised_loss_is_the_float_loss_at_the_quantised_weights_and_its_gradi
 def test_float_bits_give_exactly_the_fading_ae_loss():
     sc = _sc()
     model = sc.build_model(0)
-    with sc.using(bits=32):
-        batch = _one(sc.sample_val_tasks(2, torch.Generator().manual_seed(2)), 0)
+    batch = _one(sc.sample_val_tasks(2, torch.Generator().manual_seed(2)), 0)
+    batch["bits"] = torch.tensor(32.0)
     a, _ = call(model, params_of(model), sc.objective.loss, batch)
     b, _ = call(model, params_of(model), FadingAEObjective(sc.channel).loss, batch)
     assert torch.equal(a, b)
@@ -90,8 +90,9 @@ def test_lower_bit_widths_hurt_an_initialisation_more():
     tr.train(150, progress=False)
     losses = {}
     for b in (32, 8, 1):
-        with sc.using(bits=b):
-            tasks = sc.sample_val_tasks(50, torch.Generator().manual_seed(5))
+        tasks = sc.sample_val_tasks(50, torch.Generator().manual_seed(5))
+        for part in tasks:
+            part["bits"] = torch.full_like(part["bits"], b)
         losses[b] = float(batched_loss(model, params_of(model), lambda m, x: sc.objective.loss(m, x)[0],
                                        tasks.query).mean())
     assert abs(losses[8] - losses[32]) < 0.05 * losses[32] + 0.02
