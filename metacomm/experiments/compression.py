@@ -127,7 +127,7 @@ class CompressionConfig:
     test_blocks: int = 2000
     train_bits: object = (8, 6, 4)
     train_sparsity: object = (0.0,)
-    meta_steps: int = 300
+    meta_steps: int = 2000
     meta_batch: int = 20
     outer_lr: float = 1e-3
     metaquant_hidden: int = 8

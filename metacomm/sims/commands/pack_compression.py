@@ -35,7 +35,7 @@ def add_parser(subparsers, name):
     p.add_argument("--train-bits", default="8,6,4", help="bit-widths of the meta-training tasks (comma list 1-16)")
     p.add_argument("--train-sparsity", default="0",
                    help="pruning fractions the meta-training tasks draw from (comma list in [0, 1); default 0)")
-    p.add_argument("--meta-steps", type=int, default=300,
+    p.add_argument("--meta-steps", type=int, default=2000,
                    help="in-run meta-training steps of qat / maml-ste / metaquant from the base weights (0: none)")
     p.add_argument("--meta-batch", type=int, default=20, help="tasks per meta-step")
     p.add_argument("--outer-lr", type=float, default=1e-3, help="outer Adam rate of the in-run meta-training")
