@@ -253,7 +253,7 @@ def _meta_train(sc, model, method: str, cfg: CompressionConfig, inner_lr: float,
             "skipped": len(tr.skipped)}
     log(f"meta-train {method}: {cfg.meta_steps} steps in {wall:.1f} s, selected step {info['selected_step']}, "
         f"held-out loss {info['val_loss']}")
-    step1 = rule.detached() if rule is not None else SGD(inner_lr if inner else inner_lr)
+    step1 = rule.detached() if rule is not None else SGD(inner_lr)  # qat too: run-time step 1 as every method
     return model, step1, info
 
 
@@ -422,6 +422,7 @@ def run_compression(cfg: CompressionConfig, *, log: Callable[[str], None] = prin
               and r["channel"] == "fading-ae"]
     log(f"pack compression: BLER at Eb/N0 {e_plot:g} dB after {s_plot} steps, {cfg.pilots} pilots/step "
         f"(dB losses vs float32 at BLER 1e-2 / 1e-3):")
+    table = [{k: (math.nan if v is None else v) for k, v in r.items()} for r in table]  # None prints as "-"
     log(summary_table(table, ["method", "bits", "sparsity", "bler", "bler_ci", "model_bytes", "db_loss_at_1e-2",
                               "db_loss_at_1e-3"]))
     log(f"pack compression: {len(rows)} records in {wall:.0f} s")
