@@ -8,11 +8,13 @@
 #   doppler-slow 1/2/4, doppler-fast 16: 788-813 s each (200 steps, step 100 selected on held-out sequences);
 #   regime-switch 16: 584 s (200 steps; widely-linear 14-tap window with 6 pre-cursor taps, exact per-frame channels
 #     probed from the timeline, sequences starting anywhere in it; step 200 selected);
+#   snr-drift 16: 111 s (200 steps, step 200 selected);
 #   iq-drift 16: 965 s (4000 steps at outer rate 0.02: the 16-point constellation is learned too; step 3250).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for spec in "doppler-slow 1 200 0.05 100" "doppler-slow 2 200 0.05 100" "doppler-slow 4 200 0.05 100" \
-            "doppler-fast 16 200 0.05 100" "regime-switch 16 200 0.05 100" "iq-drift 16 4000 0.02 250"; do
+            "doppler-fast 16 200 0.05 100" "regime-switch 16 200 0.05 100" "snr-drift 16 200 0.05 100" \
+            "iq-drift 16 4000 0.02 250"; do
   set -- $spec
   python -m metacomm.sims.cli meta-train --scenario drift --drift "$1" --set pilots="$2" \
       --meta-steps "$3" --outer-lr "$4" --val-every "$5" --val-tasks 32 --quiet --overwrite \
