@@ -28,6 +28,8 @@ SMALL = {
     "pack adversarial": ["psr_db=\"-6\"", "ebno_db=\"10\"", "attack=\"pgd-l2,uap,uap-shifted,jam-gauss\"",
                          "test_blocks=200", "train_steps=2", "meta_steps=1", "uar_steps=1",
                          "uar_psr_db=\"-6\"", "substitute_steps=2", "uap_samples=5", "pgd_steps=2"],
+    "pack label-noise": ["base=\"scratch\"", "base_steps=2", "meta_steps=1", "meta_batch=2", "test_channels=2",
+                         "test_blocks=32", "rate=\"0,0.6\"", "steps=1"],
 }
 
 
