@@ -86,9 +86,8 @@ class MetaWeightNet(nn.Module):
             from metacomm.codecs.learned_base import reset_linear_
             reset_linear_(self.l1, generator)
             reset_linear_(self.l2, generator)
-        with torch.no_grad():  # start near uniform weights (sigmoid(2) = 0.88 for every loss)
-            self.l2.weight.mul_(0.1)
-            self.l2.bias.fill_(2.0)
+        with torch.no_grad():  # output 0.5 at the start, where the sigmoid is steepest
+            self.l2.bias.zero_()
 
     @staticmethod
     def functional(mp: Mapping[str, torch.Tensor], losses: torch.Tensor) -> torch.Tensor:
@@ -104,7 +103,9 @@ class WeightingRule(UpdateRule):
 
     :param parts: ``(model, support) -> (pilot_losses [P], data_losses [D])`` (one task, differentiable).
     :param method: ``"uniform"`` (plain fine-tuning) or ``"mwnet"`` (weights from :class:`MetaWeightNet` of
-        the detached data losses; its parameters are this rule's :attr:`meta_params`, leaf tensors).
+        the support batch's ``d_feat`` -- a per-example loss feature drawn outside the loss, e.g. the look-ahead
+        loss of :meth:`~metacomm.scenarios.label_noise.LabelNoiseScenario.lookahead_losses` -- or, without it,
+        of the detached data losses; its parameters are this rule's :attr:`meta_params`, leaf tensors).
     """
 
     def __init__(self, parts: Callable, lr: float, method: str = "uniform", net: MetaWeightNet | None = None):
@@ -118,17 +119,19 @@ class WeightingRule(UpdateRule):
     def meta_params(self):
         return self._meta
 
-    def weights(self, data_losses, meta_params=None):
-        """Normalised weights ``[D]`` of :attr:`method` (``None`` for uniform)."""
+    def weights(self, data_losses, meta_params=None, feature=None):
+        """Normalised weights ``[D]`` of :attr:`method` (``None`` for uniform); MLP input ``feature`` if given,
+        else the detached ``data_losses``."""
         if self.method == "uniform":
             return None
         mp = self._meta if meta_params is None else meta_params
-        return normalise_weights(MetaWeightNet.functional(mp, data_losses.detach()))
+        x = data_losses.detach() if feature is None else feature.detach()
+        return normalise_weights(MetaWeightNet.functional(mp, x))
 
     def wrap_loss(self, loss_fn, meta_params=None):
         def weighted(model, support):
             lp, ld = self.parts(model, support)
-            return weighted_mean(lp, ld, self.weights(ld, meta_params))
+            return weighted_mean(lp, ld, self.weights(ld, meta_params, support.get("d_feat")))
         return weighted
 
     def step(self, params, grads, state, meta_params=None):

@@ -6,7 +6,9 @@ payload blocks with noisy labels -- and every method adapts the same meta-initia
 sets and is tested on the *same* test blocks (common random numbers; the test blocks depend only on the seed, the
 noise model and the rate). Methods (:data:`METHODS`): ``naive`` (plain fine-tuning on pilots + noisy payload),
 ``pilots-only``, ``l2rw`` (Ren et al. 2018), ``mwnet`` (Meta-Weight-Net, Shu et al. 2019: its MLP meta-trained here
-from the base initialisation on symmetric + pair flips, ``meta_steps`` outer Adam steps), ``robust-init`` (Li et
+from the base initialisation on symmetric + pair flips, ``meta_steps`` outer Adam steps at ``weight_lr`` through
+``steps`` weighted SGD steps; its input ``mwnet_input``: the loss after a virtual plain step, ``lookahead``, or
+the loss at the current weights, ``loss``), ``robust-init`` (Li et
 al. 2019, simplified: see :func:`train_robust_init`), ``gated`` (the receiver's own decisions where its
 confidence >= ``gate``), ``gce`` (generalised cross-entropy, Zhang & Sabuncu 2018, q = ``gce_q``), ``meta-init``
 (no adaptation). The clean-label oracle (``oracle``: the same pilots and payload blocks, every label correct) and
@@ -92,6 +94,8 @@ class LabelNoiseConfig:
     meta_steps: int = 300
     meta_batch: int = 10
     outer_lr: float = 0.003
+    weight_lr: float = 0.01
+    mwnet_input: str = "lookahead"
     train_rate_max: float = 0.5
     base_steps: int = 200
     ebno_db: object = None
@@ -112,7 +116,9 @@ class LabelNoiseConfig:
             setattr(self, f, check_positive_int(f, getattr(self, f)))
         for f in ("steps", "meta_steps", "base_steps", "seed"):
             setattr(self, f, check_nonneg_int(f, getattr(self, f)))
-        for f in ("lr", "outer_lr"):
+        if self.mwnet_input not in ("loss", "lookahead"):
+            raise ConfigError("mwnet_input", f"loss or lookahead, got {self.mwnet_input!r}")
+        for f in ("lr", "outer_lr", "weight_lr"):
             setattr(self, f, check_positive(f, getattr(self, f)))
         self.train_rate_max = check_rate("train_rate_max", self.train_rate_max)
         if self.ebno_db is not None:
@@ -164,10 +170,13 @@ def _base(cfg: LabelNoiseConfig, device, log):
 
 
 def train_mwnet(sc, model, params, *, steps: int, meta_batch: int, outer_lr: float, lr: float, seed: int,
-                inner_steps: int = 1) -> dict:
+                inner_steps: int = 1, feature: str = "loss") -> dict:
     """Meta-train Meta-Weight-Net's MLP on ``sc``'s training tasks (symmetric + pair flips): the model's
     initialisation ``params`` stays fixed, the MLP's weights follow outer Adam on the clean query loss after
-    ``inner_steps`` weighted SGD steps (second-order MAML through the weights). Returns the MLP's weights."""
+    ``inner_steps`` weighted SGD steps (second-order MAML through the weights). The MLP's input is each payload
+    example's look-ahead loss (:meth:`~metacomm.scenarios.label_noise.LabelNoiseScenario.lookahead_losses`,
+    computed by the sampler from the fixed initialisation: our modification of Shu et al., whose input is the
+    loss at the current weights). Returns the MLP's weights."""
     from metacomm.adaptation import meta_gradients
     from metacomm.adaptation.example_weighting import MetaWeightNet, WeightingRule
     from metacomm.channels import make_generator
@@ -178,6 +187,10 @@ def train_mwnet(sc, model, params, *, steps: int, meta_batch: int, outer_lr: flo
     theta = {n: t.detach() for n, t in params.items()}
     for _ in range(steps):
         tasks = sc.sample_tasks(meta_batch, g)
+        if feature == "lookahead":
+            stacked = {n: t.unsqueeze(0).expand(meta_batch, *t.shape) for n, t in theta.items()}
+            tasks = tasks._replace(support={**tasks.support,
+                                            "d_feat": sc.lookahead_losses(model, stacked, tasks.support, lr)})
         mg = meta_gradients(model, sc.objective, theta, tasks, algo="maml", adapt=list(theta),
                             inner_steps=inner_steps, rule=rule)
         opt.zero_grad()
@@ -188,9 +201,9 @@ def train_mwnet(sc, model, params, *, steps: int, meta_batch: int, outer_lr: flo
 
 
 def train_robust_init(sc, model, params, *, steps: int, meta_batch: int, outer_lr: float, lr: float, seed: int,
-                      ema: float = 0.99, consistency: float = 1.0) -> dict:
+                      ema: float = 0.99, consistency: float = 1.0, inner_steps: int = 1) -> dict:
     r"""Noise-robust initialisation (after Li, Wong, Zhao & Kankanhalli, CVPR 2019), simplified: from ``params``,
-    MAML with one SGD step on the support set with *synthetic* noisy labels (symmetric + pair flips at a rate in
+    MAML with ``inner_steps`` SGD steps on the support set with *synthetic* noisy labels (symmetric + pair flips at a rate in
     ``[0, train_rate_max]``, drawn by the sampler) and the meta-loss
 
     .. math:: L = \mathrm{CE}(f_{\theta'}(y_q), m_q) + \lambda\, \mathrm{KL}(f_{\bar\theta}(y_q)\,\|\,f_{\theta'}(y_q))
@@ -228,7 +241,8 @@ def train_robust_init(sc, model, params, *, steps: int, meta_batch: int, outer_l
         with torch.no_grad():
             t_logp = torch.vmap(teach)(q)
         tasks = tasks._replace(query={**q, "t_logp": t_logp})
-        mg = meta_gradients(model, obj, theta, tasks, algo="maml", adapt=list(theta), inner_steps=1, inner_lr=lr)
+        mg = meta_gradients(model, obj, theta, tasks, algo="maml", adapt=list(theta), inner_steps=inner_steps,
+                            inner_lr=lr)
         opt.zero_grad()
         for n, t in theta.items():
             t.grad = mg.grads[n]
@@ -251,13 +265,13 @@ def run_label_noise(cfg: LabelNoiseConfig, *, log=print) -> dict:
     mw = robust = None
     if "mwnet" in cfg.method:
         t1 = time.time()
-        mw = train_mwnet(sc, model, params, steps=cfg.meta_steps, meta_batch=cfg.meta_batch, outer_lr=cfg.outer_lr,
-                         lr=cfg.lr, seed=cfg.seed)
+        mw = train_mwnet(sc, model, params, steps=cfg.meta_steps, meta_batch=cfg.meta_batch, outer_lr=cfg.weight_lr,
+                         lr=cfg.lr, seed=cfg.seed, inner_steps=max(1, cfg.steps), feature=cfg.mwnet_input)
         timing["mwnet_meta_s"] = time.time() - t1
     if "robust-init" in cfg.method:
         t1 = time.time()
         robust = train_robust_init(sc, model, params, steps=cfg.meta_steps, meta_batch=cfg.meta_batch,
-                                   outer_lr=cfg.outer_lr, lr=cfg.lr, seed=cfg.seed)
+                                   outer_lr=cfg.outer_lr, lr=cfg.lr, seed=cfg.seed, inner_steps=max(1, cfg.steps))
         timing["robust_meta_s"] = time.time() - t1
     methods = list(dict.fromkeys([*cfg.method, "naive", "oracle"]))
     records = []
@@ -274,7 +288,8 @@ def run_label_noise(cfg: LabelNoiseConfig, *, log=print) -> dict:
                 row = {}
                 for m in methods:
                     init = robust if m == "robust-init" else params
-                    phi, w = sc.adapt(model, init, sup, method=m, steps=cfg.steps, lr=cfg.lr, mwnet=mw)
+                    phi, w = sc.adapt(model, init, sup, method=m, steps=cfg.steps, lr=cfg.lr, mwnet=mw,
+                                      mwnet_input=cfg.mwnet_input)
                     gt = make_generator(cfg.seed * 1_000_003 + 1000 * ni + ri + 500_000, device)
                     e, n = sc.test_bler(model, phi, sc.test_taps, gt, cfg.test_blocks)
                     row[m] = bler_record(e, n, method=m, noise=noise, rate=rate, held_out=held,

@@ -105,6 +105,10 @@ class LabelNoiseObjective(FadingAEObjective):
         return (F.cross_entropy(lp, s["p_label"], reduction="none"),
                 F.cross_entropy(ld, s["d_label"], reduction="none"))
 
+    def losses_at(self, model, params, s):
+        """:meth:`losses` with the weights ``params`` swapped in."""
+        return call(model, params, self.losses, s)
+
     def inner_loss(self, model, support):
         if "p_msg" not in support:  # a plain fading-ae batch (the genie's training batches)
             return self.loss(model, support)[0]
@@ -198,13 +202,15 @@ class LabelNoiseScenario(FadingAEScenario):
 
     # --- adaptation -----------------------------------------------------------------------------------
     def adapt(self, model: nn.Module, params: dict, support: dict, *, method: str, steps: int, lr: float = 0.1,
-              mwnet: dict | None = None) -> tuple[dict, torch.Tensor | None]:
+              mwnet: dict | None = None, mwnet_input: str = "loss") -> tuple[dict, torch.Tensor | None]:
         """Adapt one copy of ``params`` per task of ``support`` (task-stacked) with ``method`` (:data:`METHODS`)
         for ``steps`` SGD steps at ``lr``; returns ``(stacked adapted weights {name: [T, ...]}, weights)`` where
         ``weights`` ``[T, D]`` are the normalised payload weights of the *first* step (``None`` for methods
         without per-example weights). ``oracle`` = naive fine-tuning on the true payload labels; ``meta-init``:
         no step; ``robust-init`` = naive fine-tuning (from the robust initialisation the caller passes);
-        ``mwnet`` needs the net's parameters ``mwnet``."""
+        ``mwnet`` needs the net's parameters ``mwnet``; its input (``mwnet_input``) is each payload example's CE at
+        the current weights (``"loss"``, Shu et al.) or after a virtual plain step (``"lookahead"``,
+        :meth:`lookahead_losses`), recomputed every step."""
         obj, c = self.objective, self.config
         T = support["d_msg"].shape[0]
         names = list(params)
@@ -225,8 +231,9 @@ class LabelNoiseScenario(FadingAEScenario):
                 return s["d_label"].shape[-1] * l2rw_weights(ld_fn, lc_fn, p)
             lp_, ld_ = call(model, p, obj.parts, s)
             if method == "mwnet":
-                ce = F.cross_entropy(ld_, s["d_label"], reduction="none")
-                return normalise_weights(MetaWeightNet.functional(mwnet, ce.detach())).detach()
+                x = (self._lookahead(model, p, s, lr) if mwnet_input == "lookahead"
+                     else F.cross_entropy(ld_, s["d_label"], reduction="none").detach())
+                return normalise_weights(MetaWeightNet.functional(mwnet, x)).detach()
             if method == "gated":
                 conf = F.softmax(ld_, -1).amax(-1)
                 return normalise_weights((conf >= c.gate).to(conf.dtype)).detach()
@@ -255,6 +262,25 @@ class LabelNoiseScenario(FadingAEScenario):
                 first_w = w.detach()
         weighted = method in ("l2rw", "mwnet", "gated")
         return phi, (first_w if weighted else None)
+
+    def _lookahead(self, model, p, s, lr):
+        """One task: per-example payload CE ``[D]`` after a virtual plain fine-tuning step at ``lr`` from ``p``
+        (detached)."""
+        obj = self.objective
+
+        def naive(pp):
+            lp_, ld_ = obj.losses_at(model, pp, s)
+            return weighted_mean(lp_, ld_, None)
+        g = torch.func.grad(naive)(p)
+        virt = {n: (p[n] - lr * g[n]).detach() for n in p}
+        return obj.losses_at(model, virt, s)[1].detach()
+
+    def lookahead_losses(self, model: nn.Module, phi: dict, support: dict, lr: float) -> torch.Tensor:
+        """Meta-Weight-Net's input here: each payload example's CE (vs its possibly wrong label) after a virtual
+        plain fine-tuning step at ``lr`` from the stacked weights ``phi`` (``{name: [T, ...]}``) -> ``[T, D]``.
+        At the meta-initialisation (a pre-adaptation point) the loss itself hardly tells wrong labels from right
+        ones; after one virtual step it does (docs/packs/label-noise.md)."""
+        return torch.vmap(lambda p, s: self._lookahead(model, p, s, lr))(phi, support)
 
     def test_bler(self, model: nn.Module, phi: dict, taps: torch.Tensor, g: torch.Generator, test_blocks: int
                   ) -> tuple[float, float]:

@@ -174,6 +174,25 @@ def test_meta_gradients_of_the_pack_objectives_batched_equal_the_per_task_loop()
     assert any(g.abs().sum() > 0 for g in a.rule_grads.values())
 
 
+def test_lookahead_losses_equal_a_hand_written_virtual_step():
+    sc = _scenario()
+    model = sc.build_model(0)
+    sup = sc.support_batch(sc.test_taps, _g(1), noise="symmetric", rate=0.3)
+    theta = {n: p.detach() for n, p in model.named_parameters()}
+    stacked = {n: t.unsqueeze(0).expand(3, *t.shape) for n, t in theta.items()}
+    got = sc.lookahead_losses(model, stacked, sup, 0.1)
+    for t in range(3):
+        s = {k: v[t] for k, v in sup.items()}
+        m = sc.build_model(0)
+        lp, ld = sc.objective.losses(m, s)
+        ((lp.sum() + ld.sum()) / (lp.numel() + ld.numel())).backward()
+        with torch.no_grad():
+            for p in m.parameters():
+                p -= 0.1 * p.grad
+            ref = sc.objective.losses(m, s)[1]
+        torch.testing.assert_close(got[t], ref, rtol=1e-4, atol=1e-5)
+
+
 def test_tasks_carry_training_noise_only_and_contaminated_pilots_flip_the_pilots():
     sc = _scenario()
     t = sc.sample_tasks(200, _g(0))
