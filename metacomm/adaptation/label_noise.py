@@ -155,14 +155,9 @@ def auroc(scores: torch.Tensor, positive: torch.Tensor) -> float:
         return float("nan")
     # average ranks (ties share the mean rank)
     order = torch.argsort(s, stable=True)
-    ss = s[order]
-    ranks = torch.empty_like(s)
-    i, N = 0, len(s)
-    r = torch.arange(1, N + 1, dtype=torch.float64)
-    uniq, inv, counts = torch.unique_consecutive(ss, return_inverse=True, return_counts=True)
+    _, inv, counts = torch.unique_consecutive(s[order], return_inverse=True, return_counts=True)
     ends = torch.cumsum(counts, 0).double()
-    mean_rank = ends - (counts.double() - 1) / 2
-    ranks[order] = mean_rank[inv]
-    del i, N, r, uniq
+    ranks = torch.empty_like(s)
+    ranks[order] = (ends - (counts.double() - 1) / 2)[inv]
     u = float(ranks[pos].sum()) - n1 * (n1 + 1) / 2
     return u / (n1 * n0)
