@@ -121,6 +121,13 @@ class LabelNoiseConfig:
         for f in ("lr", "outer_lr", "weight_lr"):
             setattr(self, f, check_positive(f, getattr(self, f)))
         self.train_rate_max = check_rate("train_rate_max", self.train_rate_max)
+        from metacomm._validation import check_memory
+        # per test channel: support blocks (x per-example gradients for L2RW's JVP) and a chunk of <= 4096 test
+        # blocks with codewords, noise and block logits (~1 KiB each); meta-training tasks likewise
+        check_memory(("test_channels", "data", "test_blocks"),
+                     1024.0 * self.test_channels * (4 * (self.pilots + self.data) + min(self.test_blocks, 4096))
+                     + 4096.0 * self.meta_batch * (self.pilots + 2 * self.data),
+                     "the test channels' support sets and test blocks")
         if self.ebno_db is not None:
             try:
                 self.ebno_db = float(self.ebno_db)
