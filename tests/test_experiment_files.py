@@ -28,9 +28,17 @@ SMALL = {
     "pack adversarial": ["psr_db=\"-6\"", "ebno_db=\"10\"", "attack=\"pgd-l2,uap,uap-shifted,jam-gauss\"",
                          "test_blocks=200", "train_steps=2", "meta_steps=1", "uar_steps=1",
                          "uar_psr_db=\"-6\"", "substitute_steps=2", "uap_samples=5", "pgd_steps=2"],
+    "pack compression": ["bits=[4]", "sparsity=[0.0]", "method=[\"ptq\", \"metaquant\"]", "steps=[0, 1]",
+                         "ebno_db=[15.0]", "meta_steps=2", "meta_batch=2", "test_blocks=16", "test_channels=2",
+                         "genie_steps=0", "adc_bits=[2]", "heldout_at_bits=[4]", "quiet=true"],
     "pack label-noise": ["base=\"scratch\"", "base_steps=2", "meta_steps=1", "meta_batch=2", "test_channels=2",
                          "test_blocks=32", "rate=\"0,0.6\"", "steps=1"],
 }
+
+#: inputs an example reads that no other example writes: (command, argv that makes them in the run directory)
+PREPARE = {"pack compression": ["meta-train", "--scenario", "fading-ae", "--meta-steps", "2", "--joint-steps", "0",
+                                "--val-every", "1", "--val-tasks", "2", "--quiet", "--set", "num_train_channels=4",
+                                "--out", "runs/fading-ae.pt"]}
 
 
 def test_there_is_one_example_per_experiment_command():
@@ -51,6 +59,8 @@ def test_examples_run_end_to_end_and_record_their_settings(tmp_path, monkeypatch
         "meta_train" in f or "fewshot" in f or f.startswith("pack_")) else -1)  # writers before their readers
     for name in order:
         command, cfg = load_experiment(os.path.join(EXAMPLES, name))
+        if command in PREPARE:
+            assert main(PREPARE[command]) == 0, name
         argv = ["run", os.path.join(EXAMPLES, name)]
         for item in SMALL[command]:
             argv += ["--set", item]

@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("metacomm.experiments.demo", "DemoConfig"),
     "train": ("metacomm.experiments.train", "TrainConfig"),
     "pack adversarial": ("metacomm.experiments.adversarial", "AdversarialConfig"),
+    "pack compression": ("metacomm.experiments.compression", "CompressionConfig"),
     "pack label-noise": ("metacomm.experiments.label_noise", "LabelNoiseConfig"),
 }
 

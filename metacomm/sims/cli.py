@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, str] = {
     "drift": "drift",
     "run": "run",
     "pack": "pack",
+    "export": "export",
 }
 
 

@@ -408,3 +408,8 @@ def run_drift(scenario, model: torch.nn.Module, *, quiet: bool = True,
             raise ConfigError(CLI_FLAGS[e.field], str(e)[len(e.field) + 2:]) from None
         raise
     return run.run(quiet=quiet, on_frame=on_frame)
+
+# Quantised adaptive schemes (meta-q8, meta-q4): registered after SCHEMES (the built-in table) is taken.
+from metacomm.sims.drift_quantized import register as _register_quantized  # noqa: E402
+
+_register_quantized()

@@ -294,3 +294,40 @@ def test_regime_switch_and_iq_drift_tasks_use_the_exact_channel():
     iq = make_scenario("drift", drift="iq-drift", pilots=4)
     assert (iq.k, iq.n, iq.num_taps) == (4, 1, 1) and iq.widely_linear and iq.encoder_mode == "train"
     assert make_scenario("drift", drift="doppler-slow").start == "first"  # stationary: unchanged
+
+
+def test_cli_meta_trains_and_runs_an_iq_imbalanced_regime_switch_file(tmp_path):
+    """A user's file with two segments (multipath, then flat Rayleigh behind a receiver IQ imbalance) meta-trains a
+    widely-linear tracker from the CLI and runs with it, next to widely-linear LS, on the same draws."""
+    body = """ebno_db = 10.0
+[codec]
+k = 3
+n = 2
+[[segment]]
+frames = 6
+channel = "multipath"
+channel_args = { num_taps = 2, mode = "truncate" }
+drift = { process = "gauss-markov", rho = 0.9 }
+[[segment]]
+frames = 6
+channel = "rayleigh"
+drift = { process = "gauss-markov", rho = 0.9 }
+[segment.impairment]
+kind = "iq-imbalance"
+position = "rx"
+[segment.impairment.params]
+epsilon = 0.2
+delta_deg = 10.0
+"""
+    f = _write(tmp_path, "user.toml", body)
+    ck = str(tmp_path / "ck.pt")
+    assert main(["meta-train", "--scenario", "drift", "--set", f"drift={f}", "--set", "pilots=2",
+                 "--set", "frames_per_task=4", "--set", "query=4", "--set", "hidden=8", "--meta-steps", "3",
+                 "--meta-batch", "2", "--val-every", "3", "--val-tasks", "2", "--out", ck, "--quiet"]) == 0
+    out = str(tmp_path / "run")
+    assert main(["drift", "--scenario", f, "--checkpoint", ck, "--frames", "12", "--pilots", "2", "--links", "2",
+                 "--payload", "4", "--schemes", "track,wl-ls,genie", "--out", out, "--quiet"]) == 0
+    res = json.load(open(os.path.join(out, "results.json")))
+    assert all(res["summary"][s]["blocks"] == 12 * 2 * 4 for s in ("track", "wl-ls", "genie"))
+    sc = make_scenario("drift", drift=f, pilots=2)
+    assert sc.widely_linear and sc.start == "random" and (sc.num_taps, sc.precursor) == (2, 0)
