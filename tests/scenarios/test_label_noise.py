@@ -207,15 +207,15 @@ def test_tasks_carry_training_noise_only_and_contaminated_pilots_flip_the_pilots
 
 @pytest.fixture(scope="module")
 def trained():
-    """A fading-ae autoencoder trained jointly on the training channels for a few seconds (a weak codec: BLER
-    ~ 0.7 on new channels; the no-harm comparison below is made at that operating point)."""
+    """A fading-ae autoencoder trained jointly on the training channels for a few seconds (BLER ~ 0.49 on new
+    channels before adaptation, ~ 0.43 after 3 plain SGD steps at 0.01)."""
     torch.set_num_threads(1)
     sc = make_scenario("label-noise", num_train_channels=20, num_test_channels=20, messages_per_task=16, pilots=4)
     model = sc.build_model(0)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     g = _g(9)
     from metacomm.adaptation.functional import batched_loss
-    for _ in range(300):
+    for _ in range(1500):
         q = sc.sample_tasks(8, g).query
         loss, _ = batched_loss(model, dict(model.named_parameters()), sc.objective.loss, q)
         opt.zero_grad()
@@ -225,24 +225,28 @@ def trained():
     return sc, model, {n: p.detach() for n, p in model.named_parameters()}
 
 
-#: measured harm at rate 0 (docs/packs/label-noise.md): L2RW's clipped, normalised weights put the whole step on the
-#: few payload blocks whose gradient aligns with the 4 pilots' (many weights are exactly 0), a much noisier step than
-#: uniform weights; the gated baseline uses its own (mostly wrong) decisions of the un-adapted codec; GCE's gradient
-#: is scaled by p_y^q, tiny for the un-adapted codec, so it barely moves. Kept as strict xfails, not tuned away.
-_HARM = {"l2rw": "L2RW concentrates the step on few examples", "gated": "own decisions of an un-adapted codec",
-         "gce": "GCE barely moves an un-adapted codec"}
+#: measured harm at rate 0 (also in docs/packs/label-noise.md): L2RW's clipped, normalised weights put the whole step on
+#: the few payload blocks whose gradient aligns with the 4 pilots' (many weights are exactly 0), a much noisier step
+#: than uniform weights; the gated baseline trains on its own decisions of a codec that is wrong on half the blocks.
+#: Kept as strict xfails, not tuned away.
+_HARM = {"l2rw": "L2RW concentrates the step on few examples",
+         "gated": "own decisions of a codec that is wrong on ~half the blocks"}
 
 
 @pytest.mark.parametrize("method", [
-    "oracle", "mwnet", *[pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=r)) for m, r in _HARM.items()]])
+    "oracle", "gce", "mwnet", *[pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=r)) for m, r in _HARM.items()]])
 def test_rate_zero_every_label_using_method_matches_naive_within_intervals(trained, method):
+    from metacomm.experiments.label_noise import train_mwnet
     from metacomm.sims.stats import clopper_pearson
     sc, model, params = trained
     sup = sc.support_batch(sc.test_taps, _g(1), noise="symmetric", rate=0.0)
-    mw = {k: v.detach() for k, v in MetaWeightNet(generator=_g(2)).named_parameters()}
+    mw = None
+    if method == "mwnet":  # meta-trained briefly on symmetric + pair flips, as the pack does (look-ahead input)
+        mw = train_mwnet(sc, model, params, steps=30, meta_batch=5, outer_lr=0.01, lr=0.01, seed=0, inner_steps=3,
+                         feature="lookahead")
     res = {}
     for m in ("naive", method):
-        phi, _ = sc.adapt(model, params, sup, method=m, steps=3, mwnet=mw)
+        phi, _ = sc.adapt(model, params, sup, method=m, steps=3, lr=0.01, mwnet=mw, mwnet_input="lookahead")
         res[m] = sc.test_bler(model, phi, sc.test_taps, _g(5), 1000)
     e0, n0 = res["naive"]
     assert 0.01 < e0 / n0 < 0.9
