@@ -224,17 +224,9 @@ def train_robust_init(sc, model, params, *, steps: int, meta_batch: int, outer_l
     from metacomm.adaptation import meta_gradients
     from metacomm.adaptation.functional import call
     from metacomm.channels import make_generator
-    from metacomm.scenarios.label_noise import LabelNoiseObjective
+    from metacomm.scenarios.label_noise import ConsistencyObjective
 
-    class _Obj(LabelNoiseObjective):
-        def outer_loss(self, m, q):
-            ce, st = self.loss(m, q)
-            logits = self.logits(m, q["msg"], q["taps"], q["noise"], q["no"])
-            t = q["t_logp"]
-            kl = (t.exp() * (t - F.log_softmax(logits, -1))).sum(-1).mean()
-            return ce + consistency * kl, st
-
-    obj = _Obj(sc.channel)
+    obj = ConsistencyObjective(sc.channel, consistency)
     g = make_generator(seed + 202, sc.device)
     theta = {n: t.detach().clone().requires_grad_(True) for n, t in params.items()}
     teacher = {n: t.detach().clone() for n, t in params.items()}

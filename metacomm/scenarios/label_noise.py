@@ -51,7 +51,7 @@ from metacomm.channels.base import complex_normal
 from metacomm.scenarios.fewshot_fading import FadingAEConfig, FadingAEObjective, FadingAEScenario
 from metacomm.scenarios.registry import register_scenario
 
-__all__ = ["LabelNoiseScenarioConfig", "LabelNoiseObjective", "LabelNoiseScenario", "METHODS"]
+__all__ = ["LabelNoiseScenarioConfig", "LabelNoiseObjective", "ConsistencyObjective", "LabelNoiseScenario", "METHODS"]
 
 NAME = "label-noise"
 
@@ -117,6 +117,25 @@ class LabelNoiseObjective(FadingAEObjective):
 
     def outer_loss(self, model, query):
         return self.loss(model, query)
+
+
+class ConsistencyObjective(LabelNoiseObjective):
+    r"""Noise-robust initialisation's meta-loss (Li et al. 2019, simplified): the inner loop as
+    :class:`LabelNoiseObjective` (plain fine-tuning on pilots + noisy payload); the outer loss on the clean query is
+    :math:`\mathrm{CE} + \lambda\,\mathrm{KL}(p_{\text{teacher}} \| p_{\text{adapted}})` with the teacher's
+    log-probabilities ``t_logp`` ``[B, M]`` carried in the query batch (computed by the sampler from an EMA of the
+    initialisation), :math:`\lambda` = ``consistency``."""
+
+    def __init__(self, channel, consistency: float = 1.0):
+        super().__init__(channel)
+        self.consistency = float(consistency)
+
+    def outer_loss(self, model, query):
+        ce, st = self.loss(model, query)
+        logits = self.logits(model, query["msg"], query["taps"], query["noise"], query["no"])
+        t = query["t_logp"]
+        kl = (t.exp() * (t - F.log_softmax(logits, -1))).sum(-1).mean()
+        return ce + self.consistency * kl, st
 
 
 @register_scenario
