@@ -31,6 +31,8 @@ SMALL = {
     "pack compression": ["bits=[4]", "sparsity=[0.0]", "method=[\"ptq\", \"metaquant\"]", "steps=[0, 1]",
                          "ebno_db=[15.0]", "meta_steps=2", "meta_batch=2", "test_blocks=16", "test_channels=2",
                          "genie_steps=0", "adc_bits=[2]", "heldout_at_bits=[4]", "quiet=true"],
+    "pack label-noise": ["base=\"scratch\"", "base_steps=2", "meta_steps=1", "meta_batch=2", "test_channels=2",
+                         "test_blocks=32", "rate=\"0,0.6\"", "steps=1"],
 }
 
 #: inputs an example reads that no other example writes: (command, argv that makes them in the run directory)

@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("metacomm.experiments.train", "TrainConfig"),
     "pack adversarial": ("metacomm.experiments.adversarial", "AdversarialConfig"),
     "pack compression": ("metacomm.experiments.compression", "CompressionConfig"),
+    "pack label-noise": ("metacomm.experiments.label_noise", "LabelNoiseConfig"),
 }
 
 #: nesting deeper than this is refused (a malformed or hostile file)

@@ -77,6 +77,7 @@ __all__ = ["SCHEMES", "DEFAULT_SCHEMES", "CLI_FLAGS", "DriftRunConfig", "DriftRu
 
 SCHEMES = scheme_names()  # the built-ins; schemes registered later are accepted too (parse_schemes)
 from metacomm.sims import drift_adversarial as _drift_adversarial  # noqa: E402,F401 (pack scheme meta-adv)
+from metacomm.sims import drift_label_noise as _drift_label_noise  # noqa: E402,F401 (dd-gated, dd-l2rw)
 
 DEFAULT_SCHEMES = ("static", "retrain", "meta", "warm", "online-meta", "pilot-ls", "pilot-lmmse", "kalman",
                    "wide-ls", "wl-ls", "genie")
