@@ -90,14 +90,15 @@ def _argv(cmd: str, flag: str, ckpt: Path, out: Path) -> list[str]:
         "export": ["export", "--checkpoint", str(ckpt), "--bits", "4", "--out", str(out) + ".onnx"],
         "pack compression": ["pack", "compression", "--base", str(ckpt), "--quiet", "--out", str(out)],
         "pack adversarial": ["pack", "adversarial", "--base", str(ckpt), "--quiet", "--out", str(out)],
+        "pack label-noise": ["pack", "label-noise", "--base", str(ckpt), "--quiet", "--out", str(out)],
     }[cmd]
 
 
 CLI_CASES = [("fewshot", "--checkpoint"), ("meta-train", "--resume"), ("drift", "--checkpoint"),
              ("drift", "--resume"), ("demo", "--checkpoint"), ("ber", "--checkpoint"), ("export", "--checkpoint"),
-             ("pack compression", "--base"), ("pack adversarial", "--base")]
-# flags that read only strict JSON (never torch.load / pickle): `ber --resume` reads OUT/results.json
-JSON_ONLY = {("ber", "--resume")}
+             ("pack compression", "--base"), ("pack adversarial", "--base"), ("pack label-noise", "--base")]
+# flags that read no pickle: `ber --resume` reads OUT/results.json (strict JSON); `--base-steps` is a number
+JSON_ONLY = {("ber", "--resume"), ("pack label-noise", "--base-steps")}  # (and a step count)
 
 
 def test_every_checkpoint_flag_is_covered():
