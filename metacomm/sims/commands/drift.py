@@ -19,6 +19,13 @@ import os
 from metacomm.experiments.drift import DEFAULT_CHECKPOINT, DriftConfig, run_drift_experiment
 
 
+def _pack_schemes() -> list[str]:
+    """Schemes registered by the scenario packs (after the built-in table)."""
+    from metacomm.sims.drift_run import SCHEMES
+    from metacomm.sims.drift_schemes import scheme_names
+    return [s for s in scheme_names() if s not in SCHEMES]
+
+
 def add_parser(subparsers, name):
     from metacomm.sims.drift_run import DEFAULT_SCHEMES, SCHEMES
     p = subparsers.add_parser(name, help="frame-by-frame drift run: adaptive codec vs baselines",
@@ -28,15 +35,16 @@ def add_parser(subparsers, name):
     p.add_argument("--checkpoint", default=None,
                    help="codec checkpoint: an online-drift codec or a `meta-train --scenario drift` tracker (default: "
                         "the shipped tracker for --scenario and --pilots when there is one -- doppler-slow with 1, 2 "
-                        f"or 4 pilots, doppler-fast with 16 -- which adds the `track` scheme; else "
+                        f"or 4 pilots; doppler-fast, regime-switch, snr-drift, iq-drift with 16 -- which adds the "
+                        "`track` scheme; else "
                         f"{os.path.basename(DEFAULT_CHECKPOINT)})")
     p.add_argument("--frames", type=int, default=200, help="number of frames (default 200)")
     p.add_argument("--pilots", type=int, default=16, help="pilot messages per link and frame (default 16)")
     p.add_argument("--steps", type=int, default=1, help="adaptation SGD steps per frame (default 1)")
     p.add_argument("--lr", type=float, default=None, help="adaptation SGD rate (default: the checkpoint's, 0.1)")
     p.add_argument("--schemes", default=None,
-                   help=f"comma list of {', '.join(SCHEMES)} (default: {','.join(DEFAULT_SCHEMES)}, plus track when "
-                        "the shipped tracker runs)")
+                   help=f"comma list of {', '.join(SCHEMES)}; the packs' {', '.join(_pack_schemes())} (default: "
+                        f"{','.join(DEFAULT_SCHEMES)}, plus track when the shipped tracker runs)")
     p.add_argument("--links", type=int, default=8, help="independent links adapted per call (default 8)")
     p.add_argument("--payload", type=int, default=64, help="data blocks per link and frame (default 64)")
     p.add_argument("--retrain-every", type=int, default=10, help="retrain scheme: period in frames (default 10)")
