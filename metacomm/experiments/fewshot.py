@@ -74,8 +74,14 @@ class FewShotConfig:
     seed: int = 0
     device: str = "cpu"
     allow_partial: bool = False
+    executor: str = "local"
+    ray_address: str | None = None
+    num_gpus: float = 0.0
 
     def validate(self) -> FewShotConfig:
+        from metacomm.experiments.executors import check_executor_settings
+        self.executor, self.ray_address, self.num_gpus = check_executor_settings(self.executor, self.ray_address,
+                                                                                 self.num_gpus)
         self.pilots = int_list("pilots", self.pilots, minimum=1)
         self.steps = int_list("steps", self.steps, minimum=0)
         if isinstance(self.schemes, str):
@@ -125,9 +131,46 @@ def load_meta_checkpoint(path: str, device, field: str = "checkpoint", *, allow_
     return sc, model, rate, joint, ck
 
 
-def run_fewshot(cfg: FewShotConfig, *, log: Callable[[str], None] = print) -> dict:
+def _point_context(checkpoint, device, allow_partial, test_channels, seed, schemes):
+    """What the points of a few-shot evaluation share, built on a worker: ``(scenario, inits, checkpoint, device)``
+    with ``inits = {scheme: (model, step-1 rule)}`` exactly as :func:`run_fewshot` builds them."""
+    dev = resolve_device(device)
+    sc, meta_model, first, joint_model, ck = load_meta_checkpoint(checkpoint, dev, allow_partial=allow_partial)
+    if test_channels is not None:
+        sc.set_test_tasks(test_channels)
+    inner_lr = float(ck["meta_config"]["inner_lr"])
+    inits = {}
+    if "meta" in schemes:
+        inits["meta"] = (meta_model, first)
+    if "joint" in schemes:
+        inits["joint"] = (joint_model, SGD(inner_lr))
+    if "random" in schemes:
+        inits["random"] = (sc.build_model(10_000 + int(seed)), SGD(inner_lr))
+    return sc, inits, ck, dev
+
+
+def _point_task(ctx, spec):
+    """One few-shot point: ``("learned", scheme, P, gen seed, settings)`` -> ``{steps: (errors, count)}``;
+    ``("genie", ...)`` / ``("classical", name, P, ...)`` -> ``(errors, count)`` (pooled over the test tasks)."""
+    sc, inits, ck, dev = ctx
+    kind, scheme, p, gseed, st = spec
+    g = torch.Generator(device=dev).manual_seed(gseed)
+    if kind == "learned":
+        model, first_opt = inits[scheme]
+        res = sc.evaluate(params_of(model), model, pilots=p, steps=st["steps"], generator=g,
+                          test_blocks=st["test_blocks"], first=first_opt, rest=Adam(st["adam_lr"]), adapt=ck["adapt"])
+        return {int(s): (v[0], v[1]) for s, v in res.items()}
+    if kind == "genie":
+        return sc.genie(20_000 + st["seed"], generator=g, train_steps=st["genie_steps"],
+                        test_blocks=st["test_blocks"])
+    return sc.classical(scheme, pilots=p, generator=g, test_blocks=st["test_blocks"])
+
+
+def run_fewshot(cfg: FewShotConfig, *, log: Callable[[str], None] = print, executor=None) -> dict:
     """Run the evaluation of ``cfg``; writes ``cfg.out/results.json`` and the two plots; returns the results
-    dict (``{"config", "results"}``: one row per scheme, pilot count and step count)."""
+    dict (``{"config", "results"}``: one row per scheme, pilot count and step count). Every (scheme, pilot
+    count) point is a task of ``cfg.executor`` (``executor``: an :class:`~metacomm.experiments.executors.Executor`
+    to use instead)."""
     from metacomm.sims.stats import clopper_pearson
     cfg.validate()
     dev = resolve_device(cfg.device)
@@ -168,28 +211,44 @@ def run_fewshot(cfg: FewShotConfig, *, log: Callable[[str], None] = print) -> di
         inits["joint"] = (joint_model, SGD(inner_lr))
     if "random" in schemes:
         inits["random"] = (sc.build_model(10_000 + seed), SGD(inner_lr))
-    for k, (scheme, (model, first_opt)) in enumerate(inits.items()):
+    # One task per point; its generator seed is a function of (seed, scheme index k, pilot index j) only.
+    specs = []
+    for k, scheme in enumerate(inits):
         for j, p in enumerate(pilots):
-            g = torch.Generator(device=dev).manual_seed(seed * 1000 + 17 * j + (0 if crn else k))
-            res = sc.evaluate(params_of(model), model, pilots=p, steps=steps, generator=g,
-                              test_blocks=cfg.test_blocks, first=first_opt, rest=Adam(cfg.adam_lr), adapt=ck["adapt"])
+            specs.append(("learned", scheme, p, seed * 1000 + 17 * j + (0 if crn else k)))
+    if "genie" in schemes and cfg.genie_steps:
+        specs.append(("genie", "genie", None, seed * 1000 + 999))
+    for name in classical:
+        if name in schemes:
+            specs += [("classical", name, p, seed * 1000 + 500 + j) for j, p in enumerate(pilots)]
+    settings = {"steps": steps, "test_blocks": cfg.test_blocks, "adam_lr": cfg.adam_lr,
+                "genie_steps": cfg.genie_steps, "seed": seed}
+    from metacomm.experiments.executors import LocalExecutor, make_executor, ordered
+    if (cfg.executor == "local" and executor is None) or isinstance(executor, LocalExecutor):
+        context = (lambda: (sc, inits, ck, dev), ())  # in process: the objects loaded above
+    else:
+        context = (_point_context, (os.path.abspath(cfg.checkpoint), cfg.device, cfg.allow_partial,
+                                    cfg.test_channels, seed, tuple(inits)))
+    ex = executor or make_executor(cfg.executor, ray_address=cfg.ray_address, num_gpus=cfg.num_gpus)
+    try:
+        outs = ordered(ex.map(_point_task, [(*sp, settings) for sp in specs], context=context), len(specs))
+    finally:
+        if executor is None:
+            ex.close()
+    for (kind, scheme, p, _), res in zip(specs, outs, strict=True):
+        if kind == "learned":
             for s, (e, b) in sorted(res.items()):
                 add(scheme, p, s, e, b)
             log(f"{scheme:7s} pilots={p:4d} {metric} after steps " +
                 " ".join(f"{s}:{e / b:.4f}" for s, (e, b) in sorted(res.items())))
-    if "genie" in schemes and cfg.genie_steps:
-        g = torch.Generator(device=dev).manual_seed(seed * 1000 + 999)
-        e, b = sc.genie(20_000 + seed, generator=g, train_steps=cfg.genie_steps, test_blocks=cfg.test_blocks)
-        add("genie", None, cfg.genie_steps, e, b)
-        log(f"genie   ({cfg.genie_steps} steps/channel) {e / b:.5f}")
-    for name in classical:
-        if name not in schemes:
-            continue
-        for j, p in enumerate(pilots):
-            g = torch.Generator(device=dev).manual_seed(seed * 1000 + 500 + j)
-            e, b = sc.classical(name, pilots=p, generator=g, test_blocks=cfg.test_blocks)
-            add(name, p, None, e, b)
-            log(f"{name} pilots={p:4d} {e / b:.5f}")
+        elif kind == "genie":
+            e, b = res
+            add("genie", None, cfg.genie_steps, e, b)
+            log(f"genie   ({cfg.genie_steps} steps/channel) {e / b:.5f}")
+        else:
+            e, b = res
+            add(scheme, p, None, e, b)
+            log(f"{scheme} pilots={p:4d} {e / b:.5f}")
     config = {"checkpoint": os.path.abspath(cfg.checkpoint), "scenario": ck["scenario"],
               "scenario_config": ck["scenario_config"], "algo": ck["algo"], "meta_steps": ck["step"],
               "pilots": pilots, "steps": steps, "schemes": schemes, "test_channels": n_test,
