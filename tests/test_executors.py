@@ -102,17 +102,6 @@ def test_ray_missing_is_one_clear_line(tmp_path, capsys, monkeypatch):
     assert err.count("\n") == 1 and "--executor" in err and "pip install metacomm[ray]" in err
 
 
-@pytest.mark.skipif(not HAS_RAY, reason="ray is not installed (pip install metacomm[ray])")
-@pytest.mark.slow
-def test_ber_sweep_through_local_ray_equals_local_executor(tmp_path):
-    from metacomm.experiments import ber
-    ber.run_ber(_ber_cfg(tmp_path / "local"), log=lambda s: None)
-    t0 = time.perf_counter()
-    ber.run_ber(_ber_cfg(tmp_path / "ray", executor="ray"), log=lambda s: None)
-    print(f"ray sweep {time.perf_counter() - t0:.1f} s")
-    assert _points(tmp_path / "local" / "results.json") == _points(tmp_path / "ray" / "results.json")
-
-
 @pytest.fixture(scope="module")
 def tiny_meta(tmp_path_factory):
     d = tmp_path_factory.mktemp("meta")
@@ -142,3 +131,79 @@ def test_fewshot_points_out_of_order_equal_in_order(tiny_meta, tmp_path):
     got = run_fewshot(cfg, log=lambda s: None, executor=fake)
     assert fake.calls == 3 * 2 + 1 + 2  # (meta, joint, random) x 2 pilot counts + genie + classical x 2
     assert _rows(got) == _rows(ref)
+
+
+def _mt_cfg(out, **kw):
+    from metacomm.experiments.meta_train import MetaTrainConfig
+    return MetaTrainConfig(scenario="iq-demod", out=str(out), algo="maml", meta_steps=4, restarts=3, joint_steps=2,
+                           val_every=2, val_tasks=4, checkpoint_every=0, seed=5, progress=False, **kw)
+
+
+def _same_tensors(a, b):
+    import torch
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_meta_train_restarts_out_of_order_equal_sequential(tmp_path):
+    """Restarts as tasks (last first, each on a freshly built scenario), merged by the driver = the sequential
+    restarts: the same selections, the same shipped initialisation, the same final trainer state."""
+    import torch
+
+    from metacomm.experiments.meta_train import run_meta_train
+    a = run_meta_train(_mt_cfg(tmp_path / "a.pt"), log=lambda s: None)
+    fake = ShuffledExecutor()
+    b = run_meta_train(_mt_cfg(tmp_path / "b.pt"), log=lambda s: None, executor=fake)
+    assert fake.calls == 3
+    assert [(r["restart"], r["seed"], r["step"], r["val"]) for r in a["restarts"]] == \
+        [(r["restart"], r["seed"], r["step"], r["val"]) for r in b["restarts"]]
+    ca = torch.load(tmp_path / "a.pt", weights_only=True)
+    cb = torch.load(tmp_path / "b.pt", weights_only=True)
+    _same_tensors(ca["init"]["model"], cb["init"]["model"])
+    _same_tensors(ca["model"], cb["model"])
+    _same_tensors(ca["joint"]["model"], cb["joint"]["model"])
+    assert (ca["restart"], ca["step"], ca["finished"]) == (cb["restart"], cb["step"], cb["finished"])
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray instance (2 CPUs) for the Ray tests; RayExecutor joins it and leaves it running."""
+    if not HAS_RAY:
+        pytest.skip("ray is not installed (pip install metacomm[ray])")
+    import os
+
+    import ray
+    t0 = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
+    print(f"ray start {time.perf_counter() - t0:.1f} s")
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ber_sweep_through_local_ray_equals_local_executor(local_ray, tmp_path):
+    from metacomm.experiments import ber
+    ber.run_ber(_ber_cfg(tmp_path / "local"), log=lambda s: None)
+    t0 = time.perf_counter()
+    ber.run_ber(_ber_cfg(tmp_path / "ray", executor="ray"), log=lambda s: None)
+    print(f"ray sweep {time.perf_counter() - t0:.1f} s")
+    assert _points(tmp_path / "local" / "results.json") == _points(tmp_path / "ray" / "results.json")
+
+
+@pytest.mark.slow
+def test_fewshot_and_restarts_through_local_ray_equal_local(local_ray, tiny_meta, tmp_path):
+    import torch
+
+    from metacomm.experiments.fewshot import run_fewshot
+    from metacomm.experiments.meta_train import run_meta_train
+    ref = run_fewshot(_fewshot_cfg(tiny_meta, tmp_path / "a"), log=lambda s: None)
+    got = run_fewshot(_fewshot_cfg(tiny_meta, tmp_path / "b", executor="ray"), log=lambda s: None)
+    assert _rows(got) == _rows(ref)
+    run_meta_train(_mt_cfg(tmp_path / "a.pt"), log=lambda s: None)
+    run_meta_train(_mt_cfg(tmp_path / "b.pt", executor="ray"), log=lambda s: None)
+    ca = torch.load(tmp_path / "a.pt", weights_only=True)
+    cb = torch.load(tmp_path / "b.pt", weights_only=True)
+    _same_tensors(ca["init"]["model"], cb["init"]["model"])
+    _same_tensors(ca["model"], cb["model"])
