@@ -161,8 +161,8 @@ def build(cfg: MetaTrainConfig):
     meta = make_meta_trainer(sc, mcfg, cfg.seed, dev)
     jcfg = MetaConfig(algo="maml", inner_steps=0, inner_lr=0.0, outer_lr=mcfg.outer_lr, meta_batch=mcfg.meta_batch,
                       val_every=mcfg.val_every, val_tasks=mcfg.val_tasks)
-    joint = MetaTrainer(sc.build_model(cfg.seed), sc.objective, sc.sample_tasks, jcfg, seed=cfg.seed + 1,
-                        val_sampler=sc.sample_val_tasks, device=dev)
+    joint = _trainer_class()(sc.build_model(cfg.seed), sc.objective, sc.sample_tasks, jcfg, seed=cfg.seed + 1,
+                             val_sampler=sc.sample_val_tasks, device=dev)
     settings = {"scenario": cfg.scenario, "scenario_config": sc.config_dict(), "algo": cfg.algo,
                 "meta_steps": meta_steps, "joint_steps": joint_steps, "seed": cfg.seed,
                 "num_restarts": d.get("restarts", 1) if cfg.restarts is None else cfg.restarts,
@@ -171,9 +171,33 @@ def build(cfg: MetaTrainConfig):
     return sc, meta, joint, settings
 
 
+def _trainer_class():
+    """:class:`DistributedMetaTrainer` inside a multi-process group (``torchrun``), else :class:`MetaTrainer`."""
+    from metacomm.adaptation import distributed
+    return distributed.DistributedMetaTrainer if distributed.is_active() else MetaTrainer
+
+
+def _start_distributed(cfg: MetaTrainConfig) -> bool:
+    """Join ``torchrun``'s process group when ``WORLD_SIZE > 1`` (NCCL on CUDA, rank on ``cuda:LOCAL_RANK``;
+    gloo on CPU). Returns whether this call initialised it."""
+    import torch.distributed as dist
+
+    from metacomm.adaptation import distributed
+    world, _, local = distributed.env_world()
+    if world <= 1 or (dist.is_available() and dist.is_initialized()):
+        return False
+    if cfg.executor != "local":
+        raise ConfigError("executor", "under torchrun the meta-batch is split across the ranks; use the local "
+                                      "executor (no --executor ray)")
+    if str(cfg.device) == "cuda":
+        cfg.device = f"cuda:{local}"
+    distributed.init_from_env(cfg.device)
+    return True
+
+
 def make_meta_trainer(sc, cfg: MetaConfig, seed: int, dev) -> MetaTrainer:
     """The meta trainer of one restart: weights and task stream from ``seed``."""
-    return MetaTrainer(sc.build_model(seed), sc.objective, sc.sample_tasks, cfg, seed=seed,
+    return _trainer_class()(sc.build_model(seed), sc.objective, sc.sample_tasks, cfg, seed=seed,
                        val_sampler=sc.sample_val_tasks, device=dev)
 
 
@@ -239,7 +263,23 @@ def run_meta_train(cfg: MetaTrainConfig, *, log: Callable[[str], None] = print, 
 
     Returns a summary: ``{"out", "init"`` (the shipped selection), ``"restarts"``, ``"joint_val"`` (held-out
     scores of the joint baseline, ``{}`` without one), ``"metric"``, ``"steps"``, ``"skipped"}``."""
+    cfg.validate()
+    started = _start_distributed(cfg)
+    try:
+        return _run_meta_train(cfg, log=log, executor=executor)
+    finally:
+        if started:
+            import torch.distributed as dist
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+def _run_meta_train(cfg: MetaTrainConfig, *, log, executor) -> dict:
+    from metacomm.adaptation import distributed
     from metacomm.experiments.executors import LocalExecutor, make_executor
+    if distributed.rank() != 0:  # one voice: rank 0 logs, shows progress and writes the checkpoint
+        log = lambda s: None  # noqa: E731
+        cfg.progress = False
     sc, meta, joint, settings = build(cfg)
     out = cfg.out
     restart, results = 0, []
@@ -327,4 +367,5 @@ def run_meta_train(cfg: MetaTrainConfig, *, log: Callable[[str], None] = print, 
     return {"out": out, "init": init, "restarts": results, "joint_val": jl, "joint_steps": joint.step_count,
             "metric": sc.metric, "steps": meta.step_count, "skipped": len(meta.skipped),
             "scenario": cfg.scenario, "algo": cfg.algo, "inner_steps": meta.config.inner_steps,
-            "num_restarts": settings["num_restarts"]}
+            "num_restarts": settings["num_restarts"], "rank": distributed.rank(),
+            "world_size": distributed.world_size()}

@@ -118,6 +118,8 @@ def run(args) -> int:
 def execute(cfg: MetaTrainConfig) -> int:
     """Run the meta-training of ``cfg`` and print its summary line (shared with ``metacomm run``)."""
     r = run_meta_train(cfg)
+    if r.get("rank", 0) != 0:  # torchrun: rank 0 speaks
+        return 0
     val, jl = r["init"].get("val") or {}, r["joint_val"]
     print(f"meta-train {r['scenario']} {r['algo']}: {r['num_restarts']} x {r['steps']} meta-steps "
           f"({r['skipped']} skipped in the last), shipped restart {r['init']['restart'] + 1} step "
