@@ -207,3 +207,44 @@ def test_fewshot_and_restarts_through_local_ray_equal_local(local_ray, tiny_meta
     cb = torch.load(tmp_path / "b.pt", weights_only=True)
     _same_tensors(ca["init"]["model"], cb["init"]["model"])
     _same_tensors(ca["model"], cb["model"])
+
+
+class Interrupted(Exception):
+    pass
+
+
+class DiesAfter(ShuffledExecutor):
+    """Runs ``n`` tasks (reversed order), then dies as a killed run would (the next task never reports)."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.n = n
+
+    def map(self, fn, specs, *, context=None):
+        for k, item in enumerate(super().map(fn, specs, context=context)):
+            if k == self.n:
+                raise Interrupted
+            yield item
+
+
+def test_fewshot_resume_skips_finished_points_and_equals_uninterrupted(tiny_meta, tmp_path, capsys):
+    from metacomm.artefacts import read_json
+    from metacomm.experiments.fewshot import run_fewshot
+    ref = run_fewshot(_fewshot_cfg(tiny_meta, tmp_path / "ref"), log=lambda s: None)
+    out = tmp_path / "cut"
+    with pytest.raises(Interrupted):
+        run_fewshot(_fewshot_cfg(tiny_meta, out), log=lambda s: None, executor=DiesAfter(4))
+    part = read_json(out / "results.json", kind="metacomm-fewshot", field="out")
+    assert part["config"]["finished"] is False and part["progress"]["done"] == 4  # written point by point
+    # a changed setting is refused, naming the flag
+    argv = ["fewshot", "--checkpoint", str(tiny_meta), "--pilots", "2,8", "--steps", "0,1,2", "--test-channels",
+            "3", "--test-blocks", "100", "--genie-steps", "4", "--out", str(out), "--resume"]
+    assert main([*argv, "--seed", "2"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    rest = ShuffledExecutor()
+    got = run_fewshot(_fewshot_cfg(tiny_meta, out, resume=True), log=lambda s: None, executor=rest)
+    assert rest.calls == 9 - 4  # finished points are not recomputed
+    assert _rows(got) == _rows(ref)
+    final = read_json(out / "results.json", kind="metacomm-fewshot", field="out")
+    assert _rows(final) == _rows(ref) and "finished" not in final["config"]
+    assert main(["fewshot", "--checkpoint", str(tiny_meta), "--out", str(tmp_path / "none"), "--resume"]) == 2

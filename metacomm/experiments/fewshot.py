@@ -19,6 +19,7 @@ a pure function of the config: its generator is seeded from ``(seed, scheme inde
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ class FewShotConfig:
     seed: int = 0
     device: str = "cpu"
     allow_partial: bool = False
+    resume: bool = False
     executor: str = "local"
     ray_address: str | None = None
     num_gpus: float = 0.0
@@ -223,32 +225,12 @@ def run_fewshot(cfg: FewShotConfig, *, log: Callable[[str], None] = print, execu
             specs += [("classical", name, p, seed * 1000 + 500 + j) for j, p in enumerate(pilots)]
     settings = {"steps": steps, "test_blocks": cfg.test_blocks, "adam_lr": cfg.adam_lr,
                 "genie_steps": cfg.genie_steps, "seed": seed}
-    from metacomm.experiments.executors import LocalExecutor, make_executor, ordered
+    from metacomm.experiments.executors import LocalExecutor, make_executor
     if (cfg.executor == "local" and executor is None) or isinstance(executor, LocalExecutor):
         context = (lambda: (sc, inits, ck, dev), ())  # in process: the objects loaded above
     else:
         context = (_point_context, (os.path.abspath(cfg.checkpoint), cfg.device, cfg.allow_partial,
                                     cfg.test_channels, seed, tuple(inits)))
-    ex = executor or make_executor(cfg.executor, ray_address=cfg.ray_address, num_gpus=cfg.num_gpus)
-    try:
-        outs = ordered(ex.map(_point_task, [(*sp, settings) for sp in specs], context=context), len(specs))
-    finally:
-        if executor is None:
-            ex.close()
-    for (kind, scheme, p, _), res in zip(specs, outs, strict=True):
-        if kind == "learned":
-            for s, (e, b) in sorted(res.items()):
-                add(scheme, p, s, e, b)
-            log(f"{scheme:7s} pilots={p:4d} {metric} after steps " +
-                " ".join(f"{s}:{e / b:.4f}" for s, (e, b) in sorted(res.items())))
-        elif kind == "genie":
-            e, b = res
-            add("genie", None, cfg.genie_steps, e, b)
-            log(f"genie   ({cfg.genie_steps} steps/channel) {e / b:.5f}")
-        else:
-            e, b = res
-            add(scheme, p, None, e, b)
-            log(f"{scheme} pilots={p:4d} {e / b:.5f}")
     config = {"checkpoint": os.path.abspath(cfg.checkpoint), "scenario": ck["scenario"],
               "scenario_config": ck["scenario_config"], "algo": ck["algo"], "meta_steps": ck["step"],
               "pilots": pilots, "steps": steps, "schemes": schemes, "test_channels": n_test,
@@ -257,10 +239,82 @@ def run_fewshot(cfg: FewShotConfig, *, log: Callable[[str], None] = print, execu
               "step1": "SGD at the meta-training inner rate (Meta-SGD: learned rates); steps >= 2: Adam",
               "metric": metric, "common_random_numbers": crn, "pilots_meaning": sc.pilots_meaning,
               "checkpoint_finished": finished}
-    results = {"config": config, "results": rows}
+    # What a resumed evaluation must share with the interrupted one (each point depends on these only).
+    key = {k: config[k] for k in ("checkpoint", "scenario", "scenario_config", "algo", "meta_steps", "pilots",
+                                   "steps", "schemes", "test_channels", "test_blocks_per_channel", "adam_lr",
+                                   "genie_steps", "seed")}
+    key = json.loads(json.dumps(key))  # as it reads back from results.json (tuples -> lists)
+    ids = [f"{kind}/{scheme}/{p}/{gseed}" for kind, scheme, p, gseed in specs]
+    outs: dict = _finished_points(cfg.out, key) if cfg.resume else {}
+    outs = {i: outs[i] for i in ids if i in outs}
+    if cfg.resume:
+        log(f"fewshot: resuming {cfg.out}: {len(outs)} of {len(ids)} points finished, computing the rest")
+
+    def rows_of(done):
+        rows.clear()
+        for (kind, scheme, p, _), pid in zip(specs, ids, strict=True):
+            res = done.get(pid)
+            if res is None:
+                continue
+            if kind == "learned":
+                for s, e, b in res:
+                    add(scheme, p, s, e, b)
+            elif kind == "genie":
+                add("genie", None, cfg.genie_steps, *res)
+            else:
+                add(scheme, p, None, *res)
+        return list(rows)
+
+    def report(kind, scheme, p, res):
+        if kind == "learned":
+            log(f"{scheme:7s} pilots={p:4d} {metric} after steps " + " ".join(f"{s}:{e / b:.4f}" for s, e, b in res))
+        elif kind == "genie":
+            log(f"genie   ({cfg.genie_steps} steps/channel) {res[0] / res[1]:.5f}")
+        else:
+            log(f"{scheme} pilots={p:4d} {res[0] / res[1]:.5f}")
+
+    def progress():
+        return {"key": key, "points": outs, "done": len(outs), "total": len(ids)}
+
+    todo = [j for j, pid in enumerate(ids) if pid not in outs]
+    if todo:
+        ex = executor or make_executor(cfg.executor, ray_address=cfg.ray_address, num_gpus=cfg.num_gpus)
+        try:
+            for t, res in ex.map(_point_task, [(*specs[j], settings) for j in todo], context=context):
+                j = todo[t]
+                kind, scheme, p, _ = specs[j]
+                res = [[int(s), e, b] for s, (e, b) in sorted(res.items())] if kind == "learned" else list(res)
+                outs[ids[j]] = res
+                report(kind, scheme, p, res)
+                if len(outs) < len(ids):  # every finished point is on disk at once (atomic): resume continues
+                    write_results({"config": dict(config, finished=False), "results": rows_of(outs),
+                                   "progress": progress()}, cfg.out)
+        finally:
+            if executor is None:
+                ex.close()
+    results = {"config": config, "results": rows_of(outs), "progress": progress()}
     write_results(results, cfg.out)
     _plots(rows, pilots, steps, cfg.out, metric=metric, classical=tuple(classical))
     return results
+
+
+def _finished_points(out: str, key: dict) -> dict:
+    """The points an interrupted evaluation with the same settings left in ``out/results.json`` (by point id)."""
+    from metacomm.artefacts import read_json
+    path = os.path.join(out, "results.json")
+    if not os.path.exists(path):
+        raise ConfigError("resume", f"nothing to resume: no {path}")
+    old = read_json(path, kind=RESULTS_KIND, field="resume")
+    prog = old.get("progress")
+    if not isinstance(prog, dict) or not isinstance(prog.get("points"), dict):
+        raise ConfigError("resume", f"{path} holds no per-point progress (written by an older metacomm?); "
+                                    "run without resume")
+    saved = prog.get("key") or {}
+    if saved != key:
+        diff = sorted(k for k in key if saved.get(k) != key[k])
+        raise ConfigError("resume", f"{path} is from another evaluation (differs in {', '.join(diff) or 'format'});"
+                                    " resume with the settings of the interrupted run")
+    return dict(prog["points"])
 
 
 def write_results(results: dict, out: str) -> str:

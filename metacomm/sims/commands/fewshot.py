@@ -45,6 +45,10 @@ def add_parser(subparsers, name):
     p.add_argument("--allow-partial", action="store_true",
                    help="evaluate a periodic checkpoint of an unfinished meta-train run (refused otherwise; the "
                         "output and results.json then say so)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted evaluation in --out: finished (scheme, pilot count) points (written "
+                        "to results.json one by one as they finish) are kept, the rest computed; the result equals "
+                        "an uninterrupted run's")
     p.add_argument("--out", required=True, help="output directory")
     add_executor_flags(p, "(scheme, pilot count) point")
     p.set_defaults(run=run)
@@ -55,7 +59,8 @@ def run(args) -> int:
     return execute(FewShotConfig(checkpoint=args.checkpoint, out=args.out, pilots=args.pilots, steps=args.steps,
                         schemes=args.schemes, test_channels=args.test_channels, test_blocks=args.test_blocks,
                         adam_lr=args.adam_lr, genie_steps=args.genie_steps, seed=args.seed, device=args.device,
-                        allow_partial=args.allow_partial, **executor_kwargs(args)))
+                        allow_partial=args.allow_partial, resume=args.resume,
+                        **executor_kwargs(args)))
 
 
 def execute(cfg: FewShotConfig) -> int:
