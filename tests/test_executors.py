@@ -248,3 +248,13 @@ def test_fewshot_resume_skips_finished_points_and_equals_uninterrupted(tiny_meta
     final = read_json(out / "results.json", kind="metacomm-fewshot", field="out")
     assert _rows(final) == _rows(ref) and "finished" not in final["config"]
     assert main(["fewshot", "--checkpoint", str(tiny_meta), "--out", str(tmp_path / "none"), "--resume"]) == 2
+
+
+@pytest.mark.skipif(not HAS_RAY, reason="ray is not installed (pip install metacomm[ray])")
+def test_unreachable_ray_cluster_fails_fast_naming_the_flag(tmp_path, capsys):
+    t0 = time.perf_counter()
+    rc = main(["ber", "--codec", "bpsk", "--channel", "awgn", "--ebno-db", "0", "--quiet", "--out",
+               str(tmp_path / "o"), "--executor", "ray", "--ray-address", "127.0.0.1:1"])
+    assert rc == 2 and "--ray-address" in capsys.readouterr().err
+    assert time.perf_counter() - t0 < 30  # Ray alone would wait 60 s and then kill the process
+    assert not (tmp_path / "o" / "results.json").exists()

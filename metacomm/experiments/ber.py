@@ -121,7 +121,7 @@ class BerConfig:
         if self.num_pilots is not None:
             self.num_pilots = check_positive_int("num_pilots", self.num_pilots)
         self.executor, self.ray_address, self.num_gpus = check_executor_settings(self.executor, self.ray_address,
-                                                                                 self.num_gpus)
+                                                                                 self.num_gpus, self.device)
         return self
 
 

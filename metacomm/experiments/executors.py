@@ -108,6 +108,41 @@ def _import_ray():
     return ray
 
 
+def _cluster_address(address: str) -> str | None:
+    """``host:port`` that ``address`` resolves to (``"auto"``: ``RAY_ADDRESS`` or the address file of the last
+    ``ray start`` on this machine), or None when nothing is known."""
+    if address == "auto":
+        address = os.environ.get("RAY_ADDRESS") or ""
+        if not address:
+            import tempfile
+            path = os.path.join(tempfile.gettempdir(), "ray", "ray_current_cluster")
+            try:
+                with open(path) as f:
+                    address = f.read().strip()
+            except OSError:
+                return None
+    if address.startswith("ray://"):
+        address = address[len("ray://"):]
+    return address or None
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast (ConfigError naming ``ray_address``) when no Ray cluster answers at ``address``: Ray itself
+    waits 60 s for a dead cluster and then terminates the process."""
+    import socket
+    hostport = _cluster_address(address)
+    if hostport is None:
+        raise ConfigError("ray_address", f"no running Ray cluster found for {address!r} (start one with `ray start "
+                                         "--head`, set RAY_ADDRESS, or omit --ray-address to start a local instance)")
+    host, _, port = hostport.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=3):
+            pass
+    except (OSError, ValueError):
+        raise ConfigError("ray_address", f"no Ray cluster answers at {hostport} (from {address!r}); is it running "
+                                         "(`ray status`)?") from None
+
+
 class RayExecutor(Executor):
     """Runs every task as a Ray task (``num_cpus=1``, ``num_gpus`` each).
 
@@ -134,8 +169,9 @@ class RayExecutor(Executor):
         self.threads = threads
         self._started = False
         if not ray.is_initialized():
+            import logging
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                      "ignore_reinit_error": True}
+                                      "ignore_reinit_error": True, "logging_level": logging.ERROR}
             if runtime_env is None and os.environ.get("PYTHONPATH"):
                 runtime_env = {"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}}
             if runtime_env:
@@ -143,6 +179,7 @@ class RayExecutor(Executor):
             if ray_address is None:
                 kwargs["num_cpus"] = int(num_cpus or min(4, os.cpu_count() or 1))
             else:
+                _check_reachable(ray_address)
                 kwargs["address"] = ray_address
             try:
                 ray.init(**kwargs)
@@ -174,8 +211,9 @@ class RayExecutor(Executor):
         self._started = False
 
 
-def check_executor_settings(executor, ray_address, num_gpus) -> tuple[str, str | None, float]:
-    """Validate the shared config keys (ConfigError naming ``executor``/``ray_address``/``num_gpus``)."""
+def check_executor_settings(executor, ray_address, num_gpus, device=None) -> tuple[str, str | None, float]:
+    """Validate the shared config keys (ConfigError naming ``executor``/``ray_address``/``num_gpus``); ``device``:
+    the run's device (a CUDA device on Ray needs ``num_gpus > 0``: Ray hides the GPUs from tasks without)."""
     if executor not in EXECUTORS:
         raise ConfigError("executor", f"unknown executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
     if ray_address is not None and (not isinstance(ray_address, str) or not ray_address.strip()):
@@ -198,6 +236,9 @@ def check_executor_settings(executor, ray_address, num_gpus) -> tuple[str, str |
             import ray  # noqa: F401
         except ImportError:
             raise ConfigError("executor", RAY_MISSING) from None
+        if device is not None and str(device).startswith("cuda") and g == 0:
+            raise ConfigError("num_gpus", "device cuda on Ray needs GPUs per task (--num-gpus 1, or a fraction "
+                                          "such as 0.25 to share a GPU)")
     return executor, ray_address, g
 
 

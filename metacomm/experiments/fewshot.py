@@ -83,7 +83,7 @@ class FewShotConfig:
     def validate(self) -> FewShotConfig:
         from metacomm.experiments.executors import check_executor_settings
         self.executor, self.ray_address, self.num_gpus = check_executor_settings(self.executor, self.ray_address,
-                                                                                 self.num_gpus)
+                                                                                 self.num_gpus, self.device)
         self.pilots = int_list("pilots", self.pilots, minimum=1)
         self.steps = int_list("steps", self.steps, minimum=0)
         if isinstance(self.schemes, str):

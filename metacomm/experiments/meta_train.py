@@ -87,7 +87,7 @@ class MetaTrainConfig:
         from metacomm.experiments.executors import check_executor_settings
         from metacomm.scenarios import scenario_class
         self.executor, self.ray_address, self.num_gpus = check_executor_settings(self.executor, self.ray_address,
-                                                                                 self.num_gpus)
+                                                                                 self.num_gpus, self.device)
         scenario_class(self.scenario)
         check_choice("algo", self.algo, ALGORITHMS)
         check_choice("select", self.select, SELECT)
