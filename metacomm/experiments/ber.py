@@ -125,8 +125,10 @@ class BerConfig:
         return self
 
 
-def run_ber(cfg: BerConfig, *, log: Callable[[str], None] = print):
-    """Run the sweep of ``cfg``; returns ``(SweepResult, results.json path, plot path)``."""
+def run_ber(cfg: BerConfig, *, log: Callable[[str], None] = print, executor=None):
+    """Run the sweep of ``cfg``; returns ``(SweepResult, results.json path, plot path)``. With a non-local
+    ``cfg.executor`` (or ``executor``, an :class:`~metacomm.experiments.executors.Executor` object) every point is
+    a task; the driver merges the points and applies the early stop (the result equals the sequential sweep's)."""
     # Cheap validation first, so that bad input fails before anything slow is imported or built.
     cfg.validate()
     from metacomm.sims.engine import resolve_device, simulate
@@ -162,8 +164,12 @@ def run_ber(cfg: BerConfig, *, log: Callable[[str], None] = print):
         partial = SweepResult(points=points[:i + 1], config=dict(config, sweep=_sweep_key(cfg)))
         save_results(partial, out, csv_file=False)
 
-    if cfg.executor != "local":  # points as tasks; the driver merges them and applies the early stop
-        done = _remote_points(cfg, link_cfg, done or {}, device, lambda pts: save_so_far(len(pts) - 1, pts))
+    from metacomm.experiments.executors import LocalExecutor
+    if (executor is None and cfg.executor != "local") or (executor is not None
+                                                          and not isinstance(executor, LocalExecutor)):
+        # points as tasks; the driver merges them and applies the early stop
+        done = _remote_points(cfg, link_cfg, done or {}, device, lambda pts: save_so_far(len(pts) - 1, pts),
+                              executor=executor)
     result = simulate(link, cfg.ebno_db, batch_size=cfg.batch_size, max_blocks=cfg.max_blocks,
                       target_block_errors=cfg.target_block_errors, seed=cfg.seed, device=device,
                       quiet=not cfg.progress, ci_method=cfg.ci, progress_desc=f"{cfg.codec}/{cfg.channel}",
