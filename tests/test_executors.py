@@ -261,3 +261,36 @@ def test_unreachable_ray_cluster_fails_fast_naming_the_flag(tmp_path, capsys):
     assert rc == 2 and "--ray-address" in capsys.readouterr().err
     assert time.perf_counter() - t0 < 30  # Ray alone would wait 60 s and then kill the process
     assert not (tmp_path / "o" / "results.json").exists()
+
+
+class InOrderDiesAfter(Executor):
+    """Fresh context per task, in order, dies after ``n`` tasks (a remote run killed midway)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def map(self, fn, specs, *, context=None):
+        for i, spec in enumerate(specs):
+            if i == self.n:
+                raise Interrupted
+            yield i, fn(context[0](*context[1]), spec)
+
+
+def test_meta_train_restarts_checkpointed_by_the_driver_resume_exactly(tmp_path):
+    """The checkpoint the driver writes when restart 0 of 3 finished on a worker resumes (locally) to the
+    uninterrupted run's result."""
+    import torch
+
+    from metacomm.experiments.meta_train import run_meta_train
+    run_meta_train(_mt_cfg(tmp_path / "a.pt"), log=lambda s: None)
+    with pytest.raises(Interrupted):
+        run_meta_train(_mt_cfg(tmp_path / "b.pt"), log=lambda s: None, executor=InOrderDiesAfter(1))
+    part = torch.load(tmp_path / "b.pt", weights_only=True)
+    assert part["finished"] is False and len(part["restarts"]) == 1
+    run_meta_train(_mt_cfg(tmp_path / "b.pt", resume=str(tmp_path / "b.pt")), log=lambda s: None)
+    ca = torch.load(tmp_path / "a.pt", weights_only=True)
+    cb = torch.load(tmp_path / "b.pt", weights_only=True)
+    _same_tensors(ca["init"]["model"], cb["init"]["model"])
+    _same_tensors(ca["model"], cb["model"])
+    _same_tensors(ca["joint"]["model"], cb["joint"]["model"])
+    assert [r["val"] for r in ca["restarts"]] == [r["val"] for r in cb["restarts"]]
