@@ -20,6 +20,8 @@ __all__ = [
     "check_positive",
     "check_nonneg",
     "check_probability",
+    "check_memory",
+    "memory_budget",
 ]
 
 
@@ -102,3 +104,40 @@ def check_nonneg_int(field: str, value: Any) -> int:
     if v < 0:
         raise ConfigError(field, f"must be a non-negative integer, got {value!r}")
     return v
+
+
+#: environment variable that overrides the memory budget of :func:`check_memory` (GiB)
+MEMORY_ENV = "METACOMM_MEMORY_LIMIT_GB"
+
+
+def memory_budget() -> float:
+    """Bytes a run may plan to hold at once: ``METACOMM_MEMORY_LIMIT_GB`` if set, else 80 % of the machine's
+    physical memory (16 GiB when it cannot be read)."""
+    import os
+    env = os.environ.get(MEMORY_ENV)
+    if env:
+        try:
+            gb = float(env)
+        except ValueError:
+            raise ConfigError(MEMORY_ENV, f"must be a number of GiB, got {env!r}") from None
+        if not (gb > 0 and math.isfinite(gb)):
+            raise ConfigError(MEMORY_ENV, f"must be a positive number of GiB, got {env!r}")
+        return gb * 2**30
+    try:
+        return 0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 16.0 * 2**30
+
+
+def check_memory(fields: str | tuple[str, ...], nbytes: float, what: str) -> None:
+    """Refuse up front a run whose largest working set (``nbytes``, an estimate of the tensors it holds at once)
+    exceeds :func:`memory_budget`: a ConfigError naming the first of ``fields`` and listing all of them (the sizes
+    to reduce), instead of an allocator traceback minutes later."""
+    fields = (fields,) if isinstance(fields, str) else tuple(fields)
+    budget = memory_budget()
+    if not nbytes <= budget:  # also catches nan / inf estimates
+        err = ConfigError(fields[0], f"{what}: about {float(nbytes) / 2**30:.3g} GiB at once, more than the "
+                                     f"{budget / 2**30:.3g} GiB this machine allows ({MEMORY_ENV} overrides); "
+                                     f"reduce {', '.join(fields)}")
+        err.fields = fields  # the CLI names them by their flags
+        raise err

@@ -493,6 +493,26 @@ def load_checkpoint(path: str | os.PathLike, *, kinds: str | Iterable[str], fiel
 FIGURE_FORMATS = ("png", "pdf", "svg")
 
 
+def printable(text: str) -> str:
+    """``text`` with what a font cannot draw replaced by U+FFFD: undecodable bytes from the command line or a
+    file name (Python's surrogate escapes, ``'\\udcff'``) and lone surrogates."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _printable_texts(fig) -> None:
+    """Make every text of ``fig`` (titles, labels, legend entries, tick labels) drawable (:func:`printable`)."""
+    from matplotlib.text import Text
+    for t in fig.findobj(Text):
+        s = t.get_text()
+        if isinstance(s, str) and s and not s.isascii():
+            clean = printable(s)
+            if clean != s:
+                t.set_text(clean)
+
+
 def save_figure(fig, path: str | os.PathLike, *, dpi: float | None = None, field: str = "--out",
                 close: bool = True, **savefig_kwargs) -> Path:
     """Write the matplotlib figure ``fig`` to ``path`` (``.png``, ``.pdf`` or ``.svg``, from the suffix)
@@ -512,6 +532,7 @@ def save_figure(fig, path: str | os.PathLike, *, dpi: float | None = None, field
         buf = io.BytesIO()
         if dpi is not None:
             savefig_kwargs["dpi"] = dpi
+        _printable_texts(fig)
         fig.savefig(buf, format=ext, metadata=meta, **savefig_kwargs)
     finally:
         if close:

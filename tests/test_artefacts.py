@@ -354,3 +354,21 @@ def test_save_figure_refuses_unknown_suffix_and_closes(tmp_path):
         A.save_figure(fig, tmp_path / "f.jpg", field="--plot")
     assert e.value.field == "--plot" and fig.number not in plt.get_fignums()
     assert _files(tmp_path) == []
+
+
+def test_figures_with_undecodable_text_are_written(tmp_path):
+    """Titles/labels carrying undecodable command-line bytes (surrogate escapes) or lone surrogates reach the
+    figure as U+FFFD instead of crashing matplotlib's font layer."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from metacomm.artefacts import printable, save_figure
+    assert printable("r\udcff") == "r\ufffd" and printable("ok") == "ok" and printable("\ud800") == "?"
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1], label="\udcfe\ud800")
+    ax.set_title("bad\udcff")
+    ax.legend()
+    fig.suptitle("x\udcff")
+    p = save_figure(fig, tmp_path / "f.png")
+    assert p.read_bytes()[:4] == b"\x89PNG"

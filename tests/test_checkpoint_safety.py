@@ -87,13 +87,18 @@ def _argv(cmd: str, flag: str, ckpt: Path, out: Path) -> list[str]:
         "drift": ["drift", "--scenario", "doppler-fast", "--checkpoint", str(ckpt), "--frames", "2", "--quiet", "--out", str(out)],
         "demo": ["demo", "--checkpoint", str(ckpt), "--frames", "2", "--quiet", "--out", str(out)],
         "ber": ["ber", "--codec", "ae", "--channel", "awgn", "--checkpoint", str(ckpt), "--ebno-db", "0", "--quiet", "--out", str(out)],
+        "export": ["export", "--checkpoint", str(ckpt), "--bits", "4", "--out", str(out) + ".onnx"],
+        "pack compression": ["pack", "compression", "--base", str(ckpt), "--quiet", "--out", str(out)],
+        "pack adversarial": ["pack", "adversarial", "--base", str(ckpt), "--quiet", "--out", str(out)],
+        "pack label-noise": ["pack", "label-noise", "--base", str(ckpt), "--quiet", "--out", str(out)],
     }[cmd]
 
 
 CLI_CASES = [("fewshot", "--checkpoint"), ("meta-train", "--resume"), ("drift", "--checkpoint"),
-             ("drift", "--resume"), ("demo", "--checkpoint"), ("ber", "--checkpoint")]
-# flags that read only strict JSON (never torch.load / pickle): `ber --resume` reads OUT/results.json
-JSON_ONLY = {("ber", "--resume")}
+             ("drift", "--resume"), ("demo", "--checkpoint"), ("ber", "--checkpoint"), ("export", "--checkpoint"),
+             ("pack compression", "--base"), ("pack adversarial", "--base"), ("pack label-noise", "--base")]
+# flags that read no pickle: `ber --resume` reads OUT/results.json (strict JSON); `--base-steps` is a number
+JSON_ONLY = {("ber", "--resume"), ("pack label-noise", "--base-steps")}  # (and a step count)
 
 
 def test_every_checkpoint_flag_is_covered():
@@ -101,9 +106,12 @@ def test_every_checkpoint_flag_is_covered():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     found = set()
-    for cmd, p in sub.choices.items():
+    commands = list(sub.choices.items())
+    for cmd, p in commands:
         for action in p._actions:
-            if re.search(r"checkpoint|resume|ckpt|init|weights", action.dest) and action.type is not int \
+            if action.__class__.__name__ == "_SubParsersAction":  # nested: `metacomm pack NAME`
+                commands += [(f"{cmd} {name}", sp) for name, sp in action.choices.items()]
+            elif re.search(r"checkpoint|resume|ckpt|init|weights|base", action.dest) and action.type is not int \
                     and action.option_strings:
                 found.add((cmd, action.option_strings[-1]))
     assert found - JSON_ONLY == set(CLI_CASES)

@@ -25,7 +25,20 @@ SMALL = {
     "fewshot": ["test_blocks=64", "genie_steps=3", "test_channels=3"],
     "drift": ["frames=3", "links=2", "payload=8"],
     "demo": ["frames=3"],
+    "pack adversarial": ["psr_db=\"-6\"", "ebno_db=\"10\"", "attack=\"pgd-l2,uap,uap-shifted,jam-gauss\"",
+                         "test_blocks=200", "train_steps=2", "meta_steps=1", "uar_steps=1",
+                         "uar_psr_db=\"-6\"", "substitute_steps=2", "uap_samples=5", "pgd_steps=2"],
+    "pack compression": ["bits=[4]", "sparsity=[0.0]", "method=[\"ptq\", \"metaquant\"]", "steps=[0, 1]",
+                         "ebno_db=[15.0]", "meta_steps=2", "meta_batch=2", "test_blocks=16", "test_channels=2",
+                         "genie_steps=0", "adc_bits=[2]", "heldout_at_bits=[4]", "quiet=true"],
+    "pack label-noise": ["base=\"scratch\"", "base_steps=2", "meta_steps=1", "meta_batch=2", "test_channels=2",
+                         "test_blocks=32", "rate=\"0,0.6\"", "steps=1"],
 }
+
+#: inputs an example reads that no other example writes: (command, argv that makes them in the run directory)
+PREPARE = {"pack compression": ["meta-train", "--scenario", "fading-ae", "--meta-steps", "2", "--joint-steps", "0",
+                                "--val-every", "1", "--val-tasks", "2", "--quiet", "--set", "num_train_channels=4",
+                                "--out", "runs/fading-ae.pt"]}
 
 
 def test_there_is_one_example_per_experiment_command():
@@ -42,10 +55,12 @@ def test_example_validates_as_written(name):
 def test_examples_run_end_to_end_and_record_their_settings(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     torch.set_num_threads(1)
-    order = sorted(FILES, key=lambda f: ["meta_train" in f, "fewshot" in f].index(True) if (
-        "meta_train" in f or "fewshot" in f) else -1)  # meta-train before fewshot (it reads its checkpoint)
+    order = sorted(FILES, key=lambda f: ["meta_train" in f, "fewshot" in f, f.startswith("pack_")].index(True) if (
+        "meta_train" in f or "fewshot" in f or f.startswith("pack_")) else -1)  # writers before their readers
     for name in order:
         command, cfg = load_experiment(os.path.join(EXAMPLES, name))
+        if command in PREPARE:
+            assert main(PREPARE[command]) == 0, name
         argv = ["run", os.path.join(EXAMPLES, name)]
         for item in SMALL[command]:
             argv += ["--set", item]

@@ -86,7 +86,16 @@ def _pilot_fit(model, batch):
     return model.decoder.pilot_fit_loss(batch["y"], batch["msg"])
 
 
-LOSSES = ("ce", "pilot-fit")
+def _pilot_bce(model, batch):
+    logits = model.decoder.bit_logits(batch["y"], batch["no"])
+    return nn.functional.binary_cross_entropy_with_logits(logits, batch["bits"])
+
+
+def _bit_logits(model, batch):
+    return model.decoder.bit_logits(batch["y"], batch["no"])
+
+
+LOSSES = ("ce", "pilot-fit", "bce")
 
 
 def _pilot_ce_feedback(channel):
@@ -141,8 +150,12 @@ class AdaptiveCodec(nn.Module):
         super().__init__()
         import copy
 
-        if not hasattr(codec, "decoder") or not hasattr(codec.decoder, "block_logits"):
-            raise ConfigError("codec", "needs a codec whose decoder has block_logits(y) (an autoencoder)")
+        if not hasattr(codec, "decoder") or not (hasattr(codec.decoder, "block_logits")
+                                                 or hasattr(codec.decoder, "bit_logits")):
+            raise ConfigError("codec", "needs a codec whose decoder has block_logits(y) (an autoencoder) or "
+                                       "bit_logits(y, no) (a bit-wise demapper, codecs.bitwise)")
+        #: a bit-wise demapper (no block logits: k may exceed 12); pilots are scored by bit-wise BCE
+        self.bitwise = not hasattr(codec.decoder, "block_logits")
         self.codec = copy.deepcopy(codec)
         for p in self.codec.parameters():
             p.requires_grad_(True)
@@ -163,8 +176,11 @@ class AdaptiveCodec(nn.Module):
             self.rule = as_rule(None, lr=self.lr)
         self.policy = check_choice("policy", policy, POLICIES)
         if loss is None:  # what the meta-init was trained for, when the codec says so (online_drift.load_meta)
-            loss = getattr(codec, "meta_inner_loss", "ce")
+            loss = "bce" if self.bitwise else getattr(codec, "meta_inner_loss", "ce")
         self.loss = check_choice("loss", loss, LOSSES)
+        if (self.loss == "bce") != self.bitwise:
+            raise ConfigError("loss", "'bce' is the pilot loss of a bit-wise demapper (decoder.bit_logits), and a "
+                                      "bit-wise demapper takes only 'bce'")
         if self.loss == "pilot-fit" and not hasattr(self.codec.decoder, "pilot_fit_loss"):
             raise ConfigError("loss", "'pilot-fit' needs a decoder with pilot_fit_loss(y, msg) (the template "
                                       "decoder of scenarios.online_drift)")
@@ -186,8 +202,11 @@ class AdaptiveCodec(nn.Module):
             raise ConfigError("meta_lr", f"must lie in (0, 1], got {meta_lr}")
         self.meta_window = check_positive_int("meta_window", meta_window)
         self.needs_feedback = any(n.startswith("encoder.") for n in self.names)
+        if self.needs_feedback and self.bitwise:
+            raise ConfigError("adapt", "a bit-wise codec adapts its demapper only (its QAM mapper has no weights)")
         self.k = int(self.codec.num_info_bits)
-        self.register_buffer("bit_table", message_bit_table(self.k), persistent=False)
+        if not self.bitwise:
+            self.register_buffer("bit_table", message_bit_table(self.k), persistent=False)
         self.last_latency_s = 0.0
         self.last_fired: torch.Tensor | None = None
         self.frames = 0
@@ -294,6 +313,18 @@ class AdaptiveCodec(nn.Module):
     def _pilot_batch(self, pilots_tx, pilots_rx, no, channel, state, noise):
         B = self.num_links
         msg = pilots_tx
+        if self.bitwise and torch.is_floating_point(msg) and msg.dim() == 3 and msg.shape[-1] == self.k:
+            if not bool(((msg == 0) | (msg == 1)).all()):
+                raise ConfigError("pilots_tx", "pilot bits must be 0 or 1")
+            if pilots_rx.dim() != 3 or pilots_rx.shape[:2] != msg.shape[:2] or not torch.is_complex(pilots_rx):
+                raise ConfigError("pilots_rx", f"expected complex [{B}, {msg.shape[1]}, n_rx], got "
+                                               f"{pilots_rx.dtype} {tuple(pilots_rx.shape)}")
+            if not bool(torch.isfinite(torch.view_as_real(pilots_rx)).all()):
+                raise ConfigError("pilots_rx", "contains NaN or inf samples; adapting on them would make the "
+                                               "links' fast weights NaN")
+            no_t = broadcast_no(1e-1 if no is None else no, pilots_rx[:, 0, 0], field="no")
+            no_t = (no_t.expand(B) if no_t.dim() == 0 else no_t)[:, None]
+            return {"bits": msg.to(pilots_rx.real.dtype), "y": pilots_rx, "no": no_t}, _pilot_bce
         if torch.is_floating_point(msg):
             if msg.dim() != 3 or msg.shape[-1] != self.k:
                 raise ConfigError("pilots_tx", f"expected message indices [B, P] or bits [B, P, {self.k}], got "
@@ -314,6 +345,9 @@ class AdaptiveCodec(nn.Module):
             raise ConfigError("pilots_rx", "contains NaN or inf samples; adapting on them would make the links' "
                                            "fast weights NaN")
         batch = {"msg": msg.to(torch.int64), "y": pilots_rx}
+        if self.bitwise:  # message indices -> bits
+            from metacomm.codecs.learned_base import index_to_bits
+            return self._pilot_batch(index_to_bits(batch["msg"], self.k), pilots_rx, no, channel, state, noise)
         if self.needs_feedback:
             if channel is None or state is None or noise is None:
                 raise ConfigError("adapt", "adapting the encoder assumes feedback: observe() needs channel=, "
@@ -429,16 +463,28 @@ class AdaptiveCodec(nn.Module):
     @torch.no_grad()
     def block_logits(self, y: torch.Tensor) -> torch.Tensor:
         """Block logits of the payload with each link's fast weights: ``[B, N, n_rx]`` -> ``[B, N, 2^k]``."""
+        if self.bitwise:
+            raise ConfigError("codec", f"a bit-wise demapper has no block logits (2^{self.k} messages): use decode()")
         y3, squeeze = self._batched_y(y)
         out = batched_loss(self.codec, self._shared(), _logits, y3, self.fast)
         return out[0] if squeeze else out
 
     def decode(self, y: torch.Tensor, no=None) -> torch.Tensor:
-        """Bit LLRs (``ln P(b=1)/P(b=0)``) ``[B, N, k]`` (exact marginals of the block posterior)."""
+        """Bit LLRs (``ln P(b=1)/P(b=0)``) ``[B, N, k]`` (exact marginals of the block posterior; a bit-wise
+        demapper's own bit logits, given N0 ``no`` per link or shared, default 0.1)."""
+        if self.bitwise:
+            y3, squeeze = self._batched_y(y)
+            no_t = broadcast_no(1e-1 if no is None else no, y3[:, 0, 0], field="no")
+            no_t = (no_t.expand(y3.shape[0]) if no_t.dim() == 0 else no_t)[:, None]
+            with torch.no_grad():
+                out = batched_loss(self.codec, self._shared(), _bit_logits, {"y": y3, "no": no_t}, self.fast)
+            return out[0] if squeeze else out
         return bit_llrs_from_block_logits(self.block_logits(y), self.bit_table.to(y.device))
 
     def decide_block(self, y: torch.Tensor) -> torch.Tensor:
-        """Arg-max message per payload block, int64 ``[B, N]``."""
+        """Arg-max message per payload block, int64 ``[B, N]`` (a bit-wise demapper: its hard bits' index)."""
+        if self.bitwise:
+            return bits_to_index((self.decode(y) > 0).to(torch.int64))
         return self.block_logits(y).argmax(-1)
 
     def forward(self, y: torch.Tensor, no=None) -> torch.Tensor:
@@ -450,6 +496,10 @@ class AdaptiveCodec(nn.Module):
         """Transmit: bits ``[B, N, k]`` (or message indices int ``[B, N]``) -> complex ``[B, N, n]``; with the
         links' adapted encoder weights when the encoder adapts, else the meta-init encoder. With
         ``num_links == 1``, ``[N, k]`` / ``[N]`` inputs give ``[N, n]``."""
+        if self.bitwise:
+            x = self.codec.encoder(bits_or_msg) if torch.is_floating_point(bits_or_msg) else \
+                self.codec.encoder.forward_index(bits_or_msg.to(torch.int64))
+            return x
         msg = bits_to_index(bits_or_msg) if torch.is_floating_point(bits_or_msg) else bits_or_msg.to(torch.int64)
         squeeze = msg.dim() == 1
         if squeeze:

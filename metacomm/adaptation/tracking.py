@@ -44,7 +44,7 @@ from torch import nn
 
 from metacomm._validation import ConfigError, check_nonneg_int, check_positive_int
 
-__all__ = ["KalmanTracker", "tap_conv_matrix", "stacked_conv_matrix", "tracker_init", "tracker_predict",
+__all__ = ["KalmanTracker", "tap_conv_matrix", "regressor_matrix", "stacked_conv_matrix", "tracker_init", "tracker_predict",
            "tracker_update", "tracker_step", "gaussian_block_logits", "gaussian_nll", "inv_softplus", "logit"]
 
 
@@ -78,10 +78,25 @@ def tap_conv_matrix(symbols: torch.Tensor, num_taps: int, precursor: int = 0) ->
     return torch.stack(cols, dim=-1)
 
 
-def stacked_conv_matrix(symbols: torch.Tensor, num_taps: int, precursor: int = 0) -> torch.Tensor:
-    """``P`` blocks ``[..., P, n]`` -> the stacked matrices ``[..., P n, L]`` (block ``p`` in rows
-    ``p n .. p n + n - 1``)."""
+def regressor_matrix(symbols: torch.Tensor, num_taps: int, precursor: int = 0, widely_linear: bool = False
+                     ) -> torch.Tensor:
+    r"""The receiver's observation matrix of a block: :func:`tap_conv_matrix` ``[..., n, L]``, or with
+    ``widely_linear`` ``[..., n, 2L]`` = ``[T(x), T(conj x)]`` -- the model :math:`\mathbf y = \mathbf T(\mathbf
+    x)\mathbf h + \mathbf T(\mathbf x^*)\mathbf g`, which represents IQ imbalance (transmitter or receiver, a
+    real-linear map of the samples) in front of or behind a linear channel: the belief then covers ``2L``
+    coefficients (``h`` then ``g``)."""
     T = tap_conv_matrix(symbols, num_taps, precursor)
+    if not widely_linear:
+        return T
+    conj = torch.complex(symbols.real, -symbols.imag)  # (conj_physical has no vmap rule)
+    return torch.cat([T, tap_conv_matrix(conj, num_taps, precursor)], dim=-1)
+
+
+def stacked_conv_matrix(symbols: torch.Tensor, num_taps: int, precursor: int = 0, widely_linear: bool = False
+                        ) -> torch.Tensor:
+    """``P`` blocks ``[..., P, n]`` -> the stacked matrices ``[..., P n, L]`` (block ``p`` in rows
+    ``p n .. p n + n - 1``; ``2L`` columns with ``widely_linear``, see :func:`regressor_matrix`)."""
+    T = regressor_matrix(symbols, num_taps, precursor, widely_linear)
     return T.reshape(*T.shape[:-3], T.shape[-3] * T.shape[-2], T.shape[-1])
 
 
@@ -140,7 +155,8 @@ def tracker_step(m, P, a, q, X, y, no, weight=None):
 
 
 def gaussian_block_logits(y: torch.Tensor, templates: torch.Tensor, m: torch.Tensor, no: torch.Tensor,
-                          P: torch.Tensor | None = None, *, precursor: int = 0) -> torch.Tensor:
+                          P: torch.Tensor | None = None, *, precursor: int = 0,
+                          widely_linear: bool = False) -> torch.Tensor:
     r"""Log-likelihoods of the ``M`` messages (up to a common constant), float ``[..., N, M]``.
 
     ``y`` complex ``[..., N, n]`` received blocks, ``templates`` complex ``[M, n]`` (what the receiver believes
@@ -151,9 +167,11 @@ def gaussian_block_logits(y: torch.Tensor, templates: torch.Tensor, m: torch.Ten
     :math:`-(\|\mathbf e\|^2 - \mathbf v^H\mathbf K^{-1}\mathbf v)/N_0 - \log\det(\mathbf K/N_0)` with
     :math:`\mathbf P = \mathbf R\mathbf R^H`, :math:`\mathbf U = \mathbf T_m\mathbf R`,
     :math:`\mathbf K = N_0\mathbf I + \mathbf U^H\mathbf U`, :math:`\mathbf v = \mathbf U^H\mathbf e`.
+    With ``widely_linear`` the belief is over ``L = 2 L'`` coefficients and :math:`\mathbf T_m` is
+    :func:`regressor_matrix` (``[T(t_m), T(t_m^*)]``).
     """
     L = m.shape[-1]
-    T = tap_conv_matrix(templates, L, precursor)  # [M, n, L]
+    T = regressor_matrix(templates, L // 2 if widely_linear else L, precursor, widely_linear)  # [M, n, L]
     r = torch.einsum("mnl,...l->...mn", T, m)  # [..., M, n]
     no_r = no.to(y.real.dtype)[..., None, None]
     # ||y - r||^2 = ||y||^2 - 2 Re<y, r> + ||r||^2 by one matmul (no [..., N, M, n] tensor)
@@ -225,17 +243,25 @@ class KalmanTracker(nn.Module):
     """
 
     def __init__(self, num_taps: int, precursor: int = 0, *, rho: float = 0.9, p0: float | None = None,
-                 q: float | None = None):
+                 q: float | None = None, widely_linear: bool = False):
         super().__init__()
         L = check_positive_int("num_taps", num_taps)
         self.num_taps, self.precursor = L, check_nonneg_int("precursor", precursor)
         if self.precursor >= L:
             raise ConfigError("precursor", f"must be < num_taps = {L}, got {precursor}")
+        self.widely_linear = bool(widely_linear)
         p0 = 1.0 / L if p0 is None else float(p0)
         q = (1.0 - rho ** 2) * p0 if q is None else float(q)
-        self.a_logit = nn.Parameter(torch.full((L,), logit(rho)))
-        self.q_raw = nn.Parameter(torch.full((L,), inv_softplus(q)))
-        self.p0_raw = nn.Parameter(torch.full((L,), inv_softplus(p0)))
+        # widely linear: L more coefficients (the conj(x) taps g), starting 20 dB below h (IQ imbalance is small)
+        scale = torch.cat([torch.ones(L), torch.full((L,), 0.01)]) if self.widely_linear else torch.ones(L)
+        self.a_logit = nn.Parameter(torch.full(scale.shape, logit(rho)))
+        self.q_raw = nn.Parameter(torch.tensor([inv_softplus(q * float(s)) for s in scale]))
+        self.p0_raw = nn.Parameter(torch.tensor([inv_softplus(p0 * float(s)) for s in scale]))
+
+    @property
+    def dim(self) -> int:
+        """Coefficients in the belief: ``L``, or ``2L`` when widely linear."""
+        return 2 * self.num_taps if self.widely_linear else self.num_taps
 
     def params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return (torch.sigmoid(self.a_logit), nn.functional.softplus(self.q_raw),
@@ -248,22 +274,24 @@ class KalmanTracker(nn.Module):
         """One frame: predict, then update on ``templates_p`` complex ``[..., P, n]`` (the pilots' templates) and
         ``y_p`` complex ``[..., P, n]`` received, ``no`` ``[...]``; ``weight`` optional ``[..., P]``."""
         a, q, _ = self.params()
-        X = stacked_conv_matrix(templates_p, self.num_taps, self.precursor)
+        X = stacked_conv_matrix(templates_p, self.num_taps, self.precursor, self.widely_linear)
         w = None if weight is None else weight.repeat_interleave(templates_p.shape[-1], dim=-1)
         return tracker_step(m, P, a, q, X, y_p.reshape(*y_p.shape[:-2], -1), no, w)
 
     def update(self, m, P, templates_p, y_p, no, weight=None):
         """Measurement update only (no time step), e.g. with decided payload blocks; arguments as :meth:`step`."""
-        X = stacked_conv_matrix(templates_p, self.num_taps, self.precursor)
+        X = stacked_conv_matrix(templates_p, self.num_taps, self.precursor, self.widely_linear)
         w = None if weight is None else weight.repeat_interleave(templates_p.shape[-1], dim=-1)
         return tracker_update(m, P, X, y_p.reshape(*y_p.shape[:-2], -1), no, w)
 
     def nll(self, y, templates_b, m, P, no):
         """:func:`gaussian_nll` of blocks ``y`` ``[..., B, n]`` sent as ``templates_b`` ``[..., B, n]``."""
-        return gaussian_nll(y, tap_conv_matrix(templates_b, self.num_taps, self.precursor), m, P, no)
+        return gaussian_nll(y, regressor_matrix(templates_b, self.num_taps, self.precursor, self.widely_linear),
+                            m, P, no)
 
     def logits(self, y, templates, m, no, P=None):
-        return gaussian_block_logits(y, templates, m, no, P, precursor=self.precursor)
+        return gaussian_block_logits(y, templates, m, no, P, precursor=self.precursor,
+                                     widely_linear=self.widely_linear)
 
     def extra_repr(self) -> str:
-        return f"num_taps={self.num_taps}, precursor={self.precursor}"
+        return f"num_taps={self.num_taps}, precursor={self.precursor}, widely_linear={self.widely_linear}"

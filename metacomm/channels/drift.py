@@ -657,6 +657,8 @@ class Segment:
     :param impairment: an :class:`ImpairmentDrift`, or ``None``.
     :param ebno_db: the nominal Eb/N0 [dB] of this segment (``None``: the timeline's).
     :param label: a name for plots and reports (e.g. ``"TDL-A"``).
+    :param attack: an attacker active during the segment
+        (:class:`~metacomm.channels.attacks.SegmentAttack`: kind and PSR), or ``None``.
     """
 
     frames: int
@@ -666,6 +668,7 @@ class Segment:
     impairment: ImpairmentDrift | None = None
     ebno_db: float | None = None
     label: str = ""
+    attack: object | None = None
 
     def __post_init__(self):
         self.frames = check_positive_int("frames", self.frames)
@@ -679,6 +682,10 @@ class Segment:
             raise ConfigError("impairment", f"expected an ImpairmentDrift, got {type(self.impairment).__name__}")
         if self.ebno_db is not None:
             self.ebno_db = check_finite("ebno_db", self.ebno_db)
+        if self.attack is not None:
+            from metacomm.channels.attacks import SegmentAttack
+            if not isinstance(self.attack, SegmentAttack):
+                raise ConfigError("attack", f"expected a SegmentAttack, got {type(self.attack).__name__}")
 
 
 @dataclass
@@ -707,6 +714,7 @@ class Frame:
     drift_value: float
     params: dict[str, float] = field(default_factory=dict)
     label: str = ""
+    attack: object | None = None  # the segment's SegmentAttack (None: no attacker)
 
 
 class Timeline:
@@ -809,7 +817,7 @@ class Timeline:
                 no = ebnodb_to_no(ebno, self.bits_per_channel_use).to(torch.float32)
                 yield Frame(index=t, segment=si, channel=channel, state=state, ebno_db=ebno, no=no,
                             drift_name=self.plot, drift_value=params.get(self.plot, float("nan")),
-                            params=params, label=seg.label)
+                            params=params, label=seg.label, attack=seg.attack)
                 t += 1
 
     @staticmethod

@@ -15,7 +15,14 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from metacomm._validation import ConfigError, check_choice, check_finite, check_nonneg_int, check_positive_int
+from metacomm._validation import (
+    ConfigError,
+    check_choice,
+    check_finite,
+    check_memory,
+    check_nonneg_int,
+    check_positive_int,
+)
 from metacomm.sims.links import CLASSICAL_CODECS, CODECS, CSI_CHOICES, DECODERS
 
 __all__ = ["BerConfig", "run_ber", "parse_ebno_range", "CHANNELS"]
@@ -116,6 +123,9 @@ class BerConfig:
         self.seed = check_nonneg_int("seed", self.seed)
         if self.block_length is not None:
             self.block_length = check_positive_int("block_length", self.block_length)
+            # bits, LLRs, symbols, noise and received samples of one batch: ~64 bytes per information bit
+            check_memory(("block_length", "batch_size"),
+                         64.0 * self.block_length * min(self.batch_size, self.max_blocks), "one batch of blocks")
         check_choice("ci", self.ci, ("clopper-pearson", "wilson"))
         check_choice("csi", self.csi, CSI_CHOICES)
         if self.num_pilots is not None:

@@ -21,7 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from metacomm._validation import ConfigError
-from metacomm.experiments.drift import DEFAULT_CHECKPOINT, DriftConfig, run_drift_experiment, shipped_tracker
+from metacomm.experiments.drift import (
+    DEFAULT_CHECKPOINT,
+    DriftConfig,
+    check_drift_memory,
+    run_drift_experiment,
+    shipped_tracker,
+)
 
 __all__ = ["DemoConfig", "run_demo", "ensure_checkpoint"]
 
@@ -44,6 +50,7 @@ class DemoConfig:
         from metacomm._validation import check_positive_int
         from metacomm.experiments._common import check_out_dir
         self.frames = check_positive_int("frames", self.frames)
+        check_drift_memory(self)
         check_out_dir(self.out)
         return self
 

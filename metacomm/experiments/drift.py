@@ -71,6 +71,7 @@ class DriftConfig:
         if self.seed is not None:
             self.seed = check_nonneg_int("seed", self.seed)
         self.frames = check_positive_int("frames", self.frames)
+        check_drift_memory(self)
         from metacomm.artefacts import check_output_dir
         check_output_dir(self.out, results="results.json", kind="metacomm-drift", field="out",
                          others=("results.csv", "drift.png"))
@@ -116,6 +117,22 @@ def load_drift_codec(path: str, *, device="cpu", field: str = "checkpoint"):
                          "init_step": init.get("step"), "init_seed": init.get("seed"), "val": init.get("val"),
                          "meta_steps": ck.get("meta_steps")}}
     return model, _CodecSettings(inner_lr, "decoder.taps", model.meta_inner_loss), ck
+
+
+def check_drift_memory(cfg) -> None:
+    """Refuse up front sizes whose tensors cannot fit: per frame every scheme holds the links' pilot and payload
+    blocks (codewords, noise, received samples and 2^k block logits: about 1 KiB per block for the k = 8
+    built-ins), and the result keeps a record per frame and scheme (about 512 bytes)."""
+    from metacomm._validation import check_memory
+    for f in ("links", "pilots", "payload"):
+        if getattr(cfg, f, None) is not None:
+            setattr(cfg, f, check_positive_int(f, getattr(cfg, f)))
+    blocks = (getattr(cfg, "links", None) or 8) * ((getattr(cfg, "pilots", None) or 16)
+                                                  + (getattr(cfg, "payload", None) or 64))
+    sizes = sorted(("payload", "pilots", "links"), key=lambda f: -(getattr(cfg, f, None) or 0))  # largest first
+    check_memory(tuple(sizes), 1024.0 * blocks, "one frame of pilot and payload blocks")
+    schemes = len(getattr(cfg, "schemes", None) or ()) or 16
+    check_memory("frames", 512.0 * cfg.frames * schemes, "the per-frame results")
 
 
 def shipped_tracker(scenario, pilots) -> str | None:

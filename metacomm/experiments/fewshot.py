@@ -95,6 +95,11 @@ class FewShotConfig:
         if self.test_channels is not None:
             self.test_channels = check_positive_int("test_channels", self.test_channels)
         self.test_blocks = check_positive_int("test_blocks", self.test_blocks)
+        from metacomm._validation import check_memory
+        # per test task: pilots and test blocks with their codewords, noise and block logits (~1 KiB each)
+        check_memory(("pilots", "test_blocks", "test_channels"),
+                     1024.0 * (max(self.pilots) + self.test_blocks) * (self.test_channels or 20),
+                     "the test tasks' pilots and test blocks")
         self.adam_lr = check_positive("adam_lr", self.adam_lr)
         self.genie_steps = check_nonneg_int("genie_steps", self.genie_steps)
         check_nonneg("seed", self.seed)

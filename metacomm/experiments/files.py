@@ -43,6 +43,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "drift": ("metacomm.experiments.drift", "DriftConfig"),
     "demo": ("metacomm.experiments.demo", "DemoConfig"),
     "train": ("metacomm.experiments.train", "TrainConfig"),
+    "pack adversarial": ("metacomm.experiments.adversarial", "AdversarialConfig"),
+    "pack compression": ("metacomm.experiments.compression", "CompressionConfig"),
+    "pack label-noise": ("metacomm.experiments.label_noise", "LabelNoiseConfig"),
 }
 
 #: nesting deeper than this is refused (a malformed or hostile file)

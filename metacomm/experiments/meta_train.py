@@ -157,6 +157,7 @@ def build(cfg: MetaTrainConfig):
                       outer_lr=d["outer_lr"] if cfg.outer_lr is None else cfg.outer_lr,
                       meta_batch=d["meta_batch"] if cfg.meta_batch is None else cfg.meta_batch,
                       val_every=cfg.val_every, val_tasks=cfg.val_tasks).validate()
+    _check_task_memory(sc, mcfg, dev)
     cfg.check_out_is_free()
     meta = make_meta_trainer(sc, mcfg, cfg.seed, dev)
     jcfg = MetaConfig(algo="maml", inner_steps=0, inner_lr=0.0, outer_lr=mcfg.outer_lr, meta_batch=mcfg.meta_batch,
@@ -233,6 +234,25 @@ def _load_resume(path: str, settings: dict) -> dict:
             raise ConfigError("resume", f"checkpoint was trained with {key}={old.get(key)!r}, this run has "
                                         f"{new.get(key)!r}; resume with the settings of the interrupted run")
     return ck
+
+
+def _check_task_memory(sc, mcfg, dev) -> None:
+    """Refuse up front a meta-batch whose tensors cannot fit: one task is sampled from a throw-away generator and
+    its batch bytes are scaled by the meta-batch (x 32 for activations and the second-order graph) and the held-out
+    tasks (x 8)."""
+    from torch.utils._pytree import tree_leaves
+
+    from metacomm._validation import check_memory
+    from metacomm.channels import make_generator
+    try:
+        one = sc.sample_tasks(1, make_generator(0, dev))
+    except (RuntimeError, MemoryError) as e:  # a scenario setting so large that one task does not fit
+        raise ConfigError("scenario_config", f"one task of this scenario cannot be built: "
+                                             f"{str(e).splitlines()[0][:200]}") from None
+    import torch
+    per_task = sum(t.numel() * t.element_size() for t in tree_leaves(one) if isinstance(t, torch.Tensor))
+    check_memory(("meta_batch", "val_tasks"), per_task * (32 * mcfg.meta_batch + 8 * mcfg.val_tasks),
+                 f"a meta-batch of {mcfg.meta_batch} tasks ({per_task / 2**20:.3g} MiB each)")
 
 
 def _restart_context(cfg: MetaTrainConfig):

@@ -71,6 +71,8 @@ def write_pack_results(out: str, pack: str, config: Mapping[str, Any], records: 
 
 
 def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
     if isinstance(v, float):
         if math.isnan(v):
             return "-"

@@ -77,6 +77,13 @@ class TrainConfig:
         if self.loss is not None:
             check_choice("loss", self.loss, ("ce", "bce"))
         self.threads = check_positive_int("threads", self.threads)
+        if self.hidden is not None:
+            from metacomm._validation import check_memory
+            h = check_positive_int("hidden", self.hidden)
+            layers = 2 + 2 * (self.num_hidden_layers if isinstance(self.num_hidden_layers, int) else 1)
+            # weights, gradients and two Adam moments of the hidden x hidden layers, and the batch's activations
+            check_memory(("hidden", "batch_size"), 16.0 * h * (layers * h + 4 * self.batch_size),
+                         f"a codec with {h} hidden units")
         if Path(self.out).is_dir():
             raise ConfigError("out", f"{self.out} is a directory; give a checkpoint file name such as ckpt.pt")
         stem = Path(self.out).with_suffix("")

@@ -41,6 +41,9 @@ Top level (all keys other than those listed are rejected)::
     walk = { step_db = 0.5, min_db = -6.0, max_db = 4.0, start_db = 0.0 }     # reflecting random walk
     shadowing = { amplitude_db = 3.0, period_frames = 200, phase_rad = 0.0 }  # phase omitted: random/link
     deep_fades = { rate_per_frame = 0.01, depth_db = 15.0, duration_frames = 5 }
+    [segment.attack]               # optional: an attacker during this segment (metacomm.channels.attacks)
+    kind = "jam-gauss"             # fgm | pgd-l2 | pgd-linf | uap | uap-shifted | jam-gauss | jam-tone | none
+    psr_db = -6.0                  # PSR ||p||^2/||x||^2 per block [dB]; -inf = no attacker
     [segment.impairment]           # optional impairment stage with drifting parameters
     kind = "iq-imbalance"          # an impairment of metacomm.channels.registry
     position = "tx"                # tx (before the fading channel) | rx (after it)
@@ -105,7 +108,8 @@ BUILTIN_SCENARIOS = ("doppler-slow", "doppler-fast", "snr-drift", "regime-switch
 
 TOP_KEYS = ("name", "description", "ebno_db", "frame_duration_s", "seed", "plot", "codec", "segment")
 CODEC_KEYS = ("k", "n")
-SEGMENT_KEYS = ("frames", "label", "channel", "channel_args", "ebno_db", "drift", "snr", "impairment")
+SEGMENT_KEYS = ("frames", "label", "channel", "channel_args", "ebno_db", "drift", "snr", "impairment", "attack")
+ATTACK_KEYS = ("kind", "psr_db")
 PROCESSES = ("gauss-markov", "jakes", "iid", "static")
 DRIFT_KEYS = {
     "gauss-markov": ("process", "rho", "doppler_hz", "speed_mps", "carrier_hz", "preserve_mean"),
@@ -295,6 +299,8 @@ class DriftScenario:
                 parts.append(repr(s.snr))
             if s.impairment is not None:
                 parts.append(repr(s.impairment))
+            if s.attack is not None:
+                parts.append(repr(s.attack))
             lines.append("  " + ", ".join(parts))
         return "\n".join(lines)
 
@@ -407,8 +413,22 @@ def _segment(ctx: _Ctx, path: str, raw: Any, tf: float | None) -> Segment:
     fading = _fading(ctx, f"{path}.drift", seg.get("drift"), tf)
     snr = _snr(ctx, f"{path}.snr", seg["snr"]) if "snr" in seg else None
     imp = _impairment(ctx, f"{path}.impairment", seg["impairment"], frames) if "impairment" in seg else None
+    attack = _attack(ctx, f"{path}.attack", seg["attack"]) if "attack" in seg else None
     return Segment(frames=frames, channel=channel, fading=fading, snr=snr, impairment=imp, ebno_db=ebno,
-                   label=label)
+                   label=label, attack=attack)
+
+
+def _attack(ctx: _Ctx, path: str, raw: Any):
+    """``[segment.attack]``: ``kind`` (an attack of :mod:`metacomm.channels.attacks` or ``none``) and ``psr_db``
+    (PSR ||p||^2/||x||^2 per block [dB]; ``-inf`` = no attacker)."""
+    from metacomm.channels.attacks import ATTACKS, SegmentAttack
+    tbl = ctx.table(path, raw, ATTACK_KEYS, required=ATTACK_KEYS)
+    kind = ctx.string(f"{path}.kind", tbl["kind"], ("none", *ATTACKS))
+    psr = tbl["psr_db"]
+    if isinstance(psr, bool) or not isinstance(psr, int | float) or math.isnan(psr) or psr == math.inf:
+        raise ctx.error(f"{path}.psr_db", f"expected a PSR in dB (a finite number, or -inf for no attacker), "
+                                          f"got {psr!r}")
+    return SegmentAttack.make(kind, float(psr))
 
 
 class _AnyKey(tuple):

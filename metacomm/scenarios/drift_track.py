@@ -20,15 +20,25 @@ frames and messages; with ``decision_directed`` the payload blocks decided with 
 unrolled recursion: ``meta-train --scenario drift`` trains it with 0 inner steps (``meta_defaults``).
 
 Encoder: ``encoder="shipped"`` starts from (and keeps frozen) the shipped online-drift codec when the geometry
-fits (k = 8, n = 8, 3 taps, hidden 64): its ``meta``/``warm`` rows are then those of today's codec;
+fits (k = 8, n = 8, hidden 64; whatever the tracker's window, the per-frame decoder keeps the shipped 3-tap
+window, so the ``meta``/``warm`` rows are those of today's codec);
 ``"train"`` trains encoder and templates with the tracker (from a random init); ``"fixed"`` keeps the random
 init's encoder (templates = its codebook) frozen and learns the tracker only; ``"auto"`` picks ``shipped`` when it
 fits, else ``train``.
 
+Any scenario: when its segments differ (a regime switch) or it has a real-linear impairment (IQ imbalance, phase
+offset/noise), every training and test frame's channel is the *exact* one, probed from the timeline
+(``y = A x + B conj(x)``, :meth:`DriftTrackScenario._probe`), sequences start at a random frame of the timeline
+(``start``) so they cover every segment and the switches, and the tracker is widely linear (``widely_linear``:
+its belief also covers taps on ``conj(x)``, which represent IQ imbalance exactly). The receiver keeps its tap
+model; what it cannot represent (phase noise within a block) is a model mismatch it is trained through. (The
+training signals add the noise after the probed channel; a receiver-side impairment acts on the noise too in a
+drift run, which for IQ imbalance only reshapes the noise covariance slightly.)
+
 Limits (ConfigError naming the field): ``k > 12`` (the template decoder scores all :math:`2^k` messages), a
 fractional ``n``, a channel other than ``multipath``/``tdl-*`` in ``mode = "truncate"`` without in-block motion
-or ``rayleigh``, an impairment stage, or a receiver window that does not contain the channel's lags. Training
-sequences start at the timeline's first frame (later segments of a multi-segment timeline are not drawn).
+or ``rayleigh``, a PA nonlinearity (``rapp``, ``saleh``), or a receiver window that does not contain the
+channel's lags.
 """
 
 from __future__ import annotations
@@ -54,6 +64,11 @@ __all__ = ["DriftTrackConfig", "DriftTrackObjective", "DriftTrackScenario", "Tra
 
 NAME = "drift"
 ENCODERS = ("auto", "shipped", "train", "fixed")
+#: where training/test sequences start: the timeline's first frame, or a uniformly random frame of it
+STARTS = ("first", "random")
+#: impairment stages that are real-linear in the samples (IQ imbalance, phase offset / noise): the exact channel
+#: of a frame is then y = A x + B conj(x), probed per frame; PA models (rapp, saleh) are not
+LINEAR_IMPAIRMENTS = ("iq-imbalance", "random-iq-imbalance", "phase-offset", "phase-noise")
 #: the shipped online-drift codec (k = 8, n = 8, 3 taps, hidden 64), the warm start of ``encoder="shipped"``
 SHIPPED_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "checkpoints", "online_drift_k8n8.pt")
 _SHIPPED_GEOMETRY = {"k": 8, "n": 8, "num_taps": 3, "hidden": 64}
@@ -73,7 +88,11 @@ class DriftTrackConfig:
     ``dd_threshold``: update the belief with the payload blocks decided with posterior probability above the
     threshold (the receiver's own decisions); ``dd_redecode``: then decide the frame's payload again with it; ``encoder``: auto, shipped,
     train, fixed; ``hidden``: encoder width; ``rho_init``: initial per-tap ``a``; ``num_test_sequences``/
-    ``test_frames``: test links and their length; ``test_seed``: seed of the test sequences.
+    ``test_frames``: test links and their length; ``test_seed``: seed of the test sequences; ``widely_linear``:
+    the tracker's belief also covers taps on conj(x) (IQ imbalance; ``None``: when a segment has an impairment);
+    ``start``: ``"first"`` (sequences start at the timeline's first frame) or ``"random"`` (at a uniformly random
+    frame, so that sequences cover every segment and the switches between them; ``None``: random when the
+    timeline has several segments or an impairment).
     """
 
     drift: str = "doppler-slow"
@@ -94,6 +113,8 @@ class DriftTrackConfig:
     num_test_sequences: int = 8
     test_frames: int = 50
     test_seed: int = 4243
+    widely_linear: bool | None = None
+    start: str | None = None
 
     def validate(self) -> DriftTrackConfig:
         if not isinstance(self.drift, str) or not self.drift:
@@ -120,6 +141,10 @@ class DriftTrackConfig:
         self.rho_init = check_finite("rho_init", self.rho_init)
         if not 0.0 < self.rho_init < 1.0:
             raise ConfigError("rho_init", f"must lie in (0, 1), got {self.rho_init!r}")
+        if self.widely_linear is not None and not isinstance(self.widely_linear, bool):
+            raise ConfigError("widely_linear", f"must be true, false or unset (auto), got {self.widely_linear!r}")
+        if self.start is not None and self.start not in STARTS:
+            raise ConfigError("start", f"unknown value {self.start!r}; allowed: {', '.join(STARTS)}")
         if self.encoder not in ENCODERS:
             raise ConfigError("encoder", f"unknown value {self.encoder!r}; allowed: {', '.join(ENCODERS)}")
         self.test_seed = check_nonneg_int("test_seed", self.test_seed)
@@ -144,20 +169,27 @@ def _channel_window(channel) -> tuple[int, int, str]:
 class TrackingDriftCodec(DriftAutoencoder):
     """:class:`~metacomm.scenarios.online_drift.DriftAutoencoder` + ``tracker``
     (:class:`~metacomm.adaptation.tracking.KalmanTracker` over ``num_taps`` taps with ``precursor`` pre-cursor
-    taps). ``track_options`` (not parameters): ``soft``, ``decision_directed``, ``dd_threshold``, ``dd_redecode``
+    taps; ``decoder_taps``: the per-frame schemes' tap window of the template decoder, default ``num_taps`` --
+    the shipped codec's 3 when its weights are taken whatever the tracker's window). ``track_options`` (not
+    parameters): ``soft``, ``decision_directed``, ``dd_threshold``, ``dd_redecode``
     -- how the
     ``track`` drift scheme and the training loss use the belief. ``meta_inner_loss = "pilot-fit"`` (the
     ``meta``/``warm`` schemes' pilot loss, as the shipped codec)."""
 
     def __init__(self, k: int, n: int, num_taps: int, hidden: int = 64, *, precursor: int = 0,
                  rho_init: float = 0.9, soft: bool = False, decision_directed: bool = False,
-                 dd_threshold: float = 0.99, dd_redecode: bool = False):
-        super().__init__(k, n, num_taps, hidden)
-        self.tracker = KalmanTracker(num_taps, precursor, rho=rho_init)
+                 dd_threshold: float = 0.99, dd_redecode: bool = False, widely_linear: bool = False,
+                 decoder_taps: int | None = None):
+        super().__init__(k, n, num_taps if decoder_taps is None else decoder_taps, hidden)
+        self.tracker = KalmanTracker(num_taps, precursor, rho=rho_init, widely_linear=widely_linear)
         self.track_options = {"soft": bool(soft), "decision_directed": bool(decision_directed),
                               "dd_threshold": float(dd_threshold), "dd_redecode": bool(dd_redecode)}
         self.meta_inner_loss = "pilot-fit"
         self._config.update(precursor=precursor, rho_init=rho_init, **self.track_options)
+        if widely_linear:
+            self._config.update(widely_linear=True)
+        if decoder_taps is not None and decoder_taps != num_taps:
+            self._config.update(tracker_taps=num_taps)
 
 
 def track_frames(model: TrackingDriftCodec, msg_p, y_p, y_d, no, state=None, *, detach_templates: bool = False,
@@ -218,16 +250,24 @@ class DriftTrackObjective(MetaObjective):
         self.nll_weight = float(nll_weight)
 
     def _rx(self, model, msg, w, taps, no):
+        """Received blocks ``[F, B, n]`` of messages ``msg`` ``[F, B]`` through the frames' channels: ``taps``
+        complex ``[F, L]`` (the receiver-window taps) or ``{"A", "B"}`` complex ``[F, n, n]`` (the exact
+        real-linear channel of each frame, ``y = A x + B conj(x)``, see :meth:`DriftTrackScenario._probe`)."""
         x = model.encoder.forward_index(msg)  # [F, B, n]
         if not self.train_codec:
             x = x.detach()
-        T = tap_conv_matrix(x, self.num_taps, self.precursor)  # [F, B, n, L]
-        y = (T @ taps[:, None, :, None])[..., 0]
+        if isinstance(taps, dict):
+            xc = torch.complex(x.real, -x.imag)
+            y = (taps["A"][:, None] @ x[..., None])[..., 0] + (taps["B"][:, None] @ xc[..., None])[..., 0]
+        else:
+            T = tap_conv_matrix(x, self.num_taps, self.precursor)  # [F, B, n, L]
+            y = (T @ taps[:, None, :, None])[..., 0]
         return y + no.sqrt().to(y.real.dtype)[:, None, None] * w
 
     def loss(self, model, batch):
-        y_p = self._rx(model, batch["msg_p"], batch["w_p"], batch["taps"], batch["no"])
-        y_q = self._rx(model, batch["msg_q"], batch["w_q"], batch["taps"], batch["no"])
+        ch = {"A": batch["A"], "B": batch["B"]} if "A" in batch else batch["taps"]
+        y_p = self._rx(model, batch["msg_p"], batch["w_p"], ch, batch["no"])
+        y_q = self._rx(model, batch["msg_q"], batch["w_q"], ch, batch["no"])
         msg = batch["msg_q"]
         logits, _, nll = track_frames(model, batch["msg_p"], y_p, y_q, batch["no"],
                                       detach_templates=not self.train_codec, msg_d=msg)
@@ -280,14 +320,23 @@ class DriftTrackScenario(FewShotScenario):
         windows = []
         for i, seg in enumerate(d.segments):
             win = _channel_window(seg.channel)
-            if win is None or seg.impairment is not None:
+            bad_imp = seg.impairment is not None and seg.impairment.name not in LINEAR_IMPAIRMENTS
+            if win is None or bad_imp:
                 what = f"impairment {seg.impairment.name!r}" if win is not None else \
                     f"channel {type(seg.channel).__name__}"
                 raise ConfigError("drift", f"{d.source}: segment[{i}] has a {what} the tracker cannot model "
                                            "(allowed: multipath or tdl-* with mode = \"truncate\" and no in-block "
-                                           "motion, rayleigh; no impairment stage)")
+                                           f"motion, rayleigh; impairments {', '.join(LINEAR_IMPAIRMENTS)})")
             windows.append(win)
+        has_imp = any(s.impairment is not None for s in d.segments)
+        self.widely_linear = has_imp if c.widely_linear is None else c.widely_linear
+        # the exact per-frame channel (probed) whenever the segments differ or an impairment is present; then the
+        # sequences start anywhere in the timeline (a ramping impairment or a regime switch is not stationary)
+        self._exact = has_imp or len(d.segments) > 1
+        self.start = c.start or ("random" if self._exact else "first")
         ch_taps, ch_lag0, self._state_key = windows[0]
+        # lags that reach a block of n samples: -(n-1) .. n-1 (a truncated channel's other taps never do)
+        windows = [(min(lw, l0 + self.n), min(l0, self.n - 1), key) for lw, l0, key in windows]
         pre = max(w[1] for w in windows) if c.precursor is None else c.precursor
         L = max(w[0] - w[1] for w in windows) + pre if c.num_taps is None else c.num_taps
         if pre >= L:
@@ -298,7 +347,8 @@ class DriftTrackScenario(FewShotScenario):
                                               f"contain segment[{i}]'s lags {-l0}..{lw - 1 - l0}")
         self.num_taps, self.precursor = L, pre
         self._ch_taps, self._ch_lag0 = ch_taps, ch_lag0
-        fits = {"k": self.k, "n": self.n, "num_taps": L, "hidden": c.hidden} == _SHIPPED_GEOMETRY and pre == 0
+        # the shipped codebook fits any tap window (only the per-frame schemes' tap parameters depend on it)
+        fits = {"k": self.k, "n": self.n, "hidden": c.hidden} == {k: _SHIPPED_GEOMETRY[k] for k in ("k", "n", "hidden")}
         if c.encoder == "shipped" and not fits:
             raise ConfigError("encoder", f"the shipped codec is for {_SHIPPED_GEOMETRY} without pre-cursor taps; "
                                          f"this scenario has k={self.k}, n={self.n}, num_taps={L}, precursor={pre}, "
@@ -329,27 +379,66 @@ class DriftTrackScenario(FewShotScenario):
         c = self.config
         model = TrackingDriftCodec(self.k, self.n, self.num_taps, c.hidden, precursor=self.precursor,
                                    rho_init=c.rho_init, soft=c.soft, decision_directed=c.decision_directed,
-                                   dd_threshold=c.dd_threshold, dd_redecode=c.dd_redecode)
+                                   dd_threshold=c.dd_threshold, dd_redecode=c.dd_redecode,
+                                   widely_linear=self.widely_linear,
+                                   decoder_taps=_SHIPPED_GEOMETRY["num_taps"] if self.encoder_mode == "shipped"
+                                   else None)
         model.reset_parameters(torch.Generator().manual_seed(int(seed)))
         if self.encoder_mode == "shipped":
             from metacomm.scenarios.online_drift import load_meta
             shipped, _, _ = load_meta(SHIPPED_CHECKPOINT, field="encoder")
+            # the whole shipped codec (its per-frame decoder keeps its 3-tap window: the meta/warm rows are today's
+            # codec's); the tracker has its own window
             model.load_state_dict({**model.state_dict(), **shipped.state_dict()})
         return model.to(self.device)
 
     # --- tasks ----------------------------------------------------------------------------------------
-    def _sequences(self, num: int, frames: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """``num`` links x ``frames`` frames from the timeline: true taps in the receiver's window complex
-        ``[num, frames, L]`` and N0 ``[num, frames]``."""
-        taps, nos = [], []
+    def _probe(self, fr, num: int) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""The exact noiseless channel of frame ``fr`` per link as ``(A, B)`` complex ``[num, n, n]`` with
+        :math:`\mathbf y = \mathbf A\mathbf x + \mathbf B\mathbf x^*` (any real-linear chain: fading, TDL, IQ
+        imbalance, phase offset): the frame's channel is applied without noise to the unit blocks
+        :math:`\mathbf e_j` and :math:`i\mathbf e_j`, whose outputs are the columns of :math:`\mathbf A +
+        \mathbf B` and :math:`i(\mathbf A - \mathbf B)`."""
+        n = self.n
+        eye = torch.eye(n, dtype=torch.complex64, device=self.device)
+        basis = torch.cat([eye, 1j * eye])  # [2n, n]
+        x = basis.repeat(num, 1)  # link-major: rows l*2n .. l*2n + 2n - 1
+        state = {k: v.to(self.device).repeat_interleave(2 * n, dim=0) for k, v in fr.state.items()}
+        y = fr.channel(x, 1.0, state=state, noise=torch.zeros(num * 2 * n, fr.channel.output_length(n),
+                                                               dtype=torch.complex64, device=self.device))
+        y = y[:, :n].reshape(num, 2, n, n)  # [link, e/ie, j (input), i (output)]
+        y1, y2 = y[:, 0].transpose(-1, -2), y[:, 1].transpose(-1, -2)  # [link, i, j]
+        return (y1 - 1j * y2) / 2, (y1 + 1j * y2) / 2
+
+    def _sequences(self, num: int, frames: int, g: torch.Generator):
+        """``num`` links x ``frames`` frames from the timeline (from its first frame, or -- ``start = "random"`` --
+        from a frame drawn uniformly from ``g``, one start per call): the true channel and N0 ``[num, frames]``.
+        The channel is the taps in the receiver's window, complex ``[num, frames, L]``, or -- when segments differ
+        or an impairment is present -- ``{"A", "B"}`` complex ``[num, frames, n, n]`` (:meth:`_probe`)."""
+        taps, nos, A, B = [], [], [], []
         shift = 1.0 if self.config.ebno_db is None else 10 ** (-(self.config.ebno_db - self.drift.ebno_db) / 10)
-        for fr in self.drift.frames(frames, batch_size=num, generator=g, device=self.device, num_symbols=self.n):
+        skip = 0
+        if self.start == "random":
+            total = max(self.drift.num_frames - frames, 0)
+            skip = int(torch.randint(0, total + 1, (1,), generator=g, device=g.device).item())
+        for fr in self.drift.frames(skip + frames, batch_size=num, generator=g, device=self.device,
+                                    num_symbols=self.n):
+            if fr.index < skip:
+                continue
+            nos.append(fr.no.to(self.device) * shift)
+            if self._exact:
+                a, b = self._probe(fr, num)
+                A.append(a)
+                B.append(b)
+                continue
             h = fr.state[self._state_key].reshape(num, -1)
-            lo = self.precursor - self._ch_lag0
+            lo = self.precursor - self._ch_lag0  # (negative pads crop taps that never reach the block)
             h = nn.functional.pad(h, (lo, self.num_taps - lo - h.shape[-1]))
             taps.append(h)
-            nos.append(fr.no.to(self.device) * shift)
-        return torch.stack(taps, 1), torch.stack(nos, 1).to(torch.float32)
+        no = torch.stack(nos, 1).to(torch.float32)
+        if self._exact:
+            return {"A": torch.stack(A, 1), "B": torch.stack(B, 1)}, no
+        return torch.stack(taps, 1), no
 
     def _data(self, num: int, frames: int, per_frame: int, g: torch.Generator) -> tuple:
         M = 2 ** self.k
@@ -358,10 +447,12 @@ class DriftTrackScenario(FewShotScenario):
         return msg, w
 
     def _tasks(self, num_tasks: int, g: torch.Generator, pilots: int, query: int, frames: int) -> dict:
-        taps, no = self._sequences(num_tasks, frames, g)
+        ch, no = self._sequences(num_tasks, frames, g)
         msg_p, w_p = self._data(num_tasks, frames, pilots, g)
         msg_q, w_q = self._data(num_tasks, frames, query, g)
-        return {"msg_p": msg_p, "w_p": w_p, "msg_q": msg_q, "w_q": w_q, "taps": taps, "no": no}
+        out = {"msg_p": msg_p, "w_p": w_p, "msg_q": msg_q, "w_q": w_q, "no": no}
+        out.update(ch if isinstance(ch, dict) else {"taps": ch})
+        return out
 
     def sample_tasks(self, num_tasks: int, g: torch.Generator) -> TaskBatch:
         """``num_tasks`` training sequences (one link each); support = query = the sequence (the loss runs the
@@ -384,18 +475,26 @@ class DriftTrackScenario(FewShotScenario):
 
     @property
     def num_test_tasks(self) -> int:
-        return int(self.test_taps.shape[0])
+        return int(self.test_no.shape[0])
+
+    def _test_channel(self, i: int):
+        """Test link ``i``'s channel sequence (taps ``[F, L]`` or ``{"A", "B"}`` ``[F, n, n]``)."""
+        if isinstance(self.test_taps, dict):
+            return {k: v[i] for k, v in self.test_taps.items()}
+        return self.test_taps[i]
 
     def _test_signals(self, model, pilots: int, test_blocks: int, g: torch.Generator):
-        C, F = self.test_taps.shape[:2]
+        C, F = self.test_no.shape[:2]
         per = -(-int(test_blocks) // F)
         msg_p, w_p = self._data(C, F, pilots, g)
         msg_d, w_d = self._data(C, F, per, g)
         with torch.no_grad():
             book = model.encoder.codebook()
             rx = self.objective
-            y_p = torch.stack([rx._rx(model, msg_p[i], w_p[i], self.test_taps[i], self.test_no[i]) for i in range(C)])
-            y_d = torch.stack([rx._rx(model, msg_d[i], w_d[i], self.test_taps[i], self.test_no[i]) for i in range(C)])
+            y_p = torch.stack([rx._rx(model, msg_p[i], w_p[i], self._test_channel(i), self.test_no[i])
+                               for i in range(C)])
+            y_d = torch.stack([rx._rx(model, msg_d[i], w_d[i], self._test_channel(i), self.test_no[i])
+                               for i in range(C)])
         count_mask = (torch.arange(F * per, device=self.device) < test_blocks).reshape(F, per)
         return book, msg_p, y_p, msg_d, y_d, count_mask
 
@@ -424,8 +523,13 @@ class DriftTrackScenario(FewShotScenario):
         model = self.build_model(model_seed)
         book, msg_p, y_p, msg_d, y_d, mask = self._test_signals(model, 1, test_blocks, generator)
         with torch.no_grad():
-            T = tap_conv_matrix(book, self.num_taps, self.precursor)  # [M, n, L]
-            images = torch.einsum("mnl,cfl->cfmn", T, self.test_taps)
+            if isinstance(self.test_taps, dict):  # exact channel: A t_m + B conj(t_m)
+                bc = torch.complex(book.real, -book.imag)
+                images = torch.einsum("cfij,mj->cfmi", self.test_taps["A"], book) \
+                    + torch.einsum("cfij,mj->cfmi", self.test_taps["B"], bc)
+            else:
+                T = tap_conv_matrix(book, self.num_taps, self.precursor)  # [M, n, L]
+                images = torch.einsum("mnl,cfl->cfmn", T, self.test_taps)
             d2 = (y_d[..., :, None, :] - images[..., None, :, :]).abs().square().sum(-1)
         return self._count(d2.argmin(-1), msg_d, mask)
 

@@ -17,7 +17,9 @@ __all__ = ["register_scenario", "make_scenario", "scenario_class", "scenario_nam
 _REGISTRY: dict[str, type[FewShotScenario]] = {}
 
 #: modules whose import registers the built-in scenarios
-BUILTIN_PACKS = ("metacomm.scenarios.fewshot_fading", "metacomm.scenarios.fewshot_iq", "metacomm.scenarios.drift_track")
+BUILTIN_PACKS = ("metacomm.scenarios.fewshot_fading", "metacomm.scenarios.fewshot_iq", "metacomm.scenarios.drift_track",
+                 "metacomm.scenarios.adversarial",
+                 "metacomm.scenarios.fewshot_compression", "metacomm.scenarios.label_noise")
 
 
 def _fail(cls, what: str):

@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, str] = {
     "drift": "drift",
     "run": "run",
     "pack": "pack",
+    "export": "export",
 }
 
 
@@ -97,7 +98,22 @@ def main(argv: list[str] | None = None) -> int:
         field = flag_of(sub, e.field)
         message = str(e)[len(e.field) + 2:] if str(e).startswith(f"{e.field}: ") else str(e)
         name = getattr(args, "command_name", None) or args.command
+        fields = getattr(e, "fields", ())
+        if fields:  # check_memory: "reduce a, b" -> the flags
+            message = message.replace("reduce " + ", ".join(fields),
+                                      "reduce " + ", ".join(flag_of(sub, f) for f in fields))
         print(f"metacomm {name}: error: {field}: {message}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as e:  # the allocator's answer to a size no up-front check caught
+        text = str(e)
+        if not isinstance(e, (MemoryError, torch.OutOfMemoryError)) and "allocate" not in text \
+                and "out of memory" not in text:
+            raise
+        name = getattr(args, "command_name", None) or args.command
+        detail = next((ln.strip() for ln in text.splitlines() if "allocate" in ln), text.splitlines()[0] if text
+                      else "")
+        print(f"metacomm {name}: error: out of memory ({detail[:200]}); reduce the sizes (batch, blocks, tasks, "
+              "links, or the scenario's settings)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"metacomm {args.command}: interrupted", file=sys.stderr)

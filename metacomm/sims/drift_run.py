@@ -76,6 +76,9 @@ __all__ = ["SCHEMES", "DEFAULT_SCHEMES", "CLI_FLAGS", "DriftRunConfig", "DriftRu
            "run_frame", "run_drift", "plot_drift", "parse_schemes", "genie_name"]
 
 SCHEMES = scheme_names()  # the built-ins; schemes registered later are accepted too (parse_schemes)
+from metacomm.sims import drift_adversarial as _drift_adversarial  # noqa: E402,F401 (pack scheme meta-adv)
+from metacomm.sims import drift_label_noise as _drift_label_noise  # noqa: E402,F401 (dd-gated, dd-l2rw)
+
 DEFAULT_SCHEMES = ("static", "retrain", "meta", "warm", "online-meta", "pilot-ls", "pilot-lmmse", "kalman",
                    "wide-ls", "wl-ls", "genie")
 # Config key -> CLI flag, for errors raised through the run_drift(...) keyword interface.
@@ -199,6 +202,17 @@ def draw_signals(ctx: DriftContext, frame, g_data: torch.Generator) -> FrameSign
         y_p = _transmit(frame.channel, x_p, no, frame.state, w_p)
         y_d = _transmit(frame.channel, x_d, no, frame.state, w_d)
         clean_d = noiseless_images(frame.channel, x_d, frame.state)
+    attack = getattr(frame, "attack", None)
+    if attack is not None:  # an attacker in this segment: its own generator, the run's draws are unchanged
+        from metacomm.channels.attacks import attack_frame
+        g_att = torch.Generator(device=g_data.device).manual_seed(
+            (g_data.initial_seed() * 1_000_003 + 7919 * int(frame.index) + 424_242) % (2 ** 63))
+        y_p, y_d_att = attack_frame(attack, getattr(ctx.model, "block_logits", None),
+                                    [(x_p, y_p, msg_p), (x_d, y_d, msg_d)], g_att)
+        # the perturbation is part of the noise-free received payload: the genie's dB-offset yardsticks, which
+        # rebuild the payload from clean_d and the noise, see the attacker too (gain_db then includes its energy)
+        clean_d = clean_d + (y_d_att - y_d)
+        y_d = y_d_att
     return FrameSignals(frame=frame, no=no, msg_p=msg_p, x_p=x_p, w_p=w_p, y_p=y_p, msg_d=msg_d, x_d=x_d, w_d=w_d,
                         y_d=y_d, clean_d=clean_d)
 
@@ -394,3 +408,8 @@ def run_drift(scenario, model: torch.nn.Module, *, quiet: bool = True,
             raise ConfigError(CLI_FLAGS[e.field], str(e)[len(e.field) + 2:]) from None
         raise
     return run.run(quiet=quiet, on_frame=on_frame)
+
+# Quantised adaptive schemes (meta-q8, meta-q4): registered after SCHEMES (the built-in table) is taken.
+from metacomm.sims.drift_quantized import register as _register_quantized  # noqa: E402
+
+_register_quantized()

@@ -20,7 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = {
     "fewshot-fading-ae": [
         "meta-train --scenario fading-ae --algo maml --meta-steps 12 --joint-steps 6 --val-every 6 --val-tasks 8 "
-        "--checkpoint-every 0 --quiet --out {d}/m.pt",
+        "--restarts 1 --checkpoint-every 0 --quiet --out {d}/m.pt",  # --restarts 1: the default when recorded
         "fewshot --checkpoint {d}/m.pt --pilots 4,16 --steps 0,1,3 --test-channels 3 --test-blocks 300 "
         "--genie-steps 15 --out {d}/fs",
     ],

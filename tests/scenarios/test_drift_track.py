@@ -118,8 +118,8 @@ def test_tracked_decisions_equal_an_independent_kalman_plus_ml():
     (_BASE.format(k=4, n=4, channel="multipath", extra="[segment.channel_args]\nnum_taps = 2\nmode = \"full\"",
                   rho=0.9), "drift", "cannot model"),
     (_BASE.format(k=4, n=4, channel="multipath", extra="[segment.channel_args]\nnum_taps = 2\nmode = \"truncate\"\n"
-                  "[segment.impairment]\nkind = \"iq-imbalance\"\n[segment.impairment.params]\nepsilon = 0.1",
-                  rho=0.9), "drift", "impairment"),
+                  "[segment.impairment]\nkind = \"rapp\"\n[segment.impairment.params]\nsmoothness = 2.0",
+                  rho=0.9), "drift", "impairment 'rapp'"),
 ])
 def test_scenarios_the_receiver_cannot_model_are_refused(tmp_path, body, field, what):
     f = _write(tmp_path, "bad.toml", body)
@@ -200,3 +200,134 @@ def test_decision_directed_update_equals_kalman_with_the_payload_as_pilots():
             Pm = (np.eye(2) - K @ X) @ Pm
     np.testing.assert_allclose(m_t.numpy(), m, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(P_t.numpy(), Pm, rtol=1e-5, atol=1e-12)
+
+
+_IQ = """ebno_db = 12.0
+[codec]
+k = 4
+n = {n}
+[[segment]]
+frames = 40
+channel = "{channel}"
+{extra}
+[segment.drift]
+process = "gauss-markov"
+rho = 0.95
+[segment.impairment]
+kind = "iq-imbalance"
+position = "{position}"
+[segment.impairment.params]
+epsilon = {{ ramp = [0.0, 0.3] }}
+delta_deg = 20.0
+"""
+
+
+@pytest.mark.parametrize("name", ["regime-switch", "iq-drift", "rx-iq", "tx-iq-multipath"])
+def test_probed_channel_equals_the_frames_own_channel(tmp_path, name):
+    """The exact per-frame channel ``y = A x + B conj(x)`` (probed from the timeline) reproduces the frame's
+    noiseless channel output (impairment stage + fading, the channel classes' own code) for random blocks, in every
+    segment of a regime switch and for IQ imbalance at the transmitter or the receiver."""
+    if name == "rx-iq":
+        name = _write(tmp_path, "rx.toml", _IQ.format(n=4, channel="rayleigh", extra="", position="rx"))
+    elif name == "tx-iq-multipath":
+        name = _write(tmp_path, "tx.toml", _IQ.format(
+            n=4, channel="multipath", extra="[segment.channel_args]\nnum_taps = 2\nmode = \"truncate\"",
+            position="tx"))
+    sc = make_scenario("drift", drift=name, pilots=2)
+    assert sc._exact and sc.widely_linear
+    g = torch.Generator().manual_seed(3)
+    n, B = sc.n, 3
+    every = max(1, sc.drift.num_frames // 12)
+    checked = set()
+    for fr in sc.drift.frames(sc.drift.num_frames, batch_size=B, generator=g, num_symbols=n):
+        if fr.index % every:
+            continue
+        A, Bm = sc._probe(fr, B)
+        x = torch.complex(torch.randn(B, n, generator=g), torch.randn(B, n, generator=g))
+        # noiseless (a receiver-side impairment also acts on the noise: the training signals add it after)
+        w = torch.zeros(B, fr.channel.output_length(n), dtype=torch.complex64)
+        ref = fr.channel(x, fr.no, state=fr.state, noise=w)[:, :n]
+        y = (A @ x[..., None])[..., 0] + (Bm @ x.conj()[..., None])[..., 0]
+        assert torch.allclose(y, ref, atol=1e-5), (fr.index, (y - ref).abs().max())
+        checked.add(fr.segment)
+    assert checked == set(range(len(sc.drift.segments)))
+
+
+def test_widely_linear_regressor_and_tracker():
+    """``regressor_matrix(widely_linear=True)`` is ``[T(x), T(conj x)]``; the widely-linear tracker's belief
+    covers 2L coefficients and, fed noiseless pilots of a known ``y = h x + g conj(x)``, recovers (h, g)."""
+    from metacomm.adaptation.tracking import KalmanTracker, regressor_matrix
+    g = torch.Generator().manual_seed(0)
+    x = torch.complex(torch.randn(5, 4, generator=g), torch.randn(5, 4, generator=g))
+    R = regressor_matrix(x, 2, 0, widely_linear=True)
+    assert R.shape == (5, 4, 4)
+    assert torch.equal(R[..., :2], tap_conv_matrix(x, 2)) and torch.equal(R[..., 2:], tap_conv_matrix(x.conj(), 2))
+    tr = KalmanTracker(1, widely_linear=True, rho=0.5, p0=1.0)
+    assert tr.dim == 2 and tr.params()[2].shape == (2,)
+    h, gg = torch.tensor(0.8 - 0.3j), torch.tensor(0.2 + 0.1j)
+    sym = torch.complex(torch.randn(1, 8, 1, generator=g), torch.randn(1, 8, 1, generator=g))
+    y = h * sym + gg * sym.conj()
+    m, P = tr.init((1,))
+    with torch.no_grad():
+        m, P = tr.step(m, P, sym, y, torch.tensor([1e-6]))
+    assert torch.allclose(m[0], torch.stack([h, gg]), atol=1e-3), m
+
+
+def test_regime_switch_and_iq_drift_tasks_use_the_exact_channel():
+    """regime-switch (4 segments, an IQ-imbalanced device in the last) and iq-drift (k = 4, n = 1) are accepted:
+    widely-linear tracker, sequences from random starts (they cover later segments), the window clipped to the
+    lags that reach an 8-sample block."""
+    sc = make_scenario("drift", drift="regime-switch", pilots=4, query=4, frames_per_task=3)
+    assert sc.widely_linear and sc.start == "random" and sc.precursor <= sc.n - 1
+    assert sc.num_taps - sc.precursor <= sc.n
+    g = torch.Generator().manual_seed(0)
+    starts = set()
+    for _ in range(6):
+        b = sc.sample_tasks(2, g).support
+        assert set(b) >= {"A", "B"} and b["A"].shape == (2, 3, 8, 8)
+        starts.add(round(float(b["A"].abs().sum()), 3))
+    assert len(starts) == 6
+    m = sc.build_model(0)
+    assert m.tracker.widely_linear and m.tracker.dim == 2 * sc.num_taps
+    loss, st = sc.objective.loss(m, {k: v[0] for k, v in b.items()})
+    assert torch.isfinite(loss) and float(st["blocks"]) == 12
+    iq = make_scenario("drift", drift="iq-drift", pilots=4)
+    assert (iq.k, iq.n, iq.num_taps) == (4, 1, 1) and iq.widely_linear and iq.encoder_mode == "train"
+    assert make_scenario("drift", drift="doppler-slow").start == "first"  # stationary: unchanged
+
+
+def test_cli_meta_trains_and_runs_an_iq_imbalanced_regime_switch_file(tmp_path):
+    """A user's file with two segments (multipath, then flat Rayleigh behind a receiver IQ imbalance) meta-trains a
+    widely-linear tracker from the CLI and runs with it, next to widely-linear LS, on the same draws."""
+    body = """ebno_db = 10.0
+[codec]
+k = 3
+n = 2
+[[segment]]
+frames = 6
+channel = "multipath"
+channel_args = { num_taps = 2, mode = "truncate" }
+drift = { process = "gauss-markov", rho = 0.9 }
+[[segment]]
+frames = 6
+channel = "rayleigh"
+drift = { process = "gauss-markov", rho = 0.9 }
+[segment.impairment]
+kind = "iq-imbalance"
+position = "rx"
+[segment.impairment.params]
+epsilon = 0.2
+delta_deg = 10.0
+"""
+    f = _write(tmp_path, "user.toml", body)
+    ck = str(tmp_path / "ck.pt")
+    assert main(["meta-train", "--scenario", "drift", "--set", f"drift={f}", "--set", "pilots=2",
+                 "--set", "frames_per_task=4", "--set", "query=4", "--set", "hidden=8", "--meta-steps", "3",
+                 "--meta-batch", "2", "--val-every", "3", "--val-tasks", "2", "--out", ck, "--quiet"]) == 0
+    out = str(tmp_path / "run")
+    assert main(["drift", "--scenario", f, "--checkpoint", ck, "--frames", "12", "--pilots", "2", "--links", "2",
+                 "--payload", "4", "--schemes", "track,wl-ls,genie", "--out", out, "--quiet"]) == 0
+    res = json.load(open(os.path.join(out, "results.json")))
+    assert all(res["summary"][s]["blocks"] == 12 * 2 * 4 for s in ("track", "wl-ls", "genie"))
+    sc = make_scenario("drift", drift=f, pilots=2)
+    assert sc.widely_linear and sc.start == "random" and (sc.num_taps, sc.precursor) == (2, 0)

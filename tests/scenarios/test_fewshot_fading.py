@@ -248,7 +248,7 @@ def test_plain_maml_reaches_the_papers_one_step_bler(tmp_path, capsys):
     torch.set_num_threads(1)
     ck = tmp_path / "maml.pt"
     rc, out, err = _run(["meta-train", "--scenario", "fading-ae", "--algo", "maml", "--seed", "2",
-                         "--joint-steps", "3000", "--quiet", "--out", str(ck)], capsys)
+                         "--restarts", "1", "--joint-steps", "3000", "--quiet", "--out", str(ck)], capsys)
     assert rc == 0, err
     rc, out, err = _run(["fewshot", "--checkpoint", str(ck), "--pilots", "16", "--steps", "0,1",
                          "--schemes", "meta,joint,random", "--test-blocks", "10000", "--out", str(tmp_path / "fs")],

@@ -24,9 +24,12 @@ from metacomm.sims.cli import main
 #: small settings per built-in scenario, so the contract test stays fast (any registered scenario not listed
 #: runs with its defaults)
 SMALL = {"fading-ae": {"num_train_channels": 10, "num_test_channels": 3},
+         "fading-ae-quant": {"num_train_channels": 10, "num_test_channels": 3},
+         "label-noise": {"num_train_channels": 10, "num_test_channels": 3},
          "iq-demod": {"num_train_devices": 20, "num_test_devices": 3},
          "drift": {"drift": os.path.join(os.path.dirname(__file__), "data", "drift_k4n4.toml"), "hidden": 8, "pilots": 1, "query": 4, "frames_per_task": 3, "test_frames": 4,
-                   "num_test_sequences": 2}}
+                   "num_test_sequences": 2},
+         "adversarial": {"messages_per_task": 16, "num_test_tasks": 2, "pgd_steps": 2, "uap_steps": 2}}
 
 
 def _build(name):

@@ -1,6 +1,6 @@
 """``metacomm meta-train``: meta-learn a codec initialisation for a scenario (and its joint-training baseline).
 
-    metacomm meta-train --scenario fading-ae --algo maml --restarts 3 --out meta.pt
+    metacomm meta-train --scenario fading-ae --algo maml --out meta.pt   # 3 restarts: the scenario default
     metacomm meta-train --scenario iq-demod --algo fomaml --meta-steps 20000 --out iq.pt
 
 Writes ``--out`` (a meta-training checkpoint: the meta-learned model, the optimiser, Meta-SGD rates, generator

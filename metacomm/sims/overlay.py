@@ -1,0 +1,256 @@
+r"""``metacomm plot`` for any kind of results: overlay several runs in one figure.
+
+:func:`load_run` reads a ``results.json`` (or a directory holding one) of any registered results kind and returns
+a :class:`Run` (its kind, the parsed dict and a label). :func:`plot_overlay` then draws all runs of one family:
+
+* BER sweeps (``metacomm-results``): BER and BLER vs Eb/N0 [dB] (:func:`metacomm.sims.plots.plot_results`);
+* drift runs (``metacomm-drift``): BLER over frames, a rolling mean over ``window`` frames per scheme (colour per
+  scheme, line style per run) with Clopper-Pearson 95 % bands of the pooled window counts;
+* record tables (``metacomm-fewshot`` and the packs' kinds: ``{"config", "results": [flat records]}``): ``y``
+  (default ``bler``, with its ``<y>_ci`` interval as error bars) against a swept field ``x`` (fewshot: ``steps``;
+  compression: ``bits``; label-noise: ``rate``; adversarial: ``psr_db``), one curve per run and combination of the
+  other swept fields. The swept fields of a record are its text-valued keys and the keys its run's ``config``
+  also holds (the sweep lists); ``where`` filters records (``{"steps": "1"}`` keeps the records whose ``steps``
+  prints as ``1``).
+
+Runs of different families cannot share a figure (a ConfigError naming ``results``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from metacomm._validation import ConfigError
+
+__all__ = ["Run", "load_run", "plot_overlay", "parse_where", "DEFAULT_X", "swept_fields"]
+
+#: results kind -> the swept field drawn on the x axis by default
+DEFAULT_X: dict[str, str] = {
+    "metacomm-fewshot": "steps",
+    "metacomm-compression": "bits",
+    "metacomm-label-noise": "rate",
+    "metacomm-adversarial": "psr_db",
+}
+
+#: record keys that are measurements, never swept settings
+MEASURED = {"bler", "ber", "ser", "block_errors", "blocks", "bit_errors", "bits_total", "symbol_errors", "symbols",
+            "weight_auroc", "runtime_s", "model_bytes", "onnx_bytes", "gap", "ratio"}
+
+
+@dataclass
+class Run:
+    """One results file: ``kind`` (e.g. ``"metacomm-drift"``), ``data`` (the parsed dict), ``path``, ``label``."""
+
+    kind: str
+    data: dict
+    path: str
+    label: str
+
+
+def _known_kinds() -> list[str]:
+    import metacomm.experiments.packs  # noqa: F401  (registers the packs' kinds)
+    from metacomm.artefacts import KINDS
+    return [k for k in KINDS if k in ("metacomm-results", "metacomm-drift") or k in DEFAULT_X]
+
+
+def load_run(path: str | os.PathLike, *, field: str = "results", label: str | None = None) -> Run:
+    """Read ``path`` (a results.json, or a directory holding one) of any plottable kind."""
+    from metacomm.artefacts import check_kind, read_json
+    p = Path(path)
+    if p.is_dir():
+        p = p / "results.json"
+    if not p.exists():
+        raise ConfigError(field, f"no such results file: {str(p)!r}")
+    kinds = _known_kinds()
+    data = read_json(p, kind=kinds, field=field, allow_untagged=True)
+    tag = check_kind(data, kinds, field=field, source=repr(str(p)), allow_untagged=True)
+    kind = tag[0] if tag else "metacomm-results"  # untagged: a BER results file from before the tags
+    return Run(kind, data, str(p), label if label is not None else _default_label(kind, data, p))
+
+
+def _default_label(kind: str, data: dict, p: Path) -> str:
+    if kind == "metacomm-results":
+        from metacomm.sims.plots import default_label
+        from metacomm.sims.results import SweepResult
+        return default_label(SweepResult.from_dict(data, where=str(p)))
+    return p.parent.name or str(p)
+
+
+def _family(kind: str) -> str:
+    return {"metacomm-results": "ber", "metacomm-drift": "drift"}.get(kind, "records")
+
+
+def swept_fields(records: Sequence[Mapping[str, Any]], config: Mapping[str, Any]) -> list[str]:
+    """The swept settings of ``records``: text-valued keys and keys ``config`` also holds, minus measurements and
+    interval keys, in the order of the first record."""
+    keys: list[str] = []
+    for r in records:
+        for k, v in r.items():
+            if k in keys or k in MEASURED or k.endswith("_ci") or isinstance(v, (list, dict)):
+                continue
+            if isinstance(v, str) or isinstance(v, bool) or k in config:
+                keys.append(k)
+    return keys
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _records_panel(ax, runs: Sequence[Run], x: str, y: str, where: Mapping[str, str]) -> None:
+    import numpy as np
+    styles = ["-", "--", ":", "-."]
+    markers = ["o", "s", "^", "v", "D", "P", "X", "*"]
+    n_curves = 0
+    xs_all: list[float] = []
+    for ri, run in enumerate(runs):
+        records = [r for r in run.data.get("results", []) if isinstance(r, dict)]
+        if not records:
+            raise ConfigError("results", f"{run.path}: no records to plot")
+        for key in where:
+            if not any(key in r for r in records):
+                raise ConfigError("where", f"{run.path}: records have no field {key!r}; fields: "
+                                           f"{', '.join(sorted(records[0]))}")
+        records = [r for r in records if all(_fmt(r.get(k)) == v for k, v in where.items())]
+        if not any(x in r for r in records):
+            allowed = [k for k in swept_fields(run.data.get("results", []), run.data.get("config", {}))]
+            raise ConfigError("x", f"{run.path}: no records with field {x!r} (after --where); swept fields: "
+                                   f"{', '.join(allowed) or 'none'}")
+        if not any(y in r for r in records):
+            raise ConfigError("y", f"{run.path}: records have no {y!r}")
+        groups: dict[tuple, list[dict]] = {}
+        others = [k for k in swept_fields(records, run.data.get("config", {})) if k != x and k not in where]
+        for r in records:
+            if x in r and isinstance(r.get(y), (int, float)) and isinstance(r.get(x), (int, float)):
+                groups.setdefault(tuple((k, _fmt(r.get(k))) for k in others if k in r), []).append(r)
+        for gi, (key, rs) in enumerate(sorted(groups.items(), key=lambda kv: kv[0])):
+            rs = sorted(rs, key=lambda r: r[x])
+            xv = np.asarray([float(r[x]) for r in rs])
+            yv = np.asarray([float(r[y]) for r in rs])
+            ci = [r.get(f"{y}_ci") for r in rs]
+            lab = ", ".join(f"{k}={v}" for k, v in key)
+            lab = f"{run.label}: {lab}" if len(runs) > 1 else (lab or run.label)
+            color = f"C{n_curves % 10}"
+            if all(isinstance(c, (list, tuple)) and len(c) == 2 for c in ci):
+                lo = np.asarray([c[0] for c in ci], float)
+                hi = np.asarray([c[1] for c in ci], float)
+                err = np.vstack([np.clip(yv - lo, 0, None), np.clip(hi - yv, 0, None)])
+                ax.errorbar(xv, yv, yerr=err, color=color, ls=styles[ri % len(styles)],
+                            marker=markers[gi % len(markers)], ms=4, capsize=2, lw=1.2, label=lab)
+            else:
+                ax.plot(xv, yv, color=color, ls=styles[ri % len(styles)], marker=markers[gi % len(markers)],
+                        ms=4, lw=1.2, label=lab)
+            xs_all += list(xv)
+            n_curves += 1
+    if n_curves == 0:
+        raise ConfigError("where", "no records left to plot")
+    xs = np.asarray(xs_all)
+    if xs.size and xs.min() >= 0 and xs.max() >= 100 * max(xs[xs > 0].min(initial=1.0), 1e-12):
+        ax.set_xscale("symlog", linthresh=1.0)
+    if y in ("bler", "ber", "ser"):
+        ax.set_yscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel(y.upper() if y in ("bler", "ber", "ser") else y)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def _drift_panel(ax, runs: Sequence[Run], window: int | None, schemes: Sequence[str] | None) -> None:
+    import numpy as np
+
+    from metacomm.sims.drift_result import DriftResult, _rolling
+    styles = ["-", "--", ":", "-."]
+    colors: dict[str, str] = {}
+    for ri, run in enumerate(runs):
+        res = DriftResult.from_dict(run.data)
+        T = len(res.frames)
+        if T == 0:
+            raise ConfigError("results", f"{run.path}: no frames to plot")
+        w = max(1, min(T, window or max(10, T // 15)))
+        t = np.arange(T)[w - 1:] - (w - 1) / 2
+        names = [s for s in res.schemes if schemes is None or s in schemes]
+        if schemes is not None and not names:
+            raise ConfigError("schemes", f"{run.path}: none of {', '.join(schemes)} in its schemes "
+                                         f"({', '.join(res.schemes)})")
+        for s in names:
+            color = colors.setdefault(s, "k" if s == "genie" else f"C{len(colors) % 10}")
+            m, lo, hi = _rolling(res.series(s, "block_errors"), res.series(s, "blocks"), w)
+            floor = 0.5 / max(sum(res.series(s, "blocks")), 1)
+            lab = f"{run.label}: {s}" if len(runs) > 1 else s
+            ax.plot(t, np.maximum(m, floor), color=color, ls=styles[ri % len(styles)], lw=1.3, label=lab)
+            ax.fill_between(t, np.maximum(lo, floor), np.maximum(hi, floor), color=color, alpha=0.1, lw=0)
+    ax.set_yscale("log")
+    ax.set_xlabel("frame")
+    ax.set_ylabel("BLER (rolling mean)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
+def plot_overlay(runs: Sequence[Run], out: str | os.PathLike, *, title: str | None = None, theory: bool = True,
+                 x: str | None = None, y: str = "bler", where: Mapping[str, str] | None = None,
+                 window: int | None = None, schemes: Sequence[str] | None = None) -> Path:
+    """Draw ``runs`` (one family, see the module docstring) into the figure file ``out`` (.png/.pdf/.svg)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from metacomm.artefacts import FIGURE_FORMATS, save_figure
+    runs = list(runs)
+    if not runs:
+        raise ConfigError("results", "nothing to plot: give at least one results.json")
+    out = Path(out)
+    if out.is_dir():
+        raise ConfigError("out", f"{str(out)!r} is a directory; give a figure file such as fig.png")
+    if out.suffix.lower().lstrip(".") not in FIGURE_FORMATS:
+        raise ConfigError("out", f"figure file must end in .png, .pdf or .svg, got {str(out)!r}")
+    families = {_family(r.kind) for r in runs}
+    if len(families) > 1:
+        raise ConfigError("results", "cannot overlay different kinds of results in one figure: "
+                          + ", ".join(f"{r.path} ({r.kind})" for r in runs))
+    family = families.pop()
+    if family == "ber":
+        from metacomm.sims.plots import plot_results
+        from metacomm.sims.results import SweepResult
+        res = [SweepResult.from_dict(r.data, where=r.path) for r in runs]
+        return plot_results(res, out, labels=[r.label for r in runs], title=title, theory=theory)
+    if window is not None and (isinstance(window, bool) or int(window) < 1):
+        raise ConfigError("window", f"must be an integer >= 1, got {window!r}")
+    if family == "drift":
+        fig, ax = plt.subplots(figsize=(10, 4.5), constrained_layout=True)
+        _drift_panel(ax, runs, window, schemes)
+        ax.set_title(title or "BLER over frames (95% CI bands)", fontsize=10)
+    else:
+        kinds = {r.kind for r in runs}
+        xs = {DEFAULT_X.get(k) for k in kinds}
+        if x is None:
+            if len(xs) != 1 or None in xs:
+                raise ConfigError("x", f"give the x field for {', '.join(sorted(kinds))}")
+            x = xs.pop()
+        fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)
+        _records_panel(ax, runs, x, y, dict(where or {}))
+        ax.set_title(title or f"{y.upper() if y in ('bler', 'ber', 'ser') else y} vs {x} "
+                              f"({', '.join(sorted(kinds))}; error bars: 95% intervals)", fontsize=9)
+    save_figure(fig, out, dpi=120, field="out")
+    return out
+
+
+def parse_where(items: Sequence[str] | None) -> dict[str, str]:
+    """``["steps=1", "method=ptq"]`` -> ``{"steps": "1", "method": "ptq"}`` (ConfigError naming ``where``)."""
+    out: dict[str, str] = {}
+    for it in items or ():
+        key, sep, val = it.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("where", f"expected KEY=VALUE, got {it!r}")
+        try:  # numbers compare as printed with %g, as _fmt prints record values
+            f = float(val)
+            if math.isfinite(f) and ("." in val or "e" in val.lower()):
+                val = f"{f:g}"
+        except ValueError:
+            pass
+        out[key.strip()] = val.strip()
+    return out
