@@ -97,8 +97,8 @@ def _argv(cmd: str, flag: str, ckpt: Path, out: Path) -> list[str]:
 CLI_CASES = [("fewshot", "--checkpoint"), ("meta-train", "--resume"), ("drift", "--checkpoint"),
              ("drift", "--resume"), ("demo", "--checkpoint"), ("ber", "--checkpoint"), ("export", "--checkpoint"),
              ("pack compression", "--base"), ("pack adversarial", "--base"), ("pack label-noise", "--base")]
-# flags that read no pickle: `ber --resume` reads OUT/results.json (strict JSON); `--base-steps` is a number
-JSON_ONLY = {("ber", "--resume"), ("pack label-noise", "--base-steps")}  # (and a step count)
+# flags that read no pickle: `ber/fewshot --resume` read OUT/results.json (strict JSON); `--base-steps` is a number
+JSON_ONLY = {("ber", "--resume"), ("fewshot", "--resume"), ("pack label-noise", "--base-steps")}  # (and a step count)
 
 
 def test_every_checkpoint_flag_is_covered():

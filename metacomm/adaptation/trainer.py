@@ -163,6 +163,10 @@ class MetaTrainer:
         self.best: dict | None = None
 
     # --- core -----------------------------------------------------------------------------------------
+    #: how a meta-step computes its meta-gradient (a subclass may split it across processes:
+    #: :class:`metacomm.adaptation.distributed.DistributedMetaTrainer`)
+    _meta_gradients = staticmethod(meta_gradients)
+
     @property
     def lrs(self) -> dict[str, torch.Tensor] | None:
         """Meta-SGD's per-parameter rates (the rule's meta-parameters) or ``None`` for other rules."""
@@ -182,7 +186,7 @@ class MetaTrainer:
                                          f"for a meta-batch of {cfg.meta_batch}; it must return "
                                          "TaskBatch(support, query) with num_tasks tasks on dim 0 of every leaf")
         params = params_of(self.model)
-        mg = meta_gradients(self.model, self.objective, params, tasks, algo=cfg.algo, adapt=self.adapt,
+        mg = self._meta_gradients(self.model, self.objective, params, tasks, algo=cfg.algo, adapt=self.adapt,
                             inner_steps=cfg.inner_steps, rule=self.rule, batched=cfg.batched)
         self.step_count += 1
         meta = self.rule.meta_params

@@ -97,8 +97,12 @@ class BerConfig:
     compare: list = field(default_factory=list)
     resume: bool = False
     progress: bool = True
+    executor: str = "local"
+    ray_address: str | None = None
+    num_gpus: float = 0.0
 
     def validate(self) -> BerConfig:
+        from metacomm.experiments.executors import check_executor_settings
         check_choice("codec", self.codec, CODECS)
         check_choice("channel", self.channel, CHANNELS)
         if self.decoder is not None:
@@ -126,11 +130,15 @@ class BerConfig:
         check_choice("csi", self.csi, CSI_CHOICES)
         if self.num_pilots is not None:
             self.num_pilots = check_positive_int("num_pilots", self.num_pilots)
+        self.executor, self.ray_address, self.num_gpus = check_executor_settings(self.executor, self.ray_address,
+                                                                                 self.num_gpus, self.device)
         return self
 
 
-def run_ber(cfg: BerConfig, *, log: Callable[[str], None] = print):
-    """Run the sweep of ``cfg``; returns ``(SweepResult, results.json path, plot path)``."""
+def run_ber(cfg: BerConfig, *, log: Callable[[str], None] = print, executor=None):
+    """Run the sweep of ``cfg``; returns ``(SweepResult, results.json path, plot path)``. With a non-local
+    ``cfg.executor`` (or ``executor``, an :class:`~metacomm.experiments.executors.Executor` object) every point is
+    a task; the driver merges the points and applies the early stop (the result equals the sequential sweep's)."""
     # Cheap validation first, so that bad input fails before anything slow is imported or built.
     cfg.validate()
     from metacomm.sims.engine import resolve_device, simulate
@@ -166,6 +174,12 @@ def run_ber(cfg: BerConfig, *, log: Callable[[str], None] = print):
         partial = SweepResult(points=points[:i + 1], config=dict(config, sweep=_sweep_key(cfg)))
         save_results(partial, out, csv_file=False)
 
+    from metacomm.experiments.executors import LocalExecutor
+    if (executor is None and cfg.executor != "local") or (executor is not None
+                                                          and not isinstance(executor, LocalExecutor)):
+        # points as tasks; the driver merges them and applies the early stop
+        done = _remote_points(cfg, link_cfg, done or {}, device, lambda pts: save_so_far(len(pts) - 1, pts),
+                              executor=executor)
     result = simulate(link, cfg.ebno_db, batch_size=cfg.batch_size, max_blocks=cfg.max_blocks,
                       target_block_errors=cfg.target_block_errors, seed=cfg.seed, device=device,
                       quiet=not cfg.progress, ci_method=cfg.ci, progress_desc=f"{cfg.codec}/{cfg.channel}",
@@ -179,6 +193,63 @@ def run_ber(cfg: BerConfig, *, log: Callable[[str], None] = print):
     fig = plot_results([result, *compare], out / "ber.png")
     return result, jp, fig
 
+
+
+def _point_context(link_cfg: dict):
+    """A task's link (built once per worker process)."""
+    from metacomm.sims.links import build_link
+    return build_link(link_cfg)
+
+
+def _point_task(link, spec):
+    """Sweep point ``i`` alone (its draws depend on ``(seed, i)`` only): the raw counts as a PointResult."""
+    from metacomm.sims.engine import simulate
+    i, ebno, kw = spec
+    return simulate(link, [ebno], first_point_index=i, early_stop=False, quiet=True, **kw).points[0]
+
+
+def _remote_points(cfg: BerConfig, link_cfg: dict, done: dict, device, save, executor=None) -> dict:
+    """Run the sweep's points through ``cfg.executor`` (``executor``: an :class:`Executor` to use instead) and
+    return ``{i: PointResult}`` for every point up to the first error-free one (the points the sequential sweep
+    would simulate; later points are cancelled or discarded). ``save(points)`` gets each new finished prefix."""
+    from metacomm.experiments.executors import make_executor
+    n = len(cfg.ebno_db)
+    kw = {"batch_size": cfg.batch_size, "max_blocks": cfg.max_blocks, "target_block_errors": cfg.target_block_errors,
+          "seed": cfg.seed, "device": str(device), "ci_method": cfg.ci}
+    points = dict(done)
+
+    def prefix():
+        out = []
+        for i in range(n):
+            if i not in points:
+                return out, False
+            out.append(points[i])
+            if points[i].block_errors == 0:
+                return out, True
+        return out, True
+
+    have, complete = prefix()
+    if complete:
+        return points
+    specs = [(i, e, kw) for i, e in enumerate(cfg.ebno_db) if i not in points]
+    ex = executor or make_executor(cfg.executor, ray_address=cfg.ray_address, num_gpus=cfg.num_gpus)
+    try:
+        it = ex.map(_point_task, specs, context=(_point_context, (link_cfg,)))
+        try:
+            for j, pt in it:
+                points[specs[j][0]] = pt
+                new, complete = prefix()
+                if len(new) > len(have):
+                    have = new
+                    save(have)
+                if complete:
+                    break
+        finally:
+            it.close()
+    finally:
+        if executor is None:
+            ex.close()
+    return {i: p for i, p in enumerate(have)}
 
 
 def _sweep_key(cfg: BerConfig) -> dict:

@@ -19,6 +19,7 @@ a pure function of the config: its generator is seeded from ``(seed, scheme inde
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,8 +75,15 @@ class FewShotConfig:
     seed: int = 0
     device: str = "cpu"
     allow_partial: bool = False
+    resume: bool = False
+    executor: str = "local"
+    ray_address: str | None = None
+    num_gpus: float = 0.0
 
     def validate(self) -> FewShotConfig:
+        from metacomm.experiments.executors import check_executor_settings
+        self.executor, self.ray_address, self.num_gpus = check_executor_settings(self.executor, self.ray_address,
+                                                                                 self.num_gpus, self.device)
         self.pilots = int_list("pilots", self.pilots, minimum=1)
         self.steps = int_list("steps", self.steps, minimum=0)
         if isinstance(self.schemes, str):
@@ -130,9 +138,46 @@ def load_meta_checkpoint(path: str, device, field: str = "checkpoint", *, allow_
     return sc, model, rate, joint, ck
 
 
-def run_fewshot(cfg: FewShotConfig, *, log: Callable[[str], None] = print) -> dict:
+def _point_context(checkpoint, device, allow_partial, test_channels, seed, schemes):
+    """What the points of a few-shot evaluation share, built on a worker: ``(scenario, inits, checkpoint, device)``
+    with ``inits = {scheme: (model, step-1 rule)}`` exactly as :func:`run_fewshot` builds them."""
+    dev = resolve_device(device)
+    sc, meta_model, first, joint_model, ck = load_meta_checkpoint(checkpoint, dev, allow_partial=allow_partial)
+    if test_channels is not None:
+        sc.set_test_tasks(test_channels)
+    inner_lr = float(ck["meta_config"]["inner_lr"])
+    inits = {}
+    if "meta" in schemes:
+        inits["meta"] = (meta_model, first)
+    if "joint" in schemes:
+        inits["joint"] = (joint_model, SGD(inner_lr))
+    if "random" in schemes:
+        inits["random"] = (sc.build_model(10_000 + int(seed)), SGD(inner_lr))
+    return sc, inits, ck, dev
+
+
+def _point_task(ctx, spec):
+    """One few-shot point: ``("learned", scheme, P, gen seed, settings)`` -> ``{steps: (errors, count)}``;
+    ``("genie", ...)`` / ``("classical", name, P, ...)`` -> ``(errors, count)`` (pooled over the test tasks)."""
+    sc, inits, ck, dev = ctx
+    kind, scheme, p, gseed, st = spec
+    g = torch.Generator(device=dev).manual_seed(gseed)
+    if kind == "learned":
+        model, first_opt = inits[scheme]
+        res = sc.evaluate(params_of(model), model, pilots=p, steps=st["steps"], generator=g,
+                          test_blocks=st["test_blocks"], first=first_opt, rest=Adam(st["adam_lr"]), adapt=ck["adapt"])
+        return {int(s): (v[0], v[1]) for s, v in res.items()}
+    if kind == "genie":
+        return sc.genie(20_000 + st["seed"], generator=g, train_steps=st["genie_steps"],
+                        test_blocks=st["test_blocks"])
+    return sc.classical(scheme, pilots=p, generator=g, test_blocks=st["test_blocks"])
+
+
+def run_fewshot(cfg: FewShotConfig, *, log: Callable[[str], None] = print, executor=None) -> dict:
     """Run the evaluation of ``cfg``; writes ``cfg.out/results.json`` and the two plots; returns the results
-    dict (``{"config", "results"}``: one row per scheme, pilot count and step count)."""
+    dict (``{"config", "results"}``: one row per scheme, pilot count and step count). Every (scheme, pilot
+    count) point is a task of ``cfg.executor`` (``executor``: an :class:`~metacomm.experiments.executors.Executor`
+    to use instead)."""
     from metacomm.sims.stats import clopper_pearson
     cfg.validate()
     dev = resolve_device(cfg.device)
@@ -173,28 +218,24 @@ def run_fewshot(cfg: FewShotConfig, *, log: Callable[[str], None] = print) -> di
         inits["joint"] = (joint_model, SGD(inner_lr))
     if "random" in schemes:
         inits["random"] = (sc.build_model(10_000 + seed), SGD(inner_lr))
-    for k, (scheme, (model, first_opt)) in enumerate(inits.items()):
+    # One task per point; its generator seed is a function of (seed, scheme index k, pilot index j) only.
+    specs = []
+    for k, scheme in enumerate(inits):
         for j, p in enumerate(pilots):
-            g = torch.Generator(device=dev).manual_seed(seed * 1000 + 17 * j + (0 if crn else k))
-            res = sc.evaluate(params_of(model), model, pilots=p, steps=steps, generator=g,
-                              test_blocks=cfg.test_blocks, first=first_opt, rest=Adam(cfg.adam_lr), adapt=ck["adapt"])
-            for s, (e, b) in sorted(res.items()):
-                add(scheme, p, s, e, b)
-            log(f"{scheme:7s} pilots={p:4d} {metric} after steps " +
-                " ".join(f"{s}:{e / b:.4f}" for s, (e, b) in sorted(res.items())))
+            specs.append(("learned", scheme, p, seed * 1000 + 17 * j + (0 if crn else k)))
     if "genie" in schemes and cfg.genie_steps:
-        g = torch.Generator(device=dev).manual_seed(seed * 1000 + 999)
-        e, b = sc.genie(20_000 + seed, generator=g, train_steps=cfg.genie_steps, test_blocks=cfg.test_blocks)
-        add("genie", None, cfg.genie_steps, e, b)
-        log(f"genie   ({cfg.genie_steps} steps/channel) {e / b:.5f}")
+        specs.append(("genie", "genie", None, seed * 1000 + 999))
     for name in classical:
-        if name not in schemes:
-            continue
-        for j, p in enumerate(pilots):
-            g = torch.Generator(device=dev).manual_seed(seed * 1000 + 500 + j)
-            e, b = sc.classical(name, pilots=p, generator=g, test_blocks=cfg.test_blocks)
-            add(name, p, None, e, b)
-            log(f"{name} pilots={p:4d} {e / b:.5f}")
+        if name in schemes:
+            specs += [("classical", name, p, seed * 1000 + 500 + j) for j, p in enumerate(pilots)]
+    settings = {"steps": steps, "test_blocks": cfg.test_blocks, "adam_lr": cfg.adam_lr,
+                "genie_steps": cfg.genie_steps, "seed": seed}
+    from metacomm.experiments.executors import LocalExecutor, make_executor
+    if (cfg.executor == "local" and executor is None) or isinstance(executor, LocalExecutor):
+        context = (lambda: (sc, inits, ck, dev), ())  # in process: the objects loaded above
+    else:
+        context = (_point_context, (os.path.abspath(cfg.checkpoint), cfg.device, cfg.allow_partial,
+                                    cfg.test_channels, seed, tuple(inits)))
     config = {"checkpoint": os.path.abspath(cfg.checkpoint), "scenario": ck["scenario"],
               "scenario_config": ck["scenario_config"], "algo": ck["algo"], "meta_steps": ck["step"],
               "pilots": pilots, "steps": steps, "schemes": schemes, "test_channels": n_test,
@@ -203,10 +244,82 @@ def run_fewshot(cfg: FewShotConfig, *, log: Callable[[str], None] = print) -> di
               "step1": "SGD at the meta-training inner rate (Meta-SGD: learned rates); steps >= 2: Adam",
               "metric": metric, "common_random_numbers": crn, "pilots_meaning": sc.pilots_meaning,
               "checkpoint_finished": finished}
-    results = {"config": config, "results": rows}
+    # What a resumed evaluation must share with the interrupted one (each point depends on these only).
+    key = {k: config[k] for k in ("checkpoint", "scenario", "scenario_config", "algo", "meta_steps", "pilots",
+                                   "steps", "schemes", "test_channels", "test_blocks_per_channel", "adam_lr",
+                                   "genie_steps", "seed")}
+    key = json.loads(json.dumps(key))  # as it reads back from results.json (tuples -> lists)
+    ids = [f"{kind}/{scheme}/{p}/{gseed}" for kind, scheme, p, gseed in specs]
+    outs: dict = _finished_points(cfg.out, key) if cfg.resume else {}
+    outs = {i: outs[i] for i in ids if i in outs}
+    if cfg.resume:
+        log(f"fewshot: resuming {cfg.out}: {len(outs)} of {len(ids)} points finished, computing the rest")
+
+    def rows_of(done):
+        rows.clear()
+        for (kind, scheme, p, _), pid in zip(specs, ids, strict=True):
+            res = done.get(pid)
+            if res is None:
+                continue
+            if kind == "learned":
+                for s, e, b in res:
+                    add(scheme, p, s, e, b)
+            elif kind == "genie":
+                add("genie", None, cfg.genie_steps, *res)
+            else:
+                add(scheme, p, None, *res)
+        return list(rows)
+
+    def report(kind, scheme, p, res):
+        if kind == "learned":
+            log(f"{scheme:7s} pilots={p:4d} {metric} after steps " + " ".join(f"{s}:{e / b:.4f}" for s, e, b in res))
+        elif kind == "genie":
+            log(f"genie   ({cfg.genie_steps} steps/channel) {res[0] / res[1]:.5f}")
+        else:
+            log(f"{scheme} pilots={p:4d} {res[0] / res[1]:.5f}")
+
+    def progress():
+        return {"key": key, "points": outs, "done": len(outs), "total": len(ids)}
+
+    todo = [j for j, pid in enumerate(ids) if pid not in outs]
+    if todo:
+        ex = executor or make_executor(cfg.executor, ray_address=cfg.ray_address, num_gpus=cfg.num_gpus)
+        try:
+            for t, res in ex.map(_point_task, [(*specs[j], settings) for j in todo], context=context):
+                j = todo[t]
+                kind, scheme, p, _ = specs[j]
+                res = [[int(s), e, b] for s, (e, b) in sorted(res.items())] if kind == "learned" else list(res)
+                outs[ids[j]] = res
+                report(kind, scheme, p, res)
+                if len(outs) < len(ids):  # every finished point is on disk at once (atomic): resume continues
+                    write_results({"config": dict(config, finished=False), "results": rows_of(outs),
+                                   "progress": progress()}, cfg.out)
+        finally:
+            if executor is None:
+                ex.close()
+    results = {"config": config, "results": rows_of(outs), "progress": progress()}
     write_results(results, cfg.out)
     _plots(rows, pilots, steps, cfg.out, metric=metric, classical=tuple(classical))
     return results
+
+
+def _finished_points(out: str, key: dict) -> dict:
+    """The points an interrupted evaluation with the same settings left in ``out/results.json`` (by point id)."""
+    from metacomm.artefacts import read_json
+    path = os.path.join(out, "results.json")
+    if not os.path.exists(path):
+        raise ConfigError("resume", f"nothing to resume: no {path}")
+    old = read_json(path, kind=RESULTS_KIND, field="resume")
+    prog = old.get("progress")
+    if not isinstance(prog, dict) or not isinstance(prog.get("points"), dict):
+        raise ConfigError("resume", f"{path} holds no per-point progress (written by an older metacomm?); "
+                                    "run without resume")
+    saved = prog.get("key") or {}
+    if saved != key:
+        diff = sorted(k for k in key if saved.get(k) != key[k])
+        raise ConfigError("resume", f"{path} is from another evaluation (differs in {', '.join(diff) or 'format'});"
+                                    " resume with the settings of the interrupted run")
+    return dict(prog["points"])
 
 
 def write_results(results: dict, out: str) -> str:

@@ -79,9 +79,15 @@ class MetaTrainConfig:
     resume: str | None = None
     overwrite: bool = False
     progress: bool = True
+    executor: str = "local"
+    ray_address: str | None = None
+    num_gpus: float = 0.0
 
     def validate(self) -> MetaTrainConfig:
+        from metacomm.experiments.executors import check_executor_settings
         from metacomm.scenarios import scenario_class
+        self.executor, self.ray_address, self.num_gpus = check_executor_settings(self.executor, self.ray_address,
+                                                                                 self.num_gpus, self.device)
         scenario_class(self.scenario)
         check_choice("algo", self.algo, ALGORITHMS)
         check_choice("select", self.select, SELECT)
@@ -156,8 +162,8 @@ def build(cfg: MetaTrainConfig):
     meta = make_meta_trainer(sc, mcfg, cfg.seed, dev)
     jcfg = MetaConfig(algo="maml", inner_steps=0, inner_lr=0.0, outer_lr=mcfg.outer_lr, meta_batch=mcfg.meta_batch,
                       val_every=mcfg.val_every, val_tasks=mcfg.val_tasks)
-    joint = MetaTrainer(sc.build_model(cfg.seed), sc.objective, sc.sample_tasks, jcfg, seed=cfg.seed + 1,
-                        val_sampler=sc.sample_val_tasks, device=dev)
+    joint = _trainer_class()(sc.build_model(cfg.seed), sc.objective, sc.sample_tasks, jcfg, seed=cfg.seed + 1,
+                             val_sampler=sc.sample_val_tasks, device=dev)
     settings = {"scenario": cfg.scenario, "scenario_config": sc.config_dict(), "algo": cfg.algo,
                 "meta_steps": meta_steps, "joint_steps": joint_steps, "seed": cfg.seed,
                 "num_restarts": d.get("restarts", 1) if cfg.restarts is None else cfg.restarts,
@@ -166,9 +172,33 @@ def build(cfg: MetaTrainConfig):
     return sc, meta, joint, settings
 
 
+def _trainer_class():
+    """:class:`DistributedMetaTrainer` inside a multi-process group (``torchrun``), else :class:`MetaTrainer`."""
+    from metacomm.adaptation import distributed
+    return distributed.DistributedMetaTrainer if distributed.is_active() else MetaTrainer
+
+
+def _start_distributed(cfg: MetaTrainConfig) -> bool:
+    """Join ``torchrun``'s process group when ``WORLD_SIZE > 1`` (NCCL on CUDA, rank on ``cuda:LOCAL_RANK``;
+    gloo on CPU). Returns whether this call initialised it."""
+    import torch.distributed as dist
+
+    from metacomm.adaptation import distributed
+    world, _, local = distributed.env_world()
+    if world <= 1 or (dist.is_available() and dist.is_initialized()):
+        return False
+    if cfg.executor != "local":
+        raise ConfigError("executor", "under torchrun the meta-batch is split across the ranks; use the local "
+                                      "executor (no --executor ray)")
+    if str(cfg.device) == "cuda":
+        cfg.device = f"cuda:{local}"
+    distributed.init_from_env(cfg.device)
+    return True
+
+
 def make_meta_trainer(sc, cfg: MetaConfig, seed: int, dev) -> MetaTrainer:
     """The meta trainer of one restart: weights and task stream from ``seed``."""
-    return MetaTrainer(sc.build_model(seed), sc.objective, sc.sample_tasks, cfg, seed=seed,
+    return _trainer_class()(sc.build_model(seed), sc.objective, sc.sample_tasks, cfg, seed=seed,
                        val_sampler=sc.sample_val_tasks, device=dev)
 
 
@@ -225,11 +255,51 @@ def _check_task_memory(sc, mcfg, dev) -> None:
                  f"a meta-batch of {mcfg.meta_batch} tasks ({per_task / 2**20:.3g} MiB each)")
 
 
-def run_meta_train(cfg: MetaTrainConfig, *, log: Callable[[str], None] = print) -> dict:
+def _restart_context(cfg: MetaTrainConfig):
+    """What a restart task needs, built on a worker: ``(scenario, meta trainer config, settings, device)``."""
+    import dataclasses
+    wcfg = dataclasses.replace(cfg, resume=None, overwrite=True, progress=False, executor="local", ray_address=None,
+                               num_gpus=0.0)
+    sc, meta, _, settings = build(wcfg)
+    return sc, meta.config, settings, meta.device
+
+
+def _restart_task(ctx, r: int) -> dict:
+    """Restart ``r`` alone (weights and task stream from ``seed + r``): ``{"restart", "selection", "state"}`` --
+    its selected initialisation and its final trainer state (a checkpoint payload)."""
+    sc, mcfg, settings, dev = ctx
+    meta = make_meta_trainer(sc, mcfg, settings["seed"] + r, dev)
+    meta.train(settings["meta_steps"], progress=False)
+    return {"restart": r, "selection": _selection(meta, settings["select"], r), "state": meta.state_dict()}
+
+
+def run_meta_train(cfg: MetaTrainConfig, *, log: Callable[[str], None] = print, executor=None) -> dict:
     """Run (or resume) the meta-training of ``cfg`` and write the checkpoint ``cfg.out``.
+
+    With a non-local ``cfg.executor`` (or ``executor``, an :class:`~metacomm.experiments.executors.Executor`),
+    the restarts run as parallel tasks (each a pure function of ``seed + r``) and the driver writes the checkpoint
+    whenever the finished restarts form a longer prefix (a restart in progress is not checkpointed; a resumed run
+    recomputes it); the joint baseline is then trained on the driver. The result equals the local run's.
 
     Returns a summary: ``{"out", "init"`` (the shipped selection), ``"restarts"``, ``"joint_val"`` (held-out
     scores of the joint baseline, ``{}`` without one), ``"metric"``, ``"steps"``, ``"skipped"}``."""
+    cfg.validate()
+    started = _start_distributed(cfg)
+    try:
+        return _run_meta_train(cfg, log=log, executor=executor)
+    finally:
+        if started:
+            import torch.distributed as dist
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+def _run_meta_train(cfg: MetaTrainConfig, *, log, executor) -> dict:
+    from metacomm.adaptation import distributed
+    from metacomm.experiments.executors import LocalExecutor, make_executor
+    if distributed.rank() != 0:  # one voice: rank 0 logs, shows progress and writes the checkpoint
+        log = lambda s: None  # noqa: E731
+        cfg.progress = False
     sc, meta, joint, settings = build(cfg)
     out = cfg.out
     restart, results = 0, []
@@ -257,22 +327,53 @@ def run_meta_train(cfg: MetaTrainConfig, *, log: Callable[[str], None] = print) 
 
     every = cfg.checkpoint_every
     metric = sc.metric.upper()
-    while True:
-        meta.train(settings["meta_steps"], progress=cfg.progress, checkpoint_path=out, checkpoint_every=every,
-                   extra_state=extra, checkpoint_kind=KIND)
-        if len(results) <= restart:
-            results.append(_selection(meta, settings["select"], restart))
-            sel = results[restart]
-            val = sel.get("val") or {}
-            if settings["num_restarts"] > 1:
-                log(f"restart {restart + 1}/{settings['num_restarts']} (seed {sel['seed']}): selected step "
-                    f"{sel['step']}, held-out loss {_val_loss(sel):.4f}"
-                    + (f", {metric} {val['val_bler']:.4f}" if "val_bler" in val else ""))
-        if restart + 1 >= settings["num_restarts"]:
-            break
-        restart += 1
-        meta = make_meta_trainer(sc, meta.config, cfg.seed + restart, meta.device)
-        meta.save(out, extra(), kind=KIND)
+    remote = executor is not None and not isinstance(executor, LocalExecutor) or \
+        executor is None and cfg.executor != "local"
+    if not remote:
+        while True:
+            meta.train(settings["meta_steps"], progress=cfg.progress, checkpoint_path=out, checkpoint_every=every,
+                       extra_state=extra, checkpoint_kind=KIND)
+            if len(results) <= restart:
+                results.append(_selection(meta, settings["select"], restart))
+                sel = results[restart]
+                val = sel.get("val") or {}
+                if settings["num_restarts"] > 1:
+                    log(f"restart {restart + 1}/{settings['num_restarts']} (seed {sel['seed']}): selected step "
+                        f"{sel['step']}, held-out loss {_val_loss(sel):.4f}"
+                        + (f", {metric} {val['val_bler']:.4f}" if "val_bler" in val else ""))
+            if restart + 1 >= settings["num_restarts"]:
+                break
+            restart += 1
+            meta = make_meta_trainer(sc, meta.config, cfg.seed + restart, meta.device)
+            meta.save(out, extra(), kind=KIND)
+    else:
+        n = settings["num_restarts"]
+        results = results[:n]
+        todo = list(range(len(results), n))
+        done: dict[int, dict] = {}
+        ex = executor or make_executor(cfg.executor, ray_address=cfg.ray_address, num_gpus=cfg.num_gpus)
+        try:
+            for _, payload in ex.map(_restart_task, todo, context=(_restart_context, (cfg,))):
+                done[payload["restart"]] = payload
+                grew = False
+                while len(results) in done:  # the finished prefix grew: checkpoint it (resumable)
+                    r = len(results)
+                    results.append(done[r]["selection"])
+                    sel = results[r]
+                    val = sel.get("val") or {}
+                    if n > 1:
+                        log(f"restart {r + 1}/{n} (seed {sel['seed']}): selected step {sel['step']}, held-out "
+                            f"loss {_val_loss(sel):.4f}" + (f", {metric} {val['val_bler']:.4f}" if "val_bler" in val
+                                                            else ""))
+                    grew = True
+                if grew:
+                    restart = len(results) - 1
+                    meta = make_meta_trainer(sc, meta.config, cfg.seed + restart, meta.device)
+                    meta.load_state_dict(done[restart]["state"])
+                    meta.save(out, extra(), kind=KIND)
+        finally:
+            if executor is None:
+                ex.close()
     if settings["joint_steps"]:
         # Joint-baseline checkpoints are written through the meta trainer (one file holds both).
         while joint.step_count < settings["joint_steps"]:
@@ -286,4 +387,5 @@ def run_meta_train(cfg: MetaTrainConfig, *, log: Callable[[str], None] = print) 
     return {"out": out, "init": init, "restarts": results, "joint_val": jl, "joint_steps": joint.step_count,
             "metric": sc.metric, "steps": meta.step_count, "skipped": len(meta.skipped),
             "scenario": cfg.scenario, "algo": cfg.algo, "inner_steps": meta.config.inner_steps,
-            "num_restarts": settings["num_restarts"]}
+            "num_restarts": settings["num_restarts"], "rank": distributed.rank(),
+            "world_size": distributed.world_size()}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from metacomm.experiments.ber import CHANNELS, BerConfig, parse_ebno_range, run_ber
+from metacomm.sims.commands._executor import add_executor_flags, executor_kwargs
 from metacomm.sims.links import CLASSICAL_CODECS, CODECS, DECODERS, LEARNED_CODECS
 
 __all__ = ["add_parser", "run", "parse_ebno_range", "CHANNELS"]
@@ -75,6 +76,7 @@ def add_parser(subparsers, name: str = "ber") -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output directory for results.json, results.csv and ber.png (created if missing; "
                    "existing metacomm results there are replaced, other files are never overwritten)")
+    add_executor_flags(p, "sweep point")
     p.set_defaults(run=run)
     return p
 
@@ -84,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
                     checkpoint=args.checkpoint, csi=args.csi, num_pilots=args.num_pilots,
                     block_length=args.block_length, target_block_errors=args.target_block_errors,
                     max_blocks=args.max_blocks, batch_size=args.batch_size, seed=args.seed, device=args.device,
-                    ci=args.ci, compare=args.compare, resume=args.resume, progress=not args.quiet))
+                    ci=args.ci, compare=args.compare, resume=args.resume, progress=not args.quiet,
+                    **executor_kwargs(args)))
 
 
 def execute(cfg: BerConfig) -> int:

@@ -23,6 +23,7 @@ step, as Park et al. 2021) and ``common_random_numbers`` (all schemes see the sa
 from __future__ import annotations
 
 from metacomm.experiments.fewshot import FewShotConfig, all_schemes, run_fewshot
+from metacomm.sims.commands._executor import add_executor_flags, executor_kwargs
 
 
 def add_parser(subparsers, name):
@@ -44,7 +45,12 @@ def add_parser(subparsers, name):
     p.add_argument("--allow-partial", action="store_true",
                    help="evaluate a periodic checkpoint of an unfinished meta-train run (refused otherwise; the "
                         "output and results.json then say so)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted evaluation in --out: finished (scheme, pilot count) points (written "
+                        "to results.json one by one as they finish) are kept, the rest computed; the result equals "
+                        "an uninterrupted run's")
     p.add_argument("--out", required=True, help="output directory")
+    add_executor_flags(p, "(scheme, pilot count) point")
     p.set_defaults(run=run)
     return p
 
@@ -53,7 +59,8 @@ def run(args) -> int:
     return execute(FewShotConfig(checkpoint=args.checkpoint, out=args.out, pilots=args.pilots, steps=args.steps,
                         schemes=args.schemes, test_channels=args.test_channels, test_blocks=args.test_blocks,
                         adam_lr=args.adam_lr, genie_steps=args.genie_steps, seed=args.seed, device=args.device,
-                        allow_partial=args.allow_partial))
+                        allow_partial=args.allow_partial, resume=args.resume,
+                        **executor_kwargs(args)))
 
 
 def execute(cfg: FewShotConfig) -> int:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from metacomm.adaptation import ALGORITHMS
 from metacomm.experiments.meta_train import MetaTrainConfig, run_meta_train
+from metacomm.sims.commands._executor import add_executor_flags, executor_kwargs
 from metacomm.sims.commands._settings import parse_settings
 
 
@@ -89,6 +90,7 @@ def add_parser(subparsers, name):
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file (refused otherwise)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="output checkpoint file (e.g. meta.pt)")
+    add_executor_flags(p, "restart")
     p.set_defaults(run=run)
     return p
 
@@ -106,7 +108,7 @@ def config_from_args(args) -> MetaTrainConfig:
         outer_lr=args.outer_lr, adapt=args.adapt, joint_steps=args.joint_steps, scenario_config=sc_cfg,
         ebno_db=args.ebno_db, snr_db=args.snr_db, support_pilots=args.support_pilots, val_every=args.val_every,
         val_tasks=args.val_tasks, checkpoint_every=args.checkpoint_every, seed=args.seed, device=args.device,
-        resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+        resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, **executor_kwargs(args))
 
 
 def run(args) -> int:
@@ -116,6 +118,8 @@ def run(args) -> int:
 def execute(cfg: MetaTrainConfig) -> int:
     """Run the meta-training of ``cfg`` and print its summary line (shared with ``metacomm run``)."""
     r = run_meta_train(cfg)
+    if r.get("rank", 0) != 0:  # torchrun: rank 0 speaks
+        return 0
     val, jl = r["init"].get("val") or {}, r["joint_val"]
     print(f"meta-train {r['scenario']} {r['algo']}: {r['num_restarts']} x {r['steps']} meta-steps "
           f"({r['skipped']} skipped in the last), shipped restart {r['init']['restart'] + 1} step "
