@@ -171,7 +171,8 @@ def run_ber(cfg: BerConfig, *, log: Callable[[str], None] = print, executor=None
     from metacomm.sims.results import SweepResult
 
     def save_so_far(i, points):  # every finished point is on disk at once (atomic): resume continues from there
-        partial = SweepResult(points=points[:i + 1], config=dict(config, sweep=_sweep_key(cfg)))
+        # "finished": False marks the sweep as unfinished until the final save (which has no such key)
+        partial = SweepResult(points=points[:i + 1], config=dict(config, sweep=_sweep_key(cfg), finished=False))
         save_results(partial, out, csv_file=False)
 
     from metacomm.experiments.executors import LocalExecutor

@@ -17,7 +17,8 @@
 
 A point that was not simulated (the sweep stopped early after an error-free point) is reported with zero counts,
 ``null`` rates and intervals and ``"simulated": false`` -- never as a measured zero. ``results.csv`` holds the
-same rows (empty cells for ``null``).
+same rows (empty cells for ``null``). ``metacomm ber`` writes the file after every finished point; until the
+sweep is complete it holds the points so far and ``"finished": false`` in ``config`` (``--resume`` continues it).
 
 Files are written and read through :mod:`metacomm.artefacts`: atomically (temporary file in the same directory,
 then :func:`os.replace`), as strict JSON (no ``NaN``/``Infinity`` tokens; non-finite numbers are ``null``). An
