@@ -41,6 +41,7 @@ import json
 import math
 import os
 import pickle
+import tempfile
 import zipfile
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
@@ -48,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from metacomm._io import atomic_write_bytes, atomic_write_text
+from metacomm._io import atomic_write_bytes
 from metacomm._validation import ConfigError
 
 __all__ = [
@@ -268,8 +269,45 @@ def _prepare_target(path, field: str) -> Path:
     parent = path.parent if str(path.parent) else Path(".")
     if parent.exists() and not parent.is_dir():
         raise ConfigError(field, f"{str(parent)!r} is not a directory")
-    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(field, f"cannot create the directory {str(parent)!r} ({e.strerror or e})") from None
     return path
+
+
+def _write(path: Path, data: bytes, field: str) -> Path:
+    """:func:`atomic_write_bytes`, an operating-system failure (no permission, disk full, read-only file system)
+    turned into one ``ConfigError(field, ...)`` line; the previous file, if any, is left as it was."""
+    try:
+        return atomic_write_bytes(path, data)
+    except OSError as e:
+        raise ConfigError(field, f"cannot write {str(path)!r} ({e.strerror or e})") from None
+
+
+def check_writable_dir(out: str | os.PathLike, *, field: str = "--out") -> Path:
+    """Raise ``ConfigError(field, ...)`` unless files can be created in the directory ``out`` -- or, when it does
+    not exist yet, in its nearest existing ancestor (where it would be created). Probed by creating and removing a
+    hidden temporary file (permission bits alone say nothing for root, or on read-only and virtual file systems).
+    Returns ``Path(out)``."""
+    d = Path(out)
+    if d.exists() and not d.is_dir():
+        raise ConfigError(field, f"{str(d)!r} exists and is not a directory")
+    probe = d
+    while not probe.exists() and not probe.is_symlink():
+        parent = probe.parent if str(probe.parent) else Path(".")
+        if parent == probe:
+            break
+        probe = parent
+    if not probe.is_dir():
+        raise ConfigError(field, f"{str(probe)!r} is not a directory, so {str(d)!r} cannot be created")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".metacomm-probe.", suffix=".tmp", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise ConfigError(field, f"{str(probe)!r} is not a writable directory ({e.strerror or e})") from None
+    return d
 
 
 def check_output_dir(out: str | os.PathLike, *, results: str, kind: str, others: Iterable[str] = (),
@@ -278,16 +316,7 @@ def check_output_dir(out: str | os.PathLike, *, results: str, kind: str, others:
     writable directory, an existing ``results`` JSON file there is a metacomm file of ``kind`` (never a foreign
     file), and the ``others`` it would replace (CSV, figures) exist only next to such a results file. Returns the
     directory path (not created)."""
-    d = Path(out)
-    if d.exists() and not d.is_dir():
-        raise ConfigError(field, f"{str(d)!r} exists and is not a directory")
-    probe = d
-    while not probe.exists():
-        probe = probe.parent if str(probe.parent) else Path(".")
-        if probe == probe.parent:
-            break
-    if probe.exists() and (not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK)):
-        raise ConfigError(field, f"{str(probe)!r} is not a writable directory")
+    d = check_writable_dir(out, field=field)
     rp = d / results
     ours = False
     if rp.is_symlink() or rp.exists():
@@ -316,7 +345,7 @@ def write_json(path: str | os.PathLike, obj: Mapping, *, kind: str, field: str =
         raise TypeError(f"write_json writes a dict, got {type(obj).__name__}")
     data = to_json_data(_attach_tag(obj, kind, field))
     text = json.dumps(data, indent=indent, allow_nan=False) + "\n"
-    return atomic_write_text(_prepare_target(path, field), text)
+    return _write(_prepare_target(path, field), text.encode("utf-8"), field)
 
 
 def _refuse_constant(token: str):
@@ -350,7 +379,7 @@ def read_json(path: str | os.PathLike, *, kind: str | Iterable[str], field: str,
 
 def write_text(path: str | os.PathLike, text: str, *, field: str = "--out") -> Path:
     """Write a text file (e.g. a CSV table) atomically; creates missing parent directories."""
-    return atomic_write_text(_prepare_target(path, field), text)
+    return _write(_prepare_target(path, field), text.encode("utf-8"), field)
 
 
 # --- checkpoints --------------------------------------------------------------------------------------------
@@ -428,7 +457,15 @@ def save_checkpoint(path: str | os.PathLike, payload: Mapping, *, kind: str, fie
     check_weights_only(data, "payload")
     buf = io.BytesIO()
     torch.save(data, buf)
-    return atomic_write_bytes(_prepare_target(path, field), buf.getvalue())
+    return _write(_prepare_target(path, field), buf.getvalue(), field)
+
+
+def _head(path: Path, n: int = 64) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(n)
+    except OSError:
+        return b""
 
 
 def _first_line(e: BaseException) -> str:
@@ -456,6 +493,12 @@ def load_checkpoint(path: str | os.PathLike, *, kinds: str | Iterable[str], fiel
         raise ConfigError(field, f"{src}: no such file")
     if p.is_dir():
         raise ConfigError(field, f"{src} is a directory, not a checkpoint file")
+    head = _head(p)
+    if not head.startswith((b"PK", b"\x80")):  # neither torch's zip archive nor a (legacy) binary pickle
+        what = "an empty file" if not head else "a JSON file" if head.lstrip()[:1] in (b"{", b"[") else \
+            "a text file" if head.isascii() else "another kind of file"
+        raise ConfigError(field, f"{src}: not a readable checkpoint (truncated or corrupt: it is {what}, not a "
+                                 "torch.save archive)")
     try:
         payload = torch.load(p, map_location=device, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -539,4 +582,4 @@ def save_figure(fig, path: str | os.PathLike, *, dpi: float | None = None, field
             import matplotlib.pyplot as plt
 
             plt.close(fig)
-    return atomic_write_bytes(target, buf.getvalue())
+    return _write(target, buf.getvalue(), field)

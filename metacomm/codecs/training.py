@@ -66,12 +66,17 @@ class TrainingHistory:
         return len(self.loss)
 
     def to_csv(self, path) -> None:
-        """Write ``step,loss,bler,running_bler,lr`` rows (one per step)."""
-        with open(path, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["step", "loss", "bler", "running_bler", "lr"])
-            for i, row in enumerate(zip(self.loss, self.bler, self.running_bler, self.lr, strict=True)):
-                w.writerow([i + 1, *(f"{v:.8g}" for v in row)])
+        """Write ``step,loss,bler,running_bler,lr`` rows (one per step), atomically (a kill mid-write never
+        leaves a truncated file)."""
+        import io
+
+        from metacomm.artefacts import write_text
+        buf = io.StringIO(newline="")
+        w = csv.writer(buf)
+        w.writerow(["step", "loss", "bler", "running_bler", "lr"])
+        for i, row in enumerate(zip(self.loss, self.bler, self.running_bler, self.lr, strict=True)):
+            w.writerow([i + 1, *(f"{v:.8g}" for v in row)])
+        write_text(path, buf.getvalue(), field="out")
 
     def as_dict(self) -> dict:
         return {"loss": self.loss, "bler": self.bler, "running_bler": self.running_bler, "lr": self.lr,

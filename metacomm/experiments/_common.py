@@ -40,19 +40,25 @@ def int_list(field: str, value, *, minimum: int) -> list[int]:
 
 
 def check_out_dir(path, field: str = "out") -> str:
-    """``path`` as a string; ConfigError if it exists and is not a directory (it is created by the writers)."""
+    """``path`` as a string; ConfigError if it exists and is not a directory, or if it is not (or cannot be
+    created as) a writable directory (it is created by the writers)."""
+    from metacomm.artefacts import check_writable_dir
     path = os.fspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise ConfigError(field, f"{path} exists and is not a directory")
+    check_writable_dir(path, field=field)
     return path
 
 
-def check_out_file(path, field: str = "out") -> str:
-    """``path`` of an output file: not a directory, and its directory is (or can be) a directory."""
+def check_out_file(path, field: str = "out", example: str = "meta.pt") -> str:
+    """``path`` of an output file: not a directory, and its directory is (or can be created as) a writable
+    directory (probed up front, so that a long run does not fail only when it writes)."""
+    from metacomm.artefacts import check_writable_dir
     path = os.fspath(path)
     if os.path.isdir(path):
-        raise ConfigError(field, f"{path} is a directory; give a file name such as meta.pt")
+        raise ConfigError(field, f"{path} is a directory; give a file name such as {example}")
     parent = os.path.dirname(path)
     if parent and os.path.exists(parent) and not os.path.isdir(parent):
         raise ConfigError(field, f"{parent} is not a directory")
+    check_writable_dir(parent or ".", field=field)
     return path

@@ -50,7 +50,7 @@ class ExportConfig:
         self.bits = check_bits("bits", self.bits, allow_float=True)
         self.sparsity = check_sparsity("sparsity", self.sparsity)
         check_choice("format", self.format, FORMATS)
-        check_out_file(self.out)
+        check_out_file(self.out, example="codec.onnx")
         return self
 
 

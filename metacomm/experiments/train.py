@@ -86,6 +86,8 @@ class TrainConfig:
                          f"a codec with {h} hidden units")
         if Path(self.out).is_dir():
             raise ConfigError("out", f"{self.out} is a directory; give a checkpoint file name such as ckpt.pt")
+        from metacomm.artefacts import check_writable_dir
+        check_writable_dir(Path(self.out).parent, field="out")  # before training, not when the result is written
         stem = Path(self.out).with_suffix("")
         existing = [str(p) for p in (Path(self.out), Path(f"{stem}_curve.csv"), Path(f"{stem}_curve.png"),
                                      Path(f"{stem}_codec.png")) if p.exists()]

@@ -310,8 +310,12 @@ def write_csv(result: SweepResult, path: str | os.PathLike, field_name: str = "-
 
 def check_output_dir(out_dir: str | os.PathLike, *, csv_file: bool = True, field_name: str = "--out") -> Path:
     """Raise :class:`~metacomm.ConfigError` unless ``results.json``/``results.csv`` may be (re)written in
-    ``out_dir`` (absent, or existing metacomm results files). Call before a long run to fail early."""
-    out = Path(out_dir)
+    ``out_dir`` (absent, or existing metacomm results files), and unless files can be created there (probed with
+    a temporary file). Call before a long run to fail early."""
+    return _check_targets(artefacts.check_writable_dir(out_dir, field=field_name), csv_file, field_name)
+
+
+def _check_targets(out: Path, csv_file: bool, field_name: str) -> Path:
     if out.exists() and not out.is_dir():
         raise ConfigError(field_name, f"{str(out)!r} exists and is not a directory")
     targets = [(out / "results.json", _is_metacomm_json)]
@@ -329,7 +333,7 @@ def save_results(result: SweepResult, out_dir: str | os.PathLike, *, csv_file: b
 
     Both targets are checked before anything is written, so a refusal leaves the directory untouched.
     """
-    out = check_output_dir(out_dir, csv_file=csv_file)
+    out = _check_targets(Path(out_dir), csv_file, "--out")
     jp = write_json(result, out / "results.json")
     if csv_file:
         write_csv(result, out / "results.csv")
