@@ -137,11 +137,13 @@ def pooled_table(doc: Mapping) -> str:
 
 
 def seeds_panel(ax, docs: Sequence[tuple[Mapping, str]], schemes: Sequence[str] | None = None) -> None:
-    """Per-seed mean BLER of every scheme (markers over the seeds, one colour per scheme, one line style per
-    pooled file) with the pooled BLER as a horizontal line and its Clopper-Pearson band; ``docs``: ``(pooled
-    doc, label)`` pairs."""
+    """Per-seed mean BLER of every scheme (markers over the seeds, one colour per scheme) and, at the right under
+    "pooled", the pooled BLER with its Clopper-Pearson 95 % interval; ``docs``: ``(pooled doc, label)`` pairs (line
+    style per doc when several, else per kind: adaptive solid, classical dash-dot, genie black dashed, genie at a
+    dB offset grey dotted)."""
     import numpy as np
-    styles = ["-", "--", ":", "-."]
+    doc_styles = ["-", "--", ":", "-."]
+    palette = [_color(i) for i in range(20)]
     colors: dict[str, str] = {}
     seeds_all: list[int] = []
     for doc, _ in docs:
@@ -149,6 +151,8 @@ def seeds_panel(ax, docs: Sequence[tuple[Mapping, str]], schemes: Sequence[str] 
             seeds_all += [s for s in r["seeds"] if s not in seeds_all]
             break
     pos = {s: i for i, s in enumerate(seeds_all)}
+    n_rows = sum(len(doc.get("summary") or {}) for doc, _ in docs)
+    row = 0
     for di, (doc, label) in enumerate(docs):
         summ = doc.get("summary") or {}
         if not summ:
@@ -158,22 +162,41 @@ def seeds_panel(ax, docs: Sequence[tuple[Mapping, str]], schemes: Sequence[str] 
             raise ConfigError("schemes", f"{label}: none of {', '.join(schemes)} in its schemes ({', '.join(summ)})")
         for name in names:
             r = summ[name]
-            color = colors.setdefault(name, "k" if name == "genie" else f"C{len(colors) % 10}")
+            if name == "genie":
+                color, ls = "k", "--"
+            elif name.startswith("genie"):
+                color, ls = "0.45", ":"
+            else:
+                color = colors.setdefault(name, palette[len(colors) % len(palette)])
+                ls = "-." if r["kind"] == "classical" else "-"
+            if len(docs) > 1:
+                ls = doc_styles[di % len(doc_styles)]
             x = np.asarray([pos[s] for s in r["seeds"]], float)
             blocks = [int(doc["seeds"][str(s)][name]["blocks"]) for s in r["seeds"]]
             y = np.maximum(np.asarray(r["seed_bler"], float), [0.5 / b for b in blocks])
             lab = f"{label}: {name}" if len(docs) > 1 else name
-            ax.plot(x, y, color=color, ls=styles[di % len(styles)], lw=0.8, marker="o", ms=4, label=lab)
+            ax.plot(x, y, color=color, ls=ls, lw=1.0, marker="o", ms=3.5, label=lab)
             floor = 0.5 / r["blocks"]
-            ax.axhline(max(r["bler"], floor), color=color, ls=styles[di % len(styles)], lw=1.6, alpha=0.6)
-            ax.axhspan(max(r["bler_ci"][0], floor), max(r["bler_ci"][1], floor), color=color, alpha=0.08, lw=0)
-    ax.set_xticks(range(len(seeds_all)))
-    ax.set_xticklabels([str(s) for s in seeds_all], fontsize=8)
+            xp = len(seeds_all) + 0.6 * (row + 0.5) / max(n_rows, 1) - 0.3
+            m, lo, hi = max(r["bler"], floor), max(r["bler_ci"][0], floor), max(r["bler_ci"][1], floor)
+            ax.errorbar([xp], [m], yerr=[[m - lo], [hi - m]], color=color, marker="s", ms=4, capsize=2, lw=1.2)
+            row += 1
+    ax.set_xticks(range(len(seeds_all) + 1))
+    ax.set_xticklabels([str(s) for s in seeds_all] + ["pooled"], fontsize=8)
+    ax.axvline(len(seeds_all) - 0.5, color="0.6", lw=0.8)
     ax.set_yscale("log")
     ax.set_xlabel("seed")
-    ax.set_ylabel("mean BLER of the seed's run")
+    ax.set_ylabel("mean BLER (per seed; pooled with 95% CI)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
+def _color(i: int) -> str:
+    """The ``i``-th colour of matplotlib's ``tab20`` (as hex), skipping the greys kept for the genie rows."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+    cols = [c for j, c in enumerate(colormaps["tab20"].colors) if j not in (14, 15)]
+    return to_hex(cols[(2 * i) % len(cols)] if i < len(cols) // 2 else cols[(2 * i + 1) % len(cols)])
 
 
 def plot_seeds(doc: Mapping, out, *, title: str | None = None) -> Path:
@@ -187,7 +210,7 @@ def plot_seeds(doc: Mapping, out, *, title: str | None = None) -> Path:
     fig, ax = plt.subplots(figsize=(10, 4.5), constrained_layout=True)
     seeds_panel(ax, [(doc, str(c.get("scenario", "")))])
     ax.set_title(title or f"{c.get('scenario')}: mean BLER per seed ({c.get('frames')} frames x {c.get('links')} "
-                          "links each); lines: pooled BLER, bands: Clopper-Pearson 95 % of the pooled blocks",
+                          "links each); right: pooled over the seeds, Clopper-Pearson 95 % of the pooled blocks",
                  fontsize=9)
     p = Path(out)
     save_figure(fig, p, dpi=110, field="out")

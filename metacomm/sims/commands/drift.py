@@ -35,7 +35,10 @@ def _pack_schemes() -> list[str]:
 def add_parser(subparsers, name):
     from metacomm.sims.drift_run import DEFAULT_SCHEMES, SCHEMES
     p = subparsers.add_parser(name, help="frame-by-frame drift run: adaptive codec vs baselines",
-                              description=__doc__.splitlines()[0])
+                              description=__doc__.splitlines()[0],
+                              epilog="many seeds: metacomm drift --scenario doppler-fast --frames 50 --seeds 0:4 --out "
+                                     "runs/ds  (seeds 0..3, one task each; runs/ds/seed-<s>/ per seed, pooled "
+                                     "runs/ds/results.json; add --executor ray to run them as Ray tasks)")
     p.add_argument("--scenario", required=True, help="built-in drift scenario name (doppler-slow, doppler-fast, "
                    "snr-drift, regime-switch, iq-drift) or a .toml file")
     p.add_argument("--checkpoint", default=None,
