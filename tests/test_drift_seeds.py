@@ -147,6 +147,10 @@ def test_seed_and_seeds_exclusive_and_ray_needs_seeds(tmp_path, capsys):
         assert main([*ARGS, "--executor", "ray", "--seeds", "0:2", "--save-every", "1", "--out",
                      str(tmp_path / "o")]) == 2
         assert "--save-every" in capsys.readouterr().err
+    assert main([*ARGS, "--seeds", "0:2", "--links", "100000000000", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err  # the single run's memory check, up front
+    assert err.count("\n") == 1 and "--links" in err and "GiB" in err
+    assert not (tmp_path / "o").exists()
     from metacomm.experiments.drift_seeds import parse_seeds
     assert parse_seeds("0:4,10") == [0, 1, 2, 3, 10] and parse_seeds([5, 2]) == [5, 2]
     for bad in (3, [1, True], [-1], []):
@@ -250,3 +254,18 @@ def test_seeds_through_local_ray_equal_local(local_ray, local_run, tmp_path):
         assert _frames(tmp_path / "ray" / f"seed-{s}") == _frames(local_run / f"seed-{s}")
     assert _pooled(tmp_path / "ray") == _pooled(local_run)
     assert not math.isnan(json.loads((tmp_path / "ray" / "results.json").read_text())["summary"]["meta"]["bler"])
+
+
+def test_experiment_file_takes_the_seeds_key(tmp_path, capsys):
+    toml = tmp_path / "d.toml"
+    body = ('command = "drift"\nscenario = "doppler-fast"\nframes = 2\nlinks = 1\npayload = 4\n'
+            'schemes = "meta,pilot-ls,genie"\nprogress = false\n')
+    toml.write_text(body + "seeds = 3\n")
+    assert main(["run", str(toml), "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "seeds" in err
+    toml.write_text(body + "seeds = [4, 1]\n")
+    assert main(["run", str(toml), "--out", str(tmp_path / "ok")]) == 0
+    doc = json.loads((tmp_path / "ok" / "results.json").read_text())
+    assert doc["config"]["seeds"] == [4, 1] and list(doc["seeds"]) == ["4", "1"]
+    assert (tmp_path / "ok" / "seed-4" / "results.json").exists() and (tmp_path / "ok" / "experiment.json").exists()
