@@ -112,6 +112,8 @@ def register_kind(name: str, version: int, what: str, written_by: str,
 register_kind("metacomm-results", 1, "metacomm BER results file", "`metacomm ber`, sims.save_results")
 register_kind("metacomm-fewshot", 1, "metacomm few-shot results file", "`metacomm fewshot`")
 register_kind("metacomm-drift", 1, "metacomm drift results file", "`metacomm drift`, `metacomm demo`")
+register_kind("metacomm-drift-seeds", 1, "metacomm pooled multi-seed drift results file (one run per seed in "
+              "seed-<s>/)", "`metacomm drift --seeds`")
 register_kind("metacomm-codec", 1, "metacomm codec checkpoint", "`metacomm train`, codecs.checkpoint.save_codec")
 register_kind("metacomm-meta", 1, "metacomm meta-train checkpoint", "`metacomm meta-train`")
 register_kind("metacomm-meta-trainer", 1, "metacomm meta-trainer state", "adaptation.MetaTrainer.save")

@@ -37,7 +37,13 @@ class DriftConfig:
     the checkpoint's inner rate); ``links``: independent links; ``payload``: data blocks per link and frame;
     ``schemes``: a list or comma string (``None``: the default set); ``seed``: ``None`` = the scenario's;
     ``save_every``: write the run state every N frames (0: never) so that ``resume`` can continue an interrupted
-    run -- the resumed result equals an uninterrupted run's."""
+    run -- the resumed result equals an uninterrupted run's.
+
+    ``seeds``: ``None`` (one run, seed ``seed``) or several seeds (a list, or a string such as ``"0,1,2"`` or
+    ``"0:8"`` = 0..7, :func:`parse_seeds`): one independent run per seed, each a task of ``executor``
+    (``"local"`` | ``"ray"``, with ``ray_address`` and ``num_gpus`` as for ``ber``/``fewshot``), written to
+    ``out/seed-<s>/`` exactly as a single run with ``seed = s`` and ``out = out/seed-<s>`` writes it, and pooled
+    into ``out/results.json`` (:mod:`metacomm.experiments.drift_seeds`). Exclusive with ``seed``."""
 
     scenario: str
     out: str
@@ -57,9 +63,25 @@ class DriftConfig:
     save_every: int = 0
     resume: bool = False
     progress: bool = True
+    seeds: object = None
+    executor: str = "local"
+    ray_address: str | None = None
+    num_gpus: float = 0.0
 
     def validate(self) -> DriftConfig:
+        from metacomm.experiments.executors import check_executor_settings
         from metacomm.sims.drift_run import DEFAULT_SCHEMES, parse_schemes
+        self.executor, self.ray_address, self.num_gpus = check_executor_settings(self.executor, self.ray_address,
+                                                                                 self.num_gpus, self.device)
+        if self.seeds is not None:
+            from metacomm.experiments.drift_seeds import parse_seeds
+            if self.seed is not None:
+                raise ConfigError("seeds", "give either seed (--seed: one run) or seeds (--seeds: one run per "
+                                           "seed), not both")
+            self.seeds = parse_seeds(self.seeds)
+        elif self.executor != "local":
+            raise ConfigError("executor", "a single drift run is one task; run several seeds as tasks with seeds "
+                                          "(--seeds 0:8), or use the local executor")
         defaults = list(DEFAULT_SCHEMES)
         if self.checkpoint is None:  # the shipped tracker for this scenario and pilot count, else the online codec
             tracker = shipped_tracker(self.scenario, self.pilots)
@@ -72,10 +94,14 @@ class DriftConfig:
             self.seed = check_nonneg_int("seed", self.seed)
         self.frames = check_positive_int("frames", self.frames)
         check_drift_memory(self)
+        self.save_every = check_nonneg_int("save_every", self.save_every)
+        if self.seeds is not None:  # the pooled directory and every seed's directory
+            from metacomm.experiments.drift_seeds import check_seeds_output
+            check_seeds_output(self)
+            return self
         from metacomm.artefacts import check_output_dir
         check_output_dir(self.out, results="results.json", kind="metacomm-drift", field="out",
                          others=("results.csv", "drift.png"))
-        self.save_every = check_nonneg_int("save_every", self.save_every)
         if self.resume and not os.path.exists(os.path.join(self.out, RUN_STATE)):
             raise ConfigError("resume", f"no saved run state in {self.out} ({RUN_STATE}); was the run started "
                                         "with save_every (--save-every)?")
@@ -147,41 +173,67 @@ def run_drift_experiment(cfg: DriftConfig):
     """Validate, run, save, plot: returns ``(DriftResult, results.json path, results.csv path, plot path)``."""
 
     from metacomm.scenarios.drift_scenarios import load_scenario
-    from metacomm.sims.drift_run import plot_drift
     from metacomm.sims.engine import resolve_device
 
     dev = resolve_device(cfg.device, field="device")
     cfg.validate()
+    if cfg.seeds is not None:
+        raise ConfigError("seeds", "several seeds run through metacomm.experiments.drift_seeds.run_drift_seeds")
     sc = load_scenario(cfg.scenario)
     model, mcfg, ck = load_drift_codec(cfg.checkpoint, device=dev)
-    res = _play(sc, model, cfg, dict(
+    res = _play(sc, model, cfg, run_kwargs(cfg, sc, mcfg, dev))
+    return (res, *save_run(res, cfg.out, cfg.checkpoint, ck))
+
+
+def run_kwargs(cfg: DriftConfig, sc, mcfg, dev) -> dict:
+    """The :class:`~metacomm.sims.drift_run.DriftRunConfig` keywords of the (single-seed) run ``cfg``."""
+    return dict(
         frames=cfg.frames, pilots=cfg.pilots, steps=cfg.steps, schemes=cfg.schemes, links=cfg.links,
         payload=cfg.payload, seed=sc.seed if cfg.seed is None else cfg.seed, device=dev,
         lr=mcfg.inner_lr if cfg.lr is None else cfg.lr, adapt=mcfg.adapt, inner_loss=mcfg.inner_loss,
-        retrain_every=cfg.retrain_every, retrain_steps=cfg.retrain_steps, bler_target=cfg.bler_target))
-    res.config["checkpoint"] = os.path.abspath(cfg.checkpoint)
+        retrain_every=cfg.retrain_every, retrain_steps=cfg.retrain_steps, bler_target=cfg.bler_target)
+
+
+def save_run(res, out: str, checkpoint: str, ck: dict):
+    """Write a finished run into ``out``: ``results.json`` (with the checkpoint's path and meta data in its config),
+    ``results.csv`` and ``drift.png``; returns the three paths."""
+    from metacomm.sims.drift_run import plot_drift
+    res.config["checkpoint"] = os.path.abspath(checkpoint)
     res.config["checkpoint_meta"] = ck.get("meta", {})
-    os.makedirs(cfg.out, exist_ok=True)
-    pj, pc = res.save(cfg.out)
-    png = plot_drift(res, os.path.join(cfg.out, "drift.png"))
-    return res, pj, pc, png
+    os.makedirs(out, exist_ok=True)
+    pj, pc = res.save(out)
+    png = plot_drift(res, os.path.join(out, "drift.png"))
+    return pj, pc, png
 
 
 def _fingerprint(cfg: DriftConfig) -> dict:
-    """The settings a resumed run must share with the interrupted one."""
-    skip = ("out", "progress", "resume", "save_every")
+    """The settings a resumed run must share with the interrupted one (where the run executes is not one)."""
+    skip = ("out", "progress", "resume", "save_every", "seeds", "executor", "ray_address", "num_gpus")
     return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in skip}
 
 
-def _play(sc, model, cfg: DriftConfig, kw: dict):
+def read_run_state(path: str, fingerprint: dict) -> dict:
+    """The saved run state at ``path``; ConfigError naming ``resume`` when it was made with other settings."""
+    from metacomm.artefacts import load_checkpoint
+    state = load_checkpoint(path, kinds=RUN_KIND, field="resume", allow_partial=True)
+    if state.get("settings") != fingerprint:
+        diff = sorted(k for k in set(fingerprint) | set(state.get("settings", {}))
+                      if fingerprint.get(k) != state.get("settings", {}).get(k))
+        raise ConfigError("resume", f"the saved run {path} was made with other settings ({', '.join(diff)}); resume "
+                                    "with the settings of the interrupted run")
+    return state
+
+
+def _play(sc, model, cfg: DriftConfig, kw: dict, *, state: dict | None = None):
     """Play the run frame by frame; every ``save_every`` frames write the run state (``RUN_STATE`` in the output
     directory: frames played, their records, every scheme's state; ``finished`` False until the end), and with
     ``resume`` continue from it (the played frames' draws are replayed, so the result equals an uninterrupted
-    run's)."""
+    run's). ``state``: a run state already read (and checked) by the caller, resumed instead of reading the file
+    (a remote task of a multi-seed run)."""
     from tqdm.auto import tqdm
 
     from metacomm._validation import ConfigError
-    from metacomm.artefacts import load_checkpoint, save_checkpoint
+    from metacomm.artefacts import save_checkpoint
     from metacomm.sims.drift_run import CLI_FLAGS, DriftRun, DriftRunConfig
     try:
         run = DriftRun(sc, model, DriftRunConfig(**kw))
@@ -191,14 +243,10 @@ def _play(sc, model, cfg: DriftConfig, kw: dict):
         raise
     path = os.path.join(cfg.out, RUN_STATE)
     fingerprint = _fingerprint(cfg)
-    if cfg.resume:
-        state = load_checkpoint(path, kinds=RUN_KIND, field="resume", allow_partial=True)
-        if state.get("settings") != fingerprint:
-            diff = sorted(k for k in set(fingerprint) | set(state.get("settings", {}))
-                          if fingerprint.get(k) != state.get("settings", {}).get(k))
-            raise ConfigError("resume", f"the saved run was made with other settings ({', '.join(diff)}); resume "
-                                        "with the settings of the interrupted run")
+    if state is not None:
         run.load_state_dict(state["run"])
+    elif cfg.resume:
+        run.load_state_dict(read_run_state(path, fingerprint)["run"])
     elif cfg.save_every:
         for s in run.schemes:  # refuse up front a scheme whose state cannot be saved
             s.state_dict()

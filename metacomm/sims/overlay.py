@@ -6,6 +6,9 @@ a :class:`Run` (its kind, the parsed dict and a label). :func:`plot_overlay` the
 * BER sweeps (``metacomm-results``): BER and BLER vs Eb/N0 [dB] (:func:`metacomm.sims.plots.plot_results`);
 * drift runs (``metacomm-drift``): BLER over frames, a rolling mean over ``window`` frames per scheme (colour per
   scheme, line style per run) with Clopper-Pearson 95 % bands of the pooled window counts;
+* pooled multi-seed drift runs (``metacomm-drift-seeds``, ``drift --seeds``): every scheme's mean BLER per seed,
+  with the pooled BLER and its Clopper-Pearson band (:func:`metacomm.sims.drift_pooled.seeds_panel`); to overlay
+  the frames of single seeds, give their ``seed-<s>`` directories instead;
 * record tables (``metacomm-fewshot`` and the packs' kinds: ``{"config", "results": [flat records]}``): ``y``
   (default ``bler``, with its ``<y>_ci`` interval as error bars) against a swept field ``x`` (fewshot: ``steps``;
   compression: ``bits``; label-noise: ``rate``; adversarial: ``psr_db``), one curve per run and combination of the
@@ -55,7 +58,8 @@ class Run:
 def _known_kinds() -> list[str]:
     import metacomm.experiments.packs  # noqa: F401  (registers the packs' kinds)
     from metacomm.artefacts import KINDS
-    return [k for k in KINDS if k in ("metacomm-results", "metacomm-drift") or k in DEFAULT_X]
+    return [k for k in KINDS if k in ("metacomm-results", "metacomm-drift", "metacomm-drift-seeds")
+            or k in DEFAULT_X]
 
 
 def load_run(path: str | os.PathLike, *, field: str = "results", label: str | None = None) -> Run:
@@ -82,7 +86,8 @@ def _default_label(kind: str, data: dict, p: Path) -> str:
 
 
 def _family(kind: str) -> str:
-    return {"metacomm-results": "ber", "metacomm-drift": "drift"}.get(kind, "records")
+    return {"metacomm-results": "ber", "metacomm-drift": "drift", "metacomm-drift-seeds": "drift-seeds"}.get(
+        kind, "records")
 
 
 def swept_fields(records: Sequence[Mapping[str, Any]], config: Mapping[str, Any]) -> list[str]:
@@ -210,8 +215,15 @@ def plot_overlay(runs: Sequence[Run], out: str | os.PathLike, *, title: str | No
         raise ConfigError("out", f"figure file must end in .png, .pdf or .svg, got {str(out)!r}")
     families = {_family(r.kind) for r in runs}
     if len(families) > 1:
+        hint = ""
+        pooled = [r for r in runs if r.kind == "metacomm-drift-seeds"]
+        if pooled and "drift" in families:
+            dirs = (pooled[0].data.get("config", {}).get("seed_dirs") or {}).values()
+            hint = (f"; {pooled[0].path} pools several seeds -- to overlay single runs give its per-seed directories "
+                    f"({', '.join(os.path.join(os.path.dirname(pooled[0].path), d) for d in list(dirs)[:3])}"
+                    f"{', ...' if len(dirs) > 3 else ''})")
         raise ConfigError("results", "cannot overlay different kinds of results in one figure: "
-                          + ", ".join(f"{r.path} ({r.kind})" for r in runs))
+                          + ", ".join(f"{r.path} ({r.kind})" for r in runs) + hint)
     family = families.pop()
     if family == "ber":
         from metacomm.sims.plots import plot_results
@@ -220,6 +232,14 @@ def plot_overlay(runs: Sequence[Run], out: str | os.PathLike, *, title: str | No
         return plot_results(res, out, labels=[r.label for r in runs], title=title, theory=theory)
     if window is not None and (isinstance(window, bool) or int(window) < 1):
         raise ConfigError("window", f"must be an integer >= 1, got {window!r}")
+    if family == "drift-seeds":
+        from metacomm.sims.drift_pooled import seeds_panel
+        fig, ax = plt.subplots(figsize=(10, 4.5), constrained_layout=True)
+        seeds_panel(ax, [(r.data, r.label) for r in runs], schemes)
+        ax.set_title(title or "mean BLER per seed (lines: pooled BLER; bands: Clopper-Pearson 95% of the pooled "
+                              "blocks)", fontsize=10)
+        save_figure(fig, out, dpi=120, field="out")
+        return out
     if family == "drift":
         fig, ax = plt.subplots(figsize=(10, 4.5), constrained_layout=True)
         _drift_panel(ax, runs, window, schemes)

@@ -10,6 +10,11 @@ N0), kalman (a Kalman tracker over frames that knows rho, the prior and N0), wid
 wl-ls (widely-linear LS for IQ imbalance) (classical); genie (ML with the true channel and N0; plus the genie at
 Eb/N0 - 1 dB as a yardstick). Every summary entry says its kind (adaptive, classical, reference). Writes ``DIR/results.json``, ``DIR/results.csv`` and
 ``DIR/drift.png`` (BLER/BER over frames with the drift parameter on a second axis) and prints a summary table.
+
+Many seeds: ``--seeds 0:8`` (or ``0,1,2``) runs one independent drift run per seed, each a task of
+``--executor`` (local or ray), writes ``DIR/seed-<s>/`` exactly as ``--seed s --out DIR/seed-<s>`` would, and
+pools them into ``DIR/results.json`` (pooled BLER with its Clopper-Pearson interval, the per-seed BLERs and their
+spread) and ``DIR/seeds.png``; ``--resume`` skips the finished seeds.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import os
 
 from metacomm.experiments.drift import DEFAULT_CHECKPOINT, DriftConfig, run_drift_experiment
+from metacomm.sims.commands._executor import add_executor_flags, executor_kwargs
 
 
 def _pack_schemes() -> list[str]:
@@ -29,7 +35,10 @@ def _pack_schemes() -> list[str]:
 def add_parser(subparsers, name):
     from metacomm.sims.drift_run import DEFAULT_SCHEMES, SCHEMES
     p = subparsers.add_parser(name, help="frame-by-frame drift run: adaptive codec vs baselines",
-                              description=__doc__.splitlines()[0])
+                              description=__doc__.splitlines()[0],
+                              epilog="many seeds: metacomm drift --scenario doppler-fast --frames 50 --seeds 0:4 --out "
+                                     "runs/ds  (seeds 0..3, one task each; runs/ds/seed-<s>/ per seed, pooled "
+                                     "runs/ds/results.json; add --executor ray to run them as Ray tasks)")
     p.add_argument("--scenario", required=True, help="built-in drift scenario name (doppler-slow, doppler-fast, "
                    "snr-drift, regime-switch, iq-drift) or a .toml file")
     p.add_argument("--checkpoint", default=None,
@@ -51,14 +60,22 @@ def add_parser(subparsers, name):
     p.add_argument("--retrain-steps", type=int, default=100, help="retrain scheme: Adam steps (default 100)")
     p.add_argument("--bler-target", type=float, default=0.1, help="BLER target for the summary (default 0.1)")
     p.add_argument("--seed", type=int, default=None, help="seed of the channel draws (default: the scenario's)")
+    p.add_argument("--seeds", default=None, metavar="SPEC",
+                   help="run one independent drift run per seed instead of one run: a comma list (0,1,2), a range "
+                        "A:B meaning A..B-1 (0:8), or both (0:4,10); non-negative, no repeats; not with --seed. "
+                        "Writes OUT/seed-<s>/ (what --seed s --out OUT/seed-<s> writes) and the pooled "
+                        "OUT/results.json and OUT/seeds.png; with --resume the finished seeds are skipped")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:N)")
     p.add_argument("--save-every", type=int, default=0, metavar="N",
-                   help="write the run state to OUT/run-state.pt every N frames (0: never), for --resume")
+                   help="write the run state to OUT/run-state.pt every N frames (0: never), for --resume "
+                        "(with --seeds: OUT/seed-<s>/run-state.pt, local executor only)")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run saved in --out (same settings); the result equals an "
-                        "uninterrupted run's")
+                        "uninterrupted run's (with --seeds: finished seeds are kept, a seed with a run state "
+                        "continues from it, the others run)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no table")
     p.add_argument("--out", required=True, help="output directory")
+    add_executor_flags(p, "seed, with --seeds")
     p.set_defaults(run=run)
     return p
 
@@ -68,11 +85,21 @@ def run(args) -> int:
                       pilots=args.pilots, steps=args.steps, lr=args.lr, schemes=args.schemes, links=args.links,
                       payload=args.payload, retrain_every=args.retrain_every, retrain_steps=args.retrain_steps,
                       bler_target=args.bler_target, seed=args.seed, device=args.device,
-                      save_every=args.save_every, resume=args.resume, progress=not args.quiet))
+                      save_every=args.save_every, resume=args.resume, progress=not args.quiet, seeds=args.seeds,
+                      **executor_kwargs(args)))
 
 
 def execute(cfg: DriftConfig) -> int:
     """Run the drift run of ``cfg`` and print its table (shared with ``metacomm run``)."""
+    if cfg.seeds is not None:
+        from metacomm.experiments.drift_seeds import run_drift_seeds
+        from metacomm.sims.drift_pooled import pooled_table
+        doc = run_drift_seeds(cfg, log=print if cfg.progress else (lambda s: None))
+        if cfg.progress:
+            print(pooled_table(doc))
+        print(f"drift: {len(cfg.seeds)} seeds pooled -> {cfg.out}/results.json, plot -> {cfg.out}/seeds.png; "
+              f"each seed in {cfg.out}/seed-<s>/")
+        return 0
     res, pj, pc, png = run_drift_experiment(cfg)
     if cfg.progress:
         print(res.summary_table())

@@ -4,7 +4,7 @@
 
 Each RUN is a results.json or the directory holding one, written by ``ber`` (BER and BLER vs Eb/N0 [dB] with
 the closed-form curve where one exists), ``drift``/``demo`` (BLER over frames, rolling mean, one colour per scheme
-and one line style per run), ``fewshot`` (BLER vs adaptation steps) or a ``pack`` (compression: BLER vs bit-width;
+and one line style per run), ``drift --seeds`` (the pooled directory: mean BLER per seed with the pooled BLER), ``fewshot`` (BLER vs adaptation steps) or a ``pack`` (compression: BLER vs bit-width;
 label-noise: BLER vs noise rate; adversarial: BLER vs PSR [dB]); runs of one family share a figure.
 """
 

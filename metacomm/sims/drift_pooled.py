@@ -1,0 +1,218 @@
+r"""Drift runs over many seeds, pooled: the per-seed summaries, the pooled summary, its table and its figure.
+
+A multi-seed drift run (``metacomm drift --seeds``, :mod:`metacomm.experiments.drift_seeds`) writes one ordinary
+drift run per seed (``seed-<s>/results.json``, format ``metacomm-drift/1``) and ``results.json`` of format
+:data:`FORMAT` (``metacomm-drift-seeds/1``, a distinct kind: never read as a single run)::
+
+    {"format": "metacomm-drift-seeds/1", "config": {... the settings, "seeds": [...], "seed_dirs": {...}},
+     "finished": bool, "progress": {"key", "done", "total", "seeds_done"},
+     "seeds": {"<s>": {scheme: {"block_errors", "blocks", "bit_errors", "bits", "bler", "ber",
+                                "frames_above_target", "latency_ms_mean", "kind"}}},
+     "summary": {scheme: {"kind", "bler", "bler_ci", "ber", "ber_ci", "block_errors", "blocks", "bit_errors",
+                          "bits", "seeds", "seed_bler", "seed_bler_mean", "seed_bler_sd", "seed_bler_min",
+                          "seed_bler_max", "seed_bler_ci", "frames_above_target", "frames", "latency_ms_mean"}}}
+
+Pooled over seeds x frames x links x blocks: ``bler = sum(block errors) / sum(blocks)`` with the Clopper-Pearson
+95 % interval of those pooled counts (:func:`metacomm.sims.stats.clopper_pearson`), likewise ``ber``. That
+interval treats every block as independent; blocks of one link and frame share a channel draw and frames of
+one seed a channel trajectory, so it is too narrow for the seed-to-seed variation -- the per-seed mean BLERs
+(``seed_bler``, in seed order), their standard deviation (``seed_bler_sd``, ``n - 1`` in the denominator), range
+and the Student-t 95 % interval of their mean (``seed_bler_ci``; ``None`` for one seed) show that spread.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from metacomm._validation import ConfigError
+from metacomm.sims.stats import clopper_pearson
+
+__all__ = ["FORMAT", "KIND", "seed_summary", "pool_seeds", "pooled_table", "comparison", "plot_seeds",
+           "seeds_panel"]
+
+KIND = "metacomm-drift-seeds"
+FORMAT = f"{KIND}/1"
+_COUNTS = ("block_errors", "blocks", "bit_errors", "bits")
+
+
+def seed_summary(result) -> dict:
+    """What the pooled file keeps of one seed's :class:`~metacomm.sims.drift_result.DriftResult`: per scheme
+    the counts, mean BLER/BER, frames above the BLER target, mean latency and kind."""
+    keys = (*_COUNTS, "bler", "ber", "frames_above_target", "latency_ms_mean", "kind")
+    return {s: {k: r[k] for k in keys} for s, r in result.summary().items()}
+
+
+def _t_interval(values: Sequence[float]) -> list[float] | None:
+    n = len(values)
+    if n < 2:
+        return None
+    from scipy import stats
+    m = sum(values) / n
+    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
+    h = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    return [m - h, m + h]
+
+
+def pool_seeds(per_seed: Mapping[int, Mapping[str, dict]], seeds: Sequence[int], frames: int) -> dict:
+    """The pooled summary (module docstring) of the per-seed summaries ``per_seed`` (:func:`seed_summary`,
+    keyed by seed) over ``seeds`` (in this order; seeds missing from ``per_seed`` are left out); ``frames``: frames
+    per seed. Every seed must have the same schemes."""
+    done = [s for s in seeds if s in per_seed]
+    if not done:
+        return {}
+    schemes = list(per_seed[done[0]])
+    for s in done:
+        if list(per_seed[s]) != schemes:
+            raise ConfigError("seeds", f"seed {s} has schemes {list(per_seed[s])}, seed {done[0]} {schemes}")
+    out = {}
+    for name in schemes:
+        rows = [per_seed[s][name] for s in done]
+        tot = {k: sum(int(r[k]) for r in rows) for k in _COUNTS}
+        blers = [float(r["bler"]) for r in rows]
+        m = sum(blers) / len(blers)
+        sd = math.sqrt(sum((b - m) ** 2 for b in blers) / (len(blers) - 1)) if len(blers) > 1 else None
+        lat = [r["latency_ms_mean"] for r in rows if r.get("latency_ms_mean") is not None]
+        out[name] = {"kind": rows[0]["kind"],
+                     "bler": tot["block_errors"] / tot["blocks"],
+                     "bler_ci": list(clopper_pearson(tot["block_errors"], tot["blocks"])),
+                     "ber": tot["bit_errors"] / tot["bits"],
+                     "ber_ci": list(clopper_pearson(tot["bit_errors"], tot["bits"])),
+                     **tot, "seeds": list(done), "seed_bler": blers, "seed_bler_mean": m, "seed_bler_sd": sd,
+                     "seed_bler_min": min(blers), "seed_bler_max": max(blers), "seed_bler_ci": _t_interval(blers),
+                     "frames_above_target": sum(int(r["frames_above_target"]) for r in rows),
+                     "frames": frames * len(done),
+                     "latency_ms_mean": sum(lat) / len(lat) if lat else None}
+    return out
+
+
+def _best(summary: Mapping[str, dict], kind: str):
+    rows = [(s, r) for s, r in summary.items() if r["kind"] == kind]
+    return min(rows, key=lambda sr: sr[1]["bler"]) if rows else None
+
+
+def comparison(doc: Mapping) -> dict | None:
+    """Best adaptive vs best classical scheme by pooled BLER: ``{"adaptive", "adaptive_bler", "classical",
+    "classical_bler", "ratio", "intervals_apart", "seeds_adaptive_better", "seeds_adaptive_worse", "seeds"}`` (in
+    how many seeds the adaptive scheme's BLER was below / above the classical one's), or ``None`` without both
+    kinds."""
+    summ = doc.get("summary") or {}
+    a, c = _best(summ, "adaptive"), _best(summ, "classical")
+    if a is None or c is None:
+        return None
+    ra, rc = a[1], c[1]
+    pairs = list(zip(ra["seed_bler"], rc["seed_bler"], strict=True))
+    better = sum(x < y for x, y in pairs)
+    worse = sum(x > y for x, y in pairs)
+    return {"adaptive": a[0], "adaptive_bler": ra["bler"], "classical": c[0], "classical_bler": rc["bler"],
+            "ratio": ra["bler"] / rc["bler"] if rc["bler"] > 0 else float("nan"),
+            "intervals_apart": ra["bler_ci"][1] < rc["bler_ci"][0] or rc["bler_ci"][1] < ra["bler_ci"][0],
+            "seeds_adaptive_better": better, "seeds_adaptive_worse": worse, "seeds": len(pairs)}
+
+
+def pooled_table(doc: Mapping) -> str:
+    """The pooled summary as a text table (one row per scheme: pooled BLER with its Clopper-Pearson 95 % interval,
+    per-seed mean BLER +- standard deviation and range, kind; ``*best`` marks the best adaptive and classical
+    scheme), then the best-adaptive-vs-best-classical line."""
+    summ = doc.get("summary") or {}
+    c = comparison(doc)
+    best = {} if c is None else {"adaptive": c["adaptive"], "classical": c["classical"]}
+    n = len(next(iter(summ.values()))["seed_bler"]) if summ else 0
+    lines = [f"{'scheme':16s} {'pooled BLER':>11s} {'95% CI (pooled blocks)':>23s} "
+             f"{'per-seed BLER mean +- sd':>25s} {'min .. max':>21s}  kind   ({n} seeds)"]
+    for s, r in summ.items():
+        lo, hi = r["bler_ci"]
+        sd = "-" if r["seed_bler_sd"] is None else f"{r['seed_bler_sd']:.3g}"
+        mark = " *best" if best.get(r["kind"]) == s else ""
+        lines.append(f"{s:16s} {r['bler']:11.4g} [{lo:9.3g}, {hi:9.3g}] {r['seed_bler_mean']:14.4g} +- {sd:<7s} "
+                     f"{r['seed_bler_min']:9.3g} .. {r['seed_bler_max']:<9.3g}  {r['kind']}{mark}")
+    if c is not None:
+        ratio = "n/a" if math.isnan(c["ratio"]) else f"{c['ratio']:.3g} x"
+        lines.append(f"best adaptive: {c['adaptive']} {c['adaptive_bler']:.4g} vs best classical: {c['classical']} "
+                     f"{c['classical_bler']:.4g} -> {ratio} (pooled 95 % intervals "
+                     f"{'apart' if c['intervals_apart'] else 'overlap'}; per seed adaptive lower in "
+                     f"{c['seeds_adaptive_better']}, higher in {c['seeds_adaptive_worse']} of {c['seeds']})")
+    return "\n".join(lines)
+
+
+def seeds_panel(ax, docs: Sequence[tuple[Mapping, str]], schemes: Sequence[str] | None = None) -> None:
+    """Per-seed mean BLER of every scheme (markers over the seeds, one colour per scheme) and, at the right under
+    "pooled", the pooled BLER with its Clopper-Pearson 95 % interval; ``docs``: ``(pooled doc, label)`` pairs (line
+    style per doc when several, else per kind: adaptive solid, classical dash-dot, genie black dashed, genie at a
+    dB offset grey dotted)."""
+    import numpy as np
+    doc_styles = ["-", "--", ":", "-."]
+    palette = [_color(i) for i in range(20)]
+    colors: dict[str, str] = {}
+    seeds_all: list[int] = []
+    for doc, _ in docs:
+        for r in (doc.get("summary") or {}).values():
+            seeds_all += [s for s in r["seeds"] if s not in seeds_all]
+            break
+    pos = {s: i for i, s in enumerate(seeds_all)}
+    n_rows = sum(len(doc.get("summary") or {}) for doc, _ in docs)
+    row = 0
+    for di, (doc, label) in enumerate(docs):
+        summ = doc.get("summary") or {}
+        if not summ:
+            raise ConfigError("results", f"{label}: no finished seed to plot")
+        names = [s for s in summ if schemes is None or s in schemes]
+        if schemes is not None and not names:
+            raise ConfigError("schemes", f"{label}: none of {', '.join(schemes)} in its schemes ({', '.join(summ)})")
+        for name in names:
+            r = summ[name]
+            if name == "genie":
+                color, ls = "k", "--"
+            elif name.startswith("genie"):
+                color, ls = "0.45", ":"
+            else:
+                color = colors.setdefault(name, palette[len(colors) % len(palette)])
+                ls = "-." if r["kind"] == "classical" else "-"
+            if len(docs) > 1:
+                ls = doc_styles[di % len(doc_styles)]
+            x = np.asarray([pos[s] for s in r["seeds"]], float)
+            blocks = [int(doc["seeds"][str(s)][name]["blocks"]) for s in r["seeds"]]
+            y = np.maximum(np.asarray(r["seed_bler"], float), [0.5 / b for b in blocks])
+            lab = f"{label}: {name}" if len(docs) > 1 else name
+            ax.plot(x, y, color=color, ls=ls, lw=1.0, marker="o", ms=3.5, label=lab)
+            floor = 0.5 / r["blocks"]
+            xp = len(seeds_all) + 0.6 * (row + 0.5) / max(n_rows, 1) - 0.3
+            m, lo, hi = max(r["bler"], floor), max(r["bler_ci"][0], floor), max(r["bler_ci"][1], floor)
+            ax.errorbar([xp], [m], yerr=[[m - lo], [hi - m]], color=color, marker="s", ms=4, capsize=2, lw=1.2)
+            row += 1
+    ax.set_xticks(range(len(seeds_all) + 1))
+    ax.set_xticklabels([str(s) for s in seeds_all] + ["pooled"], fontsize=8)
+    ax.axvline(len(seeds_all) - 0.5, color="0.6", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("seed")
+    ax.set_ylabel("mean BLER (per seed; pooled with 95% CI)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
+def _color(i: int) -> str:
+    """The ``i``-th colour of matplotlib's ``tab20`` (as hex), skipping the greys kept for the genie rows."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+    cols = [c for j, c in enumerate(colormaps["tab20"].colors) if j not in (14, 15)]
+    return to_hex(cols[(2 * i) % len(cols)] if i < len(cols) // 2 else cols[(2 * i + 1) % len(cols)])
+
+
+def plot_seeds(doc: Mapping, out, *, title: str | None = None) -> Path:
+    """``seeds.png`` of a pooled run: :func:`seeds_panel` of ``doc``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from metacomm.artefacts import save_figure
+    c = doc.get("config", {})
+    fig, ax = plt.subplots(figsize=(10, 4.5), constrained_layout=True)
+    seeds_panel(ax, [(doc, str(c.get("scenario", "")))])
+    ax.set_title(title or f"{c.get('scenario')}: mean BLER per seed ({c.get('frames')} frames x {c.get('links')} "
+                          "links each); right: pooled over the seeds, Clopper-Pearson 95 % of the pooled blocks",
+                 fontsize=9)
+    p = Path(out)
+    save_figure(fig, p, dpi=110, field="out")
+    return p
+
