@@ -216,12 +216,19 @@ class NaNAtStep(MetaObjective):
         return loss, {}
 
 
-def test_nan_guard_skips_and_reports():
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "loop"])
+@pytest.mark.parametrize("algo", ALGORITHMS)
+def test_nan_guard_skips_and_reports(algo, batched):
+    """A NaN meta-gradient (for every algorithm, batched and per-task loop) is detected: the step is skipped
+    and logged, no weight (nor Meta-SGD rate) changes, and training continues with finite weights."""
     torch.manual_seed(0)
     obj = NaNAtStep()
-    tr = MetaTrainer(EncDec(), obj, _sampler, MetaConfig(meta_batch=2, outer_lr=0.01), seed=0)
+    tr = MetaTrainer(EncDec(), obj, _sampler, MetaConfig(algo=algo, meta_batch=2, outer_lr=0.01, batched=batched),
+                     seed=0)
     tr.step()
     before = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    rates_before = {k: v.detach().clone() for k, v in tr.rule.meta_params.items()}
+    assert bool(rates_before) == (algo == "metasgd")
     obj.poison = True
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
@@ -230,6 +237,8 @@ def test_nan_guard_skips_and_reports():
     assert any("skipped" in str(x.message) for x in w)
     for k, v in tr.model.state_dict().items():
         assert torch.equal(v, before[k])
+    for k, v in tr.rule.meta_params.items():
+        assert torch.equal(v.detach(), rates_before[k])
     obj.poison = False
     assert not tr.step().skipped
     assert all(torch.isfinite(p).all() for p in tr.model.parameters())
