@@ -150,12 +150,14 @@ class DecisionDirectedScheme(AdaptiveScheme):
             rule = self.rule
             mp = {k: t.detach() for k, t in rule.meta_params.items()}
             new = torch.vmap(lambda p, b: dd_update(model, shared, rule, p, b, mp))(dict(codec.fast), batch)
+            t_diag = time.perf_counter()  # diagnostics (not part of the scheme's latency)
             with torch.no_grad():
                 ld = codec.block_logits(sig.y_d)
                 lp = codec.block_logits(sig.y_p)
                 self.last_weights = torch.vmap(lambda a, b, bb: rule.weights(a, b, bb, mp))(ld, lp, batch)
                 self.last_confidence = F.softmax(ld, -1).amax(-1)
                 self.last_decisions = dec
+            t0 += time.perf_counter() - t_diag
             codec.fast = {n: t.detach() for n, t in new.items()}
             with torch.no_grad():
                 out = codec.decide_block(sig.y_d)

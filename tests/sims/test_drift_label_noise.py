@@ -176,7 +176,7 @@ def test_shipped_dd_mwnet_beats_every_pilot_only_adaptive_scheme_on_doppler_slow
     from metacomm.sims.drift_schemes import make_scheme
     names = ["meta", "warm", "online-meta", "pilot-ls", "dd-gated", "dd-mwnet"]
     run, _ = _shipped_run(1, 150, [make_scheme(n) for n in names])
-    s = run.run().summary
+    s = run.run().summary()
     print({n: (round(s[n]["bler"], 4), [round(x, 4) for x in s[n]["bler_ci"]]) for n in names})
     for n in names[:-1]:
         assert s["dd-mwnet"]["bler_ci"][1] < s[n]["bler_ci"][0], n
