@@ -35,7 +35,8 @@ from torch import nn
 
 from metacomm.adaptation.update_rules import SGD, UpdateRule
 
-__all__ = ["gce_loss", "normalise_weights", "weighted_mean", "l2rw_weights", "MetaWeightNet", "WeightingRule"]
+__all__ = ["gce_loss", "normalise_weights", "weighted_mean", "l2rw_weights", "MetaWeightNet", "WeightingRule",
+           "DecisionWeightNet", "DecisionWeightingRule", "decision_features", "DD_FEATURES"]
 
 
 def gce_loss(logits: torch.Tensor, labels: torch.Tensor, q: float = 0.7) -> torch.Tensor:
@@ -142,3 +143,105 @@ class WeightingRule(UpdateRule):
         r.method = self.method
         r._meta = {k: t.detach() for k, t in self._meta.items()}
         return r
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Decision-directed weighting (drift scheme dd-mwnet)
+# ----------------------------------------------------------------------------------------------------------------
+
+#: the per-example inputs of :class:`DecisionWeightNet`, in order
+DD_FEATURES = ("log decision loss", "log1p logit margin", "log10 N0", "log pilot loss")
+
+
+def decision_features(logits_d: torch.Tensor, logits_p: torch.Tensor, msg_p: torch.Tensor,
+                      no: torch.Tensor) -> torch.Tensor:
+    r"""Per-example features ``[..., D, 4]`` of payload decisions (:data:`DD_FEATURES`), detached: the log of the
+    decision's cross-entropy :math:`-\log \max_m p_m` (= minus log softmax confidence), ``log1p`` of the logit
+    margin between the decision and the runner-up, :math:`\log_{10} N_0` of the frame, and the log of the
+    frame's pilot cross-entropy (how well the current weights fit the known pilots). ``logits_d [..., D, M]``,
+    ``logits_p [..., P, M]``, ``msg_p [..., P]``, ``no [...]``; vmappable."""
+    logits_d, logits_p = logits_d.detach(), logits_p.detach()
+    top = logits_d.topk(2, -1).values
+    ce = torch.logsumexp(logits_d, -1) - top[..., 0]
+    margin = top[..., 0] - top[..., 1]
+    pce = F.cross_entropy(logits_p.reshape(-1, logits_p.shape[-1]), msg_p.reshape(-1),
+                          reduction="none").reshape(msg_p.shape).mean(-1)
+    D = logits_d.shape[-2]
+    no = torch.as_tensor(no, dtype=ce.dtype, device=ce.device)
+    return torch.stack([torch.log(ce + 1e-4), torch.log1p(margin),
+                        torch.log10(no)[..., None].expand(*no.shape, D),
+                        torch.log(pce + 1e-4)[..., None].expand(*pce.shape, D)], -1).detach()
+
+
+class DecisionWeightNet(nn.Module):
+    """Meta-Weight-Net for decision-directed labels: ``w = sigmoid(MLP(features))`` in (0, 1) per payload decision
+    from :func:`decision_features` (4 -> ``hidden`` -> 1, ReLU). :meth:`functional` evaluates it from a
+    ``{name: tensor}`` dict (meta-parameters)."""
+
+    def __init__(self, hidden: int = 16, generator: torch.Generator | None = None):
+        super().__init__()
+        self.l1, self.l2 = nn.Linear(len(DD_FEATURES), hidden), nn.Linear(hidden, 1)
+        if generator is not None:
+            from metacomm.codecs.learned_base import reset_linear_
+            reset_linear_(self.l1, generator)
+            reset_linear_(self.l2, generator)
+        with torch.no_grad():
+            self.l2.bias.zero_()
+
+    @staticmethod
+    def functional(mp: Mapping[str, torch.Tensor], feats: torch.Tensor) -> torch.Tensor:
+        h = F.relu(feats @ mp["l1.weight"].T + mp["l1.bias"])
+        return torch.sigmoid(h @ mp["l2.weight"][0] + mp["l2.bias"][0])
+
+    def forward(self, feats):
+        return self.functional(dict(self.named_parameters()), feats)
+
+
+class DecisionWeightingRule(UpdateRule):
+    r"""The per-frame step of the decision-directed drift schemes as an update rule: SGD at ``lr`` on
+
+    .. math:: L(\theta) = \frac{1}{P + D}\Big(\sum_p \ell(\theta; y_p, m_p) + \sum_d w_d\, \ell(\theta; y_d, \hat m_d)\Big)
+
+    (pilots weight 1, the payload's own decisions :math:`\hat m` weighted by :math:`w_d`). ``wrap_loss`` builds
+    this loss from a support batch ``{"y_p", "msg_p", "y_d", "dec", "no"}`` of one link (the weights are computed
+    at the point the loss is evaluated and enter it as constants of the model parameters, but stay differentiable
+    w.r.t. the rule's meta-parameters, so second-order meta-gradients reach the weighting net).
+
+    :param method: ``"mwnet"`` -- raw weights :math:`w = \sigma(\mathrm{MLP}(\phi_d))` of
+        :class:`DecisionWeightNet` (*not* normalised: the net also sets how much the payload counts against the
+        pilots); ``"ones"`` -- :math:`w = 1` (naive decision-directed fine-tuning).
+    """
+
+    def __init__(self, lr: float, method: str = "mwnet", net: DecisionWeightNet | None = None,
+                 meta_params: Mapping[str, torch.Tensor] | None = None):
+        if method not in ("mwnet", "ones"):
+            raise ValueError(f"method: expected 'mwnet' or 'ones', got {method!r}")
+        self.lr, self.method = lr, method
+        self._meta = {}
+        if method == "mwnet":
+            src = meta_params if meta_params is not None else dict((net or DecisionWeightNet()).named_parameters())
+            self._meta = {n: t.detach().clone().requires_grad_(True) for n, t in src.items()}
+
+    @property
+    def meta_params(self):
+        return self._meta
+
+    def weights(self, logits_d, logits_p, batch, meta_params=None) -> torch.Tensor:
+        """Payload weights ``[..., D]`` (from detached logits)."""
+        if self.method == "ones":
+            return torch.ones(logits_d.shape[:-1], dtype=logits_d.real.dtype, device=logits_d.device)
+        mp = self._meta if meta_params is None else meta_params
+        return DecisionWeightNet.functional(mp, decision_features(logits_d, logits_p, batch["msg_p"], batch["no"]))
+
+    def wrap_loss(self, loss_fn=None, meta_params=None):
+        def weighted(model, b):
+            lp = model.decoder.block_logits(b["y_p"])
+            ld = model.decoder.block_logits(b["y_d"])
+            w = self.weights(ld, lp, b, meta_params)
+            P, D = lp.shape[-2], ld.shape[-2]
+            return (F.cross_entropy(lp, b["msg_p"], reduction="sum")
+                    + (w * F.cross_entropy(ld, b["dec"], reduction="none")).sum()) / (P + D)
+        return weighted
+
+    def step(self, params, grads, state, meta_params=None):
+        return SGD(self.lr).step(params, grads, state)

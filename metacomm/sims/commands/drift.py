@@ -53,7 +53,9 @@ def add_parser(subparsers, name):
     p.add_argument("--lr", type=float, default=None, help="adaptation SGD rate (default: the checkpoint's, 0.1)")
     p.add_argument("--schemes", default=None,
                    help=f"comma list of {', '.join(SCHEMES)}; the packs' {', '.join(_pack_schemes())} (default: "
-                        f"{','.join(DEFAULT_SCHEMES)}, plus track when the shipped tracker runs)")
+                        f"{','.join(DEFAULT_SCHEMES)}, plus track when the shipped tracker runs; dd-mwnet needs a "
+                        "meta-learned weighting for --scenario and --pilots, shipped for doppler-slow with 1 or 2 "
+                        "pilots, python -m metacomm.experiments.dd_mwnet trains one)")
     p.add_argument("--links", type=int, default=8, help="independent links adapted per call (default 8)")
     p.add_argument("--payload", type=int, default=64, help="data blocks per link and frame (default 64)")
     p.add_argument("--retrain-every", type=int, default=10, help="retrain scheme: period in frames (default 10)")
