@@ -28,7 +28,12 @@ import torch.nn.functional as F
 
 from metacomm.adaptation.example_weighting import DD_FEATURES, DecisionWeightingRule, DecisionWeightNet
 from metacomm.adaptation.functional import call
-from metacomm.sims.drift_label_noise import DD_MWNET_KIND, DecisionDirectedScheme, dd_update
+from metacomm.sims.drift_label_noise import (
+    DD_MWNET_KIND,
+    DecisionDirectedScheme,
+    codec_fingerprint,
+    dd_update,
+)
 
 __all__ = ["train_dd_mwnet", "weight_auroc", "main"]
 
@@ -103,7 +108,7 @@ def train_dd_mwnet(scenario: str, pilots: int, out: str, *, checkpoint: str | No
     payload_ck = {
         "net": {k: t.detach().cpu().clone() for k, t in rule.meta_params.items()}, "hidden": int(hidden),
         "features": list(DD_FEATURES), "lr": lr, "scenario": sc.name, "pilots": int(pilots),
-        "codec_checkpoint": os.path.basename(ck_path),
+        "codec_checkpoint": os.path.basename(ck_path), "codec_fingerprint": codec_fingerprint(model),
         "training": {"seeds": [int(s) for s in seeds], "frames": frames, "links": links, "payload": payload,
                      "outer_lr": outer_lr, "net_seed": int(net_seed), "history": history,
                      "cpu_s": time.process_time() - t_cpu, "wall_s": time.perf_counter() - t_wall,

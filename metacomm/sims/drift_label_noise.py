@@ -48,7 +48,7 @@ from metacomm.adaptation.functional import call
 from metacomm.artefacts import register_kind
 from metacomm.sims.drift_schemes import AdaptiveScheme, Decision, FrameSignals, register_scheme
 
-__all__ = ["DecisionDirectedScheme", "dd_update", "dd_mwnet_checkpoint", "shipped_dd_mwnets", "load_dd_mwnet",
+__all__ = ["DecisionDirectedScheme", "dd_update", "codec_fingerprint", "dd_mwnet_checkpoint", "shipped_dd_mwnets", "load_dd_mwnet",
            "DD_MWNET_KIND"]
 
 DD_MWNET_KIND = "metacomm-dd-mwnet"
@@ -72,6 +72,19 @@ def shipped_dd_mwnets() -> list[str]:
             sc, p = f[len("dd_mwnet_"):-3].rsplit("_p", 1)
             out.append(f"{sc} with {p} pilot{'s' if p != '1' else ''}")
     return out
+
+
+def codec_fingerprint(model) -> str:
+    """SHA-256 (hex) of a codec's meta-initialisation: every entry of ``model.state_dict()`` in name order, as
+    name, dtype, shape and the little-endian bytes of its values on the CPU. A ``dd-mwnet`` checkpoint records the
+    fingerprint of the codec it was meta-learned on, and the scheme refuses to pair it with another codec."""
+    import hashlib
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.numpy().tobytes() if not t.is_complex() else torch.view_as_real(t).numpy().tobytes())
+    return h.hexdigest()
 
 
 def load_dd_mwnet(path: str, field: str = "schemes") -> dict:
@@ -130,6 +143,16 @@ class DecisionDirectedScheme(AdaptiveScheme):
                                          f"{', '.join(shipped_dd_mwnets()) or 'none'} (train one with "
                                          "python -m metacomm.experiments.dd_mwnet)")
         ck = load_dd_mwnet(path)
+        want, have = ck.get("codec_fingerprint"), codec_fingerprint(ctx.model)
+        if want is not None and want != have:
+            msg = (f"dd-mwnet: the weighting {os.path.basename(path)} was meta-learned on the codec "
+                   f"{ck.get('codec_checkpoint')!r} and this run decodes with another codec (--checkpoint); its "
+                   "weights would be scored on decisions it never saw -- train one for this codec with "
+                   "python -m metacomm.experiments.dd_mwnet --checkpoint CKPT")
+            if self.net_path is None:
+                raise ConfigError("schemes", msg)
+            import warnings
+            warnings.warn(msg, stacklevel=2)
         self.rule = DecisionWeightingRule(lr, "mwnet", meta_params={k: v.to(ctx.device) for k, v in ck["net"].items()})
 
     def meta_update(self, batch: dict, sig: FrameSignals) -> None:

@@ -180,3 +180,21 @@ def test_shipped_dd_mwnet_beats_every_pilot_only_adaptive_scheme_on_doppler_slow
     print({n: (round(s[n]["bler"], 4), [round(x, 4) for x in s[n]["bler_ci"]]) for n in names})
     for n in names[:-1]:
         assert s["dd-mwnet"]["bler_ci"][1] < s[n]["bler_ci"][0], n
+
+
+def test_dd_mwnet_refuses_a_net_learned_on_another_codec(tmp_path, capsys):
+    """The shipped weighting records the fingerprint of the codec it was meta-learned on; a run that decodes with
+    another codec (--checkpoint) is refused with one line instead of scoring the net on foreign decisions."""
+    from metacomm.experiments.drift import DEFAULT_CHECKPOINT, load_drift_codec, shipped_tracker
+    from metacomm.sims.cli import main
+    from metacomm.sims.drift_label_noise import codec_fingerprint, dd_mwnet_checkpoint, load_dd_mwnet
+    ck = load_dd_mwnet(dd_mwnet_checkpoint("doppler-slow", 1))
+    own, _, _ = load_drift_codec(shipped_tracker("doppler-slow", 1))
+    other, _, _ = load_drift_codec(DEFAULT_CHECKPOINT)
+    assert ck["codec_fingerprint"] == codec_fingerprint(own) != codec_fingerprint(other)
+    base = ["drift", "--scenario", "doppler-slow", "--pilots", "1", "--frames", "2", "--links", "1", "--payload", "4",
+            "--schemes", "dd-mwnet,pilot-ls", "--quiet"]
+    assert main([*base, "--checkpoint", DEFAULT_CHECKPOINT, "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--schemes" in err[0] and "another codec" in err[0], err
+    assert not (tmp_path / "b" / "results.json").exists()
