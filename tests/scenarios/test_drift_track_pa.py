@@ -16,7 +16,6 @@ import torch
 from metacomm.adaptation.tracking import PACorrection, pa_apply, pa_params, tap_conv_matrix
 from metacomm.channels.impairments import RappPA, SalehPA
 from metacomm.scenarios import make_scenario
-from metacomm.scenarios.drift_track import TrackingDriftCodec, track_frames
 from metacomm.sims.cli import main
 
 _RAPP_FILE = """ebno_db = 12.0
@@ -89,6 +88,8 @@ def _numpy_track(tmpl, msg_p, y_p, y_d, no, a, q, p0, L):
 
 
 def test_corrected_tracker_is_the_linear_kalman_recursion_on_f_theta_of_the_templates():
+    # (imported here: importing the drift pack at collection would change the scenario registry's order)
+    from metacomm.scenarios.drift_track import TrackingDriftCodec, track_frames
     g = torch.Generator().manual_seed(3)
     model = TrackingDriftCodec(4, 3, 2, hidden=8, pa_correction=True).double()
     model.reset_parameters(g)
