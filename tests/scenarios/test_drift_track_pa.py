@@ -148,3 +148,13 @@ def test_a_pa_behind_the_channel_is_refused_with_one_exit_2_line(tmp_path, capsy
     assert rc == 2
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert "'rapp' PA at position = \"rx\"" in err and "cannot model" in err
+
+
+def test_pa_drift_defaults_run_the_shipped_pa_tracker_and_every_baseline(tmp_path):
+    from metacomm.experiments.drift import DriftConfig
+    cfg = DriftConfig(scenario="pa-drift", out=str(tmp_path / "o")).validate()
+    assert cfg.checkpoint.endswith("drift_track_pa-drift_p16.pt")
+    for s in ("track", "track-linear", "pilot-ls", "kalman", "pa-ls", "pa-kalman", "genie"):
+        assert s in cfg.schemes
+    plain = DriftConfig(scenario="doppler-slow", pilots=1, out=str(tmp_path / "p")).validate()
+    assert not {"track-linear", "pa-ls", "pa-kalman"} & set(plain.schemes)
