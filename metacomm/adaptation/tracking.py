@@ -44,7 +44,7 @@ from torch import nn
 
 from metacomm._validation import ConfigError, check_nonneg_int, check_positive_int
 
-__all__ = ["KalmanTracker", "tap_conv_matrix", "regressor_matrix", "stacked_conv_matrix", "tracker_init", "tracker_predict",
+__all__ = ["KalmanTracker", "PACorrection", "pa_params", "pa_apply", "tap_conv_matrix", "regressor_matrix", "stacked_conv_matrix", "tracker_init", "tracker_predict",
            "tracker_update", "tracker_step", "gaussian_block_logits", "gaussian_nll", "inv_softplus", "logit"]
 
 
@@ -295,3 +295,74 @@ class KalmanTracker(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_taps={self.num_taps}, precursor={self.precursor}, widely_linear={self.widely_linear}"
+
+
+class PACorrection(nn.Module):
+    r"""A learned memoryless AM/AM + AM/PM map of the transmitted symbols,
+    :math:`f_\theta(x) = x\, e^{g_\theta(|x|^2) - g_\theta(0) + j\,(\varphi_\theta(|x|^2) - \varphi_\theta(0))}`
+    (unit small-signal gain), with :math:`(g, \varphi)` a small MLP
+    (``1 -> hidden -> 2``, tanh) of :math:`u = |x|^2` (a function of :math:`|x|^2`, so smooth at ``x = 0``, and
+    ``arg f = arg x + phi``: any memoryless PA whose gain depends on the amplitude only, Rapp or Saleh).
+    The output layer starts at zero: :math:`f_\theta(x) = x` (the linear receiver) until trained. The tracker then
+    models ``y = T(f_theta(x)) h + w``: its belief over ``h`` stays linear-Gaussian given :math:`f_\theta(x)`."""
+
+    def __init__(self, hidden: int = 16):
+        super().__init__()
+        self.hidden = check_positive_int("hidden", hidden)
+        self.inp = nn.Linear(1, self.hidden)
+        self.out = nn.Linear(self.hidden, 2)
+        with torch.no_grad():
+            self.inp.weight.copy_(torch.linspace(-2.0, 2.0, self.hidden)[:, None])
+            self.inp.bias.copy_(torch.linspace(-3.0, 3.0, self.hidden))
+            self.out.weight.zero_()
+            self.out.bias.zero_()
+
+    def gain(self, u: torch.Tensor) -> torch.Tensor:
+        """The complex gain :math:`e^{g(u) - g(0) + j(\varphi(u) - \varphi(0))}` at ``u = |x|^2`` (real ``[...]``
+        -> complex ``[...]``): unit small-signal gain and phase (a common gain and phase is the taps' job, so the
+        pair ``(f_theta, h)`` has no scale ambiguity)."""
+        o = self.out(torch.tanh(self.inp(u[..., None])))
+        o0 = self.out(torch.tanh(self.inp.bias))
+        return torch.polar(torch.exp(o[..., 0] - o0[0]), o[..., 1] - o0[1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gain(x.real.square() + x.imag.square()).to(x.dtype)
+
+
+#: kinds in :func:`pa_params` vectors
+PA_KINDS = {"none": 0.0, "rapp": 1.0, "saleh": 2.0}
+
+
+def pa_params(channel) -> list[float]:
+    """The exact memoryless PA of a channel stage as 6 numbers for :func:`pa_apply`: ``[kind, c1 .. c5]`` --
+    ``RappPA``: ``[1, p, A_sat^2, 0, 0, 0]``; ``SalehPA``: ``[2, beta_a s^2, alpha_phi s^2, beta_phi s^2, g, 0]``
+    (``g`` = 1 with ``normalize_gain``, else ``alpha_a s``); anything else (``None``): ``[0, ...]`` (identity)."""
+    from metacomm.channels.impairments import RappPA, SalehPA
+    if isinstance(channel, RappPA):
+        return [1.0, float(channel.smoothness), float(channel.saturation) ** 2, 0.0, 0.0, 0.0]
+    if isinstance(channel, SalehPA):
+        s2 = channel.input_scale ** 2
+        g = 1.0 if channel.normalize_gain else channel.alpha_a * channel.input_scale
+        return [2.0, channel.beta_a * s2, channel.alpha_phi * s2, channel.beta_phi * s2, g, 0.0]
+    return [0.0] * 6
+
+
+def pa_apply(x: torch.Tensor, prm: torch.Tensor) -> torch.Tensor:
+    """The PA of :func:`pa_params` vectors ``prm`` real ``[..., 6]`` (broadcast against ``x``'s leading dims,
+    e.g. ``[F, 1, 1, 6]`` for ``x [F, B, n]``) applied to complex ``x`` -- the same maps as
+    :class:`~metacomm.channels.impairments.RappPA` / :class:`~metacomm.channels.impairments.SalehPA` (pure, vmap-safe)."""
+    u = x.real.square() + x.imag.square()
+    kind, c1, c2, c3, c4 = (prm[..., i] for i in range(5))
+    # Rapp: (1 + (u / A^2)^p)^(-1/(2p)), the power guarded at u = 0
+    safe_c2 = torch.where(kind == 1.0, c2, torch.ones_like(c2))
+    safe_p = torch.where(kind == 1.0, c1, torch.ones_like(c1))
+    r = u / safe_c2
+    pos = r > 0
+    rp = torch.where(pos, torch.where(pos, r, torch.ones_like(r)).pow(safe_p), torch.zeros_like(r))
+    rapp = (1.0 + rp).pow(-1.0 / (2.0 * safe_p))
+    # Saleh: g / (1 + beta_a s^2 u) * exp(j alpha_phi s^2 u / (1 + beta_phi s^2 u))
+    sal_amp = c4 / (1.0 + c1 * u)
+    sal_ph = c2 * u / (1.0 + c3 * u)
+    amp = torch.where(kind == 1.0, rapp, torch.where(kind == 2.0, sal_amp, torch.ones_like(u)))
+    ph = torch.where(kind == 2.0, sal_ph, torch.zeros_like(u))
+    return x * torch.polar(amp, ph).to(x.dtype)

@@ -88,6 +88,10 @@ class DriftConfig:
             self.checkpoint = tracker or DEFAULT_CHECKPOINT
             if tracker:
                 defaults.insert(defaults.index("online-meta") + 1, "track")
+            if _has_tx_pa(self.scenario):  # the PA-aware classical receivers (and the shipped linear tracker)
+                defaults[defaults.index("kalman") + 1:defaults.index("kalman") + 1] = ["pa-ls", "pa-kalman"]
+                if tracker:
+                    defaults.insert(defaults.index("track") + 1, "track-linear")
         self.schemes = parse_schemes(defaults if self.schemes is None else self.schemes, "schemes")
         check_probability("bler_target", self.bler_target)
         if self.seed is not None:
@@ -159,6 +163,18 @@ def check_drift_memory(cfg) -> None:
     check_memory(tuple(sizes), 1024.0 * blocks, "one frame of pilot and payload blocks")
     schemes = len(getattr(cfg, "schemes", None) or ()) or 16
     check_memory("frames", 512.0 * cfg.frames * schemes, "the per-frame results")
+
+
+def _has_tx_pa(scenario) -> bool:
+    """Whether drift scenario ``scenario`` (name or file; False when it does not load) has a transmitter PA."""
+    from metacomm.scenarios.drift_scenarios import load_scenario
+    from metacomm.scenarios.drift_track import PA_IMPAIRMENTS
+    try:
+        segs = load_scenario(scenario).segments
+    except ConfigError:
+        return False
+    return any(s.impairment is not None and s.impairment.name in PA_IMPAIRMENTS and s.impairment.position == "tx"
+               for s in segs)
 
 
 def shipped_tracker(scenario, pilots) -> str | None:

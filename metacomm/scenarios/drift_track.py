@@ -37,8 +37,16 @@ drift run, which for IQ imbalance only reshapes the noise covariance slightly.)
 
 Limits (ConfigError naming the field): ``k > 12`` (the template decoder scores all :math:`2^k` messages), a
 fractional ``n``, a channel other than ``multipath``/``tdl-*`` in ``mode = "truncate"`` without in-block motion
-or ``rayleigh``, a PA nonlinearity (``rapp``, ``saleh``), or a receiver window that does not contain the
-channel's lags.
+or ``rayleigh``, a PA behind the fading channel (``rapp``/``saleh`` at ``position = "rx"``: ``y = f(h x) + w``) or
+a PA in a scenario of several segments, or a receiver window that does not contain the channel's lags.
+
+Transmitter PA (``rapp``, ``saleh`` at ``position = "tx"``, its back-off possibly drifting): the receiver models
+``y = T(f_theta(x)) h (+ widely-linear terms) + w`` with ``f_theta`` a learned memoryless AM/AM + AM/PM map of the
+transmitted symbols (:class:`~metacomm.adaptation.tracking.PACorrection`, ``model.pa``), meta-learned with the
+tracker's dynamics from the scenario's sequences (whose exact per-frame PA travels in the batch as ``pa``); the
+belief over ``h`` stays linear-Gaussian given ``f_theta(x)`` and the payload is decided by ML over
+``f_theta(codeword)``. The same training run trains today's linear tracker (``model.linear_tracker``, no
+correction) on the same sequences as the baseline (drift scheme ``track-linear``).
 """
 
 from __future__ import annotations
@@ -52,7 +60,7 @@ from torch import nn
 
 from metacomm._validation import ConfigError, check_finite, check_nonneg_int, check_positive_int
 from metacomm.adaptation import MetaObjective, TaskBatch
-from metacomm.adaptation.tracking import KalmanTracker, tap_conv_matrix
+from metacomm.adaptation.tracking import KalmanTracker, PACorrection, pa_apply, pa_params, tap_conv_matrix
 from metacomm.channels.base import complex_normal
 from metacomm.codecs.detection import min_distance_decide
 from metacomm.scenarios.base import FewShotScenario
@@ -69,6 +77,9 @@ STARTS = ("first", "random")
 #: impairment stages that are real-linear in the samples (IQ imbalance, phase offset / noise): the exact channel
 #: of a frame is then y = A x + B conj(x), probed per frame; PA models (rapp, saleh) are not
 LINEAR_IMPAIRMENTS = ("iq-imbalance", "random-iq-imbalance", "phase-offset", "phase-noise")
+#: memoryless transmitter PAs the tracker models as y = T(f_theta(x)) h + w with a learned correction f_theta
+#: (:class:`~metacomm.adaptation.tracking.PACorrection`); only at ``position = "tx"`` and in a one-segment scenario
+PA_IMPAIRMENTS = ("rapp", "saleh")
 #: the shipped online-drift codec (k = 8, n = 8, 3 taps, hidden 64), the warm start of ``encoder="shipped"``
 SHIPPED_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "checkpoints", "online_drift_k8n8.pt")
 _SHIPPED_GEOMETRY = {"k": 8, "n": 8, "num_taps": 3, "hidden": 64}
@@ -92,7 +103,9 @@ class DriftTrackConfig:
     the tracker's belief also covers taps on conj(x) (IQ imbalance; ``None``: when a segment has an impairment);
     ``start``: ``"first"`` (sequences start at the timeline's first frame) or ``"random"`` (at a uniformly random
     frame, so that sequences cover every segment and the switches between them; ``None``: random when the
-    timeline has several segments or an impairment).
+    timeline has several segments or an impairment); ``pa_correction``: learn the memoryless PA correction
+    ``f_theta`` (and train today's linear tracker next to it, ``linear_tracker``, as the baseline; ``None``: when
+    the scenario has a PA), ``pa_hidden``: its MLP width.
     """
 
     drift: str = "doppler-slow"
@@ -115,6 +128,8 @@ class DriftTrackConfig:
     test_seed: int = 4243
     widely_linear: bool | None = None
     start: str | None = None
+    pa_correction: bool | None = None
+    pa_hidden: int = 16
 
     def validate(self) -> DriftTrackConfig:
         if not isinstance(self.drift, str) or not self.drift:
@@ -141,6 +156,9 @@ class DriftTrackConfig:
         self.rho_init = check_finite("rho_init", self.rho_init)
         if not 0.0 < self.rho_init < 1.0:
             raise ConfigError("rho_init", f"must lie in (0, 1), got {self.rho_init!r}")
+        if self.pa_correction is not None and not isinstance(self.pa_correction, bool):
+            raise ConfigError("pa_correction", f"must be true, false or unset (auto), got {self.pa_correction!r}")
+        self.pa_hidden = check_positive_int("pa_hidden", self.pa_hidden)
         if self.widely_linear is not None and not isinstance(self.widely_linear, bool):
             raise ConfigError("widely_linear", f"must be true, false or unset (auto), got {self.widely_linear!r}")
         if self.start is not None and self.start not in STARTS:
@@ -174,26 +192,35 @@ class TrackingDriftCodec(DriftAutoencoder):
     parameters): ``soft``, ``decision_directed``, ``dd_threshold``, ``dd_redecode``
     -- how the
     ``track`` drift scheme and the training loss use the belief. ``meta_inner_loss = "pilot-fit"`` (the
-    ``meta``/``warm`` schemes' pilot loss, as the shipped codec)."""
+    ``meta``/``warm`` schemes' pilot loss, as the shipped codec). With ``pa_correction``: ``pa``, the learned
+    memoryless correction :math:`f_\theta` (:class:`~metacomm.adaptation.tracking.PACorrection`) applied to the
+    templates the tracker regresses on and decodes with (``y = T(f_theta(t_m)) h``), and ``linear_tracker``, a
+    second tracker without it (today's linear tracker, trained on the same sequences: the ``track-linear``
+    baseline)."""
 
     def __init__(self, k: int, n: int, num_taps: int, hidden: int = 64, *, precursor: int = 0,
                  rho_init: float = 0.9, soft: bool = False, decision_directed: bool = False,
                  dd_threshold: float = 0.99, dd_redecode: bool = False, widely_linear: bool = False,
-                 decoder_taps: int | None = None):
+                 decoder_taps: int | None = None, pa_correction: bool = False, pa_hidden: int = 16):
         super().__init__(k, n, num_taps if decoder_taps is None else decoder_taps, hidden)
         self.tracker = KalmanTracker(num_taps, precursor, rho=rho_init, widely_linear=widely_linear)
+        if pa_correction:  # f_theta in front of the tracker's regressors; the linear tracker trained alongside
+            self.pa = PACorrection(pa_hidden)
+            self.linear_tracker = KalmanTracker(num_taps, precursor, rho=rho_init, widely_linear=widely_linear)
         self.track_options = {"soft": bool(soft), "decision_directed": bool(decision_directed),
                               "dd_threshold": float(dd_threshold), "dd_redecode": bool(dd_redecode)}
         self.meta_inner_loss = "pilot-fit"
         self._config.update(precursor=precursor, rho_init=rho_init, **self.track_options)
         if widely_linear:
             self._config.update(widely_linear=True)
+        if pa_correction:
+            self._config.update(pa_correction=True, pa_hidden=int(pa_hidden))
         if decoder_taps is not None and decoder_taps != num_taps:
             self._config.update(tracker_taps=num_taps)
 
 
 def track_frames(model: TrackingDriftCodec, msg_p, y_p, y_d, no, state=None, *, detach_templates: bool = False,
-                 msg_d=None):
+                 msg_d=None, linear: bool = False):
     r"""Run the tracker over a sequence (pure; used by the loss, the evaluation and the drift scheme).
 
     ``msg_p`` int64 ``[..., F, P]`` pilot messages, ``y_p`` complex ``[..., F, P, n]`` received pilots, ``y_d``
@@ -205,12 +232,16 @@ def track_frames(model: TrackingDriftCodec, msg_p, y_p, y_d, no, state=None, *, 
     that refined belief: the returned logits are the second pass's). Returns ``(logits [..., F, N, M], (m, P))``; with ``msg_d``
     int64 ``[..., F, N]`` (the payload messages, known at training time) ``(logits, (m, P), nll)`` where ``nll``
     ``[..., F, N]`` is :meth:`KalmanTracker.nll` of each payload block under the belief it was decoded with.
+    With a PA correction (``model.pa``) the templates are :math:`f_\theta(\mathbf t_m)`; ``linear``: run
+    ``model.linear_tracker`` on the bare templates instead (the baseline without the correction).
     """
-    tr = model.tracker
+    tr = model.linear_tracker if linear else model.tracker
     opts = model.track_options
     tmpl = model.decoder.template_symbols()
     if detach_templates:
         tmpl = tmpl.detach()
+    if not linear and hasattr(model, "pa"):
+        tmpl = model.pa(tmpl)
     lead = msg_p.shape[:-2]
     m, P = tr.init(tuple(lead), dtype=y_p.dtype) if state is None else state
     out, nlls = [], []
@@ -249,13 +280,16 @@ class DriftTrackObjective(MetaObjective):
         self.num_taps, self.precursor, self.train_codec = num_taps, precursor, train_codec
         self.nll_weight = float(nll_weight)
 
-    def _rx(self, model, msg, w, taps, no):
+    def _rx(self, model, msg, w, taps, no, pa=None):
         """Received blocks ``[F, B, n]`` of messages ``msg`` ``[F, B]`` through the frames' channels: ``taps``
         complex ``[F, L]`` (the receiver-window taps) or ``{"A", "B"}`` complex ``[F, n, n]`` (the exact
-        real-linear channel of each frame, ``y = A x + B conj(x)``, see :meth:`DriftTrackScenario._probe`)."""
+        real-linear channel of each frame, ``y = A x + B conj(x)``, see :meth:`DriftTrackScenario._probe`);
+        ``pa`` real ``[F, 6]``: each frame's transmitter PA (:func:`~metacomm.adaptation.tracking.pa_apply`)."""
         x = model.encoder.forward_index(msg)  # [F, B, n]
         if not self.train_codec:
             x = x.detach()
+        if pa is not None:
+            x = pa_apply(x, pa[:, None, None, :])
         if isinstance(taps, dict):
             xc = torch.complex(x.real, -x.imag)
             y = (taps["A"][:, None] @ x[..., None])[..., 0] + (taps["B"][:, None] @ xc[..., None])[..., 0]
@@ -266,14 +300,20 @@ class DriftTrackObjective(MetaObjective):
 
     def loss(self, model, batch):
         ch = {"A": batch["A"], "B": batch["B"]} if "A" in batch else batch["taps"]
-        y_p = self._rx(model, batch["msg_p"], batch["w_p"], ch, batch["no"])
-        y_q = self._rx(model, batch["msg_q"], batch["w_q"], ch, batch["no"])
+        pa = batch.get("pa")
+        y_p = self._rx(model, batch["msg_p"], batch["w_p"], ch, batch["no"], pa)
+        y_q = self._rx(model, batch["msg_q"], batch["w_q"], ch, batch["no"], pa)
         msg = batch["msg_q"]
-        logits, _, nll = track_frames(model, batch["msg_p"], y_p, y_q, batch["no"],
-                                      detach_templates=not self.train_codec, msg_d=msg)
-        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), msg.reshape(-1))
-        if self.nll_weight:
-            loss = loss + self.nll_weight * nll.mean()
+        loss = 0.0
+        # with a PA correction the linear tracker (its own parameters) learns on the same sequences alongside
+        for linear in ((False, True) if hasattr(model, "linear_tracker") else (False,)):
+            lg, _, nll = track_frames(model, batch["msg_p"], y_p, y_q, batch["no"],
+                                      detach_templates=not self.train_codec, msg_d=msg, linear=linear)
+            loss = loss + nn.functional.cross_entropy(lg.reshape(-1, lg.shape[-1]), msg.reshape(-1))
+            if self.nll_weight:
+                loss = loss + self.nll_weight * nll.mean()
+            if not linear:
+                logits = lg
         errs = (logits.argmax(-1) != msg).sum().to(logits.real.dtype)
         return loss, {"block_errors": errs, "blocks": torch.ones_like(errs) * msg.numel()}
 
@@ -317,23 +357,40 @@ class DriftTrackScenario(FewShotScenario):
             raise ConfigError("drift", f"{d.source}: codec.n = {d.n:g}: the tracking codec needs a whole number "
                                        "of complex channel uses")
         self.k, self.n = int(d.k), int(d.n)
-        windows = []
+        windows, pa_segs = [], []
         for i, seg in enumerate(d.segments):
             win = _channel_window(seg.channel)
-            bad_imp = seg.impairment is not None and seg.impairment.name not in LINEAR_IMPAIRMENTS
+            imp = seg.impairment
+            if imp is not None and imp.name in PA_IMPAIRMENTS:
+                if imp.position != "tx":
+                    raise ConfigError("drift", f"{d.source}: segment[{i}] has a {imp.name!r} PA at position = "
+                                               "\"rx\" (behind the fading channel, y = f(h x) + w), a nonlinearity "
+                                               "the tracker cannot model: it models a transmitter PA, y = h f(x) + w "
+                                               "(position = \"tx\")")
+                pa_segs.append(i)
+            bad_imp = imp is not None and imp.name not in LINEAR_IMPAIRMENTS + PA_IMPAIRMENTS
             if win is None or bad_imp:
                 what = f"impairment {seg.impairment.name!r}" if win is not None else \
                     f"channel {type(seg.channel).__name__}"
                 raise ConfigError("drift", f"{d.source}: segment[{i}] has a {what} the tracker cannot model "
                                            "(allowed: multipath or tdl-* with mode = \"truncate\" and no in-block "
-                                           f"motion, rayleigh; impairments {', '.join(LINEAR_IMPAIRMENTS)})")
+                                           f"motion, rayleigh; impairments {', '.join(LINEAR_IMPAIRMENTS)}; "
+                                           f"transmitter PAs {', '.join(PA_IMPAIRMENTS)})")
             windows.append(win)
-        has_imp = any(s.impairment is not None for s in d.segments)
+        if pa_segs and len(d.segments) > 1:
+            raise ConfigError("drift", f"{d.source}: segment[{pa_segs[0]}] has a PA in a scenario of "
+                                       f"{len(d.segments)} segments: the tracker models a transmitter PA (rapp, saleh) "
+                                       "only in a one-segment scenario")
+        #: a transmitter PA: its exact map per frame travels in the batch (``pa``), the codec learns f_theta
+        self.has_pa = bool(pa_segs)
+        self.pa_correction = self.has_pa if c.pa_correction is None else c.pa_correction
+        has_imp = any(s.impairment is not None and s.impairment.name in LINEAR_IMPAIRMENTS for s in d.segments)
         self.widely_linear = has_imp if c.widely_linear is None else c.widely_linear
         # the exact per-frame channel (probed) whenever the segments differ or an impairment is present; then the
         # sequences start anywhere in the timeline (a ramping impairment or a regime switch is not stationary)
         self._exact = has_imp or len(d.segments) > 1
-        self.start = c.start or ("random" if self._exact else "first")
+        # (a drifting PA back-off is not stationary either: sequences start anywhere, as with a ramping impairment)
+        self.start = c.start or ("random" if self._exact or self.has_pa else "first")
         ch_taps, ch_lag0, self._state_key = windows[0]
         # lags that reach a block of n samples: -(n-1) .. n-1 (a truncated channel's other taps never do)
         windows = [(min(lw, l0 + self.n), min(l0, self.n - 1), key) for lw, l0, key in windows]
@@ -382,7 +439,7 @@ class DriftTrackScenario(FewShotScenario):
                                    dd_threshold=c.dd_threshold, dd_redecode=c.dd_redecode,
                                    widely_linear=self.widely_linear,
                                    decoder_taps=_SHIPPED_GEOMETRY["num_taps"] if self.encoder_mode == "shipped"
-                                   else None)
+                                   else None, pa_correction=self.pa_correction, pa_hidden=c.pa_hidden)
         model.reset_parameters(torch.Generator().manual_seed(int(seed)))
         if self.encoder_mode == "shipped":
             from metacomm.scenarios.online_drift import load_meta
@@ -410,12 +467,14 @@ class DriftTrackScenario(FewShotScenario):
         y1, y2 = y[:, 0].transpose(-1, -2), y[:, 1].transpose(-1, -2)  # [link, i, j]
         return (y1 - 1j * y2) / 2, (y1 + 1j * y2) / 2
 
-    def _sequences(self, num: int, frames: int, g: torch.Generator):
+    def _sequences(self, num: int, frames: int, g: torch.Generator):  # noqa: C901
         """``num`` links x ``frames`` frames from the timeline (from its first frame, or -- ``start = "random"`` --
         from a frame drawn uniformly from ``g``, one start per call): the true channel and N0 ``[num, frames]``.
         The channel is the taps in the receiver's window, complex ``[num, frames, L]``, or -- when segments differ
-        or an impairment is present -- ``{"A", "B"}`` complex ``[num, frames, n, n]`` (:meth:`_probe`)."""
-        taps, nos, A, B = [], [], [], []
+        or an impairment is present -- ``{"A", "B"}`` complex ``[num, frames, n, n]`` (:meth:`_probe`); with a
+        transmitter PA also the frames' exact PA maps ``self._seq_pa`` real ``[num, frames, 6]``
+        (:func:`~metacomm.adaptation.tracking.pa_params`), else ``None``."""
+        taps, nos, A, B, pas = [], [], [], [], []
         shift = 1.0 if self.config.ebno_db is None else 10 ** (-(self.config.ebno_db - self.drift.ebno_db) / 10)
         skip = 0
         if self.start == "random":
@@ -431,11 +490,15 @@ class DriftTrackScenario(FewShotScenario):
                 A.append(a)
                 B.append(b)
                 continue
-            h = fr.state[self._state_key].reshape(num, -1)
+            if self.has_pa:  # Compose(PA, fading[, AWGN]): the fading state is stage 1's
+                pas.append(pa_params(fr.channel.stages[0]))
+            h = fr.state[f"1.{self._state_key}" if self.has_pa else self._state_key].reshape(num, -1)
             lo = self.precursor - self._ch_lag0  # (negative pads crop taps that never reach the block)
             h = nn.functional.pad(h, (lo, self.num_taps - lo - h.shape[-1]))
             taps.append(h)
         no = torch.stack(nos, 1).to(torch.float32)
+        self._seq_pa = torch.tensor(pas, dtype=torch.float32, device=self.device).expand(num, -1, -1) \
+            if pas else None
         if self._exact:
             return {"A": torch.stack(A, 1), "B": torch.stack(B, 1)}, no
         return torch.stack(taps, 1), no
@@ -452,6 +515,8 @@ class DriftTrackScenario(FewShotScenario):
         msg_q, w_q = self._data(num_tasks, frames, query, g)
         out = {"msg_p": msg_p, "w_p": w_p, "msg_q": msg_q, "w_q": w_q, "no": no}
         out.update(ch if isinstance(ch, dict) else {"taps": ch})
+        if self._seq_pa is not None:
+            out["pa"] = self._seq_pa
         return out
 
     def sample_tasks(self, num_tasks: int, g: torch.Generator) -> TaskBatch:
@@ -472,6 +537,7 @@ class DriftTrackScenario(FewShotScenario):
         num = check_positive_int("num_test_sequences", num)
         g = torch.Generator(device=self.device).manual_seed(self.config.test_seed)
         self.test_taps, self.test_no = self._sequences(num, self.config.test_frames, g)
+        self.test_pa = self._seq_pa
 
     @property
     def num_test_tasks(self) -> int:
@@ -491,9 +557,10 @@ class DriftTrackScenario(FewShotScenario):
         with torch.no_grad():
             book = model.encoder.codebook()
             rx = self.objective
-            y_p = torch.stack([rx._rx(model, msg_p[i], w_p[i], self._test_channel(i), self.test_no[i])
+            pa = [None] * C if self.test_pa is None else self.test_pa
+            y_p = torch.stack([rx._rx(model, msg_p[i], w_p[i], self._test_channel(i), self.test_no[i], pa[i])
                                for i in range(C)])
-            y_d = torch.stack([rx._rx(model, msg_d[i], w_d[i], self._test_channel(i), self.test_no[i])
+            y_d = torch.stack([rx._rx(model, msg_d[i], w_d[i], self._test_channel(i), self.test_no[i], pa[i])
                                for i in range(C)])
         count_mask = (torch.arange(F * per, device=self.device) < test_blocks).reshape(F, per)
         return book, msg_p, y_p, msg_d, y_d, count_mask
@@ -518,7 +585,7 @@ class DriftTrackScenario(FewShotScenario):
 
     def genie(self, model_seed: int, *, generator: torch.Generator, train_steps: int = 2000,
               test_blocks: int = 10000) -> tuple[float, float]:
-        """Genie: ML over the codebook of ``build_model(model_seed)`` with the true taps and N0 of every frame
+        """Genie: ML over the codebook of ``build_model(model_seed)`` with the true taps, PA and N0 of every frame
         (nothing is trained; ``train_steps`` is ignored)."""
         model = self.build_model(model_seed)
         book, msg_p, y_p, msg_d, y_d, mask = self._test_signals(model, 1, test_blocks, generator)
@@ -527,6 +594,10 @@ class DriftTrackScenario(FewShotScenario):
                 bc = torch.complex(book.real, -book.imag)
                 images = torch.einsum("cfij,mj->cfmi", self.test_taps["A"], book) \
                     + torch.einsum("cfij,mj->cfmi", self.test_taps["B"], bc)
+            elif self.test_pa is not None:  # the frame's PA-distorted codebook through its taps
+                pb = pa_apply(book[None, None], self.test_pa[:, :, None, None, :])  # [C, F, M, n]
+                T = tap_conv_matrix(pb, self.num_taps, self.precursor)  # [C, F, M, n, L]
+                images = torch.einsum("cfmnl,cfl->cfmn", T, self.test_taps)
             else:
                 T = tap_conv_matrix(book, self.num_taps, self.precursor)  # [M, n, L]
                 images = torch.einsum("mnl,cfl->cfmn", T, self.test_taps)
@@ -537,7 +608,7 @@ class DriftTrackScenario(FewShotScenario):
                     ) -> tuple[float, float]:
         r"""Classical per-frame reference: least-squares taps from the frame's ``pilots`` pilot codewords
         (:math:`\hat h = (X^H X)^{-1} X^H y_p`, ridge 1e-9), then ML over the codebook through :math:`\hat h`
-        (the codec of ``build_model(0)``; what ``pilot-ls`` does in a drift run)."""
+        (the codec of ``build_model(0)``; what ``pilot-ls`` does in a drift run; blind to a PA)."""
         pilots = check_positive_int("pilots", pilots)
         model = self.build_model(0)
         book, msg_p, y_p, msg_d, y_d, mask = self._test_signals(model, pilots, test_blocks, generator)

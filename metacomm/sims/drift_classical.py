@@ -9,7 +9,13 @@ estimated channel -- the same detector as ``pilot-ls``; they differ in the estim
 ``kalman``       Kalman filter over frames per link: knows rho, the tap prior, N0 and the segment boundaries
 ``wide-ls``      LS over a wider tap window with pre-cursor taps (default lags -2 .. L+1); knows nothing else
 ``wl-ls``        widely-linear LS (y = H1 x + H2 conj(x), ``L`` taps per branch); knows nothing else
+``pa-ls``        pilot-ls through the frame's exact transmitter PA (knows the PA model and its back-off per frame)
+``pa-kalman``    kalman through the frame's exact transmitter PA (knows rho, prior, N0 and the PA per frame)
 ==============  ================================================================================================
+
+``pa-ls`` and ``pa-kalman`` (:func:`frame_pa`) regress on and decide over the PA-distorted codewords
+:math:`f(\mathbf c_m)` of the frame's exact memoryless PA (``rapp``/``saleh`` at ``position = "tx"``): the
+classical receivers that know the nonlinearity exactly. Without a transmitter PA they are ``pilot-ls`` / ``kalman``.
 
 **What "the tap model of a segment" is** (:func:`segment_tap_model`, used by ``pilot-lmmse`` and ``kalman``):
 the segment's fading channel (:attr:`metacomm.channels.drift.Segment.channel`; impairments are *not* modelled --
@@ -59,9 +65,12 @@ from metacomm.codecs.widely_linear import stacked_conv_pilot_matrix, wl_images, 
 from metacomm.sims.drift_schemes import Decision, DriftContext, DriftScheme, FrameSignals, register_scheme
 
 __all__ = ["TapModel", "segment_tap_model", "segment_rho", "ModelBasedScheme", "PilotLMMSEScheme",
-           "KalmanScheme", "WideLSScheme", "WidelyLinearLSScheme", "CLASSICAL_SCHEMES"]
+           "KalmanScheme", "WideLSScheme", "WidelyLinearLSScheme", "PALSScheme", "PAKalmanScheme", "frame_pa",
+           "CLASSICAL_SCHEMES", "PA_SCHEMES"]
 
 CLASSICAL_SCHEMES = ("pilot-lmmse", "kalman", "wide-ls", "wl-ls")
+#: the classical receivers that know the transmitter PA exactly (for scenarios with one)
+PA_SCHEMES = ("pa-ls", "pa-kalman")
 RIDGE = 1e-9  # as pilot-ls
 
 
@@ -139,19 +148,40 @@ def _segments(ctx: DriftContext):
     return getattr(tl, "segments", None)
 
 
+def frame_pa(frame):
+    """The frame's transmitter PA stage (:class:`~metacomm.channels.impairments.RappPA` or ``SalehPA`` in front
+    of the fading channel), or ``None``."""
+    from metacomm.channels.compose import Compose
+    from metacomm.channels.impairments import RappPA, SalehPA
+    ch = frame.channel
+    if isinstance(ch, Compose) and len(ch.stages) and isinstance(ch.stages[0], RappPA | SalehPA):
+        return ch.stages[0]
+    return None
+
+
+def _pa_map(sig: FrameSignals, x: torch.Tensor) -> torch.Tensor:
+    """``x`` through the frame's exact transmitter PA (identity without one)."""
+    pa = frame_pa(sig.frame)
+    return x if pa is None else pa.apply(x, None, {}, None, None)
+
+
 def _decide(ctx: DriftContext, y_d: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     return min_distance_decide(y_d, images.to(y_d.dtype), expanded=True)
 
 
-def _ls_fallback(ctx: DriftContext, sig: FrameSignals) -> torch.Tensor:
-    """pilot-ls on one frame: L = ctx.num_taps causal taps, truncated convolution, ridge 1e-9 -> decisions."""
+def _ls_fallback(ctx: DriftContext, sig: FrameSignals, pa_aware: bool = False) -> torch.Tensor:
+    """pilot-ls on one frame: L = ctx.num_taps causal taps, truncated convolution, ridge 1e-9 -> decisions
+    (``pa_aware``: through the frame's exact transmitter PA)."""
     n = ctx.n
     conv = (lambda t, m: convolution_matrix(t, m))  # noqa: E731
-    X = stacked_conv_pilot_matrix(sig.x_p.to(torch.complex128), ctx.num_taps, conv)
+    x_p, book = sig.x_p, ctx.codebook
+    if pa_aware:
+        x_p, book = _pa_map(sig, x_p), _pa_map(sig, book)
+    X = stacked_conv_pilot_matrix(x_p.to(torch.complex128), ctx.num_taps, conv)
     B = X.shape[0]
     y = sig.y_p[..., :n].reshape(B, -1, 1).to(torch.complex128)
     h = ls_solve(X, y, ridge=RIDGE).squeeze(-1)
-    return _decide(ctx, sig.y_d[..., :n], matrix_images(conv(h, n), ctx.codebook.to(torch.complex128)))
+    return _decide(ctx, sig.y_d[..., :n], matrix_images(conv(h, n), book.to(torch.complex128)))
 
 
 class ModelBasedScheme(DriftScheme):
@@ -160,6 +190,8 @@ class ModelBasedScheme(DriftScheme):
 
     kind = "classical"
     state_attrs = ("fallback_segments",)
+    #: regress on and decide over the frame's exact PA-distorted codewords (:func:`frame_pa`)
+    pa_aware = False
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
@@ -188,7 +220,8 @@ class ModelBasedScheme(DriftScheme):
 
     def regression(self, tm: TapModel, sig: FrameSignals) -> tuple[torch.Tensor, torch.Tensor]:
         """Pilot regression ``y = X h + w``: ``X`` complex128 ``[B, P n_rx, L]``, ``y`` ``[B, P n_rx]``."""
-        X = stacked_conv_pilot_matrix(sig.x_p.to(torch.complex128), tm.num_taps, tm.conv_matrix)
+        x_p = _pa_map(sig, sig.x_p) if self.pa_aware else sig.x_p
+        X = stacked_conv_pilot_matrix(x_p.to(torch.complex128), tm.num_taps, tm.conv_matrix)
         B = X.shape[0]
         if sig.y_p.shape[1] * sig.y_p.shape[2] != X.shape[1]:
             raise ConfigError("schemes", f"{self.name}: the tap model ({tm.source}, mode {tm.mode!r}) predicts "
@@ -207,10 +240,11 @@ class ModelBasedScheme(DriftScheme):
             if tm is None:
                 self.fallback_segments.add(seg)
                 self.on_fallback(seg)
-                msg_hat = _ls_fallback(self.ctx, sig)
+                msg_hat = _ls_fallback(self.ctx, sig, self.pa_aware)
             else:
                 h = self.estimate(tm, seg, sig)
-                images = matrix_images(tm.conv_matrix(h, self.ctx.n), self.ctx.codebook.to(torch.complex128))
+                book = _pa_map(sig, self.ctx.codebook) if self.pa_aware else self.ctx.codebook
+                images = matrix_images(tm.conv_matrix(h, self.ctx.n), book.to(torch.complex128))
                 msg_hat = _decide(self.ctx, sig.y_d, images)
         return Decision(msg_hat, (time.perf_counter() - t0) * 1e3)
 
@@ -337,10 +371,36 @@ class WidelyLinearLSScheme(DriftScheme):
         return Decision(msg_hat, (time.perf_counter() - t0) * 1e3)
 
 
+class PAKalmanScheme(KalmanScheme):
+    r"""Classical, knows the transmitter PA exactly: :class:`KalmanScheme` (rho, tap prior, N0, segment
+    boundaries) regressing on the frame's PA-distorted pilot codewords :math:`f_t(\mathbf c)` and deciding by ML
+    over the PA-distorted codebook :math:`\{f_t(\mathbf c_m)\}` -- :math:`f_t` the frame's exact Rapp/Saleh map,
+    back-off included (:func:`frame_pa`). Does not know: the taps."""
+
+    pa_aware = True
+
+
+class PALSScheme(DriftScheme):
+    r"""Classical, one frame, knows the transmitter PA exactly: ``pilot-ls`` (``L = ctx.num_taps`` causal taps,
+    ridge 1e-9) on the frame's PA-distorted pilot codewords, then ML over the PA-distorted codebook. Knows: the
+    pilots and the frame's exact PA map (:func:`frame_pa`); no prior, no N0."""
+
+    kind = "classical"
+    state_attrs = ()
+
+    def decide(self, sig):
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            msg_hat = _ls_fallback(self.ctx, sig, pa_aware=True)
+        return Decision(msg_hat, (time.perf_counter() - t0) * 1e3)
+
+
 register_scheme("pilot-lmmse")(PilotLMMSEScheme)
 register_scheme("kalman")(KalmanScheme)
 register_scheme("wide-ls")(WideLSScheme)
 register_scheme("wl-ls")(WidelyLinearLSScheme)
+register_scheme("pa-ls")(PALSScheme)
+register_scheme("pa-kalman")(PAKalmanScheme)
 
 # The learned tracker's scheme ("track") registers after the classical ones, whichever module is imported first.
 from metacomm.sims import drift_tracking as _drift_tracking  # noqa: E402,F401

@@ -18,7 +18,7 @@ import torch
 from metacomm._validation import ConfigError
 from metacomm.sims.drift_schemes import Decision, DriftContext, DriftScheme, FrameSignals, register_scheme
 
-__all__ = ["TrackScheme"]
+__all__ = ["TrackScheme", "LinearTrackScheme"]
 
 
 @register_scheme("track")
@@ -29,12 +29,18 @@ class TrackScheme(DriftScheme):
     belief ``(m, P)`` per link."""
 
     state_attrs = ("belief",)
+    #: run the codec's ``linear_tracker`` (no PA correction) instead of its ``tracker``
+    linear = False
 
     def setup(self, ctx: DriftContext) -> None:
         super().setup(ctx)
         if not hasattr(ctx.model, "tracker"):
             raise ConfigError("schemes", "scheme 'track' needs a codec with a meta-learned tracker: a checkpoint "
                                          "of `metacomm meta-train --scenario drift` (this one has none)")
+        if self.linear and not hasattr(ctx.model, "linear_tracker"):
+            raise ConfigError("schemes", "scheme 'track-linear' needs a tracker checkpoint trained with a PA "
+                                         "correction (`meta-train --scenario drift` on a scenario with a transmitter "
+                                         "PA, e.g. --drift pa-drift), which trains the linear tracker alongside")
         self.belief = None
 
     def decide(self, sig: FrameSignals) -> Decision:
@@ -47,6 +53,16 @@ class TrackScheme(DriftScheme):
         t0 = time.perf_counter()
         with torch.no_grad():
             logits, self.belief = track_frames(self.ctx.model, sig.msg_p[:, None], sig.y_p[:, None],
-                                               sig.y_d[:, None], sig.no[:, None], self.belief)
+                                               sig.y_d[:, None], sig.no[:, None], self.belief,
+                                               linear=self.linear)
             msg_hat = logits[:, 0].argmax(-1)
         return Decision(msg_hat, (time.perf_counter() - t0) * 1e3)
+
+
+@register_scheme("track-linear")
+class LinearTrackScheme(TrackScheme):
+    """Row ``track-linear``: today's linear tracker (a belief over the taps of ``y = T(x) h + w``, no PA
+    correction), meta-trained in the same run, on the same sequences, as the PA-corrected ``track`` of the
+    checkpoint (its ``linear_tracker``). Knows what ``track`` knows, without ``f_theta``."""
+
+    linear = True

@@ -117,9 +117,10 @@ def test_tracked_decisions_equal_an_independent_kalman_plus_ml():
                   rho=0.9), "drift", "k must be <= 12"),
     (_BASE.format(k=4, n=4, channel="multipath", extra="[segment.channel_args]\nnum_taps = 2\nmode = \"full\"",
                   rho=0.9), "drift", "cannot model"),
+    # a PA behind the fading channel (y = f(h x) + w) is a nonlinearity the tracker cannot model (tx is modelled)
     (_BASE.format(k=4, n=4, channel="multipath", extra="[segment.channel_args]\nnum_taps = 2\nmode = \"truncate\"\n"
-                  "[segment.impairment]\nkind = \"rapp\"\n[segment.impairment.params]\nsmoothness = 2.0",
-                  rho=0.9), "drift", "impairment 'rapp'"),
+                  "[segment.impairment]\nkind = \"rapp\"\nposition = \"rx\"\n[segment.impairment.params]\n"
+                  "smoothness = 2.0", rho=0.9), "drift", "'rapp' PA at position = \"rx\""),
 ])
 def test_scenarios_the_receiver_cannot_model_are_refused(tmp_path, body, field, what):
     f = _write(tmp_path, "bad.toml", body)
