@@ -68,6 +68,7 @@ from metacomm.scenarios.online_drift import DriftAutoencoder
 from metacomm.scenarios.registry import register_scenario
 
 __all__ = ["DriftTrackConfig", "DriftTrackObjective", "DriftTrackScenario", "TrackingDriftCodec", "track_frames",
+           "tracker_cannot_model",
            "ENCODERS", "SHIPPED_CHECKPOINT"]
 
 NAME = "drift"
@@ -181,6 +182,28 @@ def _channel_window(channel) -> tuple[int, int, str]:
         return channel.num_taps, channel.lag0, "taps"
     if isinstance(channel, RayleighBlockFading):
         return 1, 0, "h"
+    return None
+
+
+def tracker_cannot_model(d) -> str | None:
+    """Why the tracking codec cannot model drift scenario ``d`` (a
+    :class:`~metacomm.scenarios.drift_scenarios.DriftScenario`), or ``None``: a channel whose block response is not
+    a fixed tap window (:func:`_channel_window`), an impairment outside :data:`LINEAR_IMPAIRMENTS` and
+    :data:`PA_IMPAIRMENTS`, or a PA behind the fading channel (``y = f(h x) + w``; the tracker models a transmitter
+    PA, ``y = h f(x) + w``). Used by ``meta-train --scenario drift`` and by the ``track`` schemes of a drift run."""
+    for i, seg in enumerate(d.segments):
+        win = _channel_window(seg.channel)
+        imp = seg.impairment
+        if imp is not None and imp.name in PA_IMPAIRMENTS and imp.position != "tx":
+            return (f"{d.source}: segment[{i}] has a {imp.name!r} PA at position = \"rx\" (behind the fading "
+                    "channel, y = f(h x) + w), a nonlinearity the tracker cannot model: it models a transmitter PA, "
+                    "y = h f(x) + w (position = \"tx\")")
+        bad_imp = imp is not None and imp.name not in LINEAR_IMPAIRMENTS + PA_IMPAIRMENTS
+        if win is None or bad_imp:
+            what = f"impairment {imp.name!r}" if win is not None else f"channel {type(seg.channel).__name__}"
+            return (f"{d.source}: segment[{i}] has a {what} the tracker cannot model (allowed: multipath or tdl-* "
+                    "with mode = \"truncate\" and no in-block motion, rayleigh; impairments "
+                    f"{', '.join(LINEAR_IMPAIRMENTS)}; transmitter PAs {', '.join(PA_IMPAIRMENTS)})")
     return None
 
 
@@ -357,26 +380,15 @@ class DriftTrackScenario(FewShotScenario):
             raise ConfigError("drift", f"{d.source}: codec.n = {d.n:g}: the tracking codec needs a whole number "
                                        "of complex channel uses")
         self.k, self.n = int(d.k), int(d.n)
+        problem = tracker_cannot_model(d)
+        if problem is not None:
+            raise ConfigError("drift", problem)
         windows, pa_segs = [], []
         for i, seg in enumerate(d.segments):
-            win = _channel_window(seg.channel)
             imp = seg.impairment
             if imp is not None and imp.name in PA_IMPAIRMENTS:
-                if imp.position != "tx":
-                    raise ConfigError("drift", f"{d.source}: segment[{i}] has a {imp.name!r} PA at position = "
-                                               "\"rx\" (behind the fading channel, y = f(h x) + w), a nonlinearity "
-                                               "the tracker cannot model: it models a transmitter PA, y = h f(x) + w "
-                                               "(position = \"tx\")")
                 pa_segs.append(i)
-            bad_imp = imp is not None and imp.name not in LINEAR_IMPAIRMENTS + PA_IMPAIRMENTS
-            if win is None or bad_imp:
-                what = f"impairment {seg.impairment.name!r}" if win is not None else \
-                    f"channel {type(seg.channel).__name__}"
-                raise ConfigError("drift", f"{d.source}: segment[{i}] has a {what} the tracker cannot model "
-                                           "(allowed: multipath or tdl-* with mode = \"truncate\" and no in-block "
-                                           f"motion, rayleigh; impairments {', '.join(LINEAR_IMPAIRMENTS)}; "
-                                           f"transmitter PAs {', '.join(PA_IMPAIRMENTS)})")
-            windows.append(win)
+            windows.append(_channel_window(seg.channel))
         if pa_segs and len(d.segments) > 1:
             raise ConfigError("drift", f"{d.source}: segment[{pa_segs[0]}] has a PA in a scenario of "
                                        f"{len(d.segments)} segments: the tracker models a transmitter PA (rapp, saleh) "

@@ -41,6 +41,11 @@ class TrackScheme(DriftScheme):
             raise ConfigError("schemes", "scheme 'track-linear' needs a tracker checkpoint trained with a PA "
                                          "correction (`meta-train --scenario drift` on a scenario with a transmitter "
                                          "PA, e.g. --drift pa-drift), which trains the linear tracker alongside")
+        if ctx.scenario is not None and hasattr(ctx.scenario, "segments"):
+            from metacomm.scenarios.drift_track import tracker_cannot_model
+            problem = tracker_cannot_model(ctx.scenario)
+            if problem is not None:
+                raise ConfigError("scenario", f"scheme '{self.name}': {problem}")
         self.belief = None
 
     def decide(self, sig: FrameSignals) -> Decision:

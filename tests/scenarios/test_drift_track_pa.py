@@ -148,6 +148,24 @@ def test_a_pa_behind_the_channel_is_refused_with_one_exit_2_line(tmp_path, capsy
     assert rc == 2
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert "'rapp' PA at position = \"rx\"" in err and "cannot model" in err
+    # a drift run of a tracker on that file is refused the same way (no silent mismatched-model numbers); the
+    # classical receivers still run on it
+    out = tmp_path / "run"
+    base = ["drift", "--scenario", str(f), "--frames", "2", "--pilots", "2", "--links", "1", "--payload", "4",
+            "--quiet"]
+    tx = tmp_path / "tx.toml"
+    tx.write_text(_RAPP_FILE.format(position="tx"))
+    ck = str(tmp_path / "tx.pt")
+    assert main(["meta-train", "--scenario", "drift", "--set", f"drift={tx}", "--set", "pilots=2",
+                 "--set", "frames_per_task=4", "--set", "query=4", "--set", "hidden=8", "--meta-steps", "1",
+                 "--meta-batch", "2", "--val-every", "1", "--val-tasks", "2", "--set", "test_frames=4",
+                 "--set", "num_test_sequences=2", "--out", ck, "--quiet"]) == 0
+    capsys.readouterr()
+    rc = main([*base, "--checkpoint", ck, "--schemes", "track,pilot-ls", "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "scheme 'track'" in err and "cannot model" in err, err
+    assert not (out / "results.json").exists()
+    assert main([*base, "--checkpoint", ck, "--schemes", "pilot-ls,genie", "--out", str(tmp_path / "cls")]) == 0
 
 
 def test_pa_drift_defaults_run_the_shipped_pa_tracker_and_every_baseline(tmp_path):
