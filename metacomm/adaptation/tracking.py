@@ -44,7 +44,8 @@ from torch import nn
 
 from metacomm._validation import ConfigError, check_nonneg_int, check_positive_int
 
-__all__ = ["KalmanTracker", "PACorrection", "pa_params", "pa_apply", "tap_conv_matrix", "regressor_matrix", "stacked_conv_matrix", "tracker_init", "tracker_predict",
+__all__ = ["KalmanTracker", "PACorrection", "phase_prior", "position_matrix", "phase_frame_update",
+           "phase_block_logits", "phase_nll", "pa_params", "pa_apply", "tap_conv_matrix", "regressor_matrix", "stacked_conv_matrix", "tracker_init", "tracker_predict",
            "tracker_update", "tracker_step", "gaussian_block_logits", "gaussian_nll", "inv_softplus", "logit"]
 
 
@@ -243,7 +244,7 @@ class KalmanTracker(nn.Module):
     """
 
     def __init__(self, num_taps: int, precursor: int = 0, *, rho: float = 0.9, p0: float | None = None,
-                 q: float | None = None, widely_linear: bool = False):
+                 q: float | None = None, widely_linear: bool = False, phase_noise: float | None = None):
         super().__init__()
         L = check_positive_int("num_taps", num_taps)
         self.num_taps, self.precursor = L, check_nonneg_int("precursor", precursor)
@@ -257,6 +258,11 @@ class KalmanTracker(nn.Module):
         self.a_logit = nn.Parameter(torch.full(scale.shape, logit(rho)))
         self.q_raw = nn.Parameter(torch.tensor([inv_softplus(q * float(s)) for s in scale]))
         self.p0_raw = nn.Parameter(torch.tensor([inv_softplus(p0 * float(s)) for s in scale]))
+        #: receiver Wiener phase noise (the per-frame per-position belief, :func:`phase_prior`): its variance
+        #: s2 = softplus(pn_raw) [rad^2/symbol] is learned; absent (the tracker unchanged) unless given
+        self.phase_noise = phase_noise is not None
+        if self.phase_noise:
+            self.pn_raw = nn.Parameter(torch.tensor(inv_softplus(float(phase_noise))))
 
     @property
     def dim(self) -> int:
@@ -293,8 +299,78 @@ class KalmanTracker(nn.Module):
         return gaussian_block_logits(y, templates, m, no, P, precursor=self.precursor,
                                      widely_linear=self.widely_linear)
 
+    def phase_variance(self) -> torch.Tensor:
+        """The learned phase-noise variance s2 [rad^2/symbol] (a phase-noise tracker only)."""
+        return nn.functional.softplus(self.pn_raw)
+
+    def regressors(self, templates: torch.Tensor) -> torch.Tensor:
+        """:func:`regressor_matrix` of ``templates`` ``[..., n]`` with the tracker's window."""
+        return regressor_matrix(templates, self.num_taps, self.precursor, self.widely_linear)
+
     def extra_repr(self) -> str:
-        return f"num_taps={self.num_taps}, precursor={self.precursor}, widely_linear={self.widely_linear}"
+        return (f"num_taps={self.num_taps}, precursor={self.precursor}, widely_linear={self.widely_linear}"
+                + (", phase_noise=True" if self.phase_noise else ""))
+
+
+# --- receiver Wiener phase noise: a per-frame belief over per-position taps ---------------------------------------
+#
+# In a drift frame every block of a link sees the same phase path phi_0 = 0, phi_i = phi_{i-1} + N(0, s2) (the
+# impairment state is drawn per frame and link), drawn afresh each frame: y_i = e^{j phi_i} (T(x) h)_i + w_i. So
+# position i has its own taps H_i = g_i h (g_i = e^{j phi_i}), H_0 = h. The receiver moment-matches a Gaussian
+# belief over vec(H) [n D] (D coefficients per position) from its belief CN(m, P) over h and the Wiener prior
+# E g_i = e^{-s2 i / 2}, E g_i g_k^* = e^{-s2 |i - k| / 2}; updates it on the frame's pilots; decides the payload
+# at the per-position mean; and carries the marginal of position 0 (= h exactly) to the next frame.
+
+
+def phase_prior(m: torch.Tensor, P: torch.Tensor, s2: torch.Tensor, n: int):
+    r"""The moment-matched prior over per-position taps: mean :math:`\mu_i \mathbf m` and covariance
+    :math:`R_{ik}(\mathbf P + \mathbf m\mathbf m^H) - \mu_i\mu_k \mathbf m\mathbf m^H` with
+    :math:`\mu_i = e^{-s^2 i/2}`, :math:`R_{ik} = e^{-s^2|i-k|/2}`; ``m`` ``[..., D]``, ``P`` ``[..., D, D]``,
+    ``s2`` real scalar tensor (rad^2 per symbol). Returns ``(M [..., n D], C [..., n D, n D])`` (position-major)."""
+    idx = torch.arange(n, dtype=s2.dtype, device=s2.device)
+    mu = torch.exp(-0.5 * s2 * idx)  # [n]
+    R = torch.exp(-0.5 * s2 * (idx[:, None] - idx[None, :]).abs())  # [n, n]
+    mm = m[..., :, None] * m.conj()[..., None, :]
+    D = m.shape[-1]
+    C = (R.to(P.dtype)[..., :, None, :, None] * (P + mm)[..., None, :, None, :]
+         - (mu[:, None] * mu[None, :]).to(P.dtype)[..., :, None, :, None] * mm[..., None, :, None, :])
+    C = C.reshape(*C.shape[:-4], n * D, n * D)
+    M = (mu.to(m.dtype)[:, None] * m[..., None, :]).reshape(*m.shape[:-1], n * D)
+    return M, C
+
+
+def position_matrix(T: torch.Tensor) -> torch.Tensor:
+    """Per-block regressors ``T`` ``[..., n, D]`` -> the matrix ``[..., n, n D]`` of the per-position taps
+    (row ``i`` holds ``T[i]`` in columns ``i D .. i D + D - 1``)."""
+    n, D = T.shape[-2], T.shape[-1]
+    eye = torch.eye(n, dtype=T.dtype, device=T.device)
+    return (eye[:, :, None] * T[..., :, None, :]).reshape(*T.shape[:-2], n, n * D)
+
+
+def phase_frame_update(M: torch.Tensor, C: torch.Tensor, T: torch.Tensor, y: torch.Tensor, no: torch.Tensor,
+                       weight: torch.Tensor | None = None):
+    """The exact linear-Gaussian update (:func:`tracker_update`) of the per-position belief ``(M, C)`` on blocks
+    ``y`` ``[..., B, n]`` sent with regressors ``T`` ``[..., B, n, D]``; ``weight`` optional ``[..., B]``."""
+    X = position_matrix(T)  # [..., B, n, n D]
+    X = X.reshape(*X.shape[:-3], X.shape[-3] * X.shape[-2], X.shape[-1])
+    w = None if weight is None else weight.repeat_interleave(T.shape[-2], dim=-1)
+    return tracker_update(M, C, X, y.reshape(*y.shape[:-2], -1), no, w)
+
+
+def phase_block_logits(y: torch.Tensor, T: torch.Tensor, M: torch.Tensor, no: torch.Tensor) -> torch.Tensor:
+    r"""ML at the per-position mean: :math:`-\|\mathbf y - \mathbf r_m\|^2/N_0`, ``r_m[i] = T_m[i] . M_i``;
+    ``y`` ``[..., N, n]``, ``T`` ``[M, n, D]`` (the messages' regressors), ``M`` ``[..., n D]`` -> ``[..., N, M]``."""
+    n, D = T.shape[-2], T.shape[-1]
+    r = torch.einsum("mnd,...nd->...mn", T, M.reshape(*M.shape[:-1], n, D))
+    cross = torch.view_as_real(y).flatten(-2) @ torch.view_as_real(r).flatten(-2).transpose(-1, -2)
+    d2 = y.abs().square().sum(-1)[..., None] - 2.0 * cross + r.abs().square().sum(-1)[..., None, :]
+    return -d2 / no.to(y.real.dtype)[..., None, None]
+
+
+def phase_nll(y: torch.Tensor, T: torch.Tensor, M: torch.Tensor, C: torch.Tensor, no: torch.Tensor):
+    """:func:`gaussian_nll` of blocks ``y`` ``[..., B, n]`` (regressors ``T`` ``[..., B, n, D]``) under the
+    per-position belief ``(M, C)``."""
+    return gaussian_nll(y, position_matrix(T), M, C, no)
 
 
 class PACorrection(nn.Module):

@@ -92,6 +92,10 @@ class DriftConfig:
                 defaults[defaults.index("kalman") + 1:defaults.index("kalman") + 1] = ["pa-ls", "pa-kalman"]
                 if tracker:
                     defaults.insert(defaults.index("track") + 1, "track-linear")
+            if _has_phase_noise(self.scenario):  # per-position classical receivers (and the fixed-tap tracker)
+                defaults[defaults.index("kalman") + 1:defaults.index("kalman") + 1] = ["pn-ls", "pn-kalman"]
+                if tracker:
+                    defaults.insert(defaults.index("track") + 1, "track-linear")
         self.schemes = parse_schemes(defaults if self.schemes is None else self.schemes, "schemes")
         check_probability("bler_target", self.bler_target)
         if self.seed is not None:
@@ -175,6 +179,16 @@ def _has_tx_pa(scenario) -> bool:
         return False
     return any(s.impairment is not None and s.impairment.name in PA_IMPAIRMENTS and s.impairment.position == "tx"
                for s in segs)
+
+
+def _has_phase_noise(scenario) -> bool:
+    """Whether drift scenario ``scenario`` has a Wiener phase-noise stage (False when it does not load)."""
+    from metacomm.scenarios.drift_scenarios import load_scenario
+    try:
+        segs = load_scenario(scenario).segments
+    except ConfigError:
+        return False
+    return any(s.impairment is not None and s.impairment.name == "phase-noise" for s in segs)
 
 
 def shipped_tracker(scenario, pilots) -> str | None:

@@ -104,7 +104,8 @@ from metacomm.channels.drift import (
 
 __all__ = ["BUILTIN_SCENARIOS", "DriftScenario", "load_scenario", "parse_scenario", "list_scenarios"]
 
-BUILTIN_SCENARIOS = ("doppler-slow", "doppler-fast", "snr-drift", "regime-switch", "iq-drift", "pa-drift")
+BUILTIN_SCENARIOS = ("doppler-slow", "doppler-fast", "snr-drift", "regime-switch", "iq-drift", "pa-drift",
+                     "phase-noise-drift")
 
 TOP_KEYS = ("name", "description", "ebno_db", "frame_duration_s", "seed", "plot", "codec", "segment")
 CODEC_KEYS = ("k", "n")

@@ -60,7 +60,18 @@ from torch import nn
 
 from metacomm._validation import ConfigError, check_finite, check_nonneg_int, check_positive_int
 from metacomm.adaptation import MetaObjective, TaskBatch
-from metacomm.adaptation.tracking import KalmanTracker, PACorrection, pa_apply, pa_params, tap_conv_matrix
+from metacomm.adaptation.tracking import (
+    KalmanTracker,
+    PACorrection,
+    pa_apply,
+    pa_params,
+    phase_block_logits,
+    phase_frame_update,
+    phase_nll,
+    phase_prior,
+    tap_conv_matrix,
+    tracker_predict,
+)
 from metacomm.channels.base import complex_normal
 from metacomm.codecs.detection import min_distance_decide
 from metacomm.scenarios.base import FewShotScenario
@@ -131,6 +142,8 @@ class DriftTrackConfig:
     start: str | None = None
     pa_correction: bool | None = None
     pa_hidden: int = 16
+    phase_correction: bool | None = None
+    phase_init: float = 0.02
 
     def validate(self) -> DriftTrackConfig:
         if not isinstance(self.drift, str) or not self.drift:
@@ -160,6 +173,12 @@ class DriftTrackConfig:
         if self.pa_correction is not None and not isinstance(self.pa_correction, bool):
             raise ConfigError("pa_correction", f"must be true, false or unset (auto), got {self.pa_correction!r}")
         self.pa_hidden = check_positive_int("pa_hidden", self.pa_hidden)
+        if self.phase_correction is not None and not isinstance(self.phase_correction, bool):
+            raise ConfigError("phase_correction", f"must be true, false or unset (auto), got "
+                                                  f"{self.phase_correction!r}")
+        self.phase_init = check_finite("phase_init", self.phase_init)
+        if not self.phase_init > 0:
+            raise ConfigError("phase_init", f"must be > 0 (rad^2/symbol), got {self.phase_init!r}")
         if self.widely_linear is not None and not isinstance(self.widely_linear, bool):
             raise ConfigError("widely_linear", f"must be true, false or unset (auto), got {self.widely_linear!r}")
         if self.start is not None and self.start not in STARTS:
@@ -224,9 +243,13 @@ class TrackingDriftCodec(DriftAutoencoder):
     def __init__(self, k: int, n: int, num_taps: int, hidden: int = 64, *, precursor: int = 0,
                  rho_init: float = 0.9, soft: bool = False, decision_directed: bool = False,
                  dd_threshold: float = 0.99, dd_redecode: bool = False, widely_linear: bool = False,
-                 decoder_taps: int | None = None, pa_correction: bool = False, pa_hidden: int = 16):
+                 decoder_taps: int | None = None, pa_correction: bool = False, pa_hidden: int = 16,
+                 phase_correction: bool = False, phase_init: float = 0.02):
         super().__init__(k, n, num_taps if decoder_taps is None else decoder_taps, hidden)
-        self.tracker = KalmanTracker(num_taps, precursor, rho=rho_init, widely_linear=widely_linear)
+        self.tracker = KalmanTracker(num_taps, precursor, rho=rho_init, widely_linear=widely_linear,
+                                     phase_noise=float(phase_init) if phase_correction else None)
+        if phase_correction and not pa_correction:  # the fixed-tap tracker trained alongside (track-linear)
+            self.linear_tracker = KalmanTracker(num_taps, precursor, rho=rho_init, widely_linear=widely_linear)
         if pa_correction:  # f_theta in front of the tracker's regressors; the linear tracker trained alongside
             self.pa = PACorrection(pa_hidden)
             self.linear_tracker = KalmanTracker(num_taps, precursor, rho=rho_init, widely_linear=widely_linear)
@@ -238,6 +261,8 @@ class TrackingDriftCodec(DriftAutoencoder):
             self._config.update(widely_linear=True)
         if pa_correction:
             self._config.update(pa_correction=True, pa_hidden=int(pa_hidden))
+        if phase_correction:
+            self._config.update(phase_correction=True, phase_init=float(phase_init))
         if decoder_taps is not None and decoder_taps != num_taps:
             self._config.update(tracker_taps=num_taps)
 
@@ -267,6 +292,8 @@ def track_frames(model: TrackingDriftCodec, msg_p, y_p, y_d, no, state=None, *, 
         tmpl = model.pa(tmpl)
     lead = msg_p.shape[:-2]
     m, P = tr.init(tuple(lead), dtype=y_p.dtype) if state is None else state
+    if tr.phase_noise:
+        return _track_frames_phase(tr, opts, tmpl, msg_p, y_p, y_d, no, m, P, msg_d)
     out, nlls = [], []
     for t in range(msg_p.shape[-2]):
         no_t = no[..., t]
@@ -282,6 +309,41 @@ def track_frames(model: TrackingDriftCodec, msg_p, y_p, y_d, no, state=None, *, 
             if opts.get("dd_redecode", False):  # decide the frame again with the refined belief
                 logits = tr.logits(y_d[..., t, :, :], tmpl, m, no_t, P if opts["soft"] else None)
         out.append(logits)
+    if msg_d is not None:
+        return torch.stack(out, dim=-3), (m, P), torch.stack(nlls, dim=-2)
+    return torch.stack(out, dim=-3), (m, P)
+
+
+def _track_frames_phase(tr, opts, tmpl, msg_p, y_p, y_d, no, m, P, msg_d):
+    r""":func:`track_frames` for a tracker with receiver phase noise (``tr.phase_noise``): per frame, predict the
+    belief over ``h``, expand it to the per-position taps ``H_i = e^{j phi_i} h`` under the learned Wiener variance
+    (:func:`~metacomm.adaptation.tracking.phase_prior`), update on the pilots (and, decision-directed, on the
+    confident payload decisions), decide at the per-position mean, carry position 0's marginal (``H_0 = h``).
+    Decisions are at the mean (``soft`` is not used)."""
+    a, q, _ = tr.params()
+    s2 = tr.phase_variance()
+    n = y_p.shape[-1]
+    D = m.shape[-1]
+    Tall = tr.regressors(tmpl)  # [M, n, D]
+    out, nlls = [], []
+    for t in range(msg_p.shape[-2]):
+        no_t = no[..., t]
+        m, P = tracker_predict(m, P, a, q)
+        Mv, C = phase_prior(m, P, s2, n)
+        Mv, C = phase_frame_update(Mv, C, Tall[msg_p[..., t, :]], y_p[..., t, :, :], no_t)
+        yd = y_d[..., t, :, :]
+        logits = phase_block_logits(yd, Tall, Mv, no_t)
+        if msg_d is not None:
+            nlls.append(phase_nll(yd, Tall[msg_d[..., t, :]], Mv, C, no_t))
+        if opts["decision_directed"]:
+            logp = torch.log_softmax(logits.detach(), dim=-1)
+            best = logp.argmax(-1)
+            conf = (logp.max(-1).values > math.log(opts["dd_threshold"])).to(no_t.dtype)
+            Mv, C = phase_frame_update(Mv, C, Tall[best], yd, no_t, conf)
+            if opts.get("dd_redecode", False):
+                logits = phase_block_logits(yd, Tall, Mv, no_t)
+        out.append(logits)
+        m, P = Mv[..., :D], C[..., :D, :D]
     if msg_d is not None:
         return torch.stack(out, dim=-3), (m, P), torch.stack(nlls, dim=-2)
     return torch.stack(out, dim=-3), (m, P)
@@ -397,7 +459,15 @@ class DriftTrackScenario(FewShotScenario):
         self.has_pa = bool(pa_segs)
         self.pa_correction = self.has_pa if c.pa_correction is None else c.pa_correction
         has_imp = any(s.impairment is not None and s.impairment.name in LINEAR_IMPAIRMENTS for s in d.segments)
-        self.widely_linear = has_imp if c.widely_linear is None else c.widely_linear
+        #: receiver Wiener phase noise: the tracker's per-position belief with a learned variance (auto)
+        has_pn = any(s.impairment is not None and s.impairment.name == "phase-noise" for s in d.segments)
+        self.phase_correction = has_pn if c.phase_correction is None else c.phase_correction
+        if self.phase_correction and self.pa_correction:
+            raise ConfigError("phase_correction", "a phase-noise correction and a PA correction together are not "
+                                                  "built: set one of them false")
+        # phase noise alone is linear in x (y = diag(e^{j phi}) H x): no conj(x) taps needed
+        pn_only = has_imp and all(s.impairment is None or s.impairment.name == "phase-noise" for s in d.segments)
+        self.widely_linear = (has_imp and not pn_only) if c.widely_linear is None else c.widely_linear
         # the exact per-frame channel (probed) whenever the segments differ or an impairment is present; then the
         # sequences start anywhere in the timeline (a ramping impairment or a regime switch is not stationary)
         self._exact = has_imp or len(d.segments) > 1
@@ -451,7 +521,8 @@ class DriftTrackScenario(FewShotScenario):
                                    dd_threshold=c.dd_threshold, dd_redecode=c.dd_redecode,
                                    widely_linear=self.widely_linear,
                                    decoder_taps=_SHIPPED_GEOMETRY["num_taps"] if self.encoder_mode == "shipped"
-                                   else None, pa_correction=self.pa_correction, pa_hidden=c.pa_hidden)
+                                   else None, pa_correction=self.pa_correction, pa_hidden=c.pa_hidden,
+                                   phase_correction=self.phase_correction, phase_init=c.phase_init)
         model.reset_parameters(torch.Generator().manual_seed(int(seed)))
         if self.encoder_mode == "shipped":
             from metacomm.scenarios.online_drift import load_meta

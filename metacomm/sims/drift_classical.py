@@ -11,6 +11,9 @@ estimated channel -- the same detector as ``pilot-ls``; they differ in the estim
 ``wl-ls``        widely-linear LS (y = H1 x + H2 conj(x), ``L`` taps per branch); knows nothing else
 ``pa-ls``        pilot-ls through the frame's exact transmitter PA (knows the PA model and its back-off per frame)
 ``pa-kalman``    kalman through the frame's exact transmitter PA (knows rho, prior, N0 and the PA per frame)
+``pn-ls``        LS of per-position taps (``n x L`` coefficients: represents receiver phase noise); knows nothing else
+``pn-kalman``    kalman over per-position taps under receiver Wiener phase noise (knows rho, prior, N0, the phase
+                 noise variance per frame)
 ==============  ================================================================================================
 
 ``pa-ls`` and ``pa-kalman`` (:func:`frame_pa`) regress on and decide over the PA-distorted codewords
@@ -395,12 +398,102 @@ class PALSScheme(DriftScheme):
         return Decision(msg_hat, (time.perf_counter() - t0) * 1e3)
 
 
+def frame_phase_variance(frame) -> float:
+    """The frame's receiver Wiener phase-noise variance [rad^2/symbol] (a
+    :class:`~metacomm.channels.impairments.WienerPhaseNoise` stage of its channel), 0.0 without one."""
+    from metacomm.channels.compose import Compose
+    from metacomm.channels.impairments import WienerPhaseNoise
+    ch = frame.channel
+    stages = ch.stages if isinstance(ch, Compose) else [ch]
+    return float(sum(st.variance for st in stages if isinstance(st, WienerPhaseNoise)))
+
+
+class PhaseLSScheme(DriftScheme):
+    r"""Classical, one frame: LS of per-position taps. Under receiver phase noise every block of a frame sees
+    :math:`y_i = e^{jarphi_i}(\mathbf T(\mathbf x)\mathbf h)_i + w_i` with the frame's phase path
+    :math:`arphi`, i.e. position ``i`` has its own taps :math:`\mathbf H_i = e^{jarphi_i}\mathbf h`; each
+    :math:`\mathbf H_i` (``L = ctx.num_taps`` causal taps, truncated convolution) is fitted by LS from the ``P``
+    pilots' samples at position ``i`` (ridge 1e-9; needs ``P >= L``), then ML over the codebook through them.
+    Knows only the pilots (no prior, no N0, not the phase-noise law)."""
+
+    kind = "classical"
+    state_attrs = ()
+
+    def decide(self, sig):
+        from metacomm.adaptation.tracking import tap_conv_matrix
+        ctx, n = self.ctx, self.ctx.n
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            c128 = torch.complex128
+            Tp = tap_conv_matrix(sig.x_p.to(c128), ctx.num_taps)  # [B, P, n, L]
+            B, P, _, L = Tp.shape
+            X = Tp.transpose(1, 2).reshape(B * n, P, L)  # position-major: one LS per (link, position)
+            y = sig.y_p[..., :n].to(c128).transpose(1, 2).reshape(B * n, P, 1)
+            H = ls_solve(X, y, ridge=RIDGE)[..., 0].reshape(B, n, L)
+            Tc = tap_conv_matrix(ctx.codebook.to(c128), ctx.num_taps)  # [M, n, L]
+            images = torch.einsum("mnl,bnl->bmn", Tc, H)  # [B, M, n]
+            msg_hat = _decide(ctx, sig.y_d[..., :n], images)
+        return Decision(msg_hat, (time.perf_counter() - t0) * 1e3)
+
+
+class PhaseKalmanScheme(KalmanScheme):
+    r"""Classical tracker under receiver Wiener phase noise: the Kalman filter of :class:`KalmanScheme` over the
+    taps :math:`\mathbf h` (knows rho, the tap prior, N0, the segment boundaries) whose frame update runs on the
+    per-position taps :math:`\mathbf H_i = e^{jarphi_i}\mathbf h` with the moment-matched Gaussian prior of the
+    frame's Wiener phase (:func:`metacomm.adaptation.tracking.phase_prior`, the frame's exact variance,
+    :func:`frame_phase_variance`); it decides by ML through the per-position posterior mean and carries position
+    0's marginal (:math:`\mathbf H_0 = \mathbf h`, :math:`arphi_0 = 0`). Without phase noise it is ``kalman``.
+    A truncated causal tap model is needed (else pilot-ls, as ``kalman``)."""
+
+    def estimate(self, tm, segment, sig):  # pragma: no cover - decide() below does the work
+        raise NotImplementedError
+
+    def decide(self, sig):
+        from metacomm.adaptation.tracking import (
+            phase_block_logits,
+            phase_frame_update,
+            phase_prior,
+            regressor_matrix,
+        )
+        t0 = time.perf_counter()
+        seg = int(sig.frame.segment)
+        ctx, n = self.ctx, self.ctx.n
+        with torch.no_grad():
+            tm = self.model(seg)
+            if tm is None or tm.mode != "truncate" or sig.y_p.shape[-1] != n:
+                self.fallback_segments.add(seg)
+                self.on_fallback(seg)
+                return Decision(_ls_fallback(ctx, sig), (time.perf_counter() - t0) * 1e3)
+            c128 = torch.complex128
+            B, L = sig.y_p.shape[0], tm.num_taps
+            sigma = tm.sigma.to(sig.y_p.device)
+            if self.m is None or seg != self.segment:
+                m = torch.zeros(B, L, dtype=c128, device=sigma.device)
+                P = sigma.expand(B, L, L)
+                self.segment = seg
+            else:
+                rho = self.rho(seg)
+                m, P = rho * self.m, rho ** 2 * self.P + (1.0 - rho ** 2) * sigma
+            s2 = torch.tensor(frame_phase_variance(sig.frame), dtype=torch.float64)
+            Mv, C = phase_prior(m, P, s2, n)
+            Tp = regressor_matrix(sig.x_p.to(c128), L, tm.lag0)
+            no = sig.no.to(torch.float64)
+            Mv, C = phase_frame_update(Mv, C, Tp, sig.y_p.to(c128), no)
+            self.m, self.P = Mv[..., :L], C[..., :L, :L]
+            logits = phase_block_logits(sig.y_d.to(c128), regressor_matrix(ctx.codebook.to(c128), L, tm.lag0),
+                                        Mv, no)
+            msg_hat = logits.argmax(-1)
+        return Decision(msg_hat, (time.perf_counter() - t0) * 1e3)
+
+
 register_scheme("pilot-lmmse")(PilotLMMSEScheme)
 register_scheme("kalman")(KalmanScheme)
 register_scheme("wide-ls")(WideLSScheme)
 register_scheme("wl-ls")(WidelyLinearLSScheme)
 register_scheme("pa-ls")(PALSScheme)
 register_scheme("pa-kalman")(PAKalmanScheme)
+register_scheme("pn-ls")(PhaseLSScheme)
+register_scheme("pn-kalman")(PhaseKalmanScheme)
 
 # The learned tracker's scheme ("track") registers after the classical ones, whichever module is imported first.
 from metacomm.sims import drift_tracking as _drift_tracking  # noqa: E402,F401

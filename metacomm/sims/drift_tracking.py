@@ -38,9 +38,10 @@ class TrackScheme(DriftScheme):
             raise ConfigError("schemes", "scheme 'track' needs a codec with a meta-learned tracker: a checkpoint "
                                          "of `metacomm meta-train --scenario drift` (this one has none)")
         if self.linear and not hasattr(ctx.model, "linear_tracker"):
-            raise ConfigError("schemes", "scheme 'track-linear' needs a tracker checkpoint trained with a PA "
-                                         "correction (`meta-train --scenario drift` on a scenario with a transmitter "
-                                         "PA, e.g. --drift pa-drift), which trains the linear tracker alongside")
+            raise ConfigError("schemes", "scheme 'track-linear' needs a tracker checkpoint trained with a PA or "
+                                         "phase-noise correction (`meta-train --scenario drift` on a scenario with a "
+                                         "transmitter PA or receiver phase noise, e.g. --drift pa-drift or "
+                                         "phase-noise-drift), which trains the fixed-tap linear tracker alongside")
         if ctx.scenario is not None and hasattr(ctx.scenario, "segments"):
             from metacomm.scenarios.drift_track import tracker_cannot_model
             problem = tracker_cannot_model(ctx.scenario)
@@ -67,7 +68,8 @@ class TrackScheme(DriftScheme):
 @register_scheme("track-linear")
 class LinearTrackScheme(TrackScheme):
     """Row ``track-linear``: today's linear tracker (a belief over the taps of ``y = T(x) h + w``, no PA
-    correction), meta-trained in the same run, on the same sequences, as the PA-corrected ``track`` of the
-    checkpoint (its ``linear_tracker``). Knows what ``track`` knows, without ``f_theta``."""
+    correction, one fixed tap vector per frame), meta-trained in the same run, on the same sequences, as the
+    PA- or phase-noise-corrected ``track`` of the checkpoint (its ``linear_tracker``). Knows what ``track`` knows,
+    without ``f_theta`` / the per-position phase model."""
 
     linear = True

@@ -8,8 +8,10 @@ frame), warm (warm-start adaptation), online-meta (Reptile-refined per-link init
 reset-on-change (adaptive); pilot-ls (LS taps + ML over the codebook), pilot-lmmse (+ the true tap prior and
 N0), kalman (a Kalman tracker over frames that knows rho, the prior and N0), wide-ls (LS with pre-cursor taps),
 wl-ls (widely-linear LS for IQ imbalance), pa-ls and pa-kalman (pilot-ls / kalman through the frame's exact
-transmitter PA: they know the PA model and its back-off) (classical); track, track-linear (a `meta-train
---scenario drift` tracker; with a PA correction, and the linear tracker trained alongside it); genie (ML with the true channel and N0; plus the genie at
+transmitter PA: they know the PA model and its back-off), pn-ls (LS of per-position taps, for receiver phase
+noise) and pn-kalman (kalman over per-position taps: knows rho, prior, N0 and the phase-noise variance)
+(classical); track, track-linear (a `meta-train --scenario drift` tracker; with a PA or phase-noise correction,
+and the linear fixed-tap tracker trained alongside it); genie (ML with the true channel and N0; plus the genie at
 Eb/N0 - 1 dB as a yardstick). Every summary entry says its kind (adaptive, classical, reference). Writes ``DIR/results.json``, ``DIR/results.csv`` and
 ``DIR/drift.png`` (BLER/BER over frames with the drift parameter on a second axis) and prints a summary table.
 
@@ -46,9 +48,9 @@ def add_parser(subparsers, name):
     p.add_argument("--checkpoint", default=None,
                    help="codec checkpoint: an online-drift codec or a `meta-train --scenario drift` tracker (default: "
                         "the shipped tracker for --scenario and --pilots when there is one -- doppler-slow with 1, 2 "
-                        f"or 4 pilots; doppler-fast, regime-switch, snr-drift, iq-drift, pa-drift with 16 -- which adds "
-                        "the `track` scheme (pa-drift: also `track-linear`, the same run's tracker without the PA "
-                        "correction); else "
+                        f"or 4 pilots; doppler-fast, regime-switch, snr-drift, iq-drift, pa-drift, "
+                        "phase-noise-drift with 16 -- which adds the `track` scheme (pa-drift, phase-noise-drift: "
+                        "also `track-linear`, the same run's tracker without the correction); else "
                         f"{os.path.basename(DEFAULT_CHECKPOINT)})")
     p.add_argument("--frames", type=int, default=200, help="number of frames (default 200)")
     p.add_argument("--pilots", type=int, default=16, help="pilot messages per link and frame (default 16)")
@@ -57,7 +59,8 @@ def add_parser(subparsers, name):
     p.add_argument("--schemes", default=None,
                    help=f"comma list of {', '.join(SCHEMES)}; the packs' {', '.join(_pack_schemes())} (default: "
                         f"{','.join(DEFAULT_SCHEMES)}, plus track when the shipped tracker runs; with a transmitter PA "
-                        "also pa-ls, pa-kalman and, with the shipped tracker, track-linear; dd-mwnet needs a "
+                        "also pa-ls, pa-kalman, with receiver phase noise pn-ls, pn-kalman, and then with the shipped tracker "
+                        "track-linear; dd-mwnet needs a "
                         "meta-learned weighting for --scenario and --pilots, shipped for doppler-slow with 1 or 2 "
                         "pilots, python -m metacomm.experiments.dd_mwnet trains one)")
     p.add_argument("--links", type=int, default=8, help="independent links adapted per call (default 8)")
