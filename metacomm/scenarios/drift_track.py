@@ -30,8 +30,7 @@ Any scenario: when its segments differ (a regime switch) or it has a real-linear
 offset/noise), every training and test frame's channel is the *exact* one, probed from the timeline
 (``y = A x + B conj(x)``, :meth:`DriftTrackScenario._probe`), sequences start at a random frame of the timeline
 (``start``) so they cover every segment and the switches, and the tracker is widely linear (``widely_linear``:
-its belief also covers taps on ``conj(x)``, which represent IQ imbalance exactly). The receiver keeps its tap
-model; what it cannot represent (phase noise within a block) is a model mismatch it is trained through. (The
+its belief also covers taps on ``conj(x)``, which represent IQ imbalance exactly). (The
 training signals add the noise after the probed channel; a receiver-side impairment acts on the noise too in a
 drift run, which for IQ imbalance only reshapes the noise covariance slightly.)
 
@@ -47,6 +46,17 @@ tracker's dynamics from the scenario's sequences (whose exact per-frame PA trave
 belief over ``h`` stays linear-Gaussian given ``f_theta(x)`` and the payload is decided by ML over
 ``f_theta(codeword)``. The same training run trains today's linear tracker (``model.linear_tracker``, no
 correction) on the same sequences as the baseline (drift scheme ``track-linear``).
+
+Receiver Wiener phase noise (``phase-noise``; ``phase_correction``, auto when a segment has it): in a drift frame
+every block of a link sees the same phase path (:math:`\varphi_0 = 0`, drawn afresh each frame), so position
+``i`` of a block has its own taps :math:`\mathbf H_i = e^{j\varphi_i}\mathbf h`. Per frame the tracker expands
+its belief over ``h`` into a moment-matched Gaussian belief over the ``n`` per-position tap vectors under a Wiener
+prior whose variance :math:`s^2` [rad^2/symbol] is learned with the dynamics
+(:func:`~metacomm.adaptation.tracking.phase_prior`), updates it on the pilots (and the confident payload
+decisions), decides at the per-position mean and carries position 0's marginal (:math:`\mathbf H_0 = \mathbf
+h`). Phase noise alone is linear in ``x``: the belief is then not widely linear (auto). The fixed-tap tracker is
+trained alongside (``track-linear``). Decisions are at the mean (``soft`` is not used); a PA and phase-noise
+correction together are refused.
 """
 
 from __future__ import annotations

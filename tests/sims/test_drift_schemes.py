@@ -40,7 +40,8 @@ def _raise(token):
 
 def test_registry_lists_every_builtin_in_cli_order():
     assert SCHEMES == ("static", "retrain", "meta", "warm", "online-meta", "on-detection", "reset-on-change",
-                       "pilot-ls", "genie", "pilot-lmmse", "kalman", "wide-ls", "wl-ls", "pa-ls", "pa-kalman", "track",
+                       "pilot-ls", "genie", "pilot-lmmse", "kalman", "wide-ls", "wl-ls", "pa-ls", "pa-kalman", "pn-ls",
+                       "pn-kalman", "track",
                        "track-linear")
     assert scheme_names()[: len(SCHEMES)] == SCHEMES
     with pytest.raises(ConfigError, match="already registered"):
