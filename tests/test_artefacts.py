@@ -372,3 +372,24 @@ def test_figures_with_undecodable_text_are_written(tmp_path):
     fig.suptitle("x\udcff")
     p = save_figure(fig, tmp_path / "f.png")
     assert p.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_killed_writers_leftover_temp_file_is_removed_by_the_next_write(tmp_path):
+    """A temporary file older than STALE_TMP_S (what a SIGKILL between write and rename leaves) is removed by the
+    next successful write of the same destination; a young one (a concurrent writer) and other files are kept."""
+    import os
+    import time
+
+    from metacomm import _io
+    dest = tmp_path / "results.json"
+    old = tmp_path / ".results.json.abc123.tmp"
+    young = tmp_path / ".results.json.def456.tmp"
+    other = tmp_path / ".other.json.abc123.tmp"
+    for f in (old, young, other):
+        f.write_text("{")
+    past = time.time() - _io.STALE_TMP_S - 60
+    os.utime(old, (past, past))
+    os.utime(other, (past, past))
+    _io.atomic_write_text(dest, "{}")
+    assert dest.read_text() == "{}"
+    assert not old.exists() and young.exists() and other.exists()

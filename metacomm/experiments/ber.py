@@ -47,7 +47,7 @@ def parse_ebno_range(text: str, field: str = "ebno_db") -> list[float]:
             raise ConfigError(field, f"cannot parse {tok.strip()!r} in {text!r} as a number (dB); expected "
                                      "START:STOP:STEP, e.g. 0:10:2, or a comma list, e.g. 0,3,6") from None
         if not math.isfinite(v):
-            raise ConfigError(field, f"Eb/N0 values must be finite numbers of dB, got {tok.strip()!r}")
+            raise ConfigError(field, f"values must be finite numbers of dB, got {tok.strip()!r}")
         return v
 
     if ":" in s:
