@@ -282,7 +282,8 @@ def _play(sc, model, cfg: DriftConfig, kw: dict, *, state: dict | None = None):
             s.state_dict()
     every = cfg.save_every
     left = cfg.frames - run.position
-    with tqdm(total=left, disable=not cfg.progress, desc=f"drift {sc.name}", leave=False) as bar:
+    with tqdm(total=left, disable=not cfg.progress, desc=f"drift {sc.name}" + (f" seed {cfg.seed}" if cfg.seed is not None else ""),
+              leave=False) as bar:
         while not run.done:
             run.step()
             bar.update(1)
