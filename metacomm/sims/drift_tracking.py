@@ -11,6 +11,7 @@ update the belief too). Knows: the pilots, N0 per link (as every scheme), and wh
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -18,7 +19,7 @@ import torch
 from metacomm._validation import ConfigError
 from metacomm.sims.drift_schemes import Decision, DriftContext, DriftScheme, FrameSignals, register_scheme
 
-__all__ = ["TrackScheme", "LinearTrackScheme"]
+__all__ = ["TrackScheme", "LinearTrackScheme", "PAAdaptTrackScheme"]
 
 
 @register_scheme("track")
@@ -73,3 +74,93 @@ class LinearTrackScheme(TrackScheme):
     without ``f_theta`` / the per-position phase model."""
 
     linear = True
+
+
+@register_scheme("track-pa-adapt")
+class PAAdaptTrackScheme(TrackScheme):
+    r"""Row ``track-pa-adapt``: ``track`` whose PA correction is adapted online, per link. The meta-learned
+    ``f_theta`` (:class:`~metacomm.adaptation.tracking.PACorrection`) is one curve for the whole timeline; here
+    each link carries two scalars, a log input-power scale :math:`\alpha` and a log depth :math:`\beta`, and models
+    the PA as :math:`f_{\alpha\beta}(x) = x\, G_\theta(e^{\alpha}|x|^2)^{e^{\beta}}` (``G_theta`` the shipped
+    unit-small-signal complex gain; :math:`(0, 0)` is ``f_theta``; a Rapp PA whose back-off moves by ``d`` dB is its
+    curve at :math:`\alpha = -d\ln 10/10`).
+    Per frame and link: predict the belief, take ``steps`` Adam steps (rate ``lr``) on :math:`(\alpha, \beta)` against the
+    pilots' innovation NLL under the predicted belief (:func:`~metacomm.adaptation.tracking.gaussian_nll`, the
+    likelihood the tracker was meta-trained on), then update the belief and decide the payload (and the
+    decision-directed update) with the adapted map -- pure and ``torch.func.vmap``-ped over links. With
+    ``steps = 0`` it is ``track``. State across frames: the belief and ``(alpha, beta)``, the Adam moments and step count
+    per link. Knows what ``track`` knows."""
+
+    state_attrs = ("belief", "pa_state")
+    #: Adam steps on (alpha, beta) per frame, and their rate
+    steps = 3
+    lr = 0.01
+
+    def setup(self, ctx: DriftContext) -> None:
+        super().setup(ctx)
+        if not hasattr(ctx.model, "pa"):
+            raise ConfigError("schemes", "scheme 'track-pa-adapt' needs a tracker checkpoint with a PA correction "
+                                         "(`meta-train --scenario drift` on a scenario with a transmitter PA, e.g. "
+                                         "--drift pa-drift)")
+        if ctx.model.tracker.phase_noise:
+            raise ConfigError("schemes", "scheme 'track-pa-adapt' does not model receiver phase noise")
+        self.pa_state = None
+
+    def _frame_fn(self):
+        from metacomm.adaptation.tracking import stacked_conv_matrix, tracker_predict, tracker_update
+
+        model = self.ctx.model
+        tr, pa, opts = model.tracker, model.pa, model.track_options
+        tmpl0 = model.decoder.template_symbols()
+        a, q, _ = tr.params()
+        steps, lr, b1, b2, eps = int(self.steps), float(self.lr), 0.9, 0.999, 1e-8
+
+        u = tmpl0.real.square() + tmpl0.imag.square()
+        o0 = pa.out(torch.tanh(pa.inp.bias))
+
+        def templates(theta):  # f_theta with (input log-scale, log depth) = theta; (0, 0) is PACorrection
+            o = pa.out(torch.tanh(pa.inp((torch.exp(theta[0]) * u)[..., None])))
+            c = torch.exp(theta[1])
+            return tmpl0 * torch.polar(torch.exp(c * (o[..., 0] - o0[0])), c * (o[..., 1] - o0[1])).to(tmpl0.dtype)
+
+        def frame(alpha, s1, s2, t, m, P, msg_p, y_p, y_d, no):  # one link
+            m, P = tracker_predict(m, P, a, q)
+
+            def loss(al):
+                return tr.nll(y_p, templates(al)[msg_p], m, P, no).mean()
+
+            for _ in range(steps):
+                g = torch.func.grad(loss)(alpha)
+                t = t + 1
+                s1 = b1 * s1 + (1 - b1) * g
+                s2 = b2 * s2 + (1 - b2) * g * g
+                alpha = alpha - lr * (s1 / (1 - b1 ** t)) / (torch.sqrt(s2 / (1 - b2 ** t)) + eps)
+            tmpl = templates(alpha)
+            X = stacked_conv_matrix(tmpl[msg_p], tr.num_taps, tr.precursor, tr.widely_linear)
+            m, P = tracker_update(m, P, X, y_p.reshape(-1), no)
+            logits = tr.logits(y_d, tmpl, m, no, P if opts["soft"] else None)
+            if opts["decision_directed"]:
+                logp = torch.log_softmax(logits, dim=-1)
+                conf = (logp.max(-1).values > math.log(opts["dd_threshold"])).to(no.dtype)
+                m, P = tr.update(m, P, tmpl[logp.argmax(-1)], y_d, no, conf)
+                if opts.get("dd_redecode", False):
+                    logits = tr.logits(y_d, tmpl, m, no, P if opts["soft"] else None)
+            return logits.argmax(-1), m, P, alpha, s1, s2, t
+
+        return torch.func.vmap(frame)
+
+    def decide(self, sig: FrameSignals) -> Decision:
+        n, B = self.ctx.n, sig.y_p.shape[0]
+        if sig.y_p.shape[-1] != n:
+            raise ConfigError("scenario", f"scheme '{self.name}' models n = {n} received samples per block, the "
+                                          f"scenario's channel gives {sig.y_p.shape[-1]} (use mode = \"truncate\")")
+        t0 = time.perf_counter()
+        if self.belief is None:
+            self.belief = self.ctx.model.tracker.init((B,), dtype=sig.y_p.dtype)
+        if self.pa_state is None:
+            z = torch.zeros(B, 2, device=sig.y_p.device)
+            self.pa_state = [z, z, z, torch.zeros(B, device=sig.y_p.device)]
+        with torch.no_grad():
+            msg_hat, m, P, *st = self._frame_fn()(*self.pa_state, *self.belief, sig.msg_p, sig.y_p, sig.y_d, sig.no)
+        self.belief, self.pa_state = (m, P), list(st)
+        return Decision(msg_hat, (time.perf_counter() - t0) * 1e3)
