@@ -36,7 +36,7 @@ class TrackScheme(DriftScheme):
     def setup(self, ctx: DriftContext) -> None:
         super().setup(ctx)
         if not hasattr(ctx.model, "tracker"):
-            raise ConfigError("schemes", "scheme 'track' needs a codec with a meta-learned tracker: a checkpoint "
+            raise ConfigError("schemes", f"scheme '{self.name}' needs a codec with a meta-learned tracker: a checkpoint "
                                          "of `metacomm meta-train --scenario drift` (this one has none)")
         if self.linear and not hasattr(ctx.model, "linear_tracker"):
             raise ConfigError("schemes", "scheme 'track-linear' needs a tracker checkpoint trained with a PA or "

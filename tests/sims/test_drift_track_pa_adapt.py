@@ -114,3 +114,12 @@ def test_state_save_and_resume_equal_an_uninterrupted_run():
         assert torch.equal(x, y)
     for x, y in zip([*a.belief, *a.pa_state], [*c.belief, *c.pa_state], strict=True):
         assert torch.equal(x, y)
+
+
+def test_a_checkpoint_without_a_pa_correction_is_refused_with_one_exit_2_line(tmp_path, capsys):
+    from metacomm.sims.cli import main
+    ck = os.path.join(os.path.dirname(CKPT), "drift_track_doppler-fast_p16.pt")
+    rc = main(["drift", "--scenario", "doppler-slow", "--pilots", "16", "--checkpoint", ck, "--frames", "2",
+               "--threads", "1", "--schemes", "track-pa-adapt", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "track-pa-adapt" in err and "PA correction" in err, err
