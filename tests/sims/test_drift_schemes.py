@@ -42,7 +42,7 @@ def test_registry_lists_every_builtin_in_cli_order():
     assert SCHEMES == ("static", "retrain", "meta", "warm", "online-meta", "on-detection", "reset-on-change",
                        "pilot-ls", "genie", "pilot-lmmse", "kalman", "wide-ls", "wl-ls", "pa-ls", "pa-kalman", "pn-ls",
                        "pn-kalman", "track",
-                       "track-linear")
+                       "track-linear", "track-pa-adapt")
     assert scheme_names()[: len(SCHEMES)] == SCHEMES
     with pytest.raises(ConfigError, match="already registered"):
         register_scheme("genie")(drift_schemes.GenieScheme)
