@@ -157,7 +157,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="output checkpoint (.pt); metacomm drift --schemes dd-mwnet picks "
                                                  "metacomm/checkpoints/dd_mwnet_<scenario>_p<pilots>.pt")
     ap.add_argument("--checkpoint", default=None, help="drift codec (default: the one metacomm drift uses)")
-    ap.add_argument("--seeds", default="101,102,103", help="training channel seeds, comma list (default 101,102,103;"
+    ap.add_argument("--seeds", default="101,102,103", help="training channel seeds, e.g. 101,102,103 or 101:111 (default 101,102,103;"
                                                            " keep them apart from the evaluation seed)")
     ap.add_argument("--frames", type=int, default=150, help="frames per training seed (default 150)")
     ap.add_argument("--links", type=int, default=8, help="links per run (default 8)")
@@ -168,12 +168,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
+    from metacomm.experiments.drift_seeds import parse_seeds
     try:
-        seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
-    except ValueError:
-        print(f"error: --seeds: expected a comma list of integers, got {a.seeds!r}", file=sys.stderr)
-        return 2
-    try:
+        seeds = parse_seeds(a.seeds, "--seeds")
         ck = train_dd_mwnet(a.scenario, a.pilots, a.out, checkpoint=a.checkpoint, seeds=seeds, frames=a.frames,
                             links=a.links, outer_lr=a.outer_lr, hidden=a.hidden, net_seed=a.net_seed,
                             quiet=a.quiet)

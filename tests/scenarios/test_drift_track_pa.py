@@ -36,6 +36,14 @@ input_backoff_db = {{ ramp = [2.0, -4.0] }}
 """
 
 
+def _tiny_meta_train(drift_file, ck: str, steps: int) -> int:
+    """`metacomm meta-train --scenario drift` on ``drift_file`` at toy sizes (2 pilots, 4-frame tasks)."""
+    return main(["meta-train", "--scenario", "drift", "--set", f"drift={drift_file}", "--set", "pilots=2",
+                 "--set", "frames_per_task=4", "--set", "query=4", "--set", "hidden=8", "--meta-steps", str(steps),
+                 "--meta-batch", "2", "--val-every", str(steps), "--val-tasks", "2", "--set", "test_frames=4",
+                 "--set", "num_test_sequences=2", "--out", ck, "--quiet"])
+
+
 def test_f_theta_represents_a_closed_form_rapp_curve():
     # fit f_theta's complex gain to the Rapp AM/AM (p = 2, A_sat = 1: IBO 0 dB; no AM/PM) on |x| in [0, 2.5] (the
     # shipped k = n = 8 codebook's samples: median 0.84, 99th percentile 2.04, max 2.59)
@@ -123,10 +131,7 @@ def test_cli_meta_trains_a_rapp_pa_file_and_runs_it_next_to_the_pa_aware_receive
     f = tmp_path / "pa.toml"
     f.write_text(_RAPP_FILE.format(position="tx"))
     ck = str(tmp_path / "ck.pt")
-    assert main(["meta-train", "--scenario", "drift", "--set", f"drift={f}", "--set", "pilots=2",
-                 "--set", "frames_per_task=4", "--set", "query=4", "--set", "hidden=8", "--meta-steps", "3",
-                 "--meta-batch", "2", "--val-every", "3", "--val-tasks", "2", "--set", "test_frames=4",
-                 "--set", "num_test_sequences=2", "--out", ck, "--quiet"]) == 0
+    assert _tiny_meta_train(f, ck, steps=3) == 0
     saved = torch.load(ck, weights_only=True)
     assert saved["scenario"] == "drift"
     out = str(tmp_path / "run")
@@ -156,10 +161,7 @@ def test_a_pa_behind_the_channel_is_refused_with_one_exit_2_line(tmp_path, capsy
     tx = tmp_path / "tx.toml"
     tx.write_text(_RAPP_FILE.format(position="tx"))
     ck = str(tmp_path / "tx.pt")
-    assert main(["meta-train", "--scenario", "drift", "--set", f"drift={tx}", "--set", "pilots=2",
-                 "--set", "frames_per_task=4", "--set", "query=4", "--set", "hidden=8", "--meta-steps", "1",
-                 "--meta-batch", "2", "--val-every", "1", "--val-tasks", "2", "--set", "test_frames=4",
-                 "--set", "num_test_sequences=2", "--out", ck, "--quiet"]) == 0
+    assert _tiny_meta_train(tx, ck, steps=1) == 0
     capsys.readouterr()
     rc = main([*base, "--checkpoint", ck, "--schemes", "track,pilot-ls", "--out", str(out)])
     err = capsys.readouterr().err.strip()
