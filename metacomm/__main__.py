@@ -1,5 +1,5 @@
 import sys
 
-from metacomm.sims.cli import main
+from metacomm.cli.main import main
 
 sys.exit(main())

@@ -20,7 +20,7 @@ for spec in "doppler-slow 1 200 0.05 100" "doppler-slow 2 200 0.05 100" "doppler
             "doppler-fast 16 200 0.05 100" "regime-switch 16 200 0.05 100" "snr-drift 16 200 0.05 100" \
             "iq-drift 16 4000 0.02 250" "pa-drift 16 200 0.05 50" "phase-noise-drift 16 200 0.05 50"; do
   set -- $spec
-  python -m metacomm.sims.cli meta-train --scenario drift --drift "$1" --set pilots="$2" \
+  python -m metacomm.cli.main meta-train --scenario drift --drift "$1" --set pilots="$2" \
       --meta-steps "$3" --outer-lr "$4" --val-every "$5" --val-tasks 32 --quiet --overwrite \
       --out "metacomm/checkpoints/drift_track_$1_p$2.pt"
 done

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from metacomm import ConfigError
-from metacomm.sims.cli import build_parser, main
+from metacomm.cli.main import build_parser, main
 
 
 class _Exploit:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from metacomm.sims.cli import main
+from metacomm.cli.main import main
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 
@@ -65,7 +65,7 @@ def _csv_without_latency(d):
 
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory):
-    from metacomm.experiments.drift_seeds import run_drift_seeds
+    from metacomm.experiments.drift import run_drift_seeds
     out = tmp_path_factory.mktemp("seeds") / "local"
     run_drift_seeds(_cfg(out), log=lambda s: None)
     return out
@@ -74,7 +74,7 @@ def local_run(tmp_path_factory):
 def test_fake_remote_executor_equals_local_per_seed_and_pooled(local_run, tmp_path):
     """Seeds as tasks run last first, each on a freshly built scenario and codec (as on a fresh worker), merged
     by the driver = the local executor: every seed's frame records, and the pooled file."""
-    from metacomm.experiments.drift_seeds import run_drift_seeds
+    from metacomm.experiments.drift import run_drift_seeds
     fake = ShuffledExecutor()
     run_drift_seeds(_cfg(tmp_path / "fake"), log=lambda s: None, executor=fake)
     assert fake.calls == 3
@@ -151,7 +151,7 @@ def test_seed_and_seeds_exclusive_and_ray_needs_seeds(tmp_path, capsys):
     err = capsys.readouterr().err  # the single run's memory check, up front
     assert err.count("\n") == 1 and "--links" in err and "GiB" in err
     assert not (tmp_path / "o").exists()
-    from metacomm.experiments.drift_seeds import parse_seeds
+    from metacomm.experiments.drift import parse_seeds
     assert parse_seeds("0:4,10") == [0, 1, 2, 3, 10] and parse_seeds([5, 2]) == [5, 2]
     for bad in (3, [1, True], [-1], []):
         with pytest.raises(Exception, match="seeds"):
@@ -177,7 +177,7 @@ class _DiesAfter(ShuffledExecutor):
 def test_resume_skips_finished_seeds_and_adds_new_ones(local_run, tmp_path, capsys):
     """Killed after 2 of 3 seeds: the pooled file says 2 done; --resume runs only seed 2 (1 task) and equals the
     uninterrupted run; resuming with --seeds 0:4 runs only seed 3; other settings are refused."""
-    from metacomm.experiments.drift_seeds import run_drift_seeds
+    from metacomm.experiments.drift import run_drift_seeds
     out = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt):
         run_drift_seeds(_cfg(out), log=lambda s: None, executor=_DiesAfter(2))
@@ -202,7 +202,7 @@ def test_resume_skips_finished_seeds_and_adds_new_ones(local_run, tmp_path, caps
 def test_resume_continues_a_half_finished_seed_from_its_run_state(local_run, tmp_path, monkeypatch):
     """Local executor with --save-every 1, killed inside seed 1's third frame: --resume keeps seed 0, continues
     seed 1 from its run state (1 frame played), runs seed 2 (3 frames); every seed equals the uninterrupted run."""
-    from metacomm.sims.drift_run import DriftRun
+    from metacomm.drift.run import DriftRun
     out = tmp_path / "half"
     orig = DriftRun.step
     played = []
@@ -248,7 +248,7 @@ def local_ray():
 
 @pytest.mark.slow
 def test_seeds_through_local_ray_equal_local(local_ray, local_run, tmp_path):
-    from metacomm.experiments.drift_seeds import run_drift_seeds
+    from metacomm.experiments.drift import run_drift_seeds
     run_drift_seeds(_cfg(tmp_path / "ray", executor="ray"), log=lambda s: None)
     for s in (0, 1, 2):
         assert _frames(tmp_path / "ray" / f"seed-{s}") == _frames(local_run / f"seed-{s}")

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from metacomm.experiments.executors import Executor, LocalExecutor, ordered
-from metacomm.sims.cli import main
+from metacomm.cli.main import main
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 

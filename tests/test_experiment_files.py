@@ -12,7 +12,7 @@ import torch
 
 from metacomm import ConfigError
 from metacomm.experiments.files import COMMANDS, load_experiment
-from metacomm.sims.cli import main
+from metacomm.cli.main import main
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 FILES = sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".toml"))

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from metacomm._validation import MEMORY_ENV, ConfigError, check_memory, memory_budget
-from metacomm.sims.cli import main
+from metacomm.cli.main import main
 
 HUGE = "1000000000000"  # 10^12
 
@@ -65,7 +65,7 @@ def test_an_unforeseen_allocator_failure_is_one_line(monkeypatch, capsys, tmp_pa
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you "
                            "tried to allocate 800000000000 bytes")
     monkeypatch.setattr(ber, "run_ber", boom)
-    import metacomm.sims.commands.ber as cmd
+    import metacomm.cli.commands.ber as cmd
     monkeypatch.setattr(cmd, "run_ber", boom, raising=False)
     rc = main(["ber", "--codec", "qpsk", "--channel", "awgn", "--ebno-db", "0", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
@@ -73,7 +73,7 @@ def test_an_unforeseen_allocator_failure_is_one_line(monkeypatch, capsys, tmp_pa
 
 
 def test_other_runtime_errors_are_not_swallowed(monkeypatch, tmp_path):
-    import metacomm.sims.commands.ber as cmd
+    import metacomm.cli.commands.ber as cmd
 
     def bug(*a, **k):
         raise RuntimeError("a real bug")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from metacomm.sims.cli import main
+from metacomm.cli.main import main
 
 CKPTS = Path(__file__).resolve().parents[1] / "metacomm" / "checkpoints"
 DRIFT_CKPT = CKPTS / "drift_track_doppler-slow_p2.pt"

@@ -39,7 +39,7 @@ def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 def _uninterrupted(*args: str) -> None:
     """The reference run, in this process (same code, one thread; saves a interpreter start)."""
-    from metacomm.sims.cli import main
+    from metacomm.cli.main import main
     threads = torch.get_num_threads()
     try:
         assert main([*args, "--threads", "1"]) == 0

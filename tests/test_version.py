@@ -30,7 +30,7 @@ def test_fallback_to_pyproject_when_not_installed(monkeypatch):
 
 
 def test_version_is_written_by_the_cli(capsys):
-    from metacomm.sims.cli import main
+    from metacomm.cli.main import main
 
     with pytest.raises(SystemExit) as e:
         main(["--version"])

@@ -23,7 +23,7 @@ Toeplitz matrix, :func:`metacomm.channels.multipath.convolution_matrix`).
   :math:`h \sim \mathcal{CN}(0, 1)`. (The LMMSE *block equaliser* is
   :func:`metacomm.codecs.equalization.lmmse_equalize`.)
 
-Users: ``metacomm.sims.drift_run`` (pilot-ls and genie schemes), ``metacomm.scenarios.online_drift``
+Users: ``metacomm.drift.run`` (pilot-ls and genie schemes), ``metacomm.scenarios.online_drift``
 (template decoder, :func:`ml_block_logits`), :func:`metacomm.codecs.equalization.ls_estimate_multipath`.
 All functions are pure (no random draws) and keep the exact floating-point operations of the code they
 replaced, so results stay bit-identical.
@@ -40,6 +40,7 @@ from metacomm.channels.multipath import convolution_matrix
 from metacomm.channels.units import broadcast_no
 
 __all__ = [
+    "RIDGE",
     "LS_METHODS",
     "convolve_codewords",
     "lmmse_flat",
@@ -95,6 +96,11 @@ def stacked_pilot_matrix(x_p: torch.Tensor, num_taps: int) -> torch.Tensor:
     _check_complex("x_p", x_p, (3,))
     B, P, n = x_p.shape
     return pilot_matrix(x_p.reshape(B * P, n), num_taps).reshape(B, P * n, num_taps)
+
+
+#: the ridge of every pilot least-squares fit (pilot-LS and its relatives): keeps the normal equations solvable
+#: when the pilots do not excite every tap, far below any N0 of interest
+RIDGE = 1e-9
 
 
 def ls_solve(X: torch.Tensor, y: torch.Tensor, *, ridge: float = 0.0, method: str = "normal") -> torch.Tensor:

@@ -9,7 +9,7 @@
 
 The ``metacomm`` commands are thin wrappers (flags -> config -> one call -> print). Library errors are
 :class:`~metacomm.ConfigError` s naming config keys (``meta_steps``); the CLI maps keys to flags in one place
-(:func:`metacomm.sims.cli.flag_of`).
+(:func:`metacomm.cli.main.flag_of`).
 """
 
 from metacomm.experiments.ber import BerConfig, run_ber

@@ -8,7 +8,7 @@ import torch
 
 from metacomm._validation import ConfigError
 
-__all__ = ["resolve_device", "int_list", "check_out_dir", "check_out_file"]
+__all__ = ["resolve_device", "int_list", "parse_seeds", "check_out_dir", "check_out_file", "MAX_SEEDS"]
 
 
 def resolve_device(name, field: str = "device") -> torch.device:
@@ -37,6 +37,68 @@ def int_list(field: str, value, *, minimum: int) -> list[int]:
         if v < minimum:
             raise ConfigError(field, f"values must be >= {minimum}, got {v}")
     return sorted(set(vals))
+
+
+MAX_SEEDS = 100_000
+_FORMS = "a comma list of seeds (0,1,2), a range A:B meaning A..B-1 (0:8), or both (0:4,10)"
+
+
+def _int(field: str, text: str, where: str) -> int:
+    t = text.strip()
+    try:
+        v = int(t)
+    except ValueError:
+        raise ConfigError(field, f"{where!r} is not a seed; expected {_FORMS}") from None
+    if v < 0:
+        raise ConfigError(field, f"seeds must be non-negative integers, got {v} in {where!r}")
+    return v
+
+
+def parse_seeds(value, field: str = "seeds") -> list[int]:
+    """``"0,1,2"`` / ``"0:8"`` (0..7) / ``"0:4,10"`` / a list of ints -> the seeds, in the order given.
+
+    ConfigError naming ``field`` for anything but non-negative integers, for an empty or reversed range, an empty
+    list, a seed given twice, or more than :data:`MAX_SEEDS` seeds."""
+    if isinstance(value, str):
+        items = [t.strip() for t in value.split(",")]
+        if not any(items):
+            raise ConfigError(field, f"give at least one seed: {_FORMS}")
+        out: list[int] = []
+        for t in items:
+            if not t:
+                raise ConfigError(field, f"empty item in {value!r}; expected {_FORMS}")
+            if ":" in t:
+                a, _, b = t.partition(":")
+                if ":" in b:
+                    raise ConfigError(field, f"{t!r}: a range is A:B (A..B-1), without a step")
+                lo, hi = _int(field, a, t), _int(field, b, t)
+                if hi <= lo:
+                    raise ConfigError(field, f"empty range {t!r}: A:B means A..B-1 and needs B > A")
+                if hi - lo > MAX_SEEDS:
+                    raise ConfigError(field, f"{t!r} is more than {MAX_SEEDS} seeds")
+                out += range(lo, hi)
+            else:
+                out.append(_int(field, t, t))
+    elif isinstance(value, (list, tuple)):
+        out = []
+        for v in value:
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ConfigError(field, f"expected a list of non-negative integer seeds, got {v!r} in {value!r}")
+            if v < 0:
+                raise ConfigError(field, f"seeds must be non-negative integers, got {v}")
+            out.append(int(v))
+        if not out:
+            raise ConfigError(field, f"give at least one seed: {_FORMS}")
+    else:
+        raise ConfigError(field, f"expected {_FORMS} (a string), or a list of seeds; got {value!r}")
+    if len(out) > MAX_SEEDS:
+        raise ConfigError(field, f"{len(out)} seeds; at most {MAX_SEEDS}")
+    seen: set[int] = set()
+    for s in out:
+        if s in seen:
+            raise ConfigError(field, f"seed {s} is given twice; every seed runs once")
+        seen.add(s)
+    return out
 
 
 def check_out_dir(path, field: str = "out") -> str:

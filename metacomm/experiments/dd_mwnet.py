@@ -1,10 +1,10 @@
 r"""Meta-train the ``dd-mwnet`` weighting (drift scheme of the label-noise pack) on a drift scenario's own frames.
 
-The scheme (:mod:`metacomm.sims.drift_label_noise`) per frame and link: the ``warm`` pilot step, then the decisions
+The scheme (:mod:`metacomm.drift.schemes.label_noise`) per frame and link: the ``warm`` pilot step, then the decisions
 :math:`\hat m` of the payload, then one SGD step at the run's ``lr`` from the warm fast weights :math:`\phi` on
 pilots (weight 1) + decisions weighted by the net :math:`w_\psi` (:class:`DecisionWeightingRule`,
-:func:`~metacomm.sims.drift_label_noise.dd_update`). Meta-training plays the scenario frame by frame with that very
-scheme (a :class:`~metacomm.sims.drift_run.DriftRun` on training seeds, disjoint from the evaluation run's seed) and
+:func:`~metacomm.drift.schemes.label_noise.dd_update`). Meta-training plays the scenario frame by frame with that very
+scheme (a :class:`~metacomm.drift.run.DriftRun` on training seeds, disjoint from the evaluation run's seed) and
 at every frame takes one outer Adam step on the net's parameters :math:`\psi` to lower
 
 .. math:: \mathcal L(\psi) = \frac{1}{B N}\sum_{b, d} \mathrm{CE}\big(f_{\phi'_b(\psi)}(y_{b,d}),\, m_{b,d}\big),
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from metacomm.adaptation.example_weighting import DD_FEATURES, DecisionWeightingRule, DecisionWeightNet
 from metacomm.adaptation.functional import call
-from metacomm.sims.drift_label_noise import (
+from metacomm.drift.schemes.label_noise import (
     DD_MWNET_KIND,
     DecisionDirectedScheme,
     codec_fingerprint,
@@ -77,9 +77,9 @@ def train_dd_mwnet(scenario: str, pilots: int, out: str, *, checkpoint: str | No
     ``checkpoint``: the drift codec (default: what ``metacomm drift`` uses for this scenario and pilot count);
     ``lr``: the inner rate (default: the codec's). Writes ``out`` (``weights_only``) and returns its payload."""
     from metacomm.artefacts import save_checkpoint
+    from metacomm.drift.run import DriftRun, DriftRunConfig
     from metacomm.experiments.drift import DEFAULT_CHECKPOINT, load_drift_codec, shipped_tracker
     from metacomm.scenarios.drift_scenarios import load_scenario
-    from metacomm.sims.drift_run import DriftRun, DriftRunConfig
 
     sc = load_scenario(scenario)
     ck_path = checkpoint or shipped_tracker(scenario, pilots) or DEFAULT_CHECKPOINT
@@ -126,9 +126,9 @@ def weight_auroc(scenario: str, pilots: int, *, net_path: str | None = None, fra
     learned weights, the confidence gate's 0/1 weights (``>= gate``) and the raw softmax confidence, all on the
     *same* decisions (dd-mwnet's). Returns ``{"mwnet", "gate", "confidence", "wrong_rate", "decisions"}``."""
     from metacomm.adaptation.label_noise import auroc
+    from metacomm.drift.run import DriftRun, DriftRunConfig
     from metacomm.experiments.drift import DEFAULT_CHECKPOINT, load_drift_codec, shipped_tracker
     from metacomm.scenarios.drift_scenarios import load_scenario
-    from metacomm.sims.drift_run import DriftRun, DriftRunConfig
 
     sc = load_scenario(scenario)
     model, mcfg, _ = load_drift_codec(shipped_tracker(scenario, pilots) or DEFAULT_CHECKPOINT)
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    from metacomm.experiments.drift_seeds import parse_seeds
+    from metacomm.experiments.drift import parse_seeds
     try:
         seeds = parse_seeds(a.seeds, "--seeds")
         ck = train_dd_mwnet(a.scenario, a.pilots, a.out, checkpoint=a.checkpoint, seeds=seeds, frames=a.frames,

@@ -6,7 +6,7 @@ with rho = 0.5 from frame to frame, Eb/N0 10 dB, k = 8 bits on n = 8 complex cha
 pilot messages per link adapt the decoder with one SGD step. Baselines on the same draws: the static codec,
 retraining from scratch (a fresh decoder, 50 Adam steps on the current pilots every 20 frames -- the demo's
 budget; ``metacomm drift`` defaults to 100 every 10), warm start, online meta-learning, pilot-LS + ML and the
-genie, and the classical baselines of :mod:`metacomm.sims.drift_classical` (LMMSE with the true tap prior, a
+genie, and the classical baselines of :mod:`metacomm.drift.schemes.model_based` (LMMSE with the true tap prior, a
 Kalman tracker that knows rho and N0, wide-window LS, widely-linear LS). Writes ``results.json``, ``results.csv``
 and ``drift.png``; logs the summary table and a verdict: the adaptive codec against the genie (within 1 dB?) and
 against the best classical scheme (ratio of mean BLERs, and whether the 95 % intervals are apart).
@@ -21,13 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from metacomm._validation import ConfigError
-from metacomm.experiments.drift import (
-    DEFAULT_CHECKPOINT,
-    DriftConfig,
-    check_drift_memory,
-    run_drift_experiment,
-    shipped_tracker,
-)
+from metacomm.experiments.drift import DEFAULT_CHECKPOINT, DriftConfig, run_drift_experiment, shipped_tracker
+from metacomm.experiments.drift_session import check_drift_memory
 
 __all__ = ["DemoConfig", "run_demo", "ensure_checkpoint"]
 
@@ -92,7 +87,8 @@ def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] = print) -> dict:
     dcfg = DriftConfig(scenario=cfg.scenario, out=cfg.out, checkpoint=checkpoint, frames=cfg.frames, pilots=16,
                        steps=1, lr=None, schemes=None, links=8, payload=64, retrain_every=20, retrain_steps=50,
                        bler_target=0.1, seed=None, device=cfg.device, progress=cfg.progress)
-    res, pj, pc, png = run_drift_experiment(dcfg)
+    out = run_drift_experiment(dcfg)
+    res, pj, pc, png = out.result, out.paths["results"], out.paths["csv"], out.paths["plot"]
     c = res.config
     log(f"metacomm demo: {c['scenario']}, {c['frames']} frames x {c['links']} links x "
         f"{c['payload_blocks_per_link']} blocks, k={c['k']} bits on n={c['n']} complex uses, Eb/N0 "

@@ -1,30 +1,54 @@
-"""A drift run as a library call: :class:`DriftConfig` -> :func:`run_drift_experiment` -> results + plot.
+"""The ``metacomm drift`` command as a library call: :class:`DriftConfig` -> :func:`run_drift_experiment`.
 
 Plays a drift scenario (a built-in name or a TOML file, :mod:`metacomm.scenarios.drift_scenarios`) frame by
 frame with an online-drift meta checkpoint or a ``meta-train --scenario drift`` checkpoint (whose codec also
-carries the meta-learned tracker of the ``track`` scheme, :func:`load_drift_codec`); every scheme (static, retrain, meta, warm, online-meta,
-on-detection, reset-on-change, pilot-ls, genie; :mod:`metacomm.sims.drift_run`) sees the same channel draws.
-Writes ``results.json``, ``results.csv`` and ``drift.png`` (BLER/BER over frames with the drift value on a
-second axis).
+carries the meta-learned tracker of the ``track`` scheme); every scheme (``metacomm drift --help`` lists them,
+:mod:`metacomm.drift.registry`) sees the same channel draws. One seed writes ``results.json``, ``results.csv``
+and ``drift.png``; several seeds (``seeds``) are one run each, as executor tasks, written to ``OUT/seed-<s>/`` and
+pooled into ``OUT/results.json`` and ``OUT/seeds.png`` (:func:`run_drift_seeds`):
+
+* task ``s`` is the single run ``DriftConfig(seed=s, out=OUT/seed-<s>)`` (:func:`seed_config`) -- the same code
+  path as ``metacomm drift --seed s --out OUT/seed-<s>`` (:meth:`~metacomm.experiments.drift_session.DriftSession.
+  play`), so its counts are the single run's, bit for bit; it returns the run's DriftResult and writes nothing
+  itself, except that with the local executor and ``save_every`` it writes ``OUT/seed-<s>/run-state.pt`` as a
+  single run does;
+* the driver writes ``OUT/seed-<s>/`` as each seed finishes, then ``OUT/results.json`` (kind
+  ``metacomm-drift-seeds``, atomic; the pooled summary of the seeds finished so far, ``finished: false`` until all
+  are) -- sums of integer counts in seed order, so they do not depend on where or in which order the tasks ran;
+* ``resume``: seeds whose ``seed-<s>/results.json`` exists are read back (their settings checked), a seed with a
+  ``run-state.pt`` but no results continues from it, the others run; settings that differ from the interrupted
+  run's are refused. The seed list itself may change (e.g. ``0:4`` -> ``0:8`` adds four seeds).
+
+The scenario and the codec are loaded once per command (:class:`~metacomm.experiments.drift_session.DriftSession`)
+and the config is validated once.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from metacomm._validation import ConfigError, check_nonneg_int, check_positive_int, check_probability
-from metacomm.experiments._common import check_out_dir
+from metacomm.experiments._common import check_out_dir, parse_seeds
+from metacomm.experiments.drift_session import (
+    DEFAULT_CHECKPOINT,
+    RUN_STATE,
+    SEEDS_KIND,
+    DriftSession,
+    check_drift_memory,
+    check_seeds_output,
+    fingerprint,
+    load_drift_codec,
+    read_run_state,
+    save_run,
+    seed_dir,
+    shipped_tracker,
+)
 
-__all__ = ["DriftConfig", "run_drift_experiment", "load_drift_codec", "DEFAULT_CHECKPOINT", "RUN_STATE"]
-
-#: the run-state file a drift run with ``save_every`` writes into its output directory
-RUN_STATE = "run-state.pt"
-RUN_KIND = "metacomm-drift-run"
-
-#: the shipped online-drift meta checkpoint (k = 8 bits on n = 8 complex uses, 3-tap channel belief)
-DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "checkpoints", "online_drift_k8n8.pt")
+__all__ = ["DriftConfig", "DriftOutcome", "run_drift_experiment", "run_drift_seeds", "seed_config",
+           "load_drift_codec", "shipped_tracker", "DEFAULT_CHECKPOINT", "RUN_STATE", "parse_seeds"]
 
 
 @dataclass
@@ -35,7 +59,8 @@ class DriftConfig:
     (and ``track`` joins the default schemes), else the shipped online-drift codec; ``pilots``: pilot messages per
     link and frame; ``steps``: adaptation SGD steps per frame at ``lr`` (``None``:
     the checkpoint's inner rate); ``links``: independent links; ``payload``: data blocks per link and frame;
-    ``schemes``: a list or comma string (``None``: the default set); ``seed``: ``None`` = the scenario's;
+    ``schemes``: a list or comma string, items ``NAME`` or ``NAME[key=value,...]`` with the scheme's settings
+    (``None``: :func:`metacomm.drift.registry.default_schemes` of the scenario and codec); ``seed``: ``None`` = the scenario's;
     ``save_every``: write the run state every N frames (0: never) so that ``resume`` can continue an interrupted
     run -- the resumed result equals an uninterrupted run's.
 
@@ -43,7 +68,7 @@ class DriftConfig:
     ``"0:8"`` = 0..7, :func:`parse_seeds`): one independent run per seed, each a task of ``executor``
     (``"local"`` | ``"ray"``, with ``ray_address`` and ``num_gpus`` as for ``ber``/``fewshot``), written to
     ``out/seed-<s>/`` exactly as a single run with ``seed = s`` and ``out = out/seed-<s>`` writes it, and pooled
-    into ``out/results.json`` (:mod:`metacomm.experiments.drift_seeds`). Exclusive with ``seed``."""
+    into ``out/results.json`` (:func:`run_drift_seeds`). Exclusive with ``seed``."""
 
     scenario: str
     out: str
@@ -69,12 +94,14 @@ class DriftConfig:
     num_gpus: float = 0.0
 
     def validate(self) -> DriftConfig:
+        """Check every field without loading anything (ConfigError naming the key): executor settings, the seeds,
+        the sizes (memory), the output directories, ``resume``; resolves ``checkpoint = None`` to the shipped
+        tracker of the scenario and pilot count, else the shipped online-drift codec. The scheme list is resolved
+        against the loaded scenario and codec by :func:`run_drift_experiment`. Returns ``self``."""
         from metacomm.experiments.executors import check_executor_settings
-        from metacomm.sims.drift_run import DEFAULT_SCHEMES, parse_schemes
         self.executor, self.ray_address, self.num_gpus = check_executor_settings(self.executor, self.ray_address,
                                                                                  self.num_gpus, self.device)
         if self.seeds is not None:
-            from metacomm.experiments.drift_seeds import parse_seeds
             if self.seed is not None:
                 raise ConfigError("seeds", "give either seed (--seed: one run) or seeds (--seeds: one run per "
                                            "seed), not both")
@@ -82,29 +109,21 @@ class DriftConfig:
         elif self.executor != "local":
             raise ConfigError("executor", "a single drift run is one task; run several seeds as tasks with seeds "
                                           "(--seeds 0:8), or use the local executor")
-        defaults = list(DEFAULT_SCHEMES)
         if self.checkpoint is None:  # the shipped tracker for this scenario and pilot count, else the online codec
-            tracker = shipped_tracker(self.scenario, self.pilots)
-            self.checkpoint = tracker or DEFAULT_CHECKPOINT
-            if tracker:
-                defaults.insert(defaults.index("online-meta") + 1, "track")
-            if _has_tx_pa(self.scenario):  # the PA-aware classical receivers (and the shipped linear tracker)
-                defaults[defaults.index("kalman") + 1:defaults.index("kalman") + 1] = ["pa-ls", "pa-kalman"]
-                if tracker:
-                    defaults.insert(defaults.index("track") + 1, "track-linear")
-            if _has_phase_noise(self.scenario):  # per-position classical receivers (and the fixed-tap tracker)
-                defaults[defaults.index("kalman") + 1:defaults.index("kalman") + 1] = ["pn-ls", "pn-kalman"]
-                if tracker:
-                    defaults.insert(defaults.index("track") + 1, "track-linear")
-        self.schemes = parse_schemes(defaults if self.schemes is None else self.schemes, "schemes")
+            self.checkpoint = shipped_tracker(self.scenario, self.pilots) or DEFAULT_CHECKPOINT
+        if self.schemes is not None:
+            from metacomm.drift.registry import parse_schemes
+            parse_schemes(self.schemes, "schemes")
         check_probability("bler_target", self.bler_target)
         if self.seed is not None:
             self.seed = check_nonneg_int("seed", self.seed)
         self.frames = check_positive_int("frames", self.frames)
+        for f in ("retrain_every",):
+            setattr(self, f, check_positive_int(f, getattr(self, f)))
+        self.retrain_steps = check_nonneg_int("retrain_steps", self.retrain_steps)
         check_drift_memory(self)
         self.save_every = check_nonneg_int("save_every", self.save_every)
         if self.seeds is not None:  # the pooled directory and every seed's directory
-            from metacomm.experiments.drift_seeds import check_seeds_output
             check_seeds_output(self)
             return self
         from metacomm.artefacts import check_output_dir
@@ -118,176 +137,191 @@ class DriftConfig:
 
 
 @dataclass
-class _CodecSettings:
-    """The run-time settings a drift checkpoint implies for the adaptive schemes."""
+class DriftOutcome:
+    """What :func:`run_drift_experiment` returns: ``result`` (the DriftResult of a single run) or ``pooled`` (the
+    pooled results dict of a many-seed run), and the files written (``paths``: name -> path)."""
 
-    inner_lr: float
-    adapt: str
-    inner_loss: str
+    result: object = None
+    pooled: dict | None = None
+    paths: dict = field(default_factory=dict)
 
-
-def load_drift_codec(path: str, *, device="cpu", field: str = "checkpoint"):
-    """The codec of a drift checkpoint: ``(model on device, settings (inner_lr, adapt, inner_loss), checkpoint
-    dict)``. Accepts an online-drift checkpoint (:func:`metacomm.scenarios.online_drift.save_meta`) or a finished
-    ``meta-train --scenario drift`` checkpoint (its selected initialisation: a
-    :class:`~metacomm.scenarios.drift_track.TrackingDriftCodec` with the meta-learned tracker, scheme ``track``);
-    ConfigError naming ``field`` for anything else."""
-    from metacomm.artefacts import load_checkpoint
-    from metacomm.experiments.meta_train import KIND as META_KIND
-    from metacomm.scenarios.online_drift import load_meta
-
-    ck = load_checkpoint(path, kinds=("metacomm-online-meta", META_KIND), field=field, allow_partial=True)
-    if not str(ck.get("kind", "")).startswith(META_KIND + "/"):
-        model, mcfg, ck = load_meta(path, device=device, field=field)
-        return model, _CodecSettings(mcfg.inner_lr, mcfg.adapt, mcfg.inner_loss), ck
-    if ck.get("scenario") != "drift":
-        raise ConfigError(field, f"{path}: a meta-train checkpoint of scenario {ck.get('scenario')!r}; a drift run "
-                                 "takes one of `meta-train --scenario drift` or an online-drift checkpoint")
-    from metacomm.experiments.fewshot import load_meta_checkpoint
-    _, model, _, _, ck = load_meta_checkpoint(path, device, field=field)
-    inner_lr = float(ck.get("meta_config", {}).get("inner_lr", 0.1))
-    init = ck.get("init") or {}
-    ck = {**ck, "meta": {"scenario": "drift", "scenario_config": ck.get("scenario_config"),
-                         "init_step": init.get("step"), "init_seed": init.get("seed"), "val": init.get("val"),
-                         "meta_steps": ck.get("meta_steps")}}
-    return model, _CodecSettings(inner_lr, "decoder.taps", model.meta_inner_loss), ck
+    def table(self) -> str:
+        """The summary table (per scheme; pooled over the seeds for a many-seed run)."""
+        if self.pooled is not None:
+            from metacomm.drift.pooled import pooled_table
+            return pooled_table(self.pooled)
+        return self.result.summary_table()
 
 
-def check_drift_memory(cfg) -> None:
-    """Refuse up front sizes whose tensors cannot fit: per frame every scheme holds the links' pilot and payload
-    blocks (codewords, noise, received samples and 2^k block logits: about 1 KiB per block for the k = 8
-    built-ins), and the result keeps a record per frame and scheme (about 512 bytes)."""
-    from metacomm._validation import check_memory
-    for f in ("links", "pilots", "payload"):
-        if getattr(cfg, f, None) is not None:
-            setattr(cfg, f, check_positive_int(f, getattr(cfg, f)))
-    blocks = (getattr(cfg, "links", None) or 8) * ((getattr(cfg, "pilots", None) or 16)
-                                                  + (getattr(cfg, "payload", None) or 64))
-    sizes = sorted(("payload", "pilots", "links"), key=lambda f: -(getattr(cfg, f, None) or 0))  # largest first
-    check_memory(tuple(sizes), 1024.0 * blocks, "one frame of pilot and payload blocks")
-    schemes = len(getattr(cfg, "schemes", None) or ()) or 16
-    check_memory("frames", 512.0 * cfg.frames * schemes, "the per-frame results")
+def _resolve_schemes(cfg: DriftConfig, session: DriftSession) -> None:
+    """``cfg.schemes`` -> the run's list of items (names with their ``[key=value]`` settings kept), the defaults of
+    the loaded scenario and codec when ``None``; the memory check then sees the real count."""
+    from metacomm.drift.registry import parse_schemes
+    if cfg.schemes is None:
+        cfg.schemes = session.scheme_list(None)[0]
+    else:
+        parse_schemes(cfg.schemes, "schemes")
+        cfg.schemes = _items(cfg.schemes)
+    check_drift_memory(cfg)
 
 
-def _has_tx_pa(scenario) -> bool:
-    """Whether drift scenario ``scenario`` (name or file; False when it does not load) has a transmitter PA."""
-    from metacomm.scenarios.drift_scenarios import load_scenario
-    from metacomm.scenarios.drift_track import PA_IMPAIRMENTS
-    try:
-        segs = load_scenario(scenario).segments
-    except ConfigError:
-        return False
-    return any(s.impairment is not None and s.impairment.name in PA_IMPAIRMENTS and s.impairment.position == "tx"
-               for s in segs)
+def _items(schemes) -> list[str]:
+    from metacomm.drift.registry import _split_top
+    raw = _split_top(schemes) if isinstance(schemes, str) else list(schemes)
+    return [s.strip() for s in raw if s.strip()]
 
 
-def _has_phase_noise(scenario) -> bool:
-    """Whether drift scenario ``scenario`` has a Wiener phase-noise stage (False when it does not load)."""
-    from metacomm.scenarios.drift_scenarios import load_scenario
-    try:
-        segs = load_scenario(scenario).segments
-    except ConfigError:
-        return False
-    return any(s.impairment is not None and s.impairment.name == "phase-noise" for s in segs)
-
-
-def shipped_tracker(scenario, pilots) -> str | None:
-    """The shipped meta-learned tracking codec for built-in drift scenario ``scenario`` and ``pilots`` pilots per
-    frame (``metacomm/checkpoints/drift_track_<scenario>_p<pilots>.pt``), or None."""
-    path = os.path.join(os.path.dirname(DEFAULT_CHECKPOINT),
-                        f"drift_track_{os.path.basename(str(scenario))}_p{pilots}.pt")
-    return path if os.path.exists(path) else None
-
-
-def run_drift_experiment(cfg: DriftConfig):
-    """Validate, run, save, plot: returns ``(DriftResult, results.json path, results.csv path, plot path)``."""
-
+def run_drift_experiment(cfg: DriftConfig, *, log=print, executor=None) -> DriftOutcome:
+    """Validate once, load the scenario and the codec once, run one seed (``cfg.seed``) or many (``cfg.seeds``,
+    :func:`run_drift_seeds`), save, plot. ``log``: progress lines of a many-seed run; ``executor``: an
+    :class:`~metacomm.experiments.executors.Executor` to use instead of ``cfg.executor``'s."""
     from metacomm.scenarios.drift_scenarios import load_scenario
     from metacomm.sims.engine import resolve_device
 
     dev = resolve_device(cfg.device, field="device")
     cfg.validate()
+    session = DriftSession.open(load_scenario(cfg.scenario), cfg.checkpoint, dev)
+    _resolve_schemes(cfg, session)
     if cfg.seeds is not None:
-        raise ConfigError("seeds", "several seeds run through metacomm.experiments.drift_seeds.run_drift_seeds")
-    sc = load_scenario(cfg.scenario)
-    model, mcfg, ck = load_drift_codec(cfg.checkpoint, device=dev)
-    res = _play(sc, model, cfg, run_kwargs(cfg, sc, mcfg, dev))
-    return (res, *save_run(res, cfg.out, cfg.checkpoint, ck))
+        doc = _run_seeds(cfg, session, log=log, executor=executor)
+        return DriftOutcome(pooled=doc, paths={"results": os.path.join(cfg.out, "results.json"),
+                                               "plot": os.path.join(cfg.out, "seeds.png")})
+    res = session.play(cfg)
+    pj, pc, png = save_run(res, cfg.out, cfg.checkpoint, session.ck)
+    return DriftOutcome(result=res, paths={"results": pj, "csv": pc, "plot": png})
 
 
-def run_kwargs(cfg: DriftConfig, sc, mcfg, dev) -> dict:
-    """The :class:`~metacomm.sims.drift_run.DriftRunConfig` keywords of the (single-seed) run ``cfg``."""
-    return dict(
-        frames=cfg.frames, pilots=cfg.pilots, steps=cfg.steps, schemes=cfg.schemes, links=cfg.links,
-        payload=cfg.payload, seed=sc.seed if cfg.seed is None else cfg.seed, device=dev,
-        lr=mcfg.inner_lr if cfg.lr is None else cfg.lr, adapt=mcfg.adapt, inner_loss=mcfg.inner_loss,
-        retrain_every=cfg.retrain_every, retrain_steps=cfg.retrain_steps, bler_target=cfg.bler_target)
+def run_drift_seeds(cfg: DriftConfig, *, log=print, executor=None) -> dict:
+    """The many-seed run of ``cfg`` (``cfg.seeds`` given; module docstring): returns the pooled dict."""
+    if cfg.seeds is None:
+        raise ConfigError("seeds", "give the seeds to run (e.g. seeds='0:8')")
+    return run_drift_experiment(cfg, log=log, executor=executor).pooled
 
 
-def save_run(res, out: str, checkpoint: str, ck: dict):
-    """Write a finished run into ``out``: ``results.json`` (with the checkpoint's path and meta data in its config),
-    ``results.csv`` and ``drift.png``; returns the three paths."""
-    from metacomm.sims.drift_run import plot_drift
-    res.config["checkpoint"] = os.path.abspath(checkpoint)
-    res.config["checkpoint_meta"] = ck.get("meta", {})
-    os.makedirs(out, exist_ok=True)
-    pj, pc = res.save(out)
-    png = plot_drift(res, os.path.join(out, "drift.png"))
-    return pj, pc, png
+def seed_config(cfg, seed: int):
+    """The single run of seed ``seed``: ``cfg`` with ``seed``, ``out = out/seed-<seed>``, no seed list, the local
+    executor -- exactly the config of ``metacomm drift ... --seed <seed> --out OUT/seed-<seed>``."""
+    return dataclasses.replace(cfg, seed=int(seed), seeds=None, out=seed_dir(cfg.out, seed), resume=False,
+                               executor="local", ray_address=None, num_gpus=0.0)
 
 
-def _fingerprint(cfg: DriftConfig) -> dict:
-    """The settings a resumed run must share with the interrupted one (where the run executes is not one)."""
-    skip = ("out", "progress", "resume", "save_every", "seeds", "executor", "ray_address", "num_gpus")
-    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in skip}
+
+_RESULT_KEYS = ("scenario", "frames", "pilots", "steps", "links", "payload_blocks_per_link", "seed", "lr",
+                "schemes", "retrain_every", "retrain_steps", "bler_target", "checkpoint")
 
 
-def read_run_state(path: str, fingerprint: dict) -> dict:
-    """The saved run state at ``path``; ConfigError naming ``resume`` when it was made with other settings."""
-    from metacomm.artefacts import load_checkpoint
-    state = load_checkpoint(path, kinds=RUN_KIND, field="resume", allow_partial=True)
-    if state.get("settings") != fingerprint:
-        diff = sorted(k for k in set(fingerprint) | set(state.get("settings", {}))
-                      if fingerprint.get(k) != state.get("settings", {}).get(k))
-        raise ConfigError("resume", f"the saved run {path} was made with other settings ({', '.join(diff)}); resume "
-                                    "with the settings of the interrupted run")
-    return state
+def _expected(scfg, sc, mcfg) -> dict:
+    """The ``config`` entries a finished seed's results.json must hold for this run (what ``resume`` checks)."""
+    names = [s.split("[")[0].strip() for s in scfg.schemes]
+    out = {"scenario": sc.name, "frames": scfg.frames, "pilots": scfg.pilots, "steps": scfg.steps,
+           "links": scfg.links, "payload_blocks_per_link": scfg.payload, "seed": scfg.seed,
+           "lr": mcfg.inner_lr if scfg.lr is None else scfg.lr, "schemes": names,
+           "bler_target": scfg.bler_target, "checkpoint": os.path.abspath(scfg.checkpoint)}
+    if "retrain" in names:  # the retrain scheme's settings (recorded with their defaults otherwise)
+        out.update(retrain_every=scfg.retrain_every, retrain_steps=scfg.retrain_steps)
+    return out
 
 
-def _play(sc, model, cfg: DriftConfig, kw: dict, *, state: dict | None = None):
-    """Play the run frame by frame; every ``save_every`` frames write the run state (``RUN_STATE`` in the output
-    directory: frames played, their records, every scheme's state; ``finished`` False until the end), and with
-    ``resume`` continue from it (the played frames' draws are replayed, so the result equals an uninterrupted
-    run's). ``state``: a run state already read (and checked) by the caller, resumed instead of reading the file
-    (a remote task of a multi-seed run)."""
-    from tqdm.auto import tqdm
+def _key(cfg) -> dict:
+    """The settings a resumed multi-seed run must share with the interrupted one (a seed's run-state settings
+    without the seed), as they read back from JSON."""
+    fp = fingerprint(seed_config(cfg, 0))
+    fp.pop("seed")
+    return json.loads(json.dumps(fp))
 
-    from metacomm._validation import ConfigError
-    from metacomm.artefacts import save_checkpoint
-    from metacomm.sims.drift_run import CLI_FLAGS, DriftRun, DriftRunConfig
-    try:
-        run = DriftRun(sc, model, DriftRunConfig(**kw))
-    except ConfigError as e:
-        if e.field in CLI_FLAGS:
-            raise ConfigError(CLI_FLAGS[e.field].lstrip("-").replace("-", "_"), str(e)[len(e.field) + 2:]) from None
-        raise
-    path = os.path.join(cfg.out, RUN_STATE)
-    fingerprint = _fingerprint(cfg)
-    if state is not None:
-        run.load_state_dict(state["run"])
-    elif cfg.resume:
-        run.load_state_dict(read_run_state(path, fingerprint)["run"])
-    elif cfg.save_every:
-        for s in run.schemes:  # refuse up front a scheme whose state cannot be saved
-            s.state_dict()
-    every = cfg.save_every
-    left = cfg.frames - run.position
-    with tqdm(total=left, disable=not cfg.progress, desc=f"drift {sc.name}" + (f" seed {cfg.seed}" if cfg.seed is not None else ""),
-              leave=False) as bar:
-        while not run.done:
-            run.step()
-            bar.update(1)
-            if every and (run.position % every == 0 or run.done):
-                save_checkpoint(path, {"settings": fingerprint, "run": run.state_dict(), "finished": run.done},
-                                kind=RUN_KIND, field="out")
-    return run.result
+
+def _seed_context(ref, device: str) -> DriftSession:
+    """What every seed's task shares, built once per worker, exactly as the driver built it."""
+    return DriftSession.from_ref(ref, device)
+
+
+def _seed_task(session: DriftSession, spec):
+    """One seed: ``(single-run config, saved run state or None)`` -> the run's DriftResult (nothing written, except
+    the run states of ``save_every`` under the local executor)."""
+    scfg, state = spec
+    return session.play(scfg, state=state)
+
+
+def _run_seeds(cfg: DriftConfig, session: DriftSession, *, log=print, executor=None) -> dict:
+    """Run the seeds of ``cfg`` as tasks of ``cfg.executor`` (or ``executor``), write every seed's directory and
+    the pooled ``results.json`` (module docstring); returns the pooled dict."""
+    from metacomm.artefacts import read_json, write_json
+    from metacomm.drift.pooled import plot_seeds, pool_seeds, seed_summary
+    from metacomm.drift.result import DriftResult
+    from metacomm.experiments.executors import LocalExecutor, make_executor
+
+    local = isinstance(executor, LocalExecutor) if executor is not None else cfg.executor == "local"
+    if cfg.save_every and not local:
+        raise ConfigError("save_every", "periodic run states are written by the local executor only")
+    sc, mcfg, ck = session.scenario, session.codec, session.ck
+    seeds = list(cfg.seeds)
+    key = _key(cfg)
+    pooled_path = os.path.join(cfg.out, "results.json")
+    per_seed: dict[int, dict] = {}
+    states: dict[int, dict] = {}
+    if cfg.resume:
+        old = read_json(pooled_path, kind=SEEDS_KIND, field="resume")
+        saved = (old.get("progress") or {}).get("key") or {}
+        if saved != key:
+            diff = sorted(k for k in set(key) | set(saved) if saved.get(k) != key.get(k))
+            raise ConfigError("resume", f"{pooled_path} is from a run with other settings ({', '.join(diff)}); "
+                                        "resume with the settings of the interrupted run")
+        for s in seeds:
+            scfg = seed_config(cfg, s)
+            rj, rs = os.path.join(scfg.out, "results.json"), os.path.join(scfg.out, RUN_STATE)
+            if os.path.exists(rj):
+                doc = read_json(rj, kind="metacomm-drift", field="resume")
+                want = _expected(scfg, sc, mcfg)
+                have = {k: doc.get("config", {}).get(k) for k in _RESULT_KEYS if k in want}
+                if json.loads(json.dumps(want)) != have:
+                    diff = sorted(k for k in want if json.loads(json.dumps(want[k])) != have[k])
+                    raise ConfigError("resume", f"{rj} was made with other settings ({', '.join(diff)}); resume "
+                                                "with the settings of the interrupted run")
+                per_seed[s] = seed_summary(DriftResult.from_dict(doc))
+            elif os.path.exists(rs):
+                states[s] = read_run_state(rs, fingerprint(scfg))
+        log(f"drift: resuming {cfg.out}: {len(per_seed)} of {len(seeds)} seeds finished, {len(states)} continue "
+            "from their run state, the rest start")
+
+    config = {**key, "checkpoint": os.path.abspath(cfg.checkpoint), "scenario_name": sc.name, "seeds": seeds,
+              "seed_dirs": {str(s): os.path.basename(seed_dir(cfg.out, s)) for s in seeds},
+              "lr": mcfg.inner_lr if cfg.lr is None else cfg.lr, "adapt": mcfg.adapt, "inner_loss": mcfg.inner_loss,
+              "checkpoint_meta": ck.get("meta", {}), "executor": cfg.executor,
+              "ci": "bler_ci/ber_ci: Clopper-Pearson 95% over the blocks/bits pooled over seeds, frames and links; "
+                    "seed_bler_ci: Student-t 95% interval of the mean of the per-seed BLERs"}
+
+    def write(finished: bool) -> dict:
+        doc = {"config": config, "finished": finished,
+               "progress": {"key": key, "done": len(per_seed), "total": len(seeds),
+                            "seeds_done": [s for s in seeds if s in per_seed]},
+               "seeds": {str(s): per_seed[s] for s in seeds if s in per_seed},
+               "summary": pool_seeds(per_seed, seeds, cfg.frames)}
+        write_json(pooled_path, doc, kind=SEEDS_KIND, field="out", indent=1)
+        return doc
+
+    todo = [s for s in seeds if s not in per_seed]
+    doc = write(not todo)
+    if todo:
+        if local:
+            context = (lambda: session, ())  # in process: the objects loaded above
+        else:
+            context = (_seed_context, (session.ref(), cfg.device))
+        specs = []
+        for s in todo:
+            scfg = seed_config(cfg, s)
+            if not local:
+                scfg = dataclasses.replace(scfg, progress=False, save_every=0)
+            specs.append((scfg, states.get(s)))
+        ex = executor or make_executor(cfg.executor, ray_address=cfg.ray_address, num_gpus=cfg.num_gpus)
+        try:
+            for t, res in ex.map(_seed_task, specs, context=context):
+                s = todo[t]
+                save_run(res, seed_dir(cfg.out, s), cfg.checkpoint, ck)
+                per_seed[s] = seed_summary(res)
+                doc = write(len(per_seed) == len(seeds))
+                log(f"drift: seed {s} done ({len(per_seed)}/{len(seeds)}) -> {seed_dir(cfg.out, s)}")
+        finally:
+            if executor is None:
+                ex.close()
+    plot_seeds(doc, os.path.join(cfg.out, "seeds.png"))
+    return doc

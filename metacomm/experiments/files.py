@@ -35,7 +35,7 @@ from metacomm._validation import ConfigError
 
 __all__ = ["COMMANDS", "load_experiment", "experiment_record", "write_experiment_record", "config_class"]
 
-#: command name -> (module, config class name); the command's ``execute(cfg)`` lives in metacomm.sims.commands
+#: command name -> (module, config class name); the command's ``execute(cfg)`` lives in metacomm.cli.commands
 COMMANDS: dict[str, tuple[str, str]] = {
     "ber": ("metacomm.experiments.ber", "BerConfig"),
     "fewshot": ("metacomm.experiments.fewshot", "FewShotConfig"),

@@ -70,7 +70,7 @@ from torch import nn
 
 from metacomm._validation import ConfigError, check_finite, check_nonneg_int, check_positive_int
 from metacomm.adaptation import MetaObjective, TaskBatch
-from metacomm.adaptation.tracking import (
+from metacomm.adaptation.tracking import (  # noqa: F401  (track_frames: re-exported, it moved there)
     KalmanTracker,
     PACorrection,
     pa_apply,
@@ -80,6 +80,7 @@ from metacomm.adaptation.tracking import (
     phase_nll,
     phase_prior,
     tap_conv_matrix,
+    track_frames,
     tracker_predict,
 )
 from metacomm.channels.base import complex_normal
@@ -275,88 +276,6 @@ class TrackingDriftCodec(DriftAutoencoder):
             self._config.update(phase_correction=True, phase_init=float(phase_init))
         if decoder_taps is not None and decoder_taps != num_taps:
             self._config.update(tracker_taps=num_taps)
-
-
-def track_frames(model: TrackingDriftCodec, msg_p, y_p, y_d, no, state=None, *, detach_templates: bool = False,
-                 msg_d=None, linear: bool = False):
-    r"""Run the tracker over a sequence (pure; used by the loss, the evaluation and the drift scheme).
-
-    ``msg_p`` int64 ``[..., F, P]`` pilot messages, ``y_p`` complex ``[..., F, P, n]`` received pilots, ``y_d``
-    complex ``[..., F, N, n]`` received payload, ``no`` real ``[..., F]`` N0 per complex sample; ``state``:
-    the belief ``(m, P)`` before the first frame (``None``: the tracker's prior). Per frame: predict, update on
-    the pilots' templates, compute the payload logits ``[..., N, M]`` (:meth:`KalmanTracker.logits`, with the
-    covariance when ``soft``), and, with ``decision_directed``, update again on the payload blocks decided with
-    posterior probability above ``dd_threshold`` (and, with ``dd_redecode``, the payload is decided again with
-    that refined belief: the returned logits are the second pass's). Returns ``(logits [..., F, N, M], (m, P))``; with ``msg_d``
-    int64 ``[..., F, N]`` (the payload messages, known at training time) ``(logits, (m, P), nll)`` where ``nll``
-    ``[..., F, N]`` is :meth:`KalmanTracker.nll` of each payload block under the belief it was decoded with.
-    With a PA correction (``model.pa``) the templates are :math:`f_\theta(\mathbf t_m)`; ``linear``: run
-    ``model.linear_tracker`` on the bare templates instead (the baseline without the correction).
-    """
-    tr = model.linear_tracker if linear else model.tracker
-    opts = model.track_options
-    tmpl = model.decoder.template_symbols()
-    if detach_templates:
-        tmpl = tmpl.detach()
-    if not linear and hasattr(model, "pa"):
-        tmpl = model.pa(tmpl)
-    lead = msg_p.shape[:-2]
-    m, P = tr.init(tuple(lead), dtype=y_p.dtype) if state is None else state
-    if tr.phase_noise:
-        return _track_frames_phase(tr, opts, tmpl, msg_p, y_p, y_d, no, m, P, msg_d)
-    out, nlls = [], []
-    for t in range(msg_p.shape[-2]):
-        no_t = no[..., t]
-        m, P = tr.step(m, P, tmpl[msg_p[..., t, :]], y_p[..., t, :, :], no_t)
-        logits = tr.logits(y_d[..., t, :, :], tmpl, m, no_t, P if opts["soft"] else None)
-        if msg_d is not None:
-            nlls.append(tr.nll(y_d[..., t, :, :], tmpl[msg_d[..., t, :]], m, P, no_t))
-        if opts["decision_directed"]:
-            logp = torch.log_softmax(logits.detach(), dim=-1)
-            best = logp.argmax(-1)
-            conf = (logp.max(-1).values > math.log(opts["dd_threshold"])).to(no_t.dtype)
-            m, P = tr.update(m, P, tmpl[best], y_d[..., t, :, :], no_t, conf)
-            if opts.get("dd_redecode", False):  # decide the frame again with the refined belief
-                logits = tr.logits(y_d[..., t, :, :], tmpl, m, no_t, P if opts["soft"] else None)
-        out.append(logits)
-    if msg_d is not None:
-        return torch.stack(out, dim=-3), (m, P), torch.stack(nlls, dim=-2)
-    return torch.stack(out, dim=-3), (m, P)
-
-
-def _track_frames_phase(tr, opts, tmpl, msg_p, y_p, y_d, no, m, P, msg_d):
-    r""":func:`track_frames` for a tracker with receiver phase noise (``tr.phase_noise``): per frame, predict the
-    belief over ``h``, expand it to the per-position taps ``H_i = e^{j phi_i} h`` under the learned Wiener variance
-    (:func:`~metacomm.adaptation.tracking.phase_prior`), update on the pilots (and, decision-directed, on the
-    confident payload decisions), decide at the per-position mean, carry position 0's marginal (``H_0 = h``).
-    Decisions are at the mean (``soft`` is not used)."""
-    a, q, _ = tr.params()
-    s2 = tr.phase_variance()
-    n = y_p.shape[-1]
-    D = m.shape[-1]
-    Tall = tr.regressors(tmpl)  # [M, n, D]
-    out, nlls = [], []
-    for t in range(msg_p.shape[-2]):
-        no_t = no[..., t]
-        m, P = tracker_predict(m, P, a, q)
-        Mv, C = phase_prior(m, P, s2, n)
-        Mv, C = phase_frame_update(Mv, C, Tall[msg_p[..., t, :]], y_p[..., t, :, :], no_t)
-        yd = y_d[..., t, :, :]
-        logits = phase_block_logits(yd, Tall, Mv, no_t)
-        if msg_d is not None:
-            nlls.append(phase_nll(yd, Tall[msg_d[..., t, :]], Mv, C, no_t))
-        if opts["decision_directed"]:
-            logp = torch.log_softmax(logits.detach(), dim=-1)
-            best = logp.argmax(-1)
-            conf = (logp.max(-1).values > math.log(opts["dd_threshold"])).to(no_t.dtype)
-            Mv, C = phase_frame_update(Mv, C, Tall[best], yd, no_t, conf)
-            if opts.get("dd_redecode", False):
-                logits = phase_block_logits(yd, Tall, Mv, no_t)
-        out.append(logits)
-        m, P = Mv[..., :D], C[..., :D, :D]
-    if msg_d is not None:
-        return torch.stack(out, dim=-3), (m, P), torch.stack(nlls, dim=-2)
-    return torch.stack(out, dim=-3), (m, P)
 
 
 class DriftTrackObjective(MetaObjective):

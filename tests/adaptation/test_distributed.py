@@ -112,7 +112,7 @@ def test_meta_train_command_under_two_ranks(tmp_path):
                 p.kill()
     assert all(p.returncode == 0 for p in procs), "\n".join(logs)[-3000:]
     assert "meta-train iq-demod" in logs[0] and "meta-train iq-demod" not in logs[1]  # rank 0 speaks
-    from metacomm.sims.cli import main
+    from metacomm.cli.main import main
     assert main([*argv[2:], "--out", str(tmp_path / "s.pt")]) == 0
     a = torch.load(tmp_path / "d.pt", weights_only=True)
     b = torch.load(tmp_path / "s.pt", weights_only=True)

@@ -292,7 +292,7 @@ def test_net_checkpoint_roundtrip_and_bad_architecture(tmp_path):
 def test_train_cli_net_architecture(tmp_path, capsys):
     """``metacomm train --codec neural-rx --architecture net`` trains, writes a checkpoint that ``ber`` links
     load; an unknown architecture is one error line, exit 2, nothing written."""
-    from metacomm.sims.cli import main
+    from metacomm.cli.main import main
     from metacomm.sims.links import build_link
 
     out = tmp_path / "net.pt"

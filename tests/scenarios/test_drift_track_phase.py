@@ -20,7 +20,7 @@ from metacomm.adaptation.tracking import (
     tracker_update,
 )
 from metacomm.scenarios import make_scenario
-from metacomm.sims.cli import main
+from metacomm.cli.main import main
 
 _PN_FILE = """ebno_db = 12.0
 [codec]

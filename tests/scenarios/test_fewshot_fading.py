@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from metacomm.scenarios import make_scenario
-from metacomm.sims.cli import main
+from metacomm.cli.main import main
 
 
 def test_noise_variance_and_channel_statistics():

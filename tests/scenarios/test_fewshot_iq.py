@@ -16,7 +16,7 @@ from scipy.special import erfc
 
 from metacomm.adaptation import meta_gradients, params_of
 from metacomm.scenarios import make_scenario
-from metacomm.sims.cli import main
+from metacomm.cli.main import main
 
 SMALL = {"num_train_devices": 40, "num_test_devices": 8}
 

@@ -21,7 +21,7 @@ from metacomm.adaptation.label_noise import (
     symmetric_flips,
 )
 from metacomm.scenarios import make_scenario
-from metacomm.sims.cli import main
+from metacomm.cli.main import main
 
 
 def _g(s):

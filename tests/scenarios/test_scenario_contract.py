@@ -19,7 +19,7 @@ from metacomm.adaptation import MetaObjective, TaskBatch, meta_gradients, num_ta
 from metacomm.adaptation.functional import SGD, Adam
 from metacomm.scenarios import FewShotScenario, make_scenario, register_scenario, scenario_names
 from metacomm.scenarios.registry import _REGISTRY
-from metacomm.sims.cli import main
+from metacomm.cli.main import main
 
 #: small settings per built-in scenario, so the contract test stays fast (any registered scenario not listed
 #: runs with its defaults)

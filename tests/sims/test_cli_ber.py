@@ -6,8 +6,8 @@ import pytest
 
 import metacomm.codecs.autoencoder as ae_mod
 import metacomm.codecs.checkpoint as ckpt
-from metacomm.sims.cli import main
-from metacomm.sims.commands.ber import parse_ebno_range
+from metacomm.cli.main import main
+from metacomm.cli.commands.ber import parse_ebno_range
 
 BASE = ["ber", "--codec", "bpsk", "--channel", "awgn", "--ebno-db", "0:2:1"]
 
@@ -154,7 +154,7 @@ def test_a_sweep_killed_midway_and_resumed_equals_an_uninterrupted_one(tmp_path,
     import json
 
     from metacomm.sims import engine
-    from metacomm.sims.cli import main
+    from metacomm.cli.main import main
     base = ["ber", "--codec", "bpsk", "--channel", "rayleigh", "--csi", "ls", "--num-pilots", "4", "--ebno-db",
             "0:8:2", "--max-blocks", "3000", "--target-block-errors", "50", "--seed", "4", "--quiet"]
     assert main([*base, "--out", str(tmp_path / "full")]) == 0

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from metacomm.sims.cli import SUBCOMMANDS, build_parser, main
+from metacomm.cli.main import SUBCOMMANDS, build_parser, main
 
 
 def test_every_command_has_a_threads_flag_defaulting_to_one():

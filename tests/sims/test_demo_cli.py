@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from metacomm.sims.cli import main
+from metacomm.cli.main import main
 
 GOOD = """ebno_db = 10.0
 [codec]
@@ -63,7 +63,7 @@ def test_drift_good_file_runs(tmp_path, capsys):
 
 
 def test_a_mistyped_demo_checkpoint_fails_instead_of_training(tmp_path, capsys):
-    from metacomm.sims.cli import main
+    from metacomm.cli.main import main
     missing = tmp_path / "typo" / "codec.pt"
     rc = main(["demo", "--checkpoint", str(missing), "--frames", "2", "--quiet", "--out", str(tmp_path / "d")])
     err = capsys.readouterr().err.strip().splitlines()

@@ -1,4 +1,4 @@
-"""The classical drift baselines (metacomm.sims.drift_classical) and the summary kinds.
+"""The classical drift baselines (metacomm.drift.schemes.model_based) and the summary kinds.
 
 * common random numbers: adding the new schemes changes no other scheme's numbers;
 * pilot-lmmse and kalman against an independent numpy implementation (textbook gain form, R x R inverse) on a
@@ -16,9 +16,9 @@ import torch
 
 from metacomm.scenarios.drift_scenarios import load_scenario, parse_scenario
 from metacomm.scenarios.online_drift import DriftAutoencoder
-from metacomm.sims.drift_classical import CLASSICAL_SCHEMES, segment_rho, segment_tap_model
-from metacomm.sims.drift_result import DriftResult
-from metacomm.sims.drift_run import DriftRun, DriftRunConfig, run_drift
+from metacomm.drift.schemes.model_based import CLASSICAL_SCHEMES, segment_rho, segment_tap_model
+from metacomm.drift.result import DriftResult
+from metacomm.drift.run import DriftRun, DriftRunConfig, run_drift
 
 torch.set_num_threads(1)
 

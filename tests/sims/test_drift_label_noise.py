@@ -6,7 +6,7 @@ import torch
 
 from metacomm.scenarios.drift_scenarios import parse_scenario
 from metacomm.scenarios.online_drift import DriftAutoencoder
-from metacomm.sims.drift_run import run_drift
+from metacomm.drift.run import run_drift
 
 TOML = """
 name = "dd"
@@ -49,8 +49,8 @@ import pytest  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from metacomm.adaptation.example_weighting import DecisionWeightingRule, DecisionWeightNet  # noqa: E402
-from metacomm.sims.drift_label_noise import DecisionDirectedScheme, dd_mwnet_checkpoint, dd_update  # noqa: E402
-from metacomm.sims.drift_run import DriftRun, DriftRunConfig  # noqa: E402
+from metacomm.drift.schemes.label_noise import DecisionDirectedScheme, dd_mwnet_checkpoint, dd_update  # noqa: E402
+from metacomm.drift.run import DriftRun, DriftRunConfig  # noqa: E402
 from metacomm.sims.drift_schemes import AdaptiveScheme  # noqa: E402
 
 PACK_MWNET_DD_AUROC = 0.13  # the pack's Meta-Weight-Net on decision-directed labels (docs/packs/label-noise.md)
@@ -158,7 +158,7 @@ def test_dd_mwnet_at_rate_zero_matches_the_clean_label_step():
 
 
 def test_dd_mwnet_without_a_shipped_net_is_a_one_line_exit_2(tmp_path, capsys):
-    from metacomm.sims.cli import main
+    from metacomm.cli.main import main
     assert dd_mwnet_checkpoint("doppler-slow", 1) and dd_mwnet_checkpoint("doppler-fast", 16) is None
     rc = main(["drift", "--scenario", "doppler-fast", "--pilots", "16", "--frames", "1", "--schemes", "dd-mwnet",
                "--out", str(tmp_path / "o"), "--quiet"])
@@ -186,8 +186,8 @@ def test_dd_mwnet_refuses_a_net_learned_on_another_codec(tmp_path, capsys):
     """The shipped weighting records the fingerprint of the codec it was meta-learned on; a run that decodes with
     another codec (--checkpoint) is refused with one line instead of scoring the net on foreign decisions."""
     from metacomm.experiments.drift import DEFAULT_CHECKPOINT, load_drift_codec, shipped_tracker
-    from metacomm.sims.cli import main
-    from metacomm.sims.drift_label_noise import codec_fingerprint, dd_mwnet_checkpoint, load_dd_mwnet
+    from metacomm.cli.main import main
+    from metacomm.drift.schemes.label_noise import codec_fingerprint, dd_mwnet_checkpoint, load_dd_mwnet
     ck = load_dd_mwnet(dd_mwnet_checkpoint("doppler-slow", 1))
     own, _, _ = load_drift_codec(shipped_tracker("doppler-slow", 1))
     other, _, _ = load_drift_codec(DEFAULT_CHECKPOINT)

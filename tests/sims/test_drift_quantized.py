@@ -10,8 +10,8 @@ import torch
 from metacomm.codecs.quantization import quantize_weight
 from metacomm.experiments.drift import load_drift_codec
 from metacomm.scenarios.drift_scenarios import load_scenario
-from metacomm.sims.drift_quantized import QuantizedAdaptiveCodec
-from metacomm.sims.drift_run import DEFAULT_SCHEMES, SCHEMES, parse_schemes, run_drift
+from metacomm.drift.schemes.quantized import QuantizedAdaptiveCodec
+from metacomm.drift.run import DEFAULT_SCHEMES, SCHEMES, parse_schemes, run_drift
 
 CK = "metacomm/checkpoints/online_drift_k8n8.pt"
 

@@ -10,7 +10,7 @@ import torch
 from metacomm import ConfigError
 from metacomm.scenarios.drift_scenarios import load_scenario
 from metacomm.scenarios.online_drift import DriftAutoencoder, load_meta
-from metacomm.sims.drift_run import plot_drift, run_drift
+from metacomm.drift.run import plot_drift, run_drift
 
 torch.set_num_threads(1)
 CKPT = os.path.join(os.path.dirname(__file__), "..", "..", "metacomm", "checkpoints", "online_drift_k8n8.pt")
@@ -118,8 +118,8 @@ def test_a_drift_run_killed_midway_and_resumed_equals_an_uninterrupted_one(tmp_p
     uninterrupted run's; a resume with other settings is refused."""
     import json
 
-    from metacomm.sims.cli import main
-    from metacomm.sims.drift_run import DriftRun
+    from metacomm.cli.main import main
+    from metacomm.drift.run import DriftRun
     schemes = "static,retrain,meta,warm,online-meta,on-detection,reset-on-change,pilot-ls,kalman,genie"
     base = ["drift", "--scenario", "doppler-slow", "--frames", "7", "--links", "2", "--payload", "8", "--pilots", "2",
             "--retrain-every", "3", "--retrain-steps", "3", "--schemes", schemes, "--quiet"]
@@ -151,7 +151,7 @@ def test_a_drift_run_killed_midway_and_resumed_equals_an_uninterrupted_one(tmp_p
 
 @pytest.mark.parametrize("command", ["drift", "fewshot"])
 def test_a_foreign_results_file_is_not_replaced(tmp_path, capsys, command):
-    from metacomm.sims.cli import main
+    from metacomm.cli.main import main
     out = tmp_path / "out"
     out.mkdir()
     (out / "results.json").write_text('{"mine": 1}')
@@ -169,7 +169,7 @@ def test_drift_picks_the_shipped_tracker_for_the_scenario_and_pilot_count(tmp_pa
     (`track` joins the default schemes); a setting without one falls back to the online-drift codec."""
     import json
 
-    from metacomm.sims.cli import main
+    from metacomm.cli.main import main
     assert main(["drift", "--scenario", "doppler-slow", "--pilots", "2", "--frames", "2", "--links", "1",
                  "--payload", "4", "--quiet", "--out", str(tmp_path / "a")]) == 0
     res = json.loads((tmp_path / "a" / "results.json").read_text())
@@ -191,7 +191,7 @@ def test_shipped_tracker_meets_the_issue_12_targets(name, pilots, tmp_path):
     (doppler-slow), at or below the 1-dB genie (P = 2, 4), at or below pilot-LS (doppler-fast)."""
     import json
 
-    from metacomm.sims.cli import main
+    from metacomm.cli.main import main
     assert main(["drift", "--scenario", name, "--pilots", str(pilots), "--frames", "150", "--schemes",
                  "track,pilot-ls,kalman,genie", "--quiet", "--out", str(tmp_path / "d")]) == 0
     s = {k: v["bler"] for k, v in json.loads((tmp_path / "d" / "results.json").read_text())["summary"].items()}
@@ -214,7 +214,7 @@ def test_shipped_trackers_meet_the_regime_switch_and_iq_drift_targets(tmp_path):
     import collections
     import json
 
-    from metacomm.sims.cli import main
+    from metacomm.cli.main import main
     assert main(["drift", "--scenario", "regime-switch", "--frames", "1000", "--schemes", "track,pilot-ls,genie",
                  "--quiet", "--out", str(tmp_path / "rs")]) == 0
     d = json.loads((tmp_path / "rs" / "results.json").read_text())
@@ -244,7 +244,7 @@ def test_shipped_pa_tracker_beats_the_linear_and_pa_blind_receivers_on_pa_drift(
     and within 1.2x of the PA-aware Kalman receiver. About 1 minute."""
     import json
 
-    from metacomm.sims.cli import main
+    from metacomm.cli.main import main
     assert main(["drift", "--scenario", "pa-drift", "--frames", "1000", "--schemes",
                  "track,track-linear,pilot-ls,pa-kalman,genie", "--quiet", "--out", str(tmp_path / "pa")]) == 0
     s = json.loads((tmp_path / "pa" / "results.json").read_text())["summary"]
@@ -263,7 +263,7 @@ def test_shipped_phase_noise_tracker_beats_the_fixed_tap_receivers_on_phase_nois
     1.2x of pn-kalman and not below the genie. About 10 s."""
     import json
 
-    from metacomm.sims.cli import main
+    from metacomm.cli.main import main
     assert main(["drift", "--scenario", "phase-noise-drift", "--frames", "200", "--schemes",
                  "track,track-linear,pilot-ls,pn-ls,pn-kalman,genie", "--quiet", "--out", str(tmp_path / "pn")]) == 0
     s = json.loads((tmp_path / "pn" / "results.json").read_text())["summary"]

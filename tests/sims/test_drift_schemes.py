@@ -13,8 +13,8 @@ from metacomm import ConfigError
 from metacomm.scenarios.drift_scenarios import load_scenario, parse_scenario
 from metacomm.scenarios.online_drift import DriftAutoencoder
 from metacomm.sims import drift_schemes
-from metacomm.sims.drift_result import FORMAT, DriftResult
-from metacomm.sims.drift_run import SCHEMES, DriftRun, DriftRunConfig, run_drift
+from metacomm.drift.result import FORMAT, DriftResult
+from metacomm.drift.run import SCHEMES, DriftRun, DriftRunConfig, run_drift
 from metacomm.sims.drift_schemes import Decision, DriftScheme, register_scheme, scheme_names
 
 torch.set_num_threads(1)

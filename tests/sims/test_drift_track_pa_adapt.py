@@ -10,9 +10,9 @@ import torch
 from metacomm.adaptation.tracking import pa_apply, tap_conv_matrix
 from metacomm.experiments.drift import load_drift_codec
 from metacomm.scenarios.drift_scenarios import load_scenario
-from metacomm.sims.drift_run import DriftRun, DriftRunConfig
+from metacomm.drift.run import DriftRun, DriftRunConfig
 from metacomm.sims.drift_schemes import DriftContext, FrameSignals, scheme_names
-from metacomm.sims.drift_tracking import PAAdaptTrackScheme, TrackScheme
+from metacomm.drift.schemes.tracking import PAAdaptTrackScheme, TrackScheme
 
 CKPT = os.path.join(os.path.dirname(__file__), "..", "..", "metacomm", "checkpoints", "drift_track_pa-drift_p16.pt")
 
@@ -117,7 +117,7 @@ def test_state_save_and_resume_equal_an_uninterrupted_run():
 
 
 def test_a_checkpoint_without_a_pa_correction_is_refused_with_one_exit_2_line(tmp_path, capsys):
-    from metacomm.sims.cli import main
+    from metacomm.cli.main import main
     ck = os.path.join(os.path.dirname(CKPT), "drift_track_doppler-fast_p16.pt")
     rc = main(["drift", "--scenario", "doppler-slow", "--pilots", "16", "--checkpoint", ck, "--frames", "2",
                "--threads", "1", "--schemes", "track-pa-adapt", "--out", str(tmp_path / "o")])

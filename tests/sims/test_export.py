@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from metacomm.sims.cli import main
+from metacomm.cli.main import main
 
 
 @pytest.fixture(scope="module")

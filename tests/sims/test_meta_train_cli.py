@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from metacomm.sims.cli import main
+from metacomm.cli.main import main
 
 
 @pytest.mark.parametrize("scenario, key", [("iq-demod", "support_pilots"), ("fading-ae", "messages_per_task")])

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from metacomm.experiments.compression import _crossing
-from metacomm.sims.cli import main
+from metacomm.cli.main import main
 
 TINY = ["--bits", "8,2", "--sparsity", "0,0.5", "--method", "ptq,maml-ste,metaquant", "--steps", "0,1",
         "--ebno-db", "10,20", "--plot-ebno-db", "20", "--meta-steps", "2", "--meta-batch", "2", "--test-blocks",

@@ -4,7 +4,7 @@ import csv
 
 import pytest
 
-from metacomm.sims.cli import main
+from metacomm.cli.main import main
 
 
 def test_train_ae_writes_checkpoint_curve_and_plot(tmp_path, capsys):
@@ -83,7 +83,7 @@ def test_train_neural_rx_checkpoint_runs_on_its_channel(tmp_path, capsys):
 
 
 def test_train_keeps_an_existing_checkpoint_unless_overwrite(tmp_path, capsys):
-    from metacomm.sims.cli import main
+    from metacomm.cli.main import main
     out = tmp_path / "ae.pt"
     argv = ["train", "--codec", "ae", "--n", "2", "--k", "2", "--train-ebno-db", "5", "--steps", "3",
             "--batch-size", "20", "--quiet", "--out", str(out)]

@@ -1,6 +1,6 @@
 r"""Drift runs over many seeds, pooled: the per-seed summaries, the pooled summary, its table and its figure.
 
-A multi-seed drift run (``metacomm drift --seeds``, :mod:`metacomm.experiments.drift_seeds`) writes one ordinary
+A multi-seed drift run (``metacomm drift --seeds``, :mod:`metacomm.experiments.drift`) writes one ordinary
 drift run per seed (``seed-<s>/results.json``, format ``metacomm-drift/1``) and ``results.json`` of format
 :data:`FORMAT` (``metacomm-drift-seeds/1``, a distinct kind: never read as a single run)::
 
@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from metacomm._validation import ConfigError
+from metacomm.drift.result import compare_best
 from metacomm.sims.stats import clopper_pearson
 
 __all__ = ["FORMAT", "KIND", "seed_summary", "pool_seeds", "pooled_table", "comparison", "plot_seeds",
@@ -38,7 +39,7 @@ _COUNTS = ("block_errors", "blocks", "bit_errors", "bits")
 
 
 def seed_summary(result) -> dict:
-    """What the pooled file keeps of one seed's :class:`~metacomm.sims.drift_result.DriftResult`: per scheme
+    """What the pooled file keeps of one seed's :class:`~metacomm.drift.result.DriftResult`: per scheme
     the counts, mean BLER/BER, frames above the BLER target, mean latency and kind."""
     keys = (*_COUNTS, "bler", "ber", "frames_above_target", "latency_ms_mean", "kind")
     return {s: {k: r[k] for k in keys} for s, r in result.summary().items()}
@@ -87,28 +88,17 @@ def pool_seeds(per_seed: Mapping[int, Mapping[str, dict]], seeds: Sequence[int],
     return out
 
 
-def _best(summary: Mapping[str, dict], kind: str):
-    rows = [(s, r) for s, r in summary.items() if r["kind"] == kind]
-    return min(rows, key=lambda sr: sr[1]["bler"]) if rows else None
-
-
 def comparison(doc: Mapping) -> dict | None:
-    """Best adaptive vs best classical scheme by pooled BLER: ``{"adaptive", "adaptive_bler", "classical",
-    "classical_bler", "ratio", "intervals_apart", "seeds_adaptive_better", "seeds_adaptive_worse", "seeds"}`` (in
-    how many seeds the adaptive scheme's BLER was below / above the classical one's), or ``None`` without both
-    kinds."""
+    """Best adaptive vs best classical scheme by pooled BLER (:func:`metacomm.drift.result.compare_best`) plus
+    ``"seeds_adaptive_better"``, ``"seeds_adaptive_worse"``, ``"seeds"`` (in how many seeds the adaptive scheme's
+    BLER was below / above the classical one's), or ``None`` without both kinds."""
     summ = doc.get("summary") or {}
-    a, c = _best(summ, "adaptive"), _best(summ, "classical")
-    if a is None or c is None:
+    cmp = compare_best(summ)
+    if cmp is None:
         return None
-    ra, rc = a[1], c[1]
-    pairs = list(zip(ra["seed_bler"], rc["seed_bler"], strict=True))
-    better = sum(x < y for x, y in pairs)
-    worse = sum(x > y for x, y in pairs)
-    return {"adaptive": a[0], "adaptive_bler": ra["bler"], "classical": c[0], "classical_bler": rc["bler"],
-            "ratio": ra["bler"] / rc["bler"] if rc["bler"] > 0 else float("nan"),
-            "intervals_apart": ra["bler_ci"][1] < rc["bler_ci"][0] or rc["bler_ci"][1] < ra["bler_ci"][0],
-            "seeds_adaptive_better": better, "seeds_adaptive_worse": worse, "seeds": len(pairs)}
+    pairs = list(zip(summ[cmp["adaptive"]]["seed_bler"], summ[cmp["classical"]]["seed_bler"], strict=True))
+    return {**cmp, "seeds_adaptive_better": sum(x < y for x, y in pairs),
+            "seeds_adaptive_worse": sum(x > y for x, y in pairs), "seeds": len(pairs)}
 
 
 def pooled_table(doc: Mapping) -> str:

@@ -1,7 +1,6 @@
 r"""Quantised adaptive codecs as drift schemes: the ``meta`` policy with a b-bit decoder.
 
-``meta-q8`` / ``meta-q4`` (registered by :func:`register` when :mod:`metacomm.sims.drift_run` is imported; not
-in the default scheme list): every frame, each link's decoder
+``meta-q8`` / ``meta-q4`` (pack schemes of the compression pack; not in the default scheme list): every frame, each link's decoder
 starts from the meta-learned initialisation and takes ``steps`` SGD steps on the frame's pilots -- exactly the
 ``meta`` scheme -- except that the decoder *computes with quantised tensors*: every decoder tensor with more than
 one entry (the template decoder's ``taps``, ``warp``, ``templates``, ``bias``; an MLP decoder's weights and
@@ -20,9 +19,11 @@ import torch
 from metacomm.adaptation.functional import batched_loss, call
 from metacomm.adaptation.online import AdaptiveCodec
 from metacomm.codecs.quantization import check_bits, quantize_weight, ste
-from metacomm.sims.drift_schemes import AdaptiveScheme, Decision, FrameSignals, register_scheme
+from metacomm.drift.protocol import Decision, FrameSignals
+from metacomm.drift.registry import register_scheme
+from metacomm.drift.schemes.adaptive import AdaptiveScheme
 
-__all__ = ["QuantizedAdaptiveCodec", "QuantizedAdaptiveScheme", "QUANTIZED_SCHEMES", "register"]
+__all__ = ["QuantizedAdaptiveCodec", "QuantizedAdaptiveScheme", "QUANTIZED_SCHEMES"]
 
 
 def _tensor_at(model, name):
@@ -75,6 +76,9 @@ class QuantizedAdaptiveScheme(AdaptiveScheme):
         super().__init__(name, policy=policy, warm_start=warm_start)
         self.bits = check_bits("bits", bits)
 
+    def settings(self) -> dict:
+        return {**super().settings(), "bits": self.bits}
+
     def setup(self, ctx) -> None:
         self.ctx = ctx
         c = ctx.config
@@ -90,10 +94,5 @@ class QuantizedAdaptiveScheme(AdaptiveScheme):
 QUANTIZED_SCHEMES = {"meta-q8": 8, "meta-q4": 4}
 
 
-def register() -> None:
-    """Register :data:`QUANTIZED_SCHEMES` (idempotent; called at the end of :mod:`metacomm.sims.drift_run`, after
-    its built-in table ``SCHEMES`` is taken, so they are accepted by ``--schemes`` but are not built-ins)."""
-    from metacomm.sims.drift_schemes import scheme_names
-    for name, bits in QUANTIZED_SCHEMES.items():
-        if name not in scheme_names():
-            register_scheme(name, bits=bits)(QuantizedAdaptiveScheme)
+for _name, _bits in QUANTIZED_SCHEMES.items():
+    register_scheme(_name, group="pack", bits=_bits)(QuantizedAdaptiveScheme)

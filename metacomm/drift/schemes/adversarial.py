@@ -13,19 +13,29 @@ from __future__ import annotations
 
 import torch
 
+from metacomm._validation import check_finite, check_positive_int
 from metacomm.channels import attacks as A
-from metacomm.sims.drift_schemes import AdaptiveScheme, Decision, FrameSignals, register_scheme
+from metacomm.drift.protocol import Decision, FrameSignals
+from metacomm.drift.registry import register_scheme
+from metacomm.drift.schemes.adaptive import AdaptiveScheme
 
 __all__ = ["AdversarialPilotScheme"]
 
 
-@register_scheme("meta-adv", policy="every-frame")
+@register_scheme("meta-adv", group="pack", policy="every-frame")
 class AdversarialPilotScheme(AdaptiveScheme):
     """``meta`` + adversarial pilot augmentation (module docstring). Knows only what ``meta`` knows (the pilots)."""
 
     kind = "adaptive"
-    psr_db: float = -10.0
-    pgd_steps: int = 5
+
+    def __init__(self, name: str, *, policy: str = "every-frame", warm_start: bool = False, psr_db: float = -10.0,
+                 pgd_steps: int = 5):
+        super().__init__(name, policy=policy, warm_start=warm_start)
+        self.psr_db = check_finite("psr_db", psr_db)
+        self.pgd_steps = check_positive_int("pgd_steps", pgd_steps)
+
+    def settings(self) -> dict:
+        return {**super().settings(), "psr_db": self.psr_db, "pgd_steps": self.pgd_steps}
 
     def decide(self, sig: FrameSignals) -> Decision:
         B, P = sig.msg_p.shape

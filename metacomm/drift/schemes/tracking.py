@@ -16,13 +16,14 @@ import time
 
 import torch
 
-from metacomm._validation import ConfigError
-from metacomm.sims.drift_schemes import Decision, DriftContext, DriftScheme, FrameSignals, register_scheme
+from metacomm._validation import ConfigError, check_nonneg_int, check_positive
+from metacomm.drift.protocol import Decision, DriftContext, DriftScheme, FrameSignals
+from metacomm.drift.registry import register_scheme
 
 __all__ = ["TrackScheme", "LinearTrackScheme", "PAAdaptTrackScheme"]
 
 
-@register_scheme("track")
+@register_scheme("track", default=True, needs=("tracker",))
 class TrackScheme(DriftScheme):
     """Row ``track``: the codec's meta-learned tracker (module docstring). Needs a codec with a ``tracker``
     (a ``meta-train --scenario drift`` checkpoint); ConfigError ``schemes`` otherwise. Latency = wall time of
@@ -51,7 +52,7 @@ class TrackScheme(DriftScheme):
         self.belief = None
 
     def decide(self, sig: FrameSignals) -> Decision:
-        from metacomm.scenarios.drift_track import track_frames
+        from metacomm.adaptation.tracking import track_frames
 
         n = self.ctx.n
         if sig.y_p.shape[-1] != n:
@@ -66,7 +67,7 @@ class TrackScheme(DriftScheme):
         return Decision(msg_hat, (time.perf_counter() - t0) * 1e3)
 
 
-@register_scheme("track-linear")
+@register_scheme("track-linear", default=True, needs=("linear_tracker",))
 class LinearTrackScheme(TrackScheme):
     """Row ``track-linear``: today's linear tracker (a belief over the taps of ``y = T(x) h + w``, no PA
     correction, one fixed tap vector per frame), meta-trained in the same run, on the same sequences, as the
@@ -92,9 +93,15 @@ class PAAdaptTrackScheme(TrackScheme):
     per link. Knows what ``track`` knows."""
 
     state_attrs = ("belief", "pa_state")
-    #: Adam steps on (alpha, beta) per frame, and their rate
-    steps = 3
-    lr = 0.01
+
+    def __init__(self, name: str, *, steps: int = 3, lr: float = 0.01):
+        super().__init__(name)
+        #: Adam steps on (alpha, beta) per frame, and their rate
+        self.steps = check_nonneg_int("steps", steps)
+        self.lr = check_positive("lr", lr)
+
+    def settings(self) -> dict:
+        return {"steps": self.steps, "lr": self.lr}
 
     def setup(self, ctx: DriftContext) -> None:
         super().setup(ctx)

@@ -3,7 +3,7 @@ built up frame by frame) and :func:`plot_drift` (BER/BLER over time with the dri
 
 ``results.json`` (format tag :data:`FORMAT`): ``{"format": "metacomm-drift/1", "config": {...}, "frames":
 [...], "summary": {...}}``; every ``summary`` entry carries ``"kind"``: ``"adaptive"``, ``"classical"`` or
-``"reference"`` (:attr:`metacomm.sims.drift_schemes.DriftScheme.kind`, recorded per row in
+``"reference"`` (:attr:`metacomm.drift.protocol.DriftScheme.kind`, recorded per row in
 ``config["scheme_kinds"]``), so scripts can pick the best scheme of each kind (:meth:`DriftResult.best`) -- strict JSON: NaN and +-inf (e.g. the drift value of a channel without fading
 taps, a -inf gain) are written as ``null`` (:func:`strict_json_value`).
 """
@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from metacomm._validation import ConfigError
+from metacomm.drift.protocol import SCHEME_KINDS as KINDS
 from metacomm.sims.stats import clopper_pearson
 
-__all__ = ["FORMAT", "KINDS", "DriftResult", "plot_drift", "scheme_kind", "strict_json_value"]
+__all__ = ["FORMAT", "KINDS", "DriftResult", "plot_drift", "scheme_kind", "strict_json_value", "best_of_kind",
+           "compare_best"]
 
 FORMAT = "metacomm-drift/1"
-KINDS = ("adaptive", "classical", "reference")
 # Frame-record floats that may be NaN/inf in memory (written as null, read back as NaN).
 _FLOAT_KEYS = ("drift", "ebno_db")
 
@@ -42,17 +43,41 @@ def strict_json_value(obj):
 def scheme_kind(name: str, recorded: dict | None = None) -> str:
     """The kind of result row ``name``: ``recorded[name]`` (a run's ``config["scheme_kinds"]``) if given, else
     ``"reference"`` for the genie and its ``genie{d}dB`` rows, else the registered scheme's
-    :attr:`~metacomm.sims.drift_schemes.DriftScheme.kind`, else ``"adaptive"`` (an unregistered row of an older
+    :attr:`~metacomm.drift.protocol.DriftScheme.kind`, else ``"adaptive"`` (an unregistered row of an older
     file)."""
     if recorded and recorded.get(name) in KINDS:
         return recorded[name]
     if name.startswith("genie"):
         return "reference"
-    from metacomm.sims.drift_schemes import make_scheme, scheme_names
+    from metacomm.drift.registry import scheme_entry, scheme_names
     if name in scheme_names():
-        kind = getattr(make_scheme(name), "kind", "adaptive")
+        kind = getattr(scheme_entry(name).cls, "kind", "adaptive")
         return kind if kind in KINDS else "adaptive"
     return "adaptive"
+
+
+def best_of_kind(summary: dict, kind: str) -> tuple[str, dict] | None:
+    """The row of ``kind`` with the lowest mean BLER in a summary ``{name: {"bler", "kind", ...}}`` (the first on
+    ties) and its entry, or ``None`` when there is no row of that kind."""
+    if kind not in KINDS:
+        raise ConfigError("kind", f"unknown kind {kind!r}; allowed: {', '.join(KINDS)}")
+    rows = [(s, r) for s, r in summary.items() if r.get("kind") == kind]
+    return min(rows, key=lambda sr: sr[1]["bler"]) if rows else None
+
+
+def compare_best(summary: dict) -> dict | None:
+    """Best adaptive vs best classical row of a summary (one run's or pooled over seeds): ``{"adaptive",
+    "adaptive_bler", "classical", "classical_bler", "ratio"}`` (``ratio`` = adaptive BLER / classical BLER, NaN
+    when the classical one made no error; ``"intervals_apart"``: whether their 95 % CIs are disjoint), or ``None``
+    without both kinds."""
+    a, c = best_of_kind(summary, "adaptive"), best_of_kind(summary, "classical")
+    if a is None or c is None:
+        return None
+    ra, rc = a[1], c[1]
+    ratio = ra["bler"] / rc["bler"] if rc["bler"] > 0 else float("nan")
+    apart = ra["bler_ci"][1] < rc["bler_ci"][0] or rc["bler_ci"][1] < ra["bler_ci"][0]
+    return {"adaptive": a[0], "adaptive_bler": ra["bler"], "classical": c[0], "classical_bler": rc["bler"],
+            "ratio": ratio, "intervals_apart": apart}
 
 
 def _nan_if_none(v):
@@ -85,12 +110,8 @@ class DriftResult:
 
     def best(self, kind: str, summary: dict | None = None) -> tuple[str, dict] | None:
         """The row of ``kind`` with the lowest mean BLER (the first on ties) and its summary entry, or ``None``
-        when the run has no row of that kind."""
-        if kind not in KINDS:
-            raise ConfigError("kind", f"unknown kind {kind!r}; allowed: {', '.join(KINDS)}")
-        summ = self.summary() if summary is None else summary
-        rows = [(s, r) for s, r in summ.items() if r["kind"] == kind]
-        return min(rows, key=lambda sr: sr[1]["bler"]) if rows else None
+        when the run has no row of that kind (:func:`best_of_kind`)."""
+        return best_of_kind(self.summary() if summary is None else summary, kind)
 
     def summary(self) -> dict:
         """Per row: ``bler``, ``bler_ci`` (Clopper-Pearson 95 %), ``ber``, ``ber_ci``, the counts,
@@ -130,18 +151,8 @@ class DriftResult:
         return "\n".join(lines)
 
     def comparison(self, summary: dict | None = None) -> dict | None:
-        """Best adaptive vs best classical scheme: ``{"adaptive", "adaptive_bler", "classical",
-        "classical_bler", "ratio"}`` (``ratio`` = adaptive BLER / classical BLER, NaN when the classical one made no
-        error; ``"intervals_apart"``: whether their 95 % CIs are disjoint), or ``None`` without both kinds."""
-        summ = self.summary() if summary is None else summary
-        a, c = self.best("adaptive", summ), self.best("classical", summ)
-        if a is None or c is None:
-            return None
-        ra, rc = a[1], c[1]
-        ratio = ra["bler"] / rc["bler"] if rc["bler"] > 0 else float("nan")
-        apart = ra["bler_ci"][1] < rc["bler_ci"][0] or rc["bler_ci"][1] < ra["bler_ci"][0]
-        return {"adaptive": a[0], "adaptive_bler": ra["bler"], "classical": c[0], "classical_bler": rc["bler"],
-                "ratio": ratio, "intervals_apart": apart}
+        """Best adaptive vs best classical scheme (:func:`compare_best` of the summary)."""
+        return compare_best(self.summary() if summary is None else summary)
 
     def comparison_line(self, summary: dict | None = None) -> str:
         """``best adaptive: warm 0.0284 vs best classical: kalman 0.0240 -> 1.18 x (95 % intervals overlap)``, or
@@ -156,7 +167,7 @@ class DriftResult:
 
     def add_frame(self, record: dict) -> None:
         """Append one frame's record (``{"frame", "segment", "drift", "ebno_db", "gain_db", "schemes"}``, as
-        :func:`metacomm.sims.drift_run.run_frame` returns it); frames must come in order and with the same
+        :func:`metacomm.drift.run.run_frame` returns it); frames must come in order and with the same
         schemes."""
         if not isinstance(record, dict) or "schemes" not in record or "frame" not in record:
             raise ConfigError("record", "expected a frame record with 'frame' and 'schemes'")

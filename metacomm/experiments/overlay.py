@@ -7,7 +7,7 @@ a :class:`Run` (its kind, the parsed dict and a label). :func:`plot_overlay` the
 * drift runs (``metacomm-drift``): BLER over frames, a rolling mean over ``window`` frames per scheme (colour per
   scheme, line style per run) with Clopper-Pearson 95 % bands of the pooled window counts;
 * pooled multi-seed drift runs (``metacomm-drift-seeds``, ``drift --seeds``): every scheme's mean BLER per seed,
-  with the pooled BLER and its Clopper-Pearson band (:func:`metacomm.sims.drift_pooled.seeds_panel`); to overlay
+  with the pooled BLER and its Clopper-Pearson band (:func:`metacomm.drift.pooled.seeds_panel`); to overlay
   the frames of single seeds, give their ``seed-<s>`` directories instead;
 * record tables (``metacomm-fewshot`` and the packs' kinds: ``{"config", "results": [flat records]}``): ``y``
   (default ``bler``, with its ``<y>_ci`` interval as error bars) against a swept field ``x`` (fewshot: ``steps``;
@@ -168,7 +168,7 @@ def _records_panel(ax, runs: Sequence[Run], x: str, y: str, where: Mapping[str, 
 def _drift_panel(ax, runs: Sequence[Run], window: int | None, schemes: Sequence[str] | None) -> None:
     import numpy as np
 
-    from metacomm.sims.drift_result import DriftResult, _rolling
+    from metacomm.drift.result import DriftResult, _rolling
     styles = ["-", "--", ":", "-."]
     colors: dict[str, str] = {}
     for ri, run in enumerate(runs):
@@ -233,7 +233,7 @@ def plot_overlay(runs: Sequence[Run], out: str | os.PathLike, *, title: str | No
     if window is not None and (isinstance(window, bool) or int(window) < 1):
         raise ConfigError("window", f"must be an integer >= 1, got {window!r}")
     if family == "drift-seeds":
-        from metacomm.sims.drift_pooled import seeds_panel
+        from metacomm.drift.pooled import seeds_panel
         fig, ax = plt.subplots(figsize=(10, 4.5), constrained_layout=True)
         seeds_panel(ax, [(r.data, r.label) for r in runs], schemes)
         ax.set_title(title or "mean BLER per seed (lines: pooled BLER; bands: Clopper-Pearson 95% of the pooled "

@@ -48,7 +48,7 @@ def add_parser(subparsers, name: str = "plot") -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from metacomm.sims.overlay import load_run, parse_where, plot_overlay
+    from metacomm.experiments.overlay import load_run, parse_where, plot_overlay
 
     if args.labels is not None and len(args.labels) != len(args.results):
         raise ConfigError("--labels", f"give one label per results file ({len(args.results)}), got "

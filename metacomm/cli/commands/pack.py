@@ -1,6 +1,6 @@
 """``metacomm pack NAME``: the scenario packs' experiments (compression, label noise, adversarial).
 
-Each pack's command lives in its own module ``metacomm.sims.commands.pack_<name>`` (dashes as underscores) with
+Each pack's command lives in its own module ``metacomm.cli.commands.pack_<name>`` (dashes as underscores) with
 ``add_parser(subparsers, name)`` (its parser calls ``p.set_defaults(run=run)``) and ``execute(cfg)`` (shared with
 ``metacomm run FILE.toml`` and ``command = "pack <name>"``). A pack whose module is not installed is skipped.
 """
@@ -11,7 +11,7 @@ import importlib
 
 __all__ = ["PACKS", "add_parser"]
 
-#: pack name -> module under metacomm.sims.commands
+#: pack name -> module under metacomm.cli.commands
 PACKS: dict[str, str] = {
     "compression": "pack_compression",
     "label-noise": "pack_label_noise",
@@ -28,9 +28,9 @@ def add_parser(subparsers, name: str = "pack"):
     p.packs = {}
     for pack, module in PACKS.items():
         try:
-            mod = importlib.import_module(f"metacomm.sims.commands.{module}")
+            mod = importlib.import_module(f"metacomm.cli.commands.{module}")
         except ModuleNotFoundError as e:
-            if e.name == f"metacomm.sims.commands.{module}":
+            if e.name == f"metacomm.cli.commands.{module}":
                 continue
             raise
         sp = mod.add_parser(sub, pack)

@@ -22,8 +22,8 @@ step, as Park et al. 2021) and ``common_random_numbers`` (all schemes see the sa
 
 from __future__ import annotations
 
+from metacomm.cli.commands._executor import add_executor_flags, executor_kwargs
 from metacomm.experiments.fewshot import FewShotConfig, all_schemes, run_fewshot
-from metacomm.sims.commands._executor import add_executor_flags, executor_kwargs
 
 
 def add_parser(subparsers, name):

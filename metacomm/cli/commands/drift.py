@@ -2,17 +2,11 @@
 
     metacomm drift --scenario doppler-fast --checkpoint meta.pt --frames 200 --pilots 16 --steps 1 --out DIR
 
-Schemes (``--schemes``, comma list): static (adapted on frame 0, then frozen), retrain (fresh decoder trained
-from scratch on the current pilots every ``--retrain-every`` frames), meta (adapt from the meta-init every
-frame), warm (warm-start adaptation), online-meta (Reptile-refined per-link init), on-detection,
-reset-on-change (adaptive); pilot-ls (LS taps + ML over the codebook), pilot-lmmse (+ the true tap prior and
-N0), kalman (a Kalman tracker over frames that knows rho, the prior and N0), wide-ls (LS with pre-cursor taps),
-wl-ls (widely-linear LS for IQ imbalance), pa-ls and pa-kalman (pilot-ls / kalman through the frame's exact
-transmitter PA: they know the PA model and its back-off), pn-ls (LS of per-position taps, for receiver phase
-noise) and pn-kalman (kalman over per-position taps: knows rho, prior, N0 and the phase-noise variance)
-(classical); track, track-linear (a `meta-train --scenario drift` tracker; with a PA or phase-noise correction,
-and the linear fixed-tap tracker trained alongside it); genie (ML with the true channel and N0; plus the genie at
-Eb/N0 - 1 dB as a yardstick). Every summary entry says its kind (adaptive, classical, reference). Writes ``DIR/results.json``, ``DIR/results.csv`` and
+The schemes (``--schemes``, a comma list; the list and what each one knows are in ``--help``, read from the scheme
+registry :mod:`metacomm.drift.registry`) are adaptive (learned or adapted receivers), classical (model-based
+estimators + ML detection) or reference (the genie, which knows the channel, and the genie at Eb/N0 - 1 dB as a
+yardstick); every summary entry says its kind. A scheme's settings go in brackets: ``--schemes
+meta,retrain[every=5,steps=50],wide-ls[pre=3]``. Writes ``DIR/results.json``, ``DIR/results.csv`` and
 ``DIR/drift.png`` (BLER/BER over frames with the drift parameter on a second axis) and prints a summary table.
 
 Many seeds: ``--seeds 0:8`` (or ``0,1,2``) runs one independent drift run per seed, each a task of
@@ -25,44 +19,60 @@ from __future__ import annotations
 
 import os
 
+from metacomm.cli.commands._executor import add_executor_flags, executor_kwargs
 from metacomm.experiments.drift import DEFAULT_CHECKPOINT, DriftConfig, run_drift_experiment
-from metacomm.sims.commands._executor import add_executor_flags, executor_kwargs
 
 
-def _pack_schemes() -> list[str]:
-    """Schemes registered by the scenario packs (after the built-in table)."""
-    from metacomm.sims.drift_run import SCHEMES
-    from metacomm.sims.drift_schemes import scheme_names
-    return [s for s in scheme_names() if s not in SCHEMES]
+def _scheme_help() -> str:
+    """The ``--schemes`` help: every registered scheme with its kind and first docstring line, the default list."""
+    from metacomm.drift.registry import default_schemes, scheme_entry, scheme_names
+
+    def line(name):
+        e = scheme_entry(name)
+        needs = f" (default when: {', '.join(e.needs)})" if e.default and e.needs else ""
+        return f"{name} [{getattr(e.cls, 'kind', 'adaptive')}{', pack' if e.group == 'pack' else ''}]{needs}"
+
+    return ("comma list of: " + "; ".join(line(n) for n in scheme_names()) + ". Default: "
+            + ",".join(default_schemes()) + ", plus each scheme marked 'default when' whose need the scenario and "
+            "codec meet (tracker: the codec has a meta-learned tracker, e.g. the shipped one; tx_pa / phase_noise: "
+            "a segment has a transmitter PA / receiver phase noise; linear_tracker: the tracker was trained with a "
+            "correction). Settings in brackets: retrain[every=5]. dd-mwnet needs a meta-learned weighting for "
+            "--scenario and --pilots, shipped for doppler-slow with 1 or 2 pilots (python -m "
+            "metacomm.experiments.dd_mwnet trains one)")
+
+
+def _shipped() -> str:
+    """The shipped trackers as ``scenario with P pilots`` phrases, read from the checkpoints folder."""
+    import glob
+    import re
+    found: dict[str, list[str]] = {}
+    for p in sorted(glob.glob(os.path.join(os.path.dirname(DEFAULT_CHECKPOINT), "drift_track_*_p*.pt"))):
+        m = re.match(r"drift_track_(.+)_p(\d+)\.pt$", os.path.basename(p))
+        if m:
+            found.setdefault(m.group(1), []).append(m.group(2))
+    return "; ".join(f"{sc} with {' or '.join(sorted(ps, key=int))} pilots" for sc, ps in found.items())
 
 
 def add_parser(subparsers, name):
-    from metacomm.sims.drift_run import DEFAULT_SCHEMES, SCHEMES
+    from metacomm.scenarios.drift_scenarios import list_scenarios
+
     p = subparsers.add_parser(name, help="frame-by-frame drift run: adaptive codec vs baselines",
                               description=__doc__.splitlines()[0],
                               epilog="many seeds: metacomm drift --scenario doppler-fast --frames 50 --seeds 0:4 --out "
                                      "runs/ds  (seeds 0..3, one task each; runs/ds/seed-<s>/ per seed, pooled "
                                      "runs/ds/results.json; add --executor ray to run them as Ray tasks)")
-    p.add_argument("--scenario", required=True, help="built-in drift scenario name (doppler-slow, doppler-fast, "
-                   "snr-drift, regime-switch, iq-drift, pa-drift) or a .toml file")
+    p.add_argument("--scenario", required=True,
+                   help=f"built-in drift scenario name ({', '.join(list_scenarios())}) or a .toml file")
     p.add_argument("--checkpoint", default=None,
                    help="codec checkpoint: an online-drift codec or a `meta-train --scenario drift` tracker (default: "
-                        "the shipped tracker for --scenario and --pilots when there is one -- doppler-slow with 1, 2 "
-                        f"or 4 pilots; doppler-fast, regime-switch, snr-drift, iq-drift, pa-drift, "
-                        "phase-noise-drift with 16 -- which adds the `track` scheme (pa-drift, phase-noise-drift: "
-                        "also `track-linear`, the same run's tracker without the correction); else "
-                        f"{os.path.basename(DEFAULT_CHECKPOINT)})")
+                        f"the shipped tracker for --scenario and --pilots when there is one -- {_shipped()} -- which "
+                        "adds the `track` scheme (with a PA or phase-noise correction also `track-linear`, the same "
+                        f"run's tracker without the correction); else {os.path.basename(DEFAULT_CHECKPOINT)})")
     p.add_argument("--frames", type=int, default=200, help="number of frames (default 200)")
     p.add_argument("--pilots", type=int, default=16, help="pilot messages per link and frame (default 16)")
     p.add_argument("--steps", type=int, default=1, help="adaptation SGD steps per frame (default 1)")
     p.add_argument("--lr", type=float, default=None, help="adaptation SGD rate (default: the checkpoint's, 0.1)")
-    p.add_argument("--schemes", default=None,
-                   help=f"comma list of {', '.join(SCHEMES)}; the packs' {', '.join(_pack_schemes())} (default: "
-                        f"{','.join(DEFAULT_SCHEMES)}, plus track when the shipped tracker runs; with a transmitter PA "
-                        "also pa-ls, pa-kalman, with receiver phase noise pn-ls, pn-kalman, and then with the shipped tracker "
-                        "track-linear; dd-mwnet needs a "
-                        "meta-learned weighting for --scenario and --pilots, shipped for doppler-slow with 1 or 2 "
-                        "pilots, python -m metacomm.experiments.dd_mwnet trains one)")
+    p.add_argument("--schemes", default=None, help=_scheme_help())
     p.add_argument("--links", type=int, default=8, help="independent links adapted per call (default 8)")
     p.add_argument("--payload", type=int, default=64, help="data blocks per link and frame (default 64)")
     p.add_argument("--retrain-every", type=int, default=10, help="retrain scheme: period in frames (default 10)")
@@ -99,18 +109,13 @@ def run(args) -> int:
 
 
 def execute(cfg: DriftConfig) -> int:
-    """Run the drift run of ``cfg`` and print its table (shared with ``metacomm run``)."""
-    if cfg.seeds is not None:
-        from metacomm.experiments.drift_seeds import run_drift_seeds
-        from metacomm.sims.drift_pooled import pooled_table
-        doc = run_drift_seeds(cfg, log=print if cfg.progress else (lambda s: None))
-        if cfg.progress:
-            print(pooled_table(doc))
+    """Run the drift run of ``cfg`` (one seed or many) and print its table (shared with ``metacomm run``)."""
+    out = run_drift_experiment(cfg, log=print if cfg.progress else (lambda s: None))
+    if cfg.progress:
+        print(out.table())
+    if out.pooled is not None:
         print(f"drift: {len(cfg.seeds)} seeds pooled -> {cfg.out}/results.json, plot -> {cfg.out}/seeds.png; "
               f"each seed in {cfg.out}/seed-<s>/")
-        return 0
-    res, pj, pc, png = run_drift_experiment(cfg)
-    if cfg.progress:
-        print(res.summary_table())
-    print(f"drift: results -> {pj}, {pc}; plot -> {png}")
+    else:
+        print(f"drift: results -> {out.paths['results']}, {out.paths['csv']}; plot -> {out.paths['plot']}")
     return 0

@@ -1,4 +1,5 @@
-r"""The strongest classical receivers of a drift run (kind ``"classical"``), each stating what it knows.
+r"""The model-based classical receivers of a drift run (kind ``"classical"``): they know the prior, rho, N0 (the
+least-squares ones, which know only the pilots, are :mod:`metacomm.drift.schemes.ls`).
 
 All of them estimate the channel from the frame's pilots (and, for ``kalman``, from the past frames' pilots),
 then decide the payload by minimum distance (ML for Gaussian noise) over the codec's own codebook through the
@@ -7,18 +8,14 @@ estimated channel -- the same detector as ``pilot-ls``; they differ in the estim
 ==============  ================================================================================================
 ``pilot-lmmse``  LMMSE taps with the true tap prior of the current segment and the true N0 (per link), one frame
 ``kalman``       Kalman filter over frames per link: knows rho, the tap prior, N0 and the segment boundaries
-``wide-ls``      LS over a wider tap window with pre-cursor taps (default lags -2 .. L+1); knows nothing else
-``wl-ls``        widely-linear LS (y = H1 x + H2 conj(x), ``L`` taps per branch); knows nothing else
-``pa-ls``        pilot-ls through the frame's exact transmitter PA (knows the PA model and its back-off per frame)
 ``pa-kalman``    kalman through the frame's exact transmitter PA (knows rho, prior, N0 and the PA per frame)
-``pn-ls``        LS of per-position taps (``n x L`` coefficients: represents receiver phase noise); knows nothing else
 ``pn-kalman``    kalman over per-position taps under receiver Wiener phase noise (knows rho, prior, N0, the phase
                  noise variance per frame)
 ==============  ================================================================================================
 
-``pa-ls`` and ``pa-kalman`` (:func:`frame_pa`) regress on and decide over the PA-distorted codewords
+``pa-kalman`` (:func:`~metacomm.drift.schemes.ls.frame_pa`) regresses on and decide over the PA-distorted codewords
 :math:`f(\mathbf c_m)` of the frame's exact memoryless PA (``rapp``/``saleh`` at ``position = "tx"``): the
-classical receivers that know the nonlinearity exactly. Without a transmitter PA they are ``pilot-ls`` / ``kalman``.
+classical receivers that know the nonlinearity exactly. Without a transmitter PA it is ``kalman``.
 
 **What "the tap model of a segment" is** (:func:`segment_tap_model`, used by ``pilot-lmmse`` and ``kalman``):
 the segment's fading channel (:attr:`metacomm.channels.drift.Segment.channel`; impairments are *not* modelled --
@@ -60,21 +57,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from metacomm._validation import ConfigError, check_nonneg_int
+from metacomm._validation import ConfigError
 from metacomm.channels.multipath import convolution_matrix
-from metacomm.codecs.detection import ls_solve, matrix_images, min_distance_decide
+from metacomm.codecs.detection import matrix_images
 from metacomm.codecs.tracking import kalman_step, lmmse_taps, lmmse_update
-from metacomm.codecs.widely_linear import stacked_conv_pilot_matrix, wl_images, wl_ls_taps
-from metacomm.sims.drift_schemes import Decision, DriftContext, DriftScheme, FrameSignals, register_scheme
+from metacomm.codecs.widely_linear import stacked_conv_pilot_matrix
+from metacomm.drift.protocol import Decision, DriftContext, DriftScheme, FrameSignals
+from metacomm.drift.registry import register_scheme
+from metacomm.drift.schemes.ls import _decide, frame_phase_variance, pa_map, pilot_ls_decide
 
 __all__ = ["TapModel", "segment_tap_model", "segment_rho", "ModelBasedScheme", "PilotLMMSEScheme",
-           "KalmanScheme", "WideLSScheme", "WidelyLinearLSScheme", "PALSScheme", "PAKalmanScheme", "frame_pa",
-           "CLASSICAL_SCHEMES", "PA_SCHEMES"]
-
-CLASSICAL_SCHEMES = ("pilot-lmmse", "kalman", "wide-ls", "wl-ls")
-#: the classical receivers that know the transmitter PA exactly (for scenarios with one)
-PA_SCHEMES = ("pa-ls", "pa-kalman")
-RIDGE = 1e-9  # as pilot-ls
+           "KalmanScheme", "PAKalmanScheme", "PhaseKalmanScheme"]
 
 
 @dataclass
@@ -143,48 +136,19 @@ def segment_rho(fading) -> float:
     return 0.0
 
 
+def _ls_fallback(ctx: DriftContext, sig: FrameSignals, pa_aware: bool = False) -> torch.Tensor:
+    """The pilot-ls decision of a frame without a tap model (``ctx.num_taps`` causal taps, complex128;
+    ``pa_aware``: through the frame's exact transmitter PA)."""
+    x_p, book = (pa_map(sig, sig.x_p), pa_map(sig, ctx.codebook)) if pa_aware else (sig.x_p, ctx.codebook)
+    return pilot_ls_decide(x_p, sig.y_p, sig.y_d, book, ctx.num_taps, dtype=torch.complex128)
+
+
 def _segments(ctx: DriftContext):
     sc = getattr(ctx, "scenario", None)
     if sc is None:
         return None
     tl = getattr(sc, "timeline", sc)
     return getattr(tl, "segments", None)
-
-
-def frame_pa(frame):
-    """The frame's transmitter PA stage (:class:`~metacomm.channels.impairments.RappPA` or ``SalehPA`` in front
-    of the fading channel), or ``None``."""
-    from metacomm.channels.compose import Compose
-    from metacomm.channels.impairments import RappPA, SalehPA
-    ch = frame.channel
-    if isinstance(ch, Compose) and len(ch.stages) and isinstance(ch.stages[0], RappPA | SalehPA):
-        return ch.stages[0]
-    return None
-
-
-def _pa_map(sig: FrameSignals, x: torch.Tensor) -> torch.Tensor:
-    """``x`` through the frame's exact transmitter PA (identity without one)."""
-    pa = frame_pa(sig.frame)
-    return x if pa is None else pa.apply(x, None, {}, None, None)
-
-
-def _decide(ctx: DriftContext, y_d: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    return min_distance_decide(y_d, images.to(y_d.dtype), expanded=True)
-
-
-def _ls_fallback(ctx: DriftContext, sig: FrameSignals, pa_aware: bool = False) -> torch.Tensor:
-    """pilot-ls on one frame: L = ctx.num_taps causal taps, truncated convolution, ridge 1e-9 -> decisions
-    (``pa_aware``: through the frame's exact transmitter PA)."""
-    n = ctx.n
-    conv = (lambda t, m: convolution_matrix(t, m))  # noqa: E731
-    x_p, book = sig.x_p, ctx.codebook
-    if pa_aware:
-        x_p, book = _pa_map(sig, x_p), _pa_map(sig, book)
-    X = stacked_conv_pilot_matrix(x_p.to(torch.complex128), ctx.num_taps, conv)
-    B = X.shape[0]
-    y = sig.y_p[..., :n].reshape(B, -1, 1).to(torch.complex128)
-    h = ls_solve(X, y, ridge=RIDGE).squeeze(-1)
-    return _decide(ctx, sig.y_d[..., :n], matrix_images(conv(h, n), book.to(torch.complex128)))
 
 
 class ModelBasedScheme(DriftScheme):
@@ -223,7 +187,7 @@ class ModelBasedScheme(DriftScheme):
 
     def regression(self, tm: TapModel, sig: FrameSignals) -> tuple[torch.Tensor, torch.Tensor]:
         """Pilot regression ``y = X h + w``: ``X`` complex128 ``[B, P n_rx, L]``, ``y`` ``[B, P n_rx]``."""
-        x_p = _pa_map(sig, sig.x_p) if self.pa_aware else sig.x_p
+        x_p = pa_map(sig, sig.x_p) if self.pa_aware else sig.x_p
         X = stacked_conv_pilot_matrix(x_p.to(torch.complex128), tm.num_taps, tm.conv_matrix)
         B = X.shape[0]
         if sig.y_p.shape[1] * sig.y_p.shape[2] != X.shape[1]:
@@ -246,9 +210,9 @@ class ModelBasedScheme(DriftScheme):
                 msg_hat = _ls_fallback(self.ctx, sig, self.pa_aware)
             else:
                 h = self.estimate(tm, seg, sig)
-                book = _pa_map(sig, self.ctx.codebook) if self.pa_aware else self.ctx.codebook
+                book = pa_map(sig, self.ctx.codebook) if self.pa_aware else self.ctx.codebook
                 images = matrix_images(tm.conv_matrix(h, self.ctx.n), book.to(torch.complex128))
-                msg_hat = _decide(self.ctx, sig.y_d, images)
+                msg_hat = _decide(sig.y_d, images)
         return Decision(msg_hat, (time.perf_counter() - t0) * 1e3)
 
     def on_fallback(self, segment: int) -> None:
@@ -310,70 +274,6 @@ class KalmanScheme(ModelBasedScheme):
         return self.m
 
 
-def _window_conv(lag0: int, mode: str = "truncate"):
-    return lambda taps, n: convolution_matrix(taps, n, mode=mode, lag0=lag0)
-
-
-class WideLSScheme(DriftScheme):
-    r"""Classical, one frame: least squares over a wide tap window, lags ``-pre .. L-1+post`` (``L`` =
-    ``ctx.num_taps``; default ``pre = post = 2``: 7 taps for L = 3) with the truncated convolution
-    (:math:`\hat{\mathbf h} = (\mathbf X^H\mathbf X + 10^{-9}\mathbf I)^{-1}\mathbf X^H\mathbf y_p`), then ML over
-    the codebook through that model. For 3GPP TDL channels, whose sinc-sampled taps are non-causal (energy at
-    negative lags) and longer than ``L``. Knows only the pilots and the window (no prior, no N0); needs
-    ``P n >= pre + L + post`` pilot samples for a well-posed fit (the ridge keeps it solvable below).
-    Uses the first ``n`` received samples of each block (the truncated-convolution model)."""
-
-    kind = "classical"
-    state_attrs = ()
-
-    def __init__(self, name: str, *, pre: int = 2, post: int = 2):
-        super().__init__(name)
-        self.pre, self.post = check_nonneg_int("pre", pre), check_nonneg_int("post", post)
-
-    def setup(self, ctx):
-        super().setup(ctx)
-        self.L = self.pre + ctx.num_taps + self.post
-        self.conv = _window_conv(self.pre)
-
-    def decide(self, sig):
-        ctx, n = self.ctx, self.ctx.n
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            X = stacked_conv_pilot_matrix(sig.x_p.to(torch.complex128), self.L, self.conv)
-            B = X.shape[0]
-            h = ls_solve(X, sig.y_p[..., :n].reshape(B, -1, 1).to(torch.complex128), ridge=RIDGE).squeeze(-1)
-            images = matrix_images(self.conv(h, n), ctx.codebook.to(torch.complex128))
-            msg_hat = _decide(ctx, sig.y_d[..., :n], images)
-        return Decision(msg_hat, (time.perf_counter() - t0) * 1e3)
-
-
-class WidelyLinearLSScheme(DriftScheme):
-    r"""Classical, one frame: widely-linear LS, :math:`\mathbf y = \mathbf H(\mathbf h_1)\mathbf x +
-    \mathbf H(\mathbf h_2)\mathbf x^* + \mathbf w` fitted from the pilots (:func:`metacomm.codecs.widely_linear.
-    wl_ls_taps`, ``L = ctx.num_taps`` causal taps per branch, truncated convolution, ridge 1e-9), then ML over the
-    codebook through that model (:func:`~metacomm.codecs.widely_linear.wl_images`). The classical receiver for
-    IQ imbalance (which makes :math:`\mathbf y` widely linear in :math:`\mathbf x`). Knows only the pilots (no
-    prior, no N0); needs ``P n >= 2 L`` pilot samples for a well-posed fit. Uses the first ``n`` received
-    samples of each block."""
-
-    kind = "classical"
-    state_attrs = ()
-
-    def setup(self, ctx):
-        super().setup(ctx)
-        self.conv = _window_conv(0)
-
-    def decide(self, sig):
-        ctx, n = self.ctx, self.ctx.n
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            h1, h2 = wl_ls_taps(sig.x_p.to(torch.complex128), sig.y_p[..., :n].to(torch.complex128), ctx.num_taps,
-                                ridge=RIDGE, conv_matrix=self.conv)
-            images = wl_images(ctx.codebook.to(torch.complex128), h1, h2, self.conv)
-            msg_hat = _decide(ctx, sig.y_d[..., :n], images)
-        return Decision(msg_hat, (time.perf_counter() - t0) * 1e3)
-
-
 class PAKalmanScheme(KalmanScheme):
     r"""Classical, knows the transmitter PA exactly: :class:`KalmanScheme` (rho, tap prior, N0, segment
     boundaries) regressing on the frame's PA-distorted pilot codewords :math:`f_t(\mathbf c)` and deciding by ML
@@ -383,66 +283,13 @@ class PAKalmanScheme(KalmanScheme):
     pa_aware = True
 
 
-class PALSScheme(DriftScheme):
-    r"""Classical, one frame, knows the transmitter PA exactly: ``pilot-ls`` (``L = ctx.num_taps`` causal taps,
-    ridge 1e-9) on the frame's PA-distorted pilot codewords, then ML over the PA-distorted codebook. Knows: the
-    pilots and the frame's exact PA map (:func:`frame_pa`); no prior, no N0."""
-
-    kind = "classical"
-    state_attrs = ()
-
-    def decide(self, sig):
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            msg_hat = _ls_fallback(self.ctx, sig, pa_aware=True)
-        return Decision(msg_hat, (time.perf_counter() - t0) * 1e3)
-
-
-def frame_phase_variance(frame) -> float:
-    """The frame's receiver Wiener phase-noise variance [rad^2/symbol] (a
-    :class:`~metacomm.channels.impairments.WienerPhaseNoise` stage of its channel), 0.0 without one."""
-    from metacomm.channels.compose import Compose
-    from metacomm.channels.impairments import WienerPhaseNoise
-    ch = frame.channel
-    stages = ch.stages if isinstance(ch, Compose) else [ch]
-    return float(sum(st.variance for st in stages if isinstance(st, WienerPhaseNoise)))
-
-
-class PhaseLSScheme(DriftScheme):
-    r"""Classical, one frame: LS of per-position taps. Under receiver phase noise every block of a frame sees
-    :math:`y_i = e^{jarphi_i}(\mathbf T(\mathbf x)\mathbf h)_i + w_i` with the frame's phase path
-    :math:`arphi`, i.e. position ``i`` has its own taps :math:`\mathbf H_i = e^{jarphi_i}\mathbf h`; each
-    :math:`\mathbf H_i` (``L = ctx.num_taps`` causal taps, truncated convolution) is fitted by LS from the ``P``
-    pilots' samples at position ``i`` (ridge 1e-9; needs ``P >= L``), then ML over the codebook through them.
-    Knows only the pilots (no prior, no N0, not the phase-noise law)."""
-
-    kind = "classical"
-    state_attrs = ()
-
-    def decide(self, sig):
-        from metacomm.adaptation.tracking import tap_conv_matrix
-        ctx, n = self.ctx, self.ctx.n
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            c128 = torch.complex128
-            Tp = tap_conv_matrix(sig.x_p.to(c128), ctx.num_taps)  # [B, P, n, L]
-            B, P, _, L = Tp.shape
-            X = Tp.transpose(1, 2).reshape(B * n, P, L)  # position-major: one LS per (link, position)
-            y = sig.y_p[..., :n].to(c128).transpose(1, 2).reshape(B * n, P, 1)
-            H = ls_solve(X, y, ridge=RIDGE)[..., 0].reshape(B, n, L)
-            Tc = tap_conv_matrix(ctx.codebook.to(c128), ctx.num_taps)  # [M, n, L]
-            images = torch.einsum("mnl,bnl->bmn", Tc, H)  # [B, M, n]
-            msg_hat = _decide(ctx, sig.y_d[..., :n], images)
-        return Decision(msg_hat, (time.perf_counter() - t0) * 1e3)
-
-
 class PhaseKalmanScheme(KalmanScheme):
     r"""Classical tracker under receiver Wiener phase noise: the Kalman filter of :class:`KalmanScheme` over the
     taps :math:`\mathbf h` (knows rho, the tap prior, N0, the segment boundaries) whose frame update runs on the
-    per-position taps :math:`\mathbf H_i = e^{jarphi_i}\mathbf h` with the moment-matched Gaussian prior of the
+    per-position taps :math:`\mathbf H_i = e^{j\varphi_i}\mathbf h` with the moment-matched Gaussian prior of the
     frame's Wiener phase (:func:`metacomm.adaptation.tracking.phase_prior`, the frame's exact variance,
     :func:`frame_phase_variance`); it decides by ML through the per-position posterior mean and carries position
-    0's marginal (:math:`\mathbf H_0 = \mathbf h`, :math:`arphi_0 = 0`). Without phase noise it is ``kalman``.
+    0's marginal (:math:`\mathbf H_0 = \mathbf h`, :math:`\varphi_0 = 0`). Without phase noise it is ``kalman``.
     A truncated causal tap model is needed (else pilot-ls, as ``kalman``)."""
 
     def estimate(self, tm, segment, sig):  # pragma: no cover - decide() below does the work
@@ -486,14 +333,7 @@ class PhaseKalmanScheme(KalmanScheme):
         return Decision(msg_hat, (time.perf_counter() - t0) * 1e3)
 
 
-register_scheme("pilot-lmmse")(PilotLMMSEScheme)
-register_scheme("kalman")(KalmanScheme)
-register_scheme("wide-ls")(WideLSScheme)
-register_scheme("wl-ls")(WidelyLinearLSScheme)
-register_scheme("pa-ls")(PALSScheme)
-register_scheme("pa-kalman")(PAKalmanScheme)
-register_scheme("pn-ls")(PhaseLSScheme)
-register_scheme("pn-kalman")(PhaseKalmanScheme)
-
-# The learned tracker's scheme ("track") registers after the classical ones, whichever module is imported first.
-from metacomm.sims import drift_tracking as _drift_tracking  # noqa: E402,F401
+register_scheme("pilot-lmmse", default=True)(PilotLMMSEScheme)
+register_scheme("kalman", default=True)(KalmanScheme)
+register_scheme("pa-kalman", default=True, needs=("tx_pa",))(PAKalmanScheme)
+register_scheme("pn-kalman", default=True, needs=("phase_noise",))(PhaseKalmanScheme)

@@ -37,7 +37,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from metacomm._validation import ConfigError
+from metacomm._validation import ConfigError, check_probability
 from metacomm.adaptation.example_weighting import (
     DecisionWeightingRule,
     l2rw_weights,
@@ -46,7 +46,9 @@ from metacomm.adaptation.example_weighting import (
 )
 from metacomm.adaptation.functional import call
 from metacomm.artefacts import register_kind
-from metacomm.sims.drift_schemes import AdaptiveScheme, Decision, FrameSignals, register_scheme
+from metacomm.drift.protocol import Decision, FrameSignals
+from metacomm.drift.registry import register_scheme
+from metacomm.drift.schemes.adaptive import AdaptiveScheme
 
 __all__ = ["DecisionDirectedScheme", "dd_update", "codec_fingerprint", "dd_mwnet_checkpoint", "shipped_dd_mwnets", "load_dd_mwnet",
            "DD_MWNET_KIND"]
@@ -107,10 +109,10 @@ def _logits(model, y):
     return model.decoder.block_logits(y)
 
 
-@register_scheme("dd-gated", weighting="gated")
-@register_scheme("dd-l2rw", weighting="l2rw")
-@register_scheme("dd-naive", weighting="ones")
-@register_scheme("dd-mwnet", weighting="mwnet")
+@register_scheme("dd-gated", group="pack", weighting="gated")
+@register_scheme("dd-l2rw", group="pack", weighting="l2rw")
+@register_scheme("dd-naive", group="pack", weighting="ones")
+@register_scheme("dd-mwnet", group="pack", weighting="mwnet")
 class DecisionDirectedScheme(AdaptiveScheme):
     """``warm`` + a decision-directed, per-example-weighted step per frame (module docstring).
     ``net_path``: a ``dd-mwnet`` checkpoint to use instead of the shipped one; ``rule``: a
@@ -119,13 +121,16 @@ class DecisionDirectedScheme(AdaptiveScheme):
     their softmax confidence (``mwnet``/``ones``)."""
 
     kind = "adaptive"
-    gate: float = 0.9
 
     def __init__(self, name: str, *, weighting: str, net_path: str | None = None,
-                 rule: DecisionWeightingRule | None = None):
+                 rule: DecisionWeightingRule | None = None, gate: float = 0.9):
         super().__init__(name, policy="every-frame", warm_start=True)
         self.weighting, self.net_path, self.rule = weighting, net_path, rule
+        self.gate = check_probability("gate", gate)
         self.last_weights = self.last_decisions = self.last_confidence = None
+
+    def settings(self) -> dict:
+        return {"weighting": self.weighting, "net_path": self.net_path, "gate": self.gate}
 
     def setup(self, ctx) -> None:
         super().setup(ctx)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from metacomm.cli.commands._executor import add_executor_flags, executor_kwargs
 from metacomm.experiments.ber import CHANNELS, BerConfig, parse_ebno_range, run_ber
-from metacomm.sims.commands._executor import add_executor_flags, executor_kwargs
 from metacomm.sims.links import CLASSICAL_CODECS, CODECS, DECODERS, LEARNED_CODECS
 
 __all__ = ["add_parser", "run", "parse_ebno_range", "CHANNELS"]

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import importlib
 
+from metacomm.cli.commands._settings import parse_settings
 from metacomm.experiments.files import COMMANDS, load_experiment, write_experiment_record
-from metacomm.sims.commands._settings import parse_settings
 
 
 def add_parser(subparsers, name):
@@ -38,7 +38,7 @@ def run(args) -> int:
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     command, cfg = load_experiment(args.experiment, overrides, field="EXPERIMENT.toml")
-    module = importlib.import_module(f"metacomm.sims.commands.{command.replace(' ', '_').replace('-', '_')}")
+    module = importlib.import_module(f"metacomm.cli.commands.{command.replace(' ', '_').replace('-', '_')}")
     rc = module.execute(cfg)
     print(f"run: settings and versions -> {write_experiment_record(command, cfg, args.experiment)}")
     return rc

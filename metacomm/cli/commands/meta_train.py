@@ -21,9 +21,9 @@ to 0.17 across seeds), so a few restarts buy a reliable result. The shipped init
 from __future__ import annotations
 
 from metacomm.adaptation import ALGORITHMS
+from metacomm.cli.commands._executor import add_executor_flags, executor_kwargs
+from metacomm.cli.commands._settings import parse_settings
 from metacomm.experiments.meta_train import MetaTrainConfig, run_meta_train
-from metacomm.sims.commands._executor import add_executor_flags, executor_kwargs
-from metacomm.sims.commands._settings import parse_settings
 
 
 def _per_scenario(key: str, default=None) -> str:

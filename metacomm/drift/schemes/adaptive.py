@@ -1,0 +1,164 @@
+r"""The :class:`~metacomm.adaptation.AdaptiveCodec` policies as drift schemes, the frozen codec and periodic
+retraining (kind ``"adaptive"``).
+
+``static`` (adapted once on frame 0's pilots, then frozen), ``retrain`` (a fresh decoder trained from scratch on
+the current pilots every ``every`` frames), ``meta`` (adapt from the meta-init every frame), ``warm`` (warm-start
+adaptation from the previous frame's weights), ``online-meta`` (Reptile-refined per-link init), ``on-detection``
+and ``reset-on-change`` (detector-driven). The adaptation budget (``steps`` steps at ``lr`` on ``adapt``) is the
+run's (:class:`~metacomm.drift.run.DriftRunConfig`); the update is the checkpoint's inner rule when it has one
+(``ctx.rule``), else SGD.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+
+from metacomm._validation import check_nonneg_int, check_positive, check_positive_int
+from metacomm.adaptation.functional import Adam, batched_loss
+from metacomm.adaptation.online import AdaptiveCodec
+from metacomm.drift.protocol import Decision, DriftContext, DriftScheme, FrameSignals
+from metacomm.drift.registry import register_scheme
+
+__all__ = ["AdaptiveScheme", "StaticScheme", "RetrainScheme"]
+
+
+class AdaptiveScheme(DriftScheme):
+    """An :class:`~metacomm.adaptation.AdaptiveCodec` policy: every frame, ``observe`` the pilots (``steps``
+    SGD steps at ``lr`` on ``adapt``, loss ``inner_loss``), then decide the payload with each link's fast
+    weights. ``meta``: from the meta-init every frame; ``warm``: from the previous frame's weights;
+    ``online-meta``: Reptile-refined per-link init; ``on-detection``/``reset-on-change``: detector-driven."""
+
+    kind = "adaptive"
+
+    def __init__(self, name: str, *, policy: str, warm_start: bool = False):
+        super().__init__(name)
+        self.policy, self.warm_start = policy, warm_start
+
+    def settings(self) -> dict:
+        return {"policy": self.policy, "warm_start": self.warm_start}
+
+    def setup(self, ctx: DriftContext) -> None:
+        super().setup(ctx)
+        c = ctx.config
+        self.codec = AdaptiveCodec(ctx.model, num_links=c.links, adapt=c.adapt, steps=c.steps, lr=c.lr,
+                                   policy=self.policy, warm_start=self.warm_start, loss=ctx.inner_loss).to(ctx.device)
+
+    def decide(self, sig: FrameSignals) -> Decision:
+        info = self.codec.observe(sig.msg_p, sig.y_p, sig.no)
+        return Decision(self.codec.decide_block(sig.y_d), info["latency_s"] * 1e3)
+
+    def state_dict(self) -> dict:
+        return {"codec": self.codec.save_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.codec.load_state(state["codec"])
+
+
+class StaticScheme(AdaptiveScheme):
+    """The codec adapted once, on the first frame's pilots (``steps`` steps from the meta-init), then frozen:
+    what a deployed codec does without online adaptation."""
+
+    def __init__(self, name: str):
+        super().__init__(name, policy="every-frame")
+        self.adapted = False
+
+    def settings(self) -> dict:
+        return {}
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "adapted": self.adapted}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.adapted = bool(state["adapted"])
+
+    def decide(self, sig: FrameSignals) -> Decision:
+        if self.adapted:  # frozen: latency 0
+            return Decision(self.codec.decide_block(sig.y_d), 0.0)
+        self.adapted = True
+        return super().decide(sig)
+
+
+def _fresh_decoder_codec(model, seed: int, device):
+    fresh = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(int(seed))
+    if hasattr(fresh, "reset_parameters"):
+        fresh.reset_parameters(g)
+    fresh.encoder.load_state_dict(model.encoder.state_dict())
+    return fresh.to(device)
+
+
+def _retrain(model, names, msg_p, y_p, steps, lr):
+    """Fresh decoder trained with Adam on this frame's pilots only (all links at once)."""
+    B = msg_p.shape[0]
+    shared = {nm: p.detach() for nm, p in model.named_parameters() if nm not in names}
+    params = dict(model.named_parameters())
+    phi = {nm: params[nm].detach().unsqueeze(0).expand(B, *params[nm].shape).clone() for nm in names}
+    opt = Adam(lr)
+    state = opt.init(phi)
+    batch = {"msg": msg_p, "y": y_p}
+
+    def loss_fn(m, b):
+        return torch.nn.functional.cross_entropy(m.decoder.block_logits(b["y"]), b["msg"])
+
+    for _ in range(steps):
+        phi = {nm: t.detach().requires_grad_(True) for nm, t in phi.items()}
+        with torch.enable_grad():
+            losses = batched_loss(model, shared, loss_fn, batch, phi)
+            grads = torch.autograd.grad(losses.sum(), [phi[nm] for nm in names])
+        phi, state = opt.update({nm: t.detach() for nm, t in phi.items()}, dict(zip(names, grads, strict=True)),
+                                state)
+    return {nm: t.detach() for nm, t in phi.items()}
+
+
+class RetrainScheme(DriftScheme):
+    """Periodic full retraining from scratch: every ``every`` frames (and on the first frame) a freshly
+    initialised decoder (seed ``seed + 2`` of the run; the encoder is the meta-trained one) is trained with Adam
+    (rate ``lr``, ``steps`` steps, pilot cross-entropy) on that frame's pilots only, per link.
+
+    Settings (``--retrain-every``, ``--retrain-steps`` on the command line): ``every`` [frames] >= 1, ``steps``
+    >= 0, ``lr`` > 0."""
+
+    kind = "adaptive"
+    state_attrs = ("fast",)
+
+    def __init__(self, name: str, *, every: int = 10, steps: int = 100, lr: float = 1e-2):
+        super().__init__(name)
+        self.every = check_positive_int("retrain_every", every)
+        self.steps = check_nonneg_int("retrain_steps", steps)
+        self.lr = float(check_positive("retrain_lr", lr))
+
+    def settings(self) -> dict:
+        return {"every": self.every, "steps": self.steps, "lr": self.lr}
+
+    def setup(self, ctx: DriftContext) -> None:
+        super().setup(ctx)
+        c = ctx.config
+        self.model = _fresh_decoder_codec(ctx.model, c.seed + 2, ctx.device)
+        self.names = [nm for nm, _ in self.model.named_parameters() if nm.startswith("decoder.")]
+        self.fast = None
+
+    def decide(self, sig: FrameSignals) -> Decision:
+        t0 = time.perf_counter()
+        if self.fast is None or sig.index % self.every == 0:
+            self.fast = _retrain(self.model, self.names, sig.msg_p, sig.y_p, self.steps, self.lr)
+            lat = (time.perf_counter() - t0) * 1e3
+        else:
+            lat = 0.0
+        with torch.no_grad():
+            shared = {nm: p.detach() for nm, p in self.model.named_parameters() if nm not in self.names}
+            msg_hat = batched_loss(self.model, shared, lambda m, y: m.decoder.block_logits(y), sig.y_d,
+                                   self.fast).argmax(-1)
+        return Decision(msg_hat, lat)
+
+
+register_scheme("static", default=True)(StaticScheme)
+register_scheme("retrain", default=True)(RetrainScheme)
+register_scheme("meta", default=True, policy="every-frame")(AdaptiveScheme)
+register_scheme("warm", default=True, policy="every-frame", warm_start=True)(AdaptiveScheme)
+register_scheme("online-meta", default=True, policy="online-meta")(AdaptiveScheme)
+register_scheme("on-detection", policy="on-detection")(AdaptiveScheme)
+register_scheme("reset-on-change", policy="reset-on-change")(AdaptiveScheme)
