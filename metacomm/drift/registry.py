@@ -73,6 +73,15 @@ class SchemeEntry:
     group: str
     default: bool
     needs: tuple[str, ...]
+    seq: int = 0
+
+    @property
+    def rank(self) -> tuple[int, int]:
+        """Listing order: the scheme module's place in the module lists (others after them), then registration
+        order -- the same whichever module was imported first."""
+        mods = BUILTIN_MODULES + PACK_MODULES
+        mod = self.cls.__module__
+        return (mods.index(mod) if mod in mods else len(mods), self.seq)
 
     def setting_names(self) -> tuple[str, ...]:
         """The constructor keywords a run may set (``--schemes NAME[key=value]``)."""
@@ -109,7 +118,7 @@ def register_scheme(name: str, *, group: str = "builtin", default: bool = False,
             raise ConfigError("scheme", f"{cls.__name__} does not implement decide(signals)")
         if name in _REGISTRY:
             raise ConfigError("name", f"scheme {name!r} is already registered ({_REGISTRY[name].cls.__name__})")
-        _REGISTRY[name] = SchemeEntry(name, cls, dict(kwargs), group, bool(default), tuple(needs))
+        _REGISTRY[name] = SchemeEntry(name, cls, dict(kwargs), group, bool(default), tuple(needs), len(_REGISTRY))
         return cls
 
     return deco
@@ -129,14 +138,18 @@ def scheme_names(group: str | None = None) -> tuple[str, ...]:
     _load()
     if group is not None and group not in GROUPS:
         raise ConfigError("group", f"unknown group {group!r}; allowed: {', '.join(GROUPS)}")
-    return tuple(n for n, e in _REGISTRY.items() if group is None or e.group == group)
+    return tuple(e.name for e in _ordered() if group is None or e.group == group)
+
+
+def _ordered() -> list[SchemeEntry]:
+    return sorted(_REGISTRY.values(), key=lambda e: e.rank)
 
 
 def scheme_entry(name: str, field: str = "schemes") -> SchemeEntry:
     """The table row of ``name`` (ConfigError naming ``field`` and listing the names otherwise)."""
     _load()
     if name not in _REGISTRY:
-        raise ConfigError(field, f"unknown scheme {name!r}; allowed: {', '.join(_REGISTRY)}")
+        raise ConfigError(field, f"unknown scheme {name!r}; allowed: {', '.join(scheme_names())}")
     return _REGISTRY[name]
 
 
@@ -236,6 +249,5 @@ def parse_schemes(text: str | Sequence[str], field: str = "schemes") -> tuple[li
 def default_schemes(scenario=None, codec=None) -> list[str]:
     """The default scheme list of a run of ``scenario`` (a loaded DriftScenario, or None) with ``codec`` (or
     None): every ``default=True`` scheme whose needs both meet (module docstring), in registration order."""
-    scheme_names()
-    return [n for n, e in _REGISTRY.items()
-            if e.default and all(NEEDS[need](scenario, codec) for need in e.needs)]
+    _load()
+    return [e.name for e in _ordered() if e.default and all(NEEDS[need](scenario, codec) for need in e.needs)]
