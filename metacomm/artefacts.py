@@ -4,8 +4,8 @@ Every JSON file and checkpoint carries a **format tag** ``"format": "<kind>/<ver
 ``"metacomm-results/1"``): the kind says what the file is, the version which layout of that kind. :data:`KINDS`
 registers each kind with the version this metacomm writes, the versions it reads, and what the file is (used in
 error messages). Readers check kind and version and raise :class:`~metacomm.ConfigError` naming the field the
-path came from (``--checkpoint``, ``--resume``, ...) and saying what the file is and what was expected -- a
-version above the readable ones is reported as "written by a newer metacomm".
+path came from (a config key such as ``checkpoint`` or ``resume``; the CLI shows its flag) and saying what the
+file is and what was expected -- a version above the readable ones is reported as "written by a newer metacomm".
 
 Writers (all atomic: a temporary file in the destination directory, then :func:`os.replace`, so an interrupted
 write never leaves a truncated file nor destroys the previous one; missing parent directories are created):
@@ -287,7 +287,7 @@ def _write(path: Path, data: bytes, field: str) -> Path:
         raise ConfigError(field, f"cannot write {str(path)!r} ({e.strerror or e})") from None
 
 
-def check_writable_dir(out: str | os.PathLike, *, field: str = "--out") -> Path:
+def check_writable_dir(out: str | os.PathLike, *, field: str = "out") -> Path:
     """Raise ``ConfigError(field, ...)`` unless files can be created in the directory ``out`` -- or, when it does
     not exist yet, in its nearest existing ancestor (where it would be created). Probed by creating and removing a
     hidden temporary file (permission bits alone say nothing for root, or on read-only and virtual file systems).
@@ -313,7 +313,7 @@ def check_writable_dir(out: str | os.PathLike, *, field: str = "--out") -> Path:
 
 
 def check_output_dir(out: str | os.PathLike, *, results: str, kind: str, others: Iterable[str] = (),
-                     field: str = "--out") -> Path:
+                     field: str = "out") -> Path:
     """Check *before any work* that the run may write into the directory ``out``: it is (or can be created as) a
     writable directory, an existing ``results`` JSON file there is a metacomm file of ``kind`` (never a foreign
     file), and the ``others`` it would replace (CSV, figures) exist only next to such a results file. Returns the
@@ -338,7 +338,7 @@ def check_output_dir(out: str | os.PathLike, *, results: str, kind: str, others:
     return d
 
 
-def write_json(path: str | os.PathLike, obj: Mapping, *, kind: str, field: str = "--out",
+def write_json(path: str | os.PathLike, obj: Mapping, *, kind: str, field: str = "out",
                indent: int | None = 2) -> Path:
     """Write the dict ``obj`` as strict JSON to ``path`` atomically, with ``"format": "<kind>/<version>"`` first
     (an existing ``format`` entry must equal it). Non-finite floats are written as ``null`` (see
@@ -379,7 +379,7 @@ def read_json(path: str | os.PathLike, *, kind: str | Iterable[str], field: str,
     return obj
 
 
-def write_text(path: str | os.PathLike, text: str, *, field: str = "--out") -> Path:
+def write_text(path: str | os.PathLike, text: str, *, field: str = "out") -> Path:
     """Write a text file (e.g. a CSV table) atomically; creates missing parent directories."""
     return _write(_prepare_target(path, field), text.encode("utf-8"), field)
 
@@ -427,7 +427,7 @@ def check_weights_only(value: Any, where: str = "payload") -> None:
     walk(value, where)
 
 
-def save_checkpoint(path: str | os.PathLike, payload: Mapping, *, kind: str, field: str = "--out") -> Path:
+def save_checkpoint(path: str | os.PathLike, payload: Mapping, *, kind: str, field: str = "out") -> Path:
     """Write ``payload`` (a dict) with :func:`torch.save` to ``path`` atomically, tagged ``"format":
     "<kind>/<version>"`` and with ``"metacomm_version"`` added.
 
@@ -558,7 +558,7 @@ def _printable_texts(fig) -> None:
                 t.set_text(clean)
 
 
-def save_figure(fig, path: str | os.PathLike, *, dpi: float | None = None, field: str = "--out",
+def save_figure(fig, path: str | os.PathLike, *, dpi: float | None = None, field: str = "out",
                 close: bool = True, **savefig_kwargs) -> Path:
     """Write the matplotlib figure ``fig`` to ``path`` (``.png``, ``.pdf`` or ``.svg``, from the suffix)
     atomically; creates missing parent directories; closes the figure afterwards unless ``close=False`` (also

@@ -133,14 +133,14 @@ CHANNEL_NAMES: tuple[str, ...] = FADING_CHANNEL_NAMES + IMPAIRMENT_NAMES
 def _entry(name: str) -> _Entry:
     key = name.strip().lower() if isinstance(name, str) else name
     if key not in _REGISTRY:
-        raise ConfigError("--channel", f"unknown channel {name!r}; allowed: {', '.join(CHANNEL_NAMES)}")
+        raise ConfigError("channel", f"unknown channel {name!r}; allowed: {', '.join(CHANNEL_NAMES)}")
     return _REGISTRY[key]
 
 
 def make_channel(name: str, **kwargs) -> Channel:
     """Build the channel called ``name`` (one of :data:`CHANNEL_NAMES`) with constructor ``kwargs``.
 
-    Raises :class:`~metacomm.ConfigError` for an unknown name (field ``--channel``), an unknown keyword
+    Raises :class:`~metacomm.ConfigError` for an unknown name (field ``channel``), an unknown keyword
     (field = the keyword) or a bad value (field = the argument name).
     """
     entry = _entry(name)

@@ -11,7 +11,7 @@ A checkpoint is a :func:`torch.save` file holding only tensors and plain Python 
 at any point leaves an existing file untouched. :func:`load_codec` rebuilds the codec from its class and
 configuration and loads the weights; every failure (missing, truncated or corrupt file, not a metacomm
 checkpoint, another codec class or shape than ``expect`` asks for) raises
-``ConfigError("--checkpoint", <one line>)``. Files written before the tag carried its version
+``ConfigError("checkpoint", <one line>)``. Files written before the tag carried its version
 (``"format": "metacomm-codec"``, ``"format_version": 1``) load too.
 """
 
@@ -30,7 +30,7 @@ __all__ = ["save_codec", "load_codec", "CODEC_CLASSES", "FORMAT", "FORMAT_VERSIO
 
 FORMAT = "metacomm-codec"  # the artefact kind (metacomm.artefacts.KINDS); files carry "metacomm-codec/1"
 FORMAT_VERSION = 1
-FIELD = "--checkpoint"
+FIELD = "checkpoint"
 
 # Codec class name -> module that defines it (classes are imported lazily).
 CODEC_CLASSES: dict[str, str] = {
@@ -87,11 +87,11 @@ def save_codec(path, codec: Codec, meta: dict | None = None) -> Path:
     }
     path = Path(path)
     if path.exists() and path.is_dir():
-        raise ConfigError("--out", f"{path} is a directory; give a file name such as ckpt.pt")
+        raise ConfigError("out", f"{path} is a directory; give a file name such as ckpt.pt")
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
-        raise ConfigError("--out", f"directory {directory} does not exist")
-    return save_checkpoint(path, payload, kind=FORMAT, field="--out")
+        raise ConfigError("out", f"directory {directory} does not exist")
+    return save_checkpoint(path, payload, kind=FORMAT, field="out")
 
 
 def _matches(config: dict, want: dict) -> list[str]:

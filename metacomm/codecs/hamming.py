@@ -98,7 +98,7 @@ class Hamming74Decoder(nn.Module):
     def __init__(self, num_codewords: int = 1, method: str = "ml", bit_llr: str = "exact", *, device=None):
         super().__init__()
         self.num_codewords = check_positive_int("num_codewords", num_codewords)
-        self.method = check_choice("--decoder", method, HAMMING_DECODERS)
+        self.method = check_choice("decoder", method, HAMMING_DECODERS)
         self.bit_llr = check_choice("bit_llr", bit_llr, BIT_LLR_METHODS)
         dev = torch.device(sionna_device(device))
         msgs = torch.tensor(list(itertools.product([0, 1], repeat=4)), dtype=torch.float32)  # [16, 4]
@@ -177,7 +177,7 @@ class Hamming74(Codec):
     def __init__(self, decoder: str = "ml", *, num_codewords: int = 1, bit_llr: str = "exact", device=None):
         super().__init__()
         self.num_codewords = check_positive_int("num_codewords", num_codewords)
-        self.decoder_method = check_choice("--decoder", decoder, HAMMING_DECODERS)
+        self.decoder_method = check_choice("decoder", decoder, HAMMING_DECODERS)
         self.num_info_bits = 4 * self.num_codewords
         self.num_channel_uses = 7 * self.num_codewords
         self.encoder = Hamming74Encoder(self.num_codewords, device=device)

@@ -48,7 +48,7 @@ _SUPPORTED = (f"supported: {LDPC5G_K_RANGE[0]} <= k <= {LDPC5G_K_RANGE[1]} infor
               f"n <= {LDPC5G_N_MAX} code bits, 1/5 <= k/n <= 0.95, n a multiple of the bits per symbol")
 
 
-def check_ldpc5g_params(k, n, bits_per_symbol: int = 2, *, k_field: str = "--block-length",
+def check_ldpc5g_params(k, n, bits_per_symbol: int = 2, *, k_field: str = "block_length",
                         n_field: str = "n") -> tuple[int, int]:
     """Validate 5G NR LDPC parameters; raise :class:`ConfigError` naming the field and the supported ranges."""
     k = check_positive_int(k_field, k)
@@ -147,7 +147,7 @@ class LDPC5G(Codec):
         except ValueError as err:  # any remaining constraint of Sionna's 5G code construction
             if isinstance(err, ConfigError):
                 raise
-            raise ConfigError("--block-length", f"k={self.k}, n={self.n}: {err}; {_SUPPORTED}") from None
+            raise ConfigError("block_length", f"k={self.k}, n={self.n}: {err}; {_SUPPORTED}") from None
 
     @property
     def coderate(self) -> float:

@@ -75,7 +75,7 @@ def fading_state_key(state: dict) -> tuple[str, str]:
              for k in state if k.rsplit(".", 1)[-1] in ("h", "taps")]
     if len(found) != 1:
         what = "no" if not found else "more than one"
-        raise ConfigError("--channel", f"a pilot link needs a block-fading channel with exactly one 'h' (flat) or "
+        raise ConfigError("channel", f"a pilot link needs a block-fading channel with exactly one 'h' (flat) or "
                                        f"'taps' (multipath) state entry; found {what} in {sorted(state)}")
     return found[0]
 
@@ -133,7 +133,7 @@ class PilotLink(nn.Module):
         if self.kind == "multipath":
             taps = probe[self.state_key]
             if taps.dim() != 2:
-                raise ConfigError("--channel", f"a pilot link needs block-constant taps [batch, L]; the channel's "
+                raise ConfigError("channel", f"a pilot link needs block-constant taps [batch, L]; the channel's "
                                                f"taps vary within the block (shape {tuple(taps.shape)}): set its "
                                                f"speed to 0")
             self.num_taps = taps.shape[-1]
@@ -191,7 +191,7 @@ class PilotLink(nn.Module):
 
     @torch.no_grad()
     def forward(self, batch_size: int, ebno_db: float, generator: torch.Generator | None = None):
-        batch_size = check_positive_int("--batch-size", batch_size)
+        batch_size = check_positive_int("batch_size", batch_size)
         device = generator.device if generator is not None else None
         bits = random_bits(batch_size, self.codec.num_info_bits, generator=generator, device=device)
         no = ebnodb_to_no(float(ebno_db), self.codec.rate)

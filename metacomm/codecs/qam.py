@@ -131,7 +131,7 @@ class QAMDemapper(nn.Module):
     def __init__(self, bits_per_symbol: int, demapping: str = "app", *, device=None, precision: str = "single"):
         super().__init__()
         self.bits_per_symbol = check_bits_per_symbol(bits_per_symbol)
-        self.demapping = check_choice("--decoder", demapping, DEMAPPING_METHODS)
+        self.demapping = check_choice("decoder", demapping, DEMAPPING_METHODS)
         self.precision = sionna_precision(precision)
         self._demappers = SionnaBlocks(partial(_demapper, self.bits_per_symbol, self.demapping, self.precision),
                                        device=sionna_device(device))
@@ -165,7 +165,7 @@ class UncodedQAM(Codec):
         super().__init__()
         self.bits_per_symbol = check_bits_per_symbol(bits_per_symbol)
         self.num_symbols = check_positive_int("num_symbols", num_symbols)
-        self.demapping = check_choice("--decoder", demapping, DEMAPPING_METHODS)
+        self.demapping = check_choice("decoder", demapping, DEMAPPING_METHODS)
         self.num_info_bits = self.num_symbols * self.bits_per_symbol
         self.num_channel_uses = self.num_symbols
         self.encoder = QAMMapper(self.bits_per_symbol, device=device, precision=precision)

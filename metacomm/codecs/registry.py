@@ -45,7 +45,7 @@ CODEC_SUMMARY = {
 
 def _check_name(name) -> str:
     if name not in CODEC_NAMES:
-        raise ConfigError("--codec", f"unknown codec {name!r}; allowed: {', '.join(CODEC_NAMES)}")
+        raise ConfigError("codec", f"unknown codec {name!r}; allowed: {', '.join(CODEC_NAMES)}")
     return name
 
 
@@ -71,21 +71,21 @@ def make_codec(name: str, *, decoder: str | None = None, block_length: int | Non
     allowed = DECODERS[name]
     decoder = allowed[0] if decoder is None else decoder
     if decoder not in allowed:
-        raise ConfigError("--decoder", f"decoder {decoder!r} does not apply to codec {name!r}; allowed for "
+        raise ConfigError("decoder", f"decoder {decoder!r} does not apply to codec {name!r}; allowed for "
                                        f"{name}: {', '.join(allowed)}")
     if name != "ldpc5g" and (bits_per_symbol is not None or coderate is not None):
-        raise ConfigError("--codec", f"bits_per_symbol / coderate only apply to ldpc5g, not to {name!r}")
-    k = DEFAULT_BLOCK_LENGTH[name] if block_length is None else check_positive_int("--block-length",
+        raise ConfigError("codec", f"bits_per_symbol / coderate only apply to ldpc5g, not to {name!r}")
+    k = DEFAULT_BLOCK_LENGTH[name] if block_length is None else check_positive_int("block_length",
                                                                                      block_length)
     if name in _QAM_BITS:
         m = _QAM_BITS[name]
         if k % m:
-            raise ConfigError("--block-length", f"{k} bits is not a multiple of {m} bits per {name} symbol; "
+            raise ConfigError("block_length", f"{k} bits is not a multiple of {m} bits per {name} symbol; "
                                                 f"allowed: positive multiples of {m}")
         return UncodedQAM(m, k // m, decoder, device=device, precision=precision)
     if name == "hamming74":
         if k % 4:
-            raise ConfigError("--block-length", f"{k} bits is not a multiple of 4 (Hamming(7,4) codewords per "
+            raise ConfigError("block_length", f"{k} bits is not a multiple of 4 (Hamming(7,4) codewords per "
                                                 f"block); allowed: positive multiples of 4")
         return Hamming74(decoder, num_codewords=k // 4, device=device)
     # ldpc5g
@@ -94,7 +94,7 @@ def make_codec(name: str, *, decoder: str | None = None, block_length: int | Non
     if not 0.0 < r <= 1.0:
         raise ConfigError("coderate", f"must lie in (0, 1], got {coderate!r}")
     n = int(round(k / r))
-    check_ldpc5g_params(k, n, m, n_field="--block-length")
+    check_ldpc5g_params(k, n, m, n_field="block_length")
     return LDPC5G(k, n, m, num_iter=num_iter, device=device, precision=precision)
 
 
@@ -119,13 +119,13 @@ def make_link(codec: str | Codec, channel: Channel | str, *, num_pilots: int = 1
     elif codec_kwargs:
         raise ConfigError("codec", f"codec options {sorted(codec_kwargs)} need a codec name, not a built codec")
     if not isinstance(codec, Codec):
-        raise ConfigError("--codec", f"expected a codec name or a Codec, got {type(codec).__name__}")
+        raise ConfigError("codec", f"expected a codec name or a Codec, got {type(codec).__name__}")
     if isinstance(channel, str):
         from metacomm.channels.registry import make_channel
 
         channel = make_channel(channel)
     if not isinstance(channel, Channel):
-        raise ConfigError("--channel", f"expected a metacomm Channel, got {type(channel).__name__}")
+        raise ConfigError("channel", f"expected a metacomm Channel, got {type(channel).__name__}")
     n = codec.num_channel_uses
     if float(n).is_integer() and _is_fading(channel, int(n)):
         return PilotLink(codec, channel, num_pilots, estimator, equalizer)

@@ -165,6 +165,8 @@ def make_scheme(name: str, settings: Mapping | None = None, field: str = "scheme
                                  f"{', '.join(allowed) or 'none'}")
     try:
         return e.cls(name, **{**e.kwargs, **settings})
+    except ConfigError:
+        raise
     except (TypeError, ValueError) as err:
         raise ConfigError(field, f"scheme {name!r}: {err}") from None
 

@@ -114,7 +114,7 @@ def train_dd_mwnet(scenario: str, pilots: int, out: str, *, checkpoint: str | No
                      "cpu_s": time.process_time() - t_cpu, "wall_s": time.perf_counter() - t_wall,
                      "threads": torch.get_num_threads()},
     }
-    save_checkpoint(out, payload_ck, kind=DD_MWNET_KIND, field="--out")
+    save_checkpoint(out, payload_ck, kind=DD_MWNET_KIND, field="out")
     return payload_ck
 
 

@@ -337,7 +337,7 @@ def load_scenario(name_or_path: str | Path) -> DriftScenario:
     p = Path(s)
     if not p.is_file():
         if not s.endswith(".toml") and "/" not in s:
-            raise ConfigError("--scenario", f"unknown scenario {s!r}; allowed: {', '.join(list_scenarios())} "
+            raise ConfigError("scenario", f"unknown scenario {s!r}; allowed: {', '.join(list_scenarios())} "
                               "or the path of a .toml file")
         raise ConfigError(s, "scenario file not found")
     try:

@@ -75,7 +75,7 @@ def point_seed(seed: int, index: int) -> int:
     return int((int(s[0]) << 31) ^ int(s[1])) & ((1 << 63) - 1)
 
 
-def resolve_device(device: str | torch.device, field: str = "--device") -> torch.device:
+def resolve_device(device: str | torch.device, field: str = "device") -> torch.device:
     """Validate ``device`` ("cpu", "cuda", "cuda:N"); CUDA requested without CUDA -> ConfigError."""
     try:
         dev = torch.device(device)
@@ -93,7 +93,7 @@ def resolve_device(device: str | torch.device, field: str = "--device") -> torch
     return dev
 
 
-def as_ebno_list(ebno_dbs: Any, field: str = "--ebno-db") -> list[float]:
+def as_ebno_list(ebno_dbs: Any, field: str = "ebno_db") -> list[float]:
     """Eb/N0 points (dB) as a non-empty list of finite floats (scalar, sequence, ndarray or tensor in)."""
     if isinstance(ebno_dbs, torch.Tensor):
         vals = ebno_dbs.detach().cpu().reshape(-1).tolist()
@@ -229,13 +229,13 @@ def simulate(
         :class:`~metacomm.sims.results.SweepResult` with one point per entry of ``ebno_dbs``.
     """
     ebnos = as_ebno_list(ebno_dbs)
-    batch_size = check_positive_int("--batch-size", batch_size)
-    max_blocks = check_positive_int("--max-blocks", max_blocks)
+    batch_size = check_positive_int("batch_size", batch_size)
+    max_blocks = check_positive_int("max_blocks", max_blocks)
     if target_block_errors is not None:
-        target_block_errors = check_positive_int("--target-block-errors", target_block_errors)
+        target_block_errors = check_positive_int("target_block_errors", target_block_errors)
     if target_bit_errors is not None:
-        target_bit_errors = check_positive_int("--target-bit-errors", target_bit_errors)
-    seed = check_nonneg_int("--seed", seed)
+        target_bit_errors = check_positive_int("target_bit_errors", target_bit_errors)
+    seed = check_nonneg_int("seed", seed)
     first_point_index = check_nonneg_int("first_point_index", first_point_index)
     check_choice("ci_method", ci_method, stats.CI_METHODS)
     stats.clopper_pearson(0, 1, alpha)  # validates alpha

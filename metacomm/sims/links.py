@@ -49,16 +49,17 @@ def _get(cfg: Any, name: str, default=None):
 def build_link(cfg: Any) -> Callable:
     """A Link ``(batch_size, ebno_db, generator) -> (bits, bits_hat)`` for the choices in ``cfg``.
 
-    Raises :class:`~metacomm.ConfigError` naming the CLI flag for unknown names, a learned codec without
-    ``--checkpoint``, a ``--decoder`` given to a learned codec, etc. Errors about block lengths and decoders
-    of classical codecs come from :func:`metacomm.codecs.registry.make_link`.
+    Raises :class:`~metacomm.ConfigError` naming the config key (``codec``, ``decoder``, ``checkpoint``, ...) for
+    unknown names, a learned codec without ``checkpoint``, a ``decoder`` given to a learned codec, etc. (the CLI
+    shows the key as its flag). Errors about block lengths and decoders of classical codecs come from
+    :func:`metacomm.codecs.registry.make_link`.
     """
     if isinstance(cfg, dict):
         cfg = SimpleNamespace(**cfg)
-    codec = check_choice("--codec", _get(cfg, "codec"), CODECS)
+    codec = check_choice("codec", _get(cfg, "codec"), CODECS)
     decoder = _get(cfg, "decoder")
     if decoder is not None:
-        check_choice("--decoder", decoder, DECODERS)
+        check_choice("decoder", decoder, DECODERS)
     device = _get(cfg, "device", "cpu") or "cpu"
     channel_name = _get(cfg, "channel")
     channel_kwargs = dict(_get(cfg, "channel_kwargs", None) or {})
@@ -73,13 +74,13 @@ def build_link(cfg: Any) -> Callable:
 
     if codec in LEARNED_CODECS:
         if not checkpoint:
-            raise ConfigError("--checkpoint", f"--codec {codec} is a learned codec and needs --checkpoint PATH "
+            raise ConfigError("checkpoint", f"--codec {codec} is a learned codec and needs --checkpoint PATH "
                                               "(a file written by metacomm train / save_codec)")
         if decoder is not None:
-            raise ConfigError("--decoder", f"applies to classical codecs only ({', '.join(CLASSICAL_CODECS)}); "
+            raise ConfigError("decoder", f"applies to classical codecs only ({', '.join(CLASSICAL_CODECS)}); "
                                            f"--codec {codec} uses its learned decoder")
         if block_length is not None:
-            raise ConfigError("--block-length", f"is fixed by the checkpoint for --codec {codec}; omit it")
+            raise ConfigError("block_length", f"is fixed by the checkpoint for --codec {codec}; omit it")
         from metacomm.codecs.base import CodecLink
         from metacomm.codecs.checkpoint import load_codec
 
@@ -92,16 +93,16 @@ def build_link(cfg: Any) -> Callable:
         return CodecLink(model, channel)
 
     if checkpoint:
-        raise ConfigError("--checkpoint", f"only for learned codecs ({', '.join(LEARNED_CODECS)}), not "
+        raise ConfigError("checkpoint", f"only for learned codecs ({', '.join(LEARNED_CODECS)}), not "
                                           f"--codec {codec}")
     from metacomm.codecs.registry import make_link
 
     csi = _get(cfg, "csi", None) or "ls"
-    check_choice("--csi", csi, CSI_CHOICES)
+    check_choice("csi", csi, CSI_CHOICES)
     kwargs: dict[str, Any] = {"device": device, "estimator": csi}
     num_pilots = _get(cfg, "num_pilots", None)
     if num_pilots is not None:
-        kwargs["num_pilots"] = check_positive_int("--num-pilots", num_pilots)
+        kwargs["num_pilots"] = check_positive_int("num_pilots", num_pilots)
     if decoder is not None:
         kwargs["decoder"] = decoder
     if block_length is not None:
@@ -138,7 +139,7 @@ def learned_channel_kwargs(channel_name, channel_kwargs: dict, meta: dict | None
     trained_on = meta.get("channel")
     trained_kwargs = meta.get("channel_kwargs") or {}
     if not isinstance(trained_kwargs, dict):
-        raise ConfigError("--checkpoint", f"checkpoint metadata 'channel_kwargs' must be a dict, got "
+        raise ConfigError("checkpoint", f"checkpoint metadata 'channel_kwargs' must be a dict, got "
                                           f"{type(trained_kwargs).__name__}")
     if trained_on is not None and str(trained_on).strip().lower() == str(channel_name).strip().lower():
         return {**trained_kwargs, **channel_kwargs}
@@ -146,7 +147,7 @@ def learned_channel_kwargs(channel_name, channel_kwargs: dict, meta: dict | None
 
 
 def check_learned_channel(model, channel) -> None:
-    """Raise :class:`ConfigError` (field ``--channel``) when a learned codec cannot run on ``channel``.
+    """Raise :class:`ConfigError` (field ``channel``) when a learned codec cannot run on ``channel``.
 
     Checked for receivers with a fixed frame (``NeuralReceiver``): the channel must produce the
     ``decoder.frame_rx`` samples the receiver expects for its ``frame_length``, and a multipath channel must
@@ -160,11 +161,11 @@ def check_learned_channel(model, channel) -> None:
     cfg = model.config() if hasattr(model, "config") else {}
     taps = getattr(channel, "num_taps", None)
     if taps is not None and "num_taps" in cfg and int(taps) != int(cfg["num_taps"]):
-        raise ConfigError("--channel", f"the checkpoint's receiver estimates {cfg['num_taps']} taps, but the "
+        raise ConfigError("channel", f"the checkpoint's receiver estimates {cfg['num_taps']} taps, but the "
                                        f"channel has {taps}; use the channel it was trained on "
                                        f"(num_taps={cfg['num_taps']}, mode={cfg.get('channel_mode')!r})")
     got = channel.output_length(frame) if hasattr(channel, "output_length") else frame
     if got != expected:
-        raise ConfigError("--channel", f"the checkpoint's receiver expects {expected} received samples per "
+        raise ConfigError("channel", f"the checkpoint's receiver expects {expected} received samples per "
                                        f"frame of {frame} symbols, the channel gives {got}; use the channel it "
                                        f"was trained on (mode={cfg.get('channel_mode')!r})")

@@ -94,7 +94,7 @@ def plot_results(results: SweepResult | Sequence[SweepResult], out: str | os.Pat
     out = Path(out)
     ext = out.suffix.lower().lstrip(".")
     if ext not in FIGURE_FORMATS:
-        raise ConfigError("--out", f"figure file must end in .png, .pdf or .svg, got {str(out)!r}")
+        raise ConfigError("out", f"figure file must end in .png, .pdf or .svg, got {str(out)!r}")
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.3), constrained_layout=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]

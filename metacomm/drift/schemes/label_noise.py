@@ -56,7 +56,7 @@ __all__ = ["DecisionDirectedScheme", "dd_update", "codec_fingerprint", "dd_mwnet
 DD_MWNET_KIND = "metacomm-dd-mwnet"
 register_kind(DD_MWNET_KIND, 1, "metacomm dd-mwnet decision weighting (drift scheme dd-mwnet)",
               "python -m metacomm.experiments.dd_mwnet, scripts/make_dd_mwnet_checkpoints.sh")
-_CK_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "checkpoints")
+_CK_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "checkpoints")
 
 
 def dd_mwnet_checkpoint(scenario: str, pilots: int) -> str | None:

@@ -17,7 +17,7 @@ HAS_RAY = importlib.util.find_spec("ray") is not None
 
 def _shuffled_executor_class():
     """The fake remote executor of tests/test_executors.py (reverse order, a fresh context per task)."""
-    spec = importlib.util.spec_from_file_location("_executor_tests", Path(__file__).parent / "test_executors.py")
+    spec = importlib.util.spec_from_file_location("_executor_tests", Path(__file__).parent.parent / "test_executors.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod.ShuffledExecutor

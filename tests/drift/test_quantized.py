@@ -8,10 +8,11 @@ import copy
 import torch
 
 from metacomm.codecs.quantization import quantize_weight
+from metacomm.drift.registry import default_schemes, parse_schemes, scheme_names
+from metacomm.drift.run import run_drift
+from metacomm.drift.schemes.quantized import QuantizedAdaptiveCodec
 from metacomm.experiments.drift import load_drift_codec
 from metacomm.scenarios.drift_scenarios import load_scenario
-from metacomm.drift.schemes.quantized import QuantizedAdaptiveCodec
-from metacomm.drift.run import DEFAULT_SCHEMES, SCHEMES, parse_schemes, run_drift
 
 CK = "metacomm/checkpoints/online_drift_k8n8.pt"
 
@@ -23,8 +24,8 @@ def _codec():
 
 
 def test_registered_but_not_default():
-    assert parse_schemes("meta,meta-q4,meta-q8") == ["meta", "meta-q4", "meta-q8"]
-    assert "meta-q4" not in DEFAULT_SCHEMES and "meta-q4" not in SCHEMES
+    assert parse_schemes("meta,meta-q4,meta-q8")[0] == ["meta", "meta-q4", "meta-q8"]
+    assert "meta-q4" not in default_schemes() and "meta-q4" in scheme_names("pack")
 
 
 def test_eight_bit_matches_the_float_scheme_within_intervals():

@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from metacomm.scenarios.drift_scenarios import load_scenario, parse_scenario
-from metacomm.scenarios.online_drift import DriftAutoencoder
-from metacomm.drift.schemes.model_based import CLASSICAL_SCHEMES, segment_rho, segment_tap_model
 from metacomm.drift.result import DriftResult
 from metacomm.drift.run import DriftRun, DriftRunConfig, run_drift
+from metacomm.drift.schemes.model_based import segment_rho, segment_tap_model
+from metacomm.scenarios.drift_scenarios import load_scenario, parse_scenario
+from metacomm.scenarios.online_drift import DriftAutoencoder
+
+CLASSICAL_SCHEMES = ("pilot-lmmse", "kalman", "wide-ls", "wl-ls")
 
 torch.set_num_threads(1)
 

@@ -9,9 +9,9 @@ import torch
 
 from metacomm import ConfigError
 from metacomm.channels.attacks import psr_db_of
+from metacomm.drift.run import run_drift
 from metacomm.scenarios.drift_scenarios import parse_scenario
 from metacomm.scenarios.online_drift import DriftAutoencoder
-from metacomm.drift.run import run_drift
 
 torch.set_num_threads(1)
 

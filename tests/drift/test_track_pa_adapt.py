@@ -8,11 +8,12 @@ import os
 import torch
 
 from metacomm.adaptation.tracking import pa_apply, tap_conv_matrix
+from metacomm.drift.protocol import DriftContext, FrameSignals
+from metacomm.drift.registry import scheme_names
+from metacomm.drift.run import DriftRun, DriftRunConfig
+from metacomm.drift.schemes.tracking import PAAdaptTrackScheme, TrackScheme
 from metacomm.experiments.drift import load_drift_codec
 from metacomm.scenarios.drift_scenarios import load_scenario
-from metacomm.drift.run import DriftRun, DriftRunConfig
-from metacomm.sims.drift_schemes import DriftContext, FrameSignals, scheme_names
-from metacomm.drift.schemes.tracking import PAAdaptTrackScheme, TrackScheme
 
 CKPT = os.path.join(os.path.dirname(__file__), "..", "..", "metacomm", "checkpoints", "drift_track_pa-drift_p16.pt")
 

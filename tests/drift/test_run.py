@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from metacomm import ConfigError
+from metacomm.drift.run import plot_drift, run_drift
 from metacomm.scenarios.drift_scenarios import load_scenario
 from metacomm.scenarios.online_drift import DriftAutoencoder, load_meta
-from metacomm.drift.run import plot_drift, run_drift
 
 torch.set_num_threads(1)
 CKPT = os.path.join(os.path.dirname(__file__), "..", "..", "metacomm", "checkpoints", "online_drift_k8n8.pt")
@@ -80,13 +80,18 @@ def test_outputs_and_plot(tmp_path):
 
 def test_bad_arguments():
     sc = load_scenario("doppler-fast")
-    with pytest.raises(ConfigError, match="--schemes"):
+    # the library names its keys (the CLI maps them to flags)
+    with pytest.raises(ConfigError, match="^schemes: unknown scheme 'oracle'"):
         run_drift(sc, _model(), frames=2, schemes=["meta", "oracle"])
-    with pytest.raises(ConfigError, match="--frames"):
+    with pytest.raises(ConfigError, match="^frames: "):
         run_drift(sc, _model(), frames=0)
     small = DriftAutoencoder(k=4, n=4)
-    with pytest.raises(ConfigError, match="--checkpoint"):
+    with pytest.raises(ConfigError, match="^model: the codec has k=4"):
         run_drift(sc, small, frames=2)
+    with pytest.raises(ConfigError, match="^schemes: scheme 'retrain' has no setting 'evry'; allowed: every"):
+        run_drift(sc, _model(), frames=2, schemes="meta,retrain[evry=3]")
+    with pytest.raises(ConfigError, match="^retrain_every: must be"):
+        run_drift(sc, _model(), frames=2, schemes="retrain", retrain_every=0)
 
 
 @pytest.mark.slow

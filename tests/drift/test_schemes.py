@@ -10,12 +10,14 @@ import pytest
 import torch
 
 from metacomm import ConfigError
+from metacomm.drift import registry
+from metacomm.drift.protocol import Decision, DriftScheme
+from metacomm.drift.registry import default_schemes, register_scheme, scheme_names
+from metacomm.drift.result import FORMAT, DriftResult
+from metacomm.drift.run import DriftRun, DriftRunConfig, run_drift
+from metacomm.drift.schemes.reference import GenieScheme
 from metacomm.scenarios.drift_scenarios import load_scenario, parse_scenario
 from metacomm.scenarios.online_drift import DriftAutoencoder
-from metacomm.sims import drift_schemes
-from metacomm.drift.result import FORMAT, DriftResult
-from metacomm.drift.run import SCHEMES, DriftRun, DriftRunConfig, run_drift
-from metacomm.sims.drift_schemes import Decision, DriftScheme, register_scheme, scheme_names
 
 torch.set_num_threads(1)
 SMALL = dict(frames=3, pilots=8, links=2, payload=16, seed=5)
@@ -38,24 +40,71 @@ def _raise(token):
     raise ValueError(f"non-strict JSON token {token}")
 
 
-def test_registry_lists_every_builtin_in_cli_order():
-    assert SCHEMES == ("static", "retrain", "meta", "warm", "online-meta", "on-detection", "reset-on-change",
-                       "pilot-ls", "genie", "pilot-lmmse", "kalman", "wide-ls", "wl-ls", "pa-ls", "pa-kalman", "pn-ls",
-                       "pn-kalman", "track",
-                       "track-linear", "track-pa-adapt")
-    assert scheme_names()[: len(SCHEMES)] == SCHEMES
+BUILTINS = ("static", "retrain", "meta", "warm", "online-meta", "on-detection", "reset-on-change", "track",
+            "track-linear", "track-pa-adapt", "pilot-ls", "wide-ls", "wl-ls", "pa-ls", "pn-ls", "pilot-lmmse", "kalman",
+            "pa-kalman", "pn-kalman", "genie")
+PACKS = ("meta-adv", "dd-mwnet", "dd-naive", "dd-l2rw", "dd-gated", "meta-q8", "meta-q4")
+
+
+def test_registry_lists_every_builtin_then_the_packs_in_module_list_order():
+    assert scheme_names("builtin") == BUILTINS
+    assert scheme_names("pack") == PACKS
+    assert scheme_names()[: len(BUILTINS) + len(PACKS)] == BUILTINS + PACKS
     with pytest.raises(ConfigError, match="already registered"):
-        register_scheme("genie")(drift_schemes.GenieScheme)
+        register_scheme("genie")(GenieScheme)
     with pytest.raises(ConfigError, match="DriftScheme"):
         register_scheme("not-a-scheme")(dict)
     with pytest.raises(ConfigError, match="decide"):
         register_scheme("no-decide")(type("NoDecide", (DriftScheme,), {}))
+    with pytest.raises(ConfigError, match="^group: "):
+        register_scheme("x", group="extra")
+    with pytest.raises(ConfigError, match="^needs: unknown need 'gpu'"):
+        register_scheme("x", needs=("gpu",))
+
+
+def test_default_schemes_are_declared_by_the_schemes_not_built_by_list_surgery():
+    """What each scheme needs decides whether it is in the default list (tracker, transmitter PA, phase noise)."""
+    from metacomm.experiments.drift import DEFAULT_CHECKPOINT, load_drift_codec, shipped_tracker
+    plain = ["static", "retrain", "meta", "warm", "online-meta", "pilot-ls", "wide-ls", "wl-ls", "pilot-lmmse",
+             "kalman", "genie"]
+    assert default_schemes() == plain
+    online, _, _ = load_drift_codec(DEFAULT_CHECKPOINT)
+    assert default_schemes(load_scenario("doppler-fast"), online) == plain
+    assert default_schemes(load_scenario("pa-drift"), online) == plain[:8] + ["pa-ls", "pilot-lmmse", "kalman",
+                                                                              "pa-kalman", "genie"]
+    tracker, _, _ = load_drift_codec(shipped_tracker("doppler-fast", 16))
+    assert default_schemes(load_scenario("doppler-fast"), tracker) == plain[:5] + ["track"] + plain[5:]
+    pa_tracker, _, _ = load_drift_codec(shipped_tracker("pa-drift", 16))
+    assert default_schemes(load_scenario("pa-drift"), pa_tracker)[5:7] == ["track", "track-linear"]
+    pn = default_schemes(load_scenario("phase-noise-drift"), online)
+    assert "pn-ls" in pn and "pn-kalman" in pn and "pa-ls" not in pn
+
+
+def test_scheme_settings_are_constructor_keywords_reachable_from_schemes():
+    sc = load_scenario("doppler-fast")
+    res = run_drift(sc, _model(), schemes="retrain[every=2,steps=1],wide-ls[pre=1,post=0],genie[offsets_db=[-2]]",
+                    **SMALL)
+    st = res.config["scheme_settings"]
+    assert st["retrain"] == {"every": 2, "steps": 1, "lr": 0.01}
+    assert st["wide-ls"] == {"pre": 1, "post": 0, "num_taps": None}
+    assert res.schemes == ["retrain", "wide-ls", "genie", "genie-2dB"]
+    assert (res.config["retrain_every"], res.config["retrain_steps"], res.config["genie_offsets_db"]) == (2, 1, [-2])
+    # the same settings through the run_drift keywords of earlier releases
+    old = run_drift(sc, _model(), schemes=["retrain", "genie"], retrain_every=2, retrain_steps=1,
+                    genie_offsets_db=[-2.0], **SMALL)
+    assert old.series("retrain", "block_errors") == res.series("retrain", "block_errors")
+    assert old.series("genie-2dB", "block_errors") == res.series("genie-2dB", "block_errors")
+    with pytest.raises(ConfigError, match="^schemes: scheme 'wide-ls' has no setting 'width'; allowed: pre, post, "
+                                          "num_taps"):
+        run_drift(sc, _model(), schemes="wide-ls[width=3]", **SMALL)
+    with pytest.raises(ConfigError, match="^scheme_settings: settings for 'kalman'"):
+        run_drift(sc, _model(), schemes="meta", scheme_settings={"kalman": {}}, **SMALL)
 
 
 def test_a_new_receiver_is_one_class(monkeypatch):
     """Register two toy receivers; the loop counts their errors against the payload it drew (seen through
     on_frame), and the built-in schemes are unaffected by their presence."""
-    monkeypatch.setattr(drift_schemes, "_REGISTRY", dict(drift_schemes._REGISTRY))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     seen = []
 
     @register_scheme("test-oracle")
@@ -94,7 +143,8 @@ def test_a_new_receiver_is_one_class(monkeypatch):
 
 def test_step_by_step_equals_run_drift_and_result_builds_frame_by_frame():
     sc = load_scenario("doppler-fast")
-    kw = dict(SMALL, schemes=["static", "warm", "retrain", "pilot-ls", "genie"], retrain_every=2, retrain_steps=2)
+    kw = dict(SMALL, schemes=["static", "warm", "retrain", "pilot-ls", "genie"],
+              scheme_settings={"retrain": {"every": 2, "steps": 2}})
     whole = run_drift(sc, _model(), **kw)
     run = DriftRun(sc, _model(), DriftRunConfig(**kw))
     built = DriftResult(config=run.result.config)
@@ -144,12 +194,16 @@ def test_genie_yardsticks_reuse_the_noise_draw():
 def test_config_validation_names_the_key():
     for kw, key in [(dict(frames=0), "frames"), (dict(frames=2, pilots=0), "pilots"), (dict(frames=2, steps=-1), "steps"),
                     (dict(frames=2, schemes=["meta", "oracle"]), "schemes"), (dict(frames=2, schemes=[]), "schemes"),
-                    (dict(frames=2, lr=0.0), "lr"), (dict(frames=2, retrain_lr=-1.0), "retrain_lr"),
-                    (dict(frames=2, genie_offsets_db=[float("nan")]), "genie_offsets_db"),
-                    (dict(frames=2, genie_offsets_db="-1"), "genie_offsets_db"),
-                    (dict(frames=2, num_taps=0), "num_taps"), (dict(frames=2, device="nodevice"), "device")]:
+                    (dict(frames=2, lr=0.0), "lr"), (dict(frames=2, scheme_settings=[1]), "scheme_settings"),
+                    (dict(frames=2, device="nodevice"), "device")]:
         with pytest.raises(ConfigError) as ei:
             DriftRunConfig(**kw).validate()
+        assert ei.value.field == key, (kw, ei.value)
+    sc = load_scenario("doppler-fast")
+    for kw, key in [(dict(retrain_lr=-1.0), "retrain_lr"), (dict(genie_offsets_db=[float("nan")]), "genie_offsets_db"),
+                    (dict(genie_offsets_db="-1"), "genie_offsets_db"), (dict(num_taps=0), "num_taps")]:
+        with pytest.raises(ConfigError) as ei:
+            run_drift(sc, _model(), frames=2, schemes=["retrain", "pilot-ls", "genie"], **kw)
         assert ei.value.field == key, (kw, ei.value)
     c = DriftRunConfig(frames=2, schemes="genie,meta,genie").validate()
     assert c.schemes == ["genie", "meta"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from metacomm.drift.run import run_drift
 from metacomm.scenarios.drift_scenarios import parse_scenario
 from metacomm.scenarios.online_drift import DriftAutoencoder
-from metacomm.drift.run import run_drift
 
 TOML = """
 name = "dd"
@@ -49,9 +49,9 @@ import pytest  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from metacomm.adaptation.example_weighting import DecisionWeightingRule, DecisionWeightNet  # noqa: E402
-from metacomm.drift.schemes.label_noise import DecisionDirectedScheme, dd_mwnet_checkpoint, dd_update  # noqa: E402
 from metacomm.drift.run import DriftRun, DriftRunConfig  # noqa: E402
-from metacomm.sims.drift_schemes import AdaptiveScheme  # noqa: E402
+from metacomm.drift.schemes.adaptive import AdaptiveScheme  # noqa: E402
+from metacomm.drift.schemes.label_noise import DecisionDirectedScheme, dd_mwnet_checkpoint, dd_update  # noqa: E402
 
 PACK_MWNET_DD_AUROC = 0.13  # the pack's Meta-Weight-Net on decision-directed labels (docs/packs/label-noise.md)
 
@@ -173,7 +173,7 @@ def test_shipped_dd_mwnet_beats_every_pilot_only_adaptive_scheme_on_doppler_slow
     150` (8 links x 64 blocks): dd-mwnet's upper 95 % bound lies below the lower bounds of meta, warm,
     online-meta and pilot-ls (and of dd-gated)."""
     torch.set_num_threads(1)
-    from metacomm.sims.drift_schemes import make_scheme
+    from metacomm.drift.registry import make_scheme
     names = ["meta", "warm", "online-meta", "pilot-ls", "dd-gated", "dd-mwnet"]
     run, _ = _shipped_run(1, 150, [make_scheme(n) for n in names])
     s = run.run().summary()
@@ -185,9 +185,9 @@ def test_shipped_dd_mwnet_beats_every_pilot_only_adaptive_scheme_on_doppler_slow
 def test_dd_mwnet_refuses_a_net_learned_on_another_codec(tmp_path, capsys):
     """The shipped weighting records the fingerprint of the codec it was meta-learned on; a run that decodes with
     another codec (--checkpoint) is refused with one line instead of scoring the net on foreign decisions."""
-    from metacomm.experiments.drift import DEFAULT_CHECKPOINT, load_drift_codec, shipped_tracker
     from metacomm.cli.main import main
     from metacomm.drift.schemes.label_noise import codec_fingerprint, dd_mwnet_checkpoint, load_dd_mwnet
+    from metacomm.experiments.drift import DEFAULT_CHECKPOINT, load_drift_codec, shipped_tracker
     ck = load_dd_mwnet(dd_mwnet_checkpoint("doppler-slow", 1))
     own, _, _ = load_drift_codec(shipped_tracker("doppler-slow", 1))
     other, _, _ = load_drift_codec(DEFAULT_CHECKPOINT)
