@@ -4,10 +4,11 @@
 CLI (:mod:`metacomm.cli`, via ``flag_of``) turns a key into the flag the user typed. This test reads every module
 under ``metacomm/`` except ``metacomm/cli/`` and fails on a string literal starting with ``--`` given as
 
-* an argument of a ``ConfigError(...)`` or ``check_*(...)`` call (also inside a tuple/list, e.g. the ``fields``
-  of ``check_memory``),
-* a ``field=`` / ``*_field=`` (or ``fields=`` / ``*_fields=``) keyword argument of any call,
-* the default of a parameter called ``field`` / ``*_field`` (``fields`` / ``*_fields``),
+* an argument of a ``ConfigError(...)``, ``check_*(...)`` or ``_check_*(...)`` call (also inside a tuple/list,
+  e.g. the ``fields`` of ``check_memory``),
+* a ``field=`` / ``*_field=`` keyword argument of any call (also ``fields``, ``field_name``, ``field_names``, and
+  those with a prefix: ``k_field``, ``n_field``, ...),
+* the default of a parameter called like that,
 * the value assigned to a name called like that (e.g. a module constant ``FIELD = "--checkpoint"``).
 
 Flags inside message text (advice such as "pass --allow-partial") are not fields and are not checked.
@@ -28,9 +29,12 @@ def _modules() -> list[Path]:
     return sorted(p for p in PACKAGE.rglob("*.py") if EXCLUDED not in p.parents)
 
 
+_FIELD_NAMES = ("field", "fields", "field_name", "field_names")
+
+
 def _is_field_name(name: str | None) -> bool:
     n = (name or "").lower()
-    return n in ("field", "fields") or n.endswith(("_field", "_fields"))
+    return n in _FIELD_NAMES or n.endswith(tuple("_" + f for f in _FIELD_NAMES))
 
 
 def _flags(node: ast.AST | None) -> list[ast.Constant]:
@@ -68,7 +72,7 @@ def flag_fields(tree: ast.AST) -> list[tuple[int, str, str]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             name = _call_name(node.func)
-            if name == "ConfigError" or name.startswith("check_"):
+            if name == "ConfigError" or name.lstrip("_").startswith("check_"):
                 for arg in node.args:
                     add(_flags(arg), f"argument of {name}()")
             for kw in node.keywords:
@@ -93,15 +97,16 @@ def flag_fields(tree: ast.AST) -> list[tuple[int, str, str]]:
 def test_scanner_finds_flag_fields():
     src = '''
 FIELD = "--checkpoint"
-def f(x, field="--out", *, k_field: str = "--block-length"):
+def f(x, field="--out", *, k_field: str = "--block-length", field_name: str = "--results"):
     check_positive_int("--batch-size", x)
     check_memory(("--batch-size", "blocks"), 1.0, "w")
     save(x, field="--out")
+    _check_targets(x, True, "--out")
     raise ConfigError("--codec", "needs --checkpoint PATH")
 '''
     lits = [lit for _, _, lit in flag_fields(ast.parse(src))]
-    assert sorted(lits) == sorted(["--checkpoint", "--out", "--block-length", "--batch-size", "--batch-size",
-                                   "--out", "--codec"])
+    assert sorted(lits) == sorted(["--checkpoint", "--out", "--block-length", "--results", "--batch-size",
+                                   "--batch-size", "--out", "--out", "--codec"])
     ok = '''
 FIELD = "checkpoint"
 def f(x, field="out"):

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping
 import torch
 
 from metacomm._validation import ConfigError, check_nonneg, check_positive, check_positive_int
-from metacomm.adaptation.update_rules import UpdateRule
+from metacomm.adaptation.update_rules import UpdateRule, register_rule
 
 __all__ = ["MetaQuant", "metaquant_direction"]
 
@@ -48,6 +48,7 @@ def metaquant_direction(g: torch.Tensor, w: torch.Tensor, meta: Mapping[str, tor
     return g + (h @ meta["v"] + meta["e"]) / grad_scale
 
 
+@register_rule("metaquant")
 class MetaQuant(UpdateRule):
     r"""The MetaQuant inner rule (module docstring): ``step`` returns
     ``phi - lr * M(g, phi)`` for the names ``names`` selects (default: names ending in ``weight``) and
@@ -69,12 +70,15 @@ class MetaQuant(UpdateRule):
         self.lr = check_nonneg("inner_lr", lr)
         self.grad_scale = check_positive("grad_scale", grad_scale)
         self.weight_scale = check_positive("weight_scale", weight_scale)
+        #: ``names`` as a checkpoint records it: None (the default ``*.weight``), a sorted list, or a predicate
+        self._names = names
         if names is None:
             self._pick = lambda n: n.endswith("weight")
         elif callable(names):
             self._pick = names
         else:
             chosen = set(names)
+            self._names = sorted(chosen)
             self._pick = chosen.__contains__
         if meta is not None:
             missing = [k for k in ("U", "c", "v", "e") if k not in meta]
@@ -111,8 +115,25 @@ class MetaQuant(UpdateRule):
         return new, state
 
     def detached(self) -> MetaQuant:
-        return MetaQuant(self.lr, names=self._pick, grad_scale=self.grad_scale, weight_scale=self.weight_scale,
-                         meta={k: t.detach() for k, t in self.meta.items()})
+        out = MetaQuant(self.lr, names=self._pick, grad_scale=self.grad_scale, weight_scale=self.weight_scale,
+                        meta={k: t.detach() for k, t in self.meta.items()})
+        out._names = self._names
+        return out
+
+    def spec_config(self) -> dict:
+        """``{"lr", "grad_scale", "weight_scale", "names"}`` (:func:`~metacomm.adaptation.update_rules.rule_spec`;
+        ``names``: None for the default ``*.weight`` or the list of names; a predicate cannot be recorded)."""
+        if callable(self._names):
+            raise ConfigError("rule", "a MetaQuant rule with a names predicate cannot be recorded in a checkpoint; "
+                                      "give names as a list of parameter names")
+        return {"lr": float(self.lr), "grad_scale": float(self.grad_scale), "weight_scale": float(self.weight_scale),
+                "names": None if self._names is None else list(self._names)}
+
+    @classmethod
+    def from_spec(cls, config, tensors) -> MetaQuant:
+        return cls(float(config["lr"]), grad_scale=float(config.get("grad_scale", 10.0)),
+                   weight_scale=float(config.get("weight_scale", 1.0)), names=config.get("names"),
+                   meta=dict(tensors))
 
     def state_dict(self) -> dict:
         """``{"lr", "grad_scale", "weight_scale", "meta": {...}}`` (tensors detached, for checkpoints)."""

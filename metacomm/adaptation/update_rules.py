@@ -32,6 +32,13 @@ evaluates it functionally; a learned example weighting is a rule whose ``wrap_lo
 losses with meta-parameters. ``tests/adaptation/test_update_rules.py`` has one of each, meta-trained through
 the batched engine and checked against the per-task loop.
 
+Recording a rule in a checkpoint: :func:`rule_spec` writes a rule as ``{"name", "config", "tensors"}`` --
+its registered name (``"sgd"``, ``"metasgd"``, ``"adam"``; :func:`register_rule` adds others, e.g.
+``"metaquant"``), its settings as plain JSON-able values (``SGD``: ``{"lr"}``; ``Adam``: ``{"lr", "betas",
+"eps"}``; ``MetaSGD``: ``{}``) and its meta-parameters (``MetaSGD``: the rates ``{parameter name: tensor}``;
+``{}`` for SGD and Adam) -- only tensors and plain types, so it loads with ``torch.load(weights_only=True)``;
+:func:`rule_from_spec` rebuilds the rule (ConfigError naming the field for an entry it cannot read).
+
 Legacy names: :class:`Optimizer` (base of the scalar-rate rules; ``update(params, grads, state)`` is ``step``
 with the rule's own meta-parameters) stays for existing callers.
 """
@@ -46,7 +53,8 @@ import torch
 
 from metacomm._validation import ConfigError, check_finite, check_nonneg
 
-__all__ = ["UpdateRule", "Optimizer", "SGD", "MetaSGD", "Adam", "as_rule", "sgd_update"]
+__all__ = ["UpdateRule", "Optimizer", "SGD", "MetaSGD", "Adam", "as_rule", "sgd_update", "register_rule",
+           "rule_spec", "rule_from_spec", "rule_names"]
 
 Params = dict[str, torch.Tensor]
 
@@ -90,6 +98,18 @@ class UpdateRule:
         """The same rule with its meta-parameters detached (for evaluation / first-order use)."""
         return self
 
+    #: the name the rule is recorded under in a checkpoint (:func:`register_rule`); ``None``: not recordable
+    spec_name: str | None = None
+
+    def spec_config(self) -> dict:
+        """The rule's settings as plain JSON-able values (:func:`rule_spec`); its tensors are its meta-parameters."""
+        raise ConfigError("rule", f"{type(self).__name__} cannot be recorded in a checkpoint (no spec_config)")
+
+    @classmethod
+    def from_spec(cls, config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> UpdateRule:
+        """The rule of :meth:`spec_config` and its meta-parameters ``tensors`` (:func:`rule_from_spec`)."""
+        raise ConfigError("rule", f"{cls.__name__} cannot be rebuilt from a checkpoint (no from_spec)")
+
 
 @dataclass(frozen=True)
 class Optimizer(UpdateRule):
@@ -109,6 +129,13 @@ class SGD(Optimizer):
 
     def step(self, params, grads, state, meta_params=None):
         return sgd_update(params, grads, self.lr), state
+
+    def spec_config(self) -> dict:
+        return {"lr": float(self.lr)}
+
+    @classmethod
+    def from_spec(cls, config, tensors):
+        return cls(float(config["lr"]))
 
 
 @dataclass(frozen=True)
@@ -141,6 +168,14 @@ class Adam(Optimizer):
         for n in grads:
             new[n] = params[n] - self.lr * (m[n] / c1) / (torch.sqrt(v[n] / c2) + self.eps)
         return new, {"t": t, "m": {**state["m"], **m}, "v": {**state["v"], **v}}
+
+    def spec_config(self) -> dict:
+        return {"lr": float(self.lr), "betas": [float(b) for b in self.betas], "eps": float(self.eps)}
+
+    @classmethod
+    def from_spec(cls, config, tensors):
+        b1, b2 = config.get("betas", (0.9, 0.999))
+        return cls(float(config["lr"]), betas=(float(b1), float(b2)), eps=float(config.get("eps", 1e-8)))
 
 
 class MetaSGD(UpdateRule):
@@ -231,6 +266,13 @@ class MetaSGD(UpdateRule):
     def detached(self) -> MetaSGD:
         return MetaSGD({n: r.detach() for n, r in self.rates.items()})
 
+    def spec_config(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_spec(cls, config, tensors):
+        return cls(dict(tensors))
+
     def __repr__(self) -> str:
         return f"MetaSGD({', '.join(f'{n}: {tuple(r.shape)}' for n, r in self.rates.items())})"
 
@@ -261,3 +303,77 @@ def as_rule(rule: Any = None, *, lr: Any = None, field: str = "rule") -> UpdateR
     if isinstance(lr, bool):
         raise ConfigError("inner_lr", f"expected a number >= 0, got {lr!r}")
     return SGD(check_nonneg("inner_lr", lr))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Recording a rule in a checkpoint
+# ---------------------------------------------------------------------------------------------------------------
+
+_RULES: dict[str, type] = {}
+#: rules registered by a module that is imported on first use (name -> module)
+_LAZY = {"metaquant": "metacomm.adaptation.metaquant"}
+
+
+def register_rule(name: str):
+    """Class decorator: record the rule class under ``name`` in checkpoints (:func:`rule_spec`); the class
+    implements :meth:`UpdateRule.spec_config` and :meth:`UpdateRule.from_spec`."""
+    def deco(cls):
+        cls.spec_name = name
+        _RULES[name] = cls
+        return cls
+    return deco
+
+
+register_rule("sgd")(SGD)
+register_rule("metasgd")(MetaSGD)
+register_rule("adam")(Adam)
+
+
+def rule_names() -> tuple[str, ...]:
+    """The names a checkpoint's rule entry may carry."""
+    return tuple(dict.fromkeys((*_RULES, *_LAZY)))
+
+
+def rule_spec(rule: UpdateRule, *, tensors: Mapping[str, torch.Tensor] | None = None) -> dict:
+    """``{"name", "config", "tensors"}`` of ``rule`` (module docstring): its registered name, its settings
+    (plain values) and its meta-parameters as detached CPU copies -- ``tensors`` instead, when given (e.g. the
+    rates of a selected snapshot rather than the rule's current ones; same keys as ``rule.meta_params``)."""
+    name = getattr(type(rule), "spec_name", None)
+    if not isinstance(rule, UpdateRule) or name is None or _RULES.get(name) is not type(rule):
+        raise ConfigError("rule", f"{type(rule).__name__} is not a registered update rule; it cannot be recorded "
+                                  "in a checkpoint (register_rule)")
+    src = rule.meta_params if tensors is None else tensors
+    if set(src) != set(rule.meta_params):
+        raise ConfigError("rule", f"tensors {sorted(src)} are not the meta-parameters of {rule!r} "
+                                  f"({sorted(rule.meta_params)})")
+    return {"name": name, "config": rule.spec_config(),
+            "tensors": {k: t.detach().cpu().clone() for k, t in src.items()}}
+
+
+def rule_from_spec(spec: Any, *, device=None, field: str = "rule") -> UpdateRule:
+    """The :class:`UpdateRule` of a :func:`rule_spec` entry, its tensors moved to ``device`` (when given);
+    ConfigError naming ``field`` for an entry that is not one (unknown name, missing or bad settings)."""
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
+        raise ConfigError(field, f"the inner-rule entry must be {{'name', 'config', 'tensors'}}, got "
+                                 f"{type(spec).__name__}")
+    name = spec["name"]
+    if name not in _RULES and name in _LAZY:
+        import importlib
+        importlib.import_module(_LAZY[name])
+    cls = _RULES.get(name)
+    if cls is None:
+        raise ConfigError(field, f"unknown inner rule {name!r} in the checkpoint; known: {', '.join(rule_names())}")
+    config, tensors = spec.get("config") or {}, spec.get("tensors") or {}
+    if not isinstance(config, Mapping) or not isinstance(tensors, Mapping) or \
+            not all(isinstance(t, torch.Tensor) for t in tensors.values()):
+        raise ConfigError(field, f"inner rule {name!r}: 'config' must be a table of settings and 'tensors' a "
+                                 "table of tensors")
+    if device is not None:
+        tensors = {k: t.to(device) for k, t in tensors.items()}
+    try:
+        return cls.from_spec(dict(config), dict(tensors))
+    except ConfigError as e:
+        raise ConfigError(field, f"inner rule {name!r}: {str(e)}") from None
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConfigError(field, f"inner rule {name!r}: bad settings {dict(config)!r} ({type(e).__name__}: {e})") \
+            from None

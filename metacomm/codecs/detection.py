@@ -19,12 +19,16 @@ Toeplitz matrix, :func:`metacomm.channels.multipath.convolution_matrix`).
   :func:`ml_block_logits`): :math:`\hat m = \arg\min_m \|\mathbf y - \mathbf r_m\|^2` over the images
   :math:`\mathbf r_m`; with Gaussian noise and the true images this is the ML decision, with estimated taps the
   plug-in (mismatched) ML decision.
+* **Pilot-LS + ML** (:func:`pilot_ls_decide`, the one implementation): LS taps from the pilot codewords, then
+  minimum-distance detection through the images of the estimated taps.
 * **LMMSE flat gain** (:func:`lmmse_flat`): :math:`\hat h = \sum_p x_p^* y_p / (\sum_p |x_p|^2 + N_0)` for
   :math:`h \sim \mathcal{CN}(0, 1)`. (The LMMSE *block equaliser* is
   :func:`metacomm.codecs.equalization.lmmse_equalize`.)
 
 Users: ``metacomm.drift.run`` (pilot-ls and genie schemes), ``metacomm.scenarios.online_drift``
-(template decoder, :func:`ml_block_logits`), :func:`metacomm.codecs.equalization.ls_estimate_multipath`.
+(template decoder, :func:`ml_block_logits`), :func:`metacomm.codecs.equalization.ls_estimate_multipath`, the
+``pilot-ls-ml`` references of ``metacomm.scenarios.fewshot_fading`` and ``metacomm.scenarios.drift_track``
+(:func:`pilot_ls_decide`).
 All functions are pure (no random draws) and keep the exact floating-point operations of the code they
 replaced, so results stay bit-identical.
 """
@@ -41,6 +45,7 @@ from metacomm.channels.units import broadcast_no
 
 __all__ = [
     "RIDGE",
+    "IMAGE_FORMS",
     "LS_METHODS",
     "convolve_codewords",
     "lmmse_flat",
@@ -50,16 +55,21 @@ __all__ = [
     "min_distance_decide",
     "ml_block_logits",
     "noiseless_images",
+    "pilot_ls_decide",
     "pilot_matrix",
     "sq_distances",
     "stacked_pilot_matrix",
 ]
 
 LS_METHODS = ("normal", "lstsq", "auto")
+#: how :func:`pilot_ls_decide` forms the codeword images (the same numbers up to floating-point summation order)
+IMAGE_FORMS = ("matrix", "regressor")
 ConvMatrixFn = Callable[[torch.Tensor, int], torch.Tensor]
 
 
-def _default_conv_matrix() -> ConvMatrixFn:
+def _default_conv_matrix(lag0: int = 0) -> ConvMatrixFn:
+    if lag0:
+        return lambda taps, n: convolution_matrix(taps, n, lag0=lag0)
     return lambda taps, n: convolution_matrix(taps, n)
 
 
@@ -90,12 +100,16 @@ def pilot_matrix(pilots: torch.Tensor, num_taps: int, conv_matrix: ConvMatrixFn 
     return torch.einsum("lrp,bp->brl", c, p)
 
 
-def stacked_pilot_matrix(x_p: torch.Tensor, num_taps: int) -> torch.Tensor:
+def stacked_pilot_matrix(x_p: torch.Tensor, num_taps: int, *, lag0: int = 0) -> torch.Tensor:
     r"""``P`` pilot codewords per link, complex ``[B, P, n]`` -> the stacked truncated-convolution matrices
-    :math:`\mathbf X` complex ``[B, P n, L]`` (block ``p`` occupies rows ``p n .. p n + n - 1``)."""
+    :math:`\mathbf X` complex ``[B, P n, L]`` (block ``p`` occupies rows ``p n .. p n + n - 1``). ``lag0``: the
+    number of pre-cursor taps -- tap :math:`\ell` sits at lag :math:`\ell - \text{lag0}`,
+    :math:`(\mathbf X\mathbf h)_i = \sum_\ell h_\ell\, x_{i - \ell + \text{lag0}}` (``0 <= lag0 < L``; 0 = causal),
+    as :func:`metacomm.channels.multipath.convolution_matrix`."""
     _check_complex("x_p", x_p, (3,))
     B, P, n = x_p.shape
-    return pilot_matrix(x_p.reshape(B * P, n), num_taps).reshape(B, P * n, num_taps)
+    conv = _default_conv_matrix(lag0) if lag0 else None
+    return pilot_matrix(x_p.reshape(B * P, n), num_taps, conv).reshape(B, P * n, num_taps)
 
 
 #: the ridge of every pilot least-squares fit (pilot-LS and its relatives): keeps the normal equations solvable
@@ -129,23 +143,25 @@ def ls_solve(X: torch.Tensor, y: torch.Tensor, *, ridge: float = 0.0, method: st
 
 
 def ls_taps(x_p: torch.Tensor, y_p: torch.Tensor, num_taps: int, *, ridge: float = 0.0,
-            method: str = "normal") -> torch.Tensor:
+            method: str = "normal", lag0: int = 0) -> torch.Tensor:
     r"""LS estimate of ``L`` block-constant taps per link from ``P`` known pilot codewords,
     :math:`\hat{\mathbf h} = (\mathbf X^H\mathbf X)^{-1}\mathbf X^H\mathbf y_p` (truncated causal convolution).
 
     :param x_p: transmitted pilot codewords, complex ``[B, P, n]``.
     :param y_p: received pilots, complex ``[B, P, n_rx]`` with ``n_rx >= n`` (only the first ``n`` samples of
         each block enter: the truncated-convolution model).
-    :param num_taps: ``L`` (needs ``P n >= L``).
+    :param num_taps: ``L`` (needs ``P n >= L`` without a ridge; a ridge keeps fewer pilot samples solvable).
     :param ridge, method: see :func:`ls_solve`.
+    :param lag0: pre-cursor taps of the window (tap :math:`\ell` at lag :math:`\ell - \text{lag0}`), see
+        :func:`stacked_pilot_matrix`.
     :returns: complex ``[B, L]``.
     """
     _check_complex("y_p", y_p, (3,))
-    X = stacked_pilot_matrix(x_p, num_taps)
+    X = stacked_pilot_matrix(x_p, num_taps, lag0=lag0)
     B, P, n = x_p.shape
     if y_p.shape[:2] != (B, P) or y_p.shape[-1] < n:
         raise ConfigError("y_p", f"expected [{B}, {P}, >= {n}] received pilots, got {tuple(y_p.shape)}")
-    if P * n < num_taps:
+    if P * n < num_taps and not ridge:
         raise ConfigError("num_pilots", f"LS estimation of {num_taps} taps needs at least {num_taps} pilot "
                                         f"samples, got {P * n}")
     y = y_p[..., :n].reshape(B, P * n, 1)
@@ -226,6 +242,68 @@ def ml_block_logits(y: torch.Tensor, codebook: torch.Tensor, taps: torch.Tensor,
     r = convolve_codewords(codebook, taps)  # [B, M, n]
     d = sq_distances(y.unsqueeze(-2), r).squeeze(-2)
     return -d / broadcast_no(no, d)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Pilot-LS + ML
+# ------------------------------------------------------------------------------------------------------------
+def pilot_ls_decide(x_p: torch.Tensor, y_p: torch.Tensor, y_d: torch.Tensor, codebook: torch.Tensor,
+                    num_taps: int, *, lag0: int = 0, dtype: torch.dtype | None = None, ridge: float = RIDGE,
+                    method: str = "normal", images: str = "matrix", expanded: bool = True) -> torch.Tensor:
+    r"""Pilot-LS + ML, the one implementation: LS taps from known pilot codewords, then minimum-distance (plug-in
+    ML) detection of the payload over the codebook through them.
+
+    Per link (every entry of the leading dims ``...``), with ``L = num_taps`` taps at lags
+    :math:`-\text{lag0} .. L-1-\text{lag0}` and the truncated convolution (the first ``n`` received samples of a
+    block; ``lag0 = 0``: causal taps):
+
+    .. math::  \hat{\mathbf h} = (\mathbf X^H\mathbf X + \epsilon\mathbf I)^{-1}\mathbf X^H\mathbf y_p,
+               \qquad \hat m_j = \arg\min_m \|\mathbf y_j - \mathbf H(\hat{\mathbf h})\mathbf c_m\|^2
+
+    with :math:`\mathbf X` ``[P n, L]`` the stacked pilot matrix (:func:`stacked_pilot_matrix`), :math:`\epsilon`
+    = ``ridge`` (:func:`ls_taps`, :func:`ls_solve`) and :math:`\mathbf H(\cdot)` the
+    :func:`~metacomm.channels.multipath.convolution_matrix` with that ``lag0``.
+
+    :param x_p: pilot codewords, complex ``[..., P, n]``.
+    :param y_p: received pilots, complex ``[..., P, n_rx]`` (``n_rx >= n``; only the first ``n`` samples enter).
+    :param y_d: received payload, complex ``[..., N, n_rx]`` (first ``n`` samples used).
+    :param codebook: complex ``[M, n]``.
+    :param num_taps: ``L`` (``0 <= lag0 < L``; needs ``P n >= L`` unless ``ridge > 0``).
+    :param dtype: complex dtype of the estimation and the images (default: the codebook's); the images are
+        cast to ``y_d``'s dtype for the decision.
+    :param ridge: :math:`\epsilon` (default :data:`RIDGE`; 0 with ``method="lstsq"``/``"auto"``).
+    :param method: the LS solver, see :func:`ls_solve`.
+    :param images: ``"matrix"`` -- :math:`\mathbf r_m = \mathbf H(\hat{\mathbf h})\mathbf c_m` through the
+        convolution matrix (:func:`matrix_images`); ``"regressor"`` -- :math:`\mathbf r_m = \mathbf T(\mathbf
+        c_m)\hat{\mathbf h}`, each codeword's tap regressor (:func:`pilot_matrix` of the codebook) times the
+        taps. The same images up to floating-point summation order (kept so that each caller's numbers stay
+        bit-identical).
+    :param expanded: distance form of :func:`min_distance_decide`.
+    :returns: int64 ``[..., N]``, the decided codeword indices.
+    """
+    _check_complex("x_p", x_p, tuple(range(2, 9)))
+    L = check_positive_int("num_taps", num_taps)
+    check_choice("images", images, IMAGE_FORMS)
+    if not 0 <= int(lag0) < L:
+        raise ConfigError("lag0", f"must lie in [0, {L - 1}] for {L} taps, got {lag0}")
+    lag0 = int(lag0)
+    dt = codebook.dtype if dtype is None else dtype
+    lead, (P, n) = x_p.shape[:-2], x_p.shape[-2:]
+    if y_p.shape[:-1] != x_p.shape[:-1] or y_d.shape[:-2] != lead:
+        raise ConfigError("y_p", f"expected received pilots [{', '.join(map(str, x_p.shape[:-1]))}, >= {n}] and "
+                                 f"payload [{', '.join(map(str, lead))}, N, >= {n}], got {tuple(y_p.shape)} and "
+                                 f"{tuple(y_d.shape)}")
+    h = ls_taps(x_p.to(dt).reshape(-1, P, n), y_p.to(dt).reshape(-1, P, y_p.shape[-1]), L, ridge=ridge,
+                method=method, lag0=lag0)  # [B, L]
+    book = codebook.to(dt)
+    if images == "matrix":
+        conv = _default_conv_matrix(lag0)
+        r = matrix_images(conv(h, n), book)  # [B, M, n]
+        r = r.reshape(*lead, *r.shape[-2:])
+    else:
+        T = pilot_matrix(book, L, _default_conv_matrix(lag0) if lag0 else None)  # [M, n, L]
+        r = torch.einsum("mnl,...l->...mn", T, h.reshape(*lead, L))
+    return min_distance_decide(y_d[..., :n], r.to(y_d.dtype), expanded=expanded)
 
 
 # ------------------------------------------------------------------------------------------------------------

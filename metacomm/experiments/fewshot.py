@@ -4,7 +4,8 @@ For every scheme -- ``meta`` (the meta-learned initialisation a ``meta-train`` c
 entry, i.e. the restart and step selected on held-out tasks), ``joint`` (the joint-training baseline of the same
 checkpoint, selected the same way), ``random`` (a fresh random initialisation) -- and every number of pilots
 ``P``, each test task's copy is adapted (step 1: the inner update rule the initialisation was meta-trained with,
-SGD at the inner rate or Meta-SGD's learned rates; later steps: Adam ``adam_lr``; the parameters adapted are
+as the checkpoint records it -- :func:`metacomm.experiments.meta_init.load_meta_init` -- SGD at the inner rate or
+Meta-SGD's learned rates; later steps: Adam ``adam_lr``; the parameters adapted are
 those the checkpoint was meta-trained to adapt, e.g. only the head for ANIL) on ``P`` pilots, and the error rate
 is measured after each number of steps. References: ``genie`` (a codec trained from scratch on each test task,
 ``genie_steps``) and the scenario's classical schemes (``classical_schemes``: ``pilot-ls-ml`` for ``fading-ae``,
@@ -112,37 +113,21 @@ class FewShotConfig:
 
 def load_meta_checkpoint(path: str, device, field: str = "checkpoint", *, allow_partial: bool = False) -> tuple:
     """``(scenario, meta model, step-1 rule, joint model or None, checkpoint dict)`` of a ``meta-train``
-    checkpoint (:func:`metacomm.artefacts.load_checkpoint`: ``weights_only=True``, kind checked, a periodic
-    checkpoint of an unfinished run refused unless ``allow_partial``); ConfigError naming ``field`` otherwise."""
-    from metacomm.artefacts import load_checkpoint
-    from metacomm.experiments.meta_train import KIND
-    from metacomm.scenarios import make_scenario
-    ck = load_checkpoint(path, kinds=KIND, field=field, allow_partial=allow_partial)
-    sc = make_scenario(ck["scenario"], device=device, **ck["scenario_config"])
-    model = sc.build_model(0)
-    init = ck.get("init") or {"model": ck["model"], "lrs": ck.get("lrs")}  # selected initialisation (meta-train)
-    try:
-        model.load_state_dict(init["model"])
-    except RuntimeError as e:
-        raise ConfigError(field, f"{path}: weights are for a different codec: "
-                                 f"{str(e).splitlines()[0][:160]}") from None
-    model.to(device)
-    rate = SGD(float(ck["meta_config"]["inner_lr"]))
-    if init.get("lrs"):
-        rate = {n: t.to(device) for n, t in init["lrs"].items()}
-    joint = None
-    if ck.get("joint_steps"):
-        joint = sc.build_model(0)
-        joint.load_state_dict((ck.get("joint_init") or ck["joint"])["model"])
-        joint.to(device)
-    return sc, model, rate, joint, ck
+    checkpoint: :func:`metacomm.experiments.meta_init.load_meta_init` as a tuple (the rule is the checkpoint's
+    :class:`~metacomm.adaptation.update_rules.UpdateRule`: ``SGD(inner_lr)``, ``MetaSGD`` with the learned rates,
+    ...). ConfigError naming ``field``."""
+    from metacomm.experiments.meta_init import load_meta_init
+    mi = load_meta_init(path, device=device, field=field, allow_partial=allow_partial)
+    return mi.scenario, mi.model, mi.rule, mi.joint, mi.checkpoint
 
 
 def _point_context(checkpoint, device, allow_partial, test_channels, seed, schemes):
     """What the points of a few-shot evaluation share, built on a worker: ``(scenario, inits, checkpoint, device)``
     with ``inits = {scheme: (model, step-1 rule)}`` exactly as :func:`run_fewshot` builds them."""
+    from metacomm.experiments.meta_init import load_meta_init
     dev = resolve_device(device)
-    sc, meta_model, first, joint_model, ck = load_meta_checkpoint(checkpoint, dev, allow_partial=allow_partial)
+    mi = load_meta_init(checkpoint, device=dev, allow_partial=allow_partial)
+    sc, meta_model, first, joint_model, ck = mi.scenario, mi.model, mi.rule, mi.joint, mi.checkpoint
     if test_channels is not None:
         sc.set_test_tasks(test_channels)
     inner_lr = float(ck["meta_config"]["inner_lr"])
@@ -179,10 +164,11 @@ def run_fewshot(cfg: FewShotConfig, *, log: Callable[[str], None] = print, execu
     count) point is a task of ``cfg.executor`` (``executor``: an :class:`~metacomm.experiments.executors.Executor`
     to use instead)."""
     from metacomm.sims.stats import clopper_pearson
+    from metacomm.experiments.meta_init import load_meta_init
     cfg.validate()
     dev = resolve_device(cfg.device)
-    sc, meta_model, first, joint_model, ck = load_meta_checkpoint(cfg.checkpoint, dev,
-                                                                  allow_partial=cfg.allow_partial)
+    mi = load_meta_init(cfg.checkpoint, device=dev, allow_partial=cfg.allow_partial)
+    sc, meta_model, first, joint_model, ck = mi.scenario, mi.model, mi.rule, mi.joint, mi.checkpoint
     finished = ck.get("finished", True) is not False
     if not finished:
         log(f"fewshot: WARNING: {cfg.checkpoint} is a periodic checkpoint of an unfinished meta-train run (step "
@@ -242,6 +228,7 @@ def run_fewshot(cfg: FewShotConfig, *, log: Callable[[str], None] = print, execu
               "test_blocks_per_channel": cfg.test_blocks, "adam_lr": cfg.adam_lr, "genie_steps": cfg.genie_steps,
               "seed": seed, "ci": "Clopper-Pearson 95%, blocks pooled over test channels",
               "step1": "SGD at the meta-training inner rate (Meta-SGD: learned rates); steps >= 2: Adam",
+              "inner_rule": type(first).spec_name or type(first).__name__,
               "metric": metric, "common_random_numbers": crn, "pilots_meaning": sc.pilots_meaning,
               "checkpoint_finished": finished}
     # What a resumed evaluation must share with the interrupted one (each point depends on these only).

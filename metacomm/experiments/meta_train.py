@@ -14,7 +14,10 @@ result). The shipped initialisation is the checkpoint's ``init`` entry (``restar
 ``val``); ``restarts`` lists every restart's selection, ``joint_init`` the joint baseline's.
 
 The checkpoint (``kind = "metacomm-meta/1"``) also holds the trainer state, so ``resume`` continues an
-interrupted run exactly (CPU, same seed: bit-identical to an uninterrupted run).
+interrupted run exactly (CPU, same seed: bit-identical to an uninterrupted run), and the inner update rule the
+shipped initialisation was meta-trained for: ``inner_rule = {"name", "config", "tensors"}`` (e.g. ``{"name":
+"metasgd", "config": {}, "tensors": the shipped init's rates}`` or ``{"name": "sgd", "config": {"lr": inner_lr},
+"tensors": {}}``), which :func:`metacomm.experiments.meta_init.load_meta_init` turns back into the rule.
 """
 
 from __future__ import annotations
@@ -297,6 +300,7 @@ def run_meta_train(cfg: MetaTrainConfig, *, log: Callable[[str], None] = print, 
 def _run_meta_train(cfg: MetaTrainConfig, *, log, executor) -> dict:
     from metacomm.adaptation import distributed
     from metacomm.experiments.executors import LocalExecutor, make_executor
+    from metacomm.experiments.meta_init import RULE_KEY, rule_entry
     if distributed.rank() != 0:  # one voice: rank 0 logs, shows progress and writes the checkpoint
         log = lambda s: None  # noqa: E731
         cfg.progress = False
@@ -321,8 +325,9 @@ def _run_meta_train(cfg: MetaTrainConfig, *, log, executor) -> dict:
     def extra(finished: bool = False):
         # Periodic checkpoints record the current restart's state without validating again; they are marked
         # unfinished (commands that evaluate a checkpoint refuse them unless told --allow-partial).
+        init = chosen() or _selection(meta, settings["select"], restart, score=False)
         return {"kind": FORMAT, **settings, "joint": joint.state_dict(), "restart": restart,
-                "restarts": results, "init": chosen() or _selection(meta, settings["select"], restart, score=False),
+                "restarts": results, "init": init, RULE_KEY: rule_entry(meta.rule, init),
                 "joint_init": joint_init, "finished": finished}
 
     every = cfg.checkpoint_every

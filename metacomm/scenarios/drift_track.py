@@ -84,7 +84,7 @@ from metacomm.adaptation.tracking import (  # noqa: F401  (track_frames: re-expo
     tracker_predict,
 )
 from metacomm.channels.base import complex_normal
-from metacomm.codecs.detection import min_distance_decide
+from metacomm.codecs.detection import RIDGE, pilot_ls_decide
 from metacomm.scenarios.base import FewShotScenario
 from metacomm.scenarios.online_drift import DriftAutoencoder
 from metacomm.scenarios.registry import register_scenario
@@ -618,19 +618,15 @@ class DriftTrackScenario(FewShotScenario):
 
     def pilot_ls_ml(self, *, pilots: int, generator: torch.Generator, test_blocks: int = 10000
                     ) -> tuple[float, float]:
-        r"""Classical per-frame reference: least-squares taps from the frame's ``pilots`` pilot codewords
-        (:math:`\hat h = (X^H X)^{-1} X^H y_p`, ridge 1e-9), then ML over the codebook through :math:`\hat h`
-        (the codec of ``build_model(0)``; what ``pilot-ls`` does in a drift run; blind to a PA)."""
+        r"""Classical per-frame reference: least-squares taps from the frame's ``pilots`` pilot codewords over the
+        receiver's tap window (``num_taps`` taps, ``precursor`` of them pre-cursor; :math:`\hat h = (X^H X +
+        \epsilon I)^{-1} X^H y_p`, :math:`\epsilon` = :data:`~metacomm.codecs.detection.RIDGE`), then ML over the
+        codebook through :math:`\hat h` (the codec of ``build_model(0)``; what ``pilot-ls`` does in a drift run;
+        blind to a PA): :func:`metacomm.codecs.detection.pilot_ls_decide` per (link, frame)."""
         pilots = check_positive_int("pilots", pilots)
         model = self.build_model(0)
         book, msg_p, y_p, msg_d, y_d, mask = self._test_signals(model, pilots, test_blocks, generator)
-        L, pre = self.num_taps, self.precursor
         with torch.no_grad():
-            X = tap_conv_matrix(book[msg_p], L, pre)  # [C, F, P, n, L]
-            X = X.reshape(*X.shape[:2], -1, L)
-            Xh = X.conj().transpose(-1, -2)
-            A = Xh @ X + 1e-9 * torch.eye(L, dtype=X.dtype, device=X.device)
-            h = torch.linalg.solve(A, Xh @ y_p.reshape(*y_p.shape[:2], -1, 1))[..., 0]  # [C, F, L]
-            images = torch.einsum("mnl,cfl->cfmn", tap_conv_matrix(book, L, pre), h)
-            msg_hat = min_distance_decide(y_d, images, expanded=True)
+            msg_hat = pilot_ls_decide(book[msg_p], y_p, y_d, book, self.num_taps, lag0=self.precursor,
+                                      ridge=RIDGE, images="regressor")  # [C, F, per]
         return self._count(msg_hat, msg_d, mask)

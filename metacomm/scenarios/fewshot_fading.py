@@ -41,10 +41,10 @@ from metacomm.adaptation import MetaObjective, TaskBatch
 from metacomm.adaptation.finetune import finetune_batched
 from metacomm.adaptation.functional import SGD, Adam, batched_loss
 from metacomm.channels.base import complex_normal
-from metacomm.channels.multipath import MultipathBlockFading, convolution_matrix
+from metacomm.channels.multipath import MultipathBlockFading
 from metacomm.channels.units import ebnodb_to_no
 from metacomm.codecs.autoencoder import Autoencoder
-from metacomm.codecs.detection import ls_taps, matrix_images, min_distance_decide
+from metacomm.codecs.detection import pilot_ls_decide
 from metacomm.scenarios.base import FewShotScenario
 from metacomm.scenarios.registry import register_scenario
 
@@ -287,9 +287,10 @@ class FadingAEScenario(FewShotScenario):
                     ) -> tuple[float, float]:
         r"""Classical reference: uncoded BPSK on the ``n`` uses (:math:`2^n` codewords for ``k = n`` bits),
         LS tap estimate from ``pilots`` known BPSK pilot blocks through the same channel
-        (:func:`metacomm.codecs.detection.ls_taps`, :math:`\hat h = (X^H X)^{-1} X^H y_p`), then ML
-        detection :math:`\hat m = \arg\min_m \|y - \mathbf H(\hat h) c_m\|^2`. Returns ``(block_errors,
-        blocks)`` pooled over the test channels. Needs ``k == n``."""
+        (:math:`\hat h = (X^H X)^{-1} X^H y_p`, no ridge, ``torch.linalg.lstsq`` on CPU), then ML
+        detection :math:`\hat m = \arg\min_m \|y - \mathbf H(\hat h) c_m\|^2`
+        (:func:`metacomm.codecs.detection.pilot_ls_decide`, exact distances, per chunk of test blocks). Returns
+        ``(block_errors, blocks)`` pooled over the test channels. Needs ``k == n``."""
         c = self.config
         if c.k != c.n:
             raise ConfigError("scheme", "pilot-LS + ML (uncoded BPSK) needs k == n")
@@ -300,14 +301,11 @@ class FadingAEScenario(FewShotScenario):
         pb = torch.randint(0, 2, (C, pilots, n), generator=generator, device=self.device)
         px = bpsk(pb)
         yp = self.channel(px.reshape(C * pilots, n), self.no, state={"taps": taps.repeat_interleave(pilots, 0)},
-                          generator=generator)
-        h_hat = ls_taps(px, yp.reshape(C, pilots, n), L, method="auto")
-        H_hat = convolution_matrix(h_hat, n)  # [C, n, n]
+                          generator=generator).reshape(C, pilots, n)
         M = 2 ** n
         book_bits = ((torch.arange(M, device=self.device)[:, None] >> torch.arange(n - 1, -1, -1,
                                                                                     device=self.device)) & 1)
         book = bpsk(book_bits)  # [M, n]
-        rx_book = matrix_images(H_hat, book)  # [C, M, n]
         errs = 0.0
         left = test_blocks
         while left > 0:
@@ -316,6 +314,7 @@ class FadingAEScenario(FewShotScenario):
             x = book[msg]  # [C, num, n]
             y = self.channel(x.reshape(C * num, n), self.no, state={"taps": taps.repeat_interleave(num, 0)},
                              generator=generator).reshape(C, num, n)
-            errs += float((min_distance_decide(y, rx_book, expanded=False) != msg).sum())
+            msg_hat = pilot_ls_decide(px, yp, y, book, L, ridge=0.0, method="auto", expanded=False)
+            errs += float((msg_hat != msg).sum())
             left -= num
         return errs, float(C * test_blocks)

@@ -57,7 +57,7 @@ def test_types_and_kwargs_pass_through():
 def test_unknown_name_lists_allowed():
     with pytest.raises(ConfigError) as e:
         make_channel("rayleigh-fast")
-    assert e.value.field == "--channel"
+    assert e.value.field == "channel"
     msg = str(e.value)
     assert "allowed" in msg and all(n in msg for n in REQUIRED)
     assert isinstance(e.value, ValueError)

@@ -1,4 +1,4 @@
-"""Checkpoint round trips and every failure mode (ConfigError on --checkpoint, nothing overwritten)."""
+"""Checkpoint round trips and every failure mode (ConfigError on the ``checkpoint`` key, nothing overwritten)."""
 
 import pytest
 import torch
@@ -49,7 +49,7 @@ def test_round_trip_constellation(tmp_path):
 def test_missing_and_directory(tmp_path):
     with pytest.raises(ConfigError, match="no such file") as e:
         load_codec(tmp_path / "nope.pt")
-    assert e.value.field == "--checkpoint"
+    assert e.value.field == "checkpoint"
     with pytest.raises(ConfigError, match="directory"):
         load_codec(tmp_path)
 
@@ -60,12 +60,12 @@ def test_truncated_and_garbage(tmp_path):
     (tmp_path / "trunc.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(ConfigError, match="truncated or corrupt|not a readable") as e:
         load_codec(tmp_path / "trunc.pt")
-    assert e.value.field == "--checkpoint"
+    assert e.value.field == "checkpoint"
     (tmp_path / "text.pt").write_text("hello, not a checkpoint\n")
-    with pytest.raises(ConfigError, match="--checkpoint"):
+    with pytest.raises(ConfigError, match="^checkpoint: "):
         load_codec(tmp_path / "text.pt")
     (tmp_path / "empty.pt").write_bytes(b"")
-    with pytest.raises(ConfigError, match="--checkpoint"):
+    with pytest.raises(ConfigError, match="^checkpoint: "):
         load_codec(tmp_path / "empty.pt")
 
 
@@ -131,7 +131,7 @@ def test_file_carries_the_versioned_tag_and_legacy_files_load(tmp_path):
     torch.save(raw, tmp_path / "newer.pt")
     with pytest.raises(ConfigError, match="written by a newer metacomm") as e:
         load_codec(tmp_path / "newer.pt")
-    assert e.value.field == "--checkpoint"
+    assert e.value.field == "checkpoint"
 
 
 def test_other_metacomm_checkpoint_is_named(tmp_path):
@@ -139,7 +139,7 @@ def test_other_metacomm_checkpoint_is_named(tmp_path):
     with pytest.raises(ConfigError, match=r"is a metacomm online-drift meta checkpoint \(metacomm-online-meta/1\), "
                                           r"not a metacomm codec checkpoint") as e:
         load_codec(tmp_path / "drift.pt")
-    assert e.value.field == "--checkpoint"
+    assert e.value.field == "checkpoint"
 
 
 def test_numpy_metadata_becomes_plain_numbers(tmp_path):

@@ -155,7 +155,7 @@ def test_soft_ml_beats_hard_on_same_noise():
 
 
 def test_bad_arguments():
-    with pytest.raises(ConfigError, match="--decoder.*ml, hard"):
+    with pytest.raises(ConfigError, match="^decoder: .*ml, hard"):
         Hamming74("bp")
     with pytest.raises(ConfigError, match="num_codewords"):
         Hamming74("ml", num_codewords=0)

@@ -124,7 +124,7 @@ def test_noise_variance_shapes():
 def test_bad_arguments():
     with pytest.raises(ConfigError, match="bits_per_symbol.*allowed"):
         UncodedQAM(3, 8)
-    with pytest.raises(ConfigError, match="--decoder.*app, maxlog"):
+    with pytest.raises(ConfigError, match="^decoder: .*app, maxlog"):
         UncodedQAM(2, 8, "ml")
     with pytest.raises(ConfigError, match="num_symbols"):
         UncodedQAM(2, 0)

@@ -172,9 +172,15 @@ def test_a_pa_behind_the_channel_is_refused_with_one_exit_2_line(tmp_path, capsy
 
 def test_pa_drift_defaults_run_the_shipped_pa_tracker_and_every_baseline(tmp_path):
     from metacomm.experiments.drift import DriftConfig
+    from metacomm.experiments.drift_session import DriftSession
+    from metacomm.scenarios.drift_scenarios import load_scenario
+
+    def defaults(cfg):  # what run_drift_experiment resolves schemes=None to: the loaded scenario's and codec's
+        return DriftSession.open(load_scenario(cfg.scenario), cfg.checkpoint, "cpu").scheme_list(None)[0]
+
     cfg = DriftConfig(scenario="pa-drift", out=str(tmp_path / "o")).validate()
     assert cfg.checkpoint.endswith("drift_track_pa-drift_p16.pt")
     for s in ("track", "track-linear", "pilot-ls", "kalman", "pa-ls", "pa-kalman", "genie"):
-        assert s in cfg.schemes
+        assert s in defaults(cfg)
     plain = DriftConfig(scenario="doppler-slow", pilots=1, out=str(tmp_path / "p")).validate()
-    assert not {"track-linear", "pa-ls", "pa-kalman"} & set(plain.schemes)
+    assert not {"track-linear", "pa-ls", "pa-kalman"} & set(defaults(plain))

@@ -37,10 +37,10 @@ def test_checkpoint_channel_kwargs_are_used(rx_checkpoint):
 def test_explicit_kwargs_override_and_mismatch_is_refused(rx_checkpoint):
     with pytest.raises(ConfigError) as e:
         build_link(_cfg(rx_checkpoint, channel_kwargs={"mode": "truncate"}))
-    assert e.value.field == "--channel" and "mode='full'" in str(e.value)
+    assert e.value.field == "channel" and "mode='full'" in str(e.value)
     with pytest.raises(ConfigError) as e:
         build_link(_cfg(rx_checkpoint, channel_kwargs={"num_taps": 3}))
-    assert e.value.field == "--channel" and "2 taps" in str(e.value)
+    assert e.value.field == "channel" and "2 taps" in str(e.value)
 
 
 def test_other_channel_gets_only_explicit_kwargs(tmp_path):

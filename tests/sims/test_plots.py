@@ -31,7 +31,7 @@ def test_plot_formats_and_overlay(tmp_path, ext):
 def test_labels_and_errors(tmp_path):
     r = _res(0.1, codec="qam16", decoder="maxlog", channel="rayleigh", csi="perfect")
     assert default_label(r) == "qam16 (maxlog) over rayleigh (perfect CSI)"
-    with pytest.raises(ConfigError, match="--out"):
+    with pytest.raises(ConfigError, match="^out: "):
         plot_results(r, tmp_path / "fig.jpg")
     with pytest.raises(ConfigError, match="labels"):
         plot_results([r, r], tmp_path / "fig.png", labels=["one"])

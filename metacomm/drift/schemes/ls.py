@@ -23,7 +23,13 @@ import torch
 
 from metacomm._validation import check_nonneg_int, check_positive_int
 from metacomm.channels.multipath import convolution_matrix
-from metacomm.codecs.detection import RIDGE, ls_solve, ls_taps, matrix_images, min_distance_decide
+from metacomm.codecs.detection import (  # pilot_ls_decide: re-exported (model_based imports it from here)
+    RIDGE,
+    ls_solve,
+    matrix_images,
+    min_distance_decide,
+    pilot_ls_decide,
+)
 from metacomm.codecs.widely_linear import stacked_conv_pilot_matrix, wl_images, wl_ls_taps
 from metacomm.drift.protocol import Decision, DriftContext, DriftScheme, FrameSignals
 from metacomm.drift.registry import register_scheme
@@ -57,23 +63,6 @@ def pa_map(sig: FrameSignals, x: torch.Tensor) -> torch.Tensor:
 
 def _decide(y_d: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     return min_distance_decide(y_d, images.to(y_d.dtype), expanded=True)
-
-
-def pilot_ls_decide(x_p: torch.Tensor, y_p: torch.Tensor, y_d: torch.Tensor, codebook: torch.Tensor,
-                    num_taps: int, *, dtype: torch.dtype | None = None) -> torch.Tensor:
-    r"""Pilot-LS + ML, the one implementation: :math:`\hat{\mathbf h} = (\mathbf X^H\mathbf X + 10^{-9}\mathbf I)^{-1}
-    \mathbf X^H\mathbf y_p` (``L = num_taps`` causal taps, truncated convolution,
-    :func:`metacomm.codecs.detection.ls_taps`), then minimum-distance (ML) detection of the payload over the
-    codebook through :math:`\mathbf H(\hat{\mathbf h})`.
-
-    ``x_p`` complex ``[B, P, n]`` pilot codewords, ``y_p`` ``[B, P, n_rx]`` received pilots, ``y_d``
-    ``[B, N, n_rx]`` received payload, ``codebook`` ``[M, n]`` (only the first ``n`` received samples of a block
-    enter: the truncated-convolution model) -> int64 ``[B, N]``. ``dtype``: the complex dtype of the estimation
-    (default: the codebook's)."""
-    dt = codebook.dtype if dtype is None else dtype
-    n = x_p.shape[-1]
-    h = ls_taps(x_p.to(dt), y_p.to(dt), num_taps, ridge=RIDGE)
-    return _decide(y_d[..., :n], matrix_images(convolution_matrix(h, n), codebook.to(dt)))
 
 
 class LSScheme(DriftScheme):
