@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from metacomm._validation import ConfigError, check_nonneg_int, check_positive_int
+from metacomm.codecs.widely_linear import widely_linear_regressor
 
 __all__ = ["track_frames", "KalmanTracker", "PACorrection", "phase_prior", "position_matrix", "phase_frame_update",
            "phase_block_logits", "phase_nll", "pa_params", "pa_apply", "tap_conv_matrix", "regressor_matrix", "stacked_conv_matrix", "tracker_init", "tracker_predict",
@@ -85,12 +86,11 @@ def regressor_matrix(symbols: torch.Tensor, num_taps: int, precursor: int = 0, w
     ``widely_linear`` ``[..., n, 2L]`` = ``[T(x), T(conj x)]`` -- the model :math:`\mathbf y = \mathbf T(\mathbf
     x)\mathbf h + \mathbf T(\mathbf x^*)\mathbf g`, which represents IQ imbalance (transmitter or receiver, a
     real-linear map of the samples) in front of or behind a linear channel: the belief then covers ``2L``
-    coefficients (``h`` then ``g``)."""
-    T = tap_conv_matrix(symbols, num_taps, precursor)
+    coefficients (``h`` then ``g``; the one widely-linear regressor,
+    :func:`metacomm.codecs.widely_linear.widely_linear_regressor`, of :func:`tap_conv_matrix`)."""
     if not widely_linear:
-        return T
-    conj = torch.complex(symbols.real, -symbols.imag)  # (conj_physical has no vmap rule)
-    return torch.cat([T, tap_conv_matrix(conj, num_taps, precursor)], dim=-1)
+        return tap_conv_matrix(symbols, num_taps, precursor)
+    return widely_linear_regressor(lambda x: tap_conv_matrix(x, num_taps, precursor), symbols)
 
 
 def stacked_conv_matrix(symbols: torch.Tensor, num_taps: int, precursor: int = 0, widely_linear: bool = False

@@ -13,6 +13,10 @@ channel with taps :math:`\mathbf h` the received block is *widely linear* in the
 :math:`\mathbf h_1 = K_1\mathbf h`, :math:`\mathbf h_2 = K_2\mathbf h` (:math:`\mathbf H(\cdot)` the convolution
 matrix). An IQ-blind (strictly linear) model cannot fit the :math:`\mathbf x^*` term.
 
+* :func:`widely_linear_regressor` -- the one widely-linear regressor :math:`[\mathbf T(\mathbf x),
+  \mathbf T(\mathbf x^*)]` for any linear regressor builder :math:`\mathbf T` (column order: the ``x`` taps, then
+  the ``conj(x)`` taps; vmap-safe conjugate). Used here and by :mod:`metacomm.adaptation.tracking`
+  (``regressor_matrix(..., widely_linear=True)``, the tracker's belief over ``2L`` coefficients).
 * :func:`wl_pilot_matrix` -- the regression matrix :math:`[\mathbf X, \mathbf X^{(*)}]` ``[B, P n_rx, 2L]``:
   the pilot convolution matrix of the pilots and of their conjugates, so
   :math:`\mathbf y_p = [\mathbf X, \mathbf X^{(*)}][\mathbf h_1; \mathbf h_2] + \mathbf w`.
@@ -36,7 +40,8 @@ import torch
 from metacomm._validation import ConfigError
 from metacomm.codecs.detection import ls_solve, matrix_images, pilot_matrix
 
-__all__ = ["iq_coefficients", "stacked_conv_pilot_matrix", "wl_images", "wl_ls_taps", "wl_pilot_matrix"]
+__all__ = ["iq_coefficients", "stacked_conv_pilot_matrix", "widely_linear_regressor", "wl_images", "wl_ls_taps",
+           "wl_pilot_matrix"]
 
 ConvMatrixFn = Callable[[torch.Tensor, int], torch.Tensor]
 
@@ -74,11 +79,25 @@ def stacked_conv_pilot_matrix(x_p: torch.Tensor, num_taps: int, conv_matrix: Con
     return X.reshape(B, P * X.shape[1], num_taps)
 
 
+def widely_linear_regressor(regressor: Callable[[torch.Tensor], torch.Tensor], symbols: torch.Tensor
+                            ) -> torch.Tensor:
+    r"""The widely-linear regressor :math:`[\mathbf T(\mathbf x), \mathbf T(\mathbf x^*)]` of a linear one.
+
+    ``regressor`` maps complex symbols ``[..., n]`` (any leading dims it accepts) to a regression matrix
+    ``[..., R, L]`` with :math:`\mathbf y = \mathbf T(\mathbf x)\mathbf h`; the result ``[..., R, 2L]`` is the
+    regressor of :math:`\mathbf y = \mathbf T(\mathbf x)\mathbf h_1 + \mathbf T(\mathbf x^*)\mathbf h_2`
+    (first ``L`` columns: :math:`\mathbf h_1`, last ``L``: :math:`\mathbf h_2`). The conjugate is formed as
+    ``complex(re, -im)`` (``conj_physical`` has no vmap rule), so this is safe under ``torch.func.vmap``/``grad``.
+    """
+    conj = torch.complex(symbols.real, -symbols.imag)
+    return torch.cat([regressor(symbols), regressor(conj)], dim=-1)
+
+
 def wl_pilot_matrix(x_p: torch.Tensor, num_taps: int, conv_matrix: ConvMatrixFn | None = None) -> torch.Tensor:
     r"""Widely-linear regression matrix :math:`[\mathbf X(\mathbf x_p), \mathbf X(\mathbf x_p^*)]`,
-    complex ``[B, P n_rx, 2L]`` (first ``L`` columns: :math:`\mathbf h_1`, last ``L``: :math:`\mathbf h_2`)."""
-    return torch.cat([stacked_conv_pilot_matrix(x_p, num_taps, conv_matrix),
-                      stacked_conv_pilot_matrix(x_p.conj(), num_taps, conv_matrix)], dim=-1)
+    complex ``[B, P n_rx, 2L]`` (first ``L`` columns: :math:`\mathbf h_1`, last ``L``: :math:`\mathbf h_2`;
+    :func:`widely_linear_regressor` of :func:`stacked_conv_pilot_matrix`)."""
+    return widely_linear_regressor(lambda x: stacked_conv_pilot_matrix(x, num_taps, conv_matrix), x_p)
 
 
 def wl_ls_taps(x_p: torch.Tensor, y_p: torch.Tensor, num_taps: int, *, ridge: float = 0.0,

@@ -17,6 +17,7 @@ from metacomm.codecs.detection import (
     min_distance_decide,
     ml_block_logits,
     noiseless_images,
+    pilot_ls_decide,
     pilot_matrix,
     sq_distances,
     stacked_pilot_matrix,
@@ -36,10 +37,10 @@ def np_conv(c, h):
     return np.convolve(c, h)[: len(c)]
 
 
-def np_pilot_matrix(p, L):
-    """X[r, l] = p[r - l] (0 <= r - l < n): column l = the pilots delayed by l."""
+def np_pilot_matrix(p, L, lag0=0):
+    """X[r, l] = p[r - l + lag0] (0 <= r - l + lag0 < n): column l = the pilots delayed by l - lag0."""
     n = len(p)
-    return np.array([[p[r - ell] if 0 <= r - ell < n else 0 for ell in range(L)] for r in range(n)])
+    return np.array([[p[r - ell + lag0] if 0 <= r - ell + lag0 < n else 0 for ell in range(L)] for r in range(n)])
 
 
 def test_pilot_matrices_are_the_delayed_pilots():
@@ -135,3 +136,62 @@ def test_lmmse_flat_equals_covariance_form():
         xb = x[b][:, None]  # y = x h + w, h ~ CN(0,1): C_hy = x^H, C_yy = x x^H + N0 I
         ref = (xb.conj().T @ np.linalg.inv(xb @ xb.conj().T + no * np.eye(P)) @ y[b]).item()
         assert got[b] == pytest.approx(ref, abs=1e-10)
+
+
+@pytest.mark.parametrize("lag0", [0, 2])
+@pytest.mark.parametrize("images,expanded,method,ridge", [("matrix", True, "normal", 1e-9),
+                                                          ("regressor", False, "normal", 1e-9),
+                                                          ("matrix", False, "lstsq", 0.0)])
+def test_pilot_ls_decide_matches_numpy_lstsq_and_brute_force_nearest_codeword(lag0, images, expanded, method, ridge):
+    """Leading dims [2, 3]; taps at lags -lag0 .. L-1-lag0; received blocks longer than n (tails ignored). The
+    reference: np.linalg.lstsq on the stacked window matrix written out by hand, the images by the window's
+    convolution sum, and the nearest codeword by trying every one."""
+    lead, P, N, M, n, L = (2, 3), 3, 9, 8, 6, 4
+    book = crandn(M, n)
+    x = book[RNG.integers(0, M, (*lead, P))]  # pilot codewords [2, 3, P, n]
+    msg = RNG.integers(0, M, (*lead, N))
+    h = crandn(*lead, L)
+
+    def window_conv(c, taps):  # r[i] = sum_l taps[l] c[i - l + lag0], n outputs
+        return np.array([sum(taps[ell] * c[i - ell + lag0] for ell in range(L) if 0 <= i - ell + lag0 < n)
+                         for i in range(n)])
+
+    def rx(blocks, taps, tail=2):
+        clean = np.stack([window_conv(c, taps) for c in blocks])
+        return np.concatenate([clean + 0.3 * crandn(*clean.shape), crandn(len(blocks), tail)], axis=-1)
+
+    y_p = np.empty((*lead, P, n + 2), complex)
+    y_d = np.empty((*lead, N, n + 2), complex)
+    want = np.empty((*lead, N), np.int64)
+    for idx in np.ndindex(*lead):
+        y_p[idx], y_d[idx] = rx(x[idx], h[idx]), rx(book[msg[idx]], h[idx])
+        A = np.concatenate([np_pilot_matrix(x[idx][p], L, lag0) for p in range(P)])  # [P n, L]
+        h_hat = np.linalg.lstsq(A, y_p[idx][:, :n].reshape(-1), rcond=None)[0]
+        imgs = np.stack([window_conv(c, h_hat) for c in book])  # [M, n]
+        d = np.array([[np.sum(np.abs(yj[:n] - r) ** 2) for r in imgs] for yj in y_d[idx]])
+        want[idx] = d.argmin(-1)
+    t = lambda a: torch.tensor(a, dtype=C128)  # noqa: E731
+    got = pilot_ls_decide(t(x), t(y_p), t(y_d), t(book), L, lag0=lag0, ridge=ridge, method=method, images=images,
+                          expanded=expanded)
+    assert got.shape == (*lead, N) and got.dtype == torch.int64
+    np.testing.assert_array_equal(got.numpy(), want)
+    assert (want != msg).mean() < 0.5  # a real detection problem, not noise
+    # no leading dims, complex64 inputs estimated in complex128 (dtype=): the same decisions for that link
+    one = pilot_ls_decide(t(x)[0, 1].to(torch.complex64), t(y_p)[0, 1].to(torch.complex64),
+                          t(y_d)[0, 1].to(torch.complex64), t(book).to(torch.complex64), L, lag0=lag0, dtype=C128,
+                          ridge=ridge, method=method, images=images, expanded=expanded)
+    assert one.shape == (N,)
+    np.testing.assert_array_equal(one.numpy(), want[0, 1])
+
+
+def test_pilot_ls_decide_rejects_bad_windows_and_shapes():
+    x = torch.ones(2, 3, 4, dtype=C128)
+    book = torch.ones(5, 4, dtype=C128)
+    with pytest.raises(ConfigError, match="lag0"):
+        pilot_ls_decide(x, x, x, book, 3, lag0=3)
+    with pytest.raises(ConfigError, match="images"):
+        pilot_ls_decide(x, x, x, book, 3, images="toeplitz")
+    with pytest.raises(ConfigError, match="y_p"):
+        pilot_ls_decide(x, x[:1], x, book, 3)
+    with pytest.raises(ConfigError, match="num_pilots"):  # no ridge: needs P n >= L
+        pilot_ls_decide(x[:, :1, :2], x[:, :1, :2], x, book[:, :2], 3, ridge=0.0)

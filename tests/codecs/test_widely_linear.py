@@ -11,9 +11,16 @@ import torch
 from metacomm import ConfigError
 from metacomm.channels.compose import Compose
 from metacomm.channels.impairments import IQImbalance, iq_imbalance
-from metacomm.channels.multipath import MultipathBlockFading, convolve
+from metacomm.channels.multipath import MultipathBlockFading, convolution_matrix, convolve
 from metacomm.codecs.detection import noiseless_images
-from metacomm.codecs.widely_linear import iq_coefficients, wl_images, wl_ls_taps, wl_pilot_matrix
+from metacomm.codecs.widely_linear import (
+    iq_coefficients,
+    stacked_conv_pilot_matrix,
+    widely_linear_regressor,
+    wl_images,
+    wl_ls_taps,
+    wl_pilot_matrix,
+)
 
 C128 = torch.complex128
 
@@ -104,3 +111,21 @@ def test_too_few_pilot_samples():
     x = _cn((1, 1, 2), g)
     with pytest.raises(ConfigError, match="num_pilots"):
         wl_ls_taps(x, x, 3)
+
+
+@pytest.mark.parametrize("lag0", [0, 1])
+def test_one_widely_linear_regressor_for_pilots_and_tracker(lag0):
+    """wl_pilot_matrix and the tracker's stacked regressor (metacomm.adaptation.tracking, widely_linear=True) are
+    the same [T(x), T(conj x)] (widely_linear_regressor), bit for bit, for the truncated window with lag0
+    pre-cursor taps; and the conj(x) half is the regressor of the conjugated pilots."""
+    from metacomm.adaptation.tracking import stacked_conv_matrix
+    g = torch.Generator().manual_seed(5)
+    B, P, n, L = 3, 2, 6, 3
+    x = _cn((B, P, n), g)
+    conv = lambda t, m: convolution_matrix(t, m, lag0=lag0)  # noqa: E731
+    A = wl_pilot_matrix(x, L, conv)
+    assert A.shape == (B, P * n, 2 * L)
+    assert torch.equal(A, stacked_conv_matrix(x, L, lag0, widely_linear=True))
+    assert torch.equal(A, widely_linear_regressor(lambda s: stacked_conv_pilot_matrix(s, L, conv), x))
+    assert torch.equal(A[..., :L], stacked_conv_pilot_matrix(x, L, conv))
+    np.testing.assert_array_equal(A[..., L:].numpy(), stacked_conv_pilot_matrix(x, L, conv).numpy().conj())
