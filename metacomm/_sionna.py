@@ -35,7 +35,7 @@ __all__ = ["SionnaBlocks", "device_string", "sionna_device"]
 T = TypeVar("T")
 
 
-def sionna_device(device=None, *, field: str = "--device") -> str:
+def sionna_device(device=None, *, field: str = "device") -> str:
     """The device string Sionna's blocks accept (``"cpu"``, ``"cuda:0"``, ...) for a user's device spec.
 
     ``None`` means CPU (metacomm never picks an accelerator implicitly); ``"cuda"`` means the current CUDA

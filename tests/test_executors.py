@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from metacomm.experiments.executors import Executor, LocalExecutor, ordered
 from metacomm.cli.main import main
+from metacomm.experiments.executors import Executor, LocalExecutor, ordered
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from metacomm import ConfigError
-from metacomm.experiments.files import COMMANDS, load_experiment
 from metacomm.cli.main import main
+from metacomm.experiments.files import COMMANDS, load_experiment
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 FILES = sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".toml"))

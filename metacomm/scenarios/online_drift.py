@@ -333,7 +333,7 @@ def save_meta(path, model: DriftAutoencoder, config: OnlineDriftConfig, meta: di
     save_checkpoint(path, payload, kind="metacomm-online-meta", field="out")
 
 
-def load_meta(path, *, device="cpu", field: str = "--checkpoint") -> tuple[DriftAutoencoder, OnlineDriftConfig, dict]:
+def load_meta(path, *, device="cpu", field: str = "checkpoint") -> tuple[DriftAutoencoder, OnlineDriftConfig, dict]:
     """Read a checkpoint of :func:`save_meta`: ``(model on device, config, whole dict)``; ConfigError naming
     ``field`` for a missing/unreadable/foreign file. The model's ``meta_inner_loss`` attribute records the
     inner loss it was meta-trained with (the default pilot loss of :class:`~metacomm.adaptation.AdaptiveCodec`)."""

@@ -279,14 +279,14 @@ def _check_overwrite(path: Path, field_name: str, is_ours) -> None:
                                           "overwrite it (choose another --out directory or remove the file)")
 
 
-def write_json(result: SweepResult, path: str | os.PathLike, field_name: str = "--out") -> Path:
+def write_json(result: SweepResult, path: str | os.PathLike, field_name: str = "out") -> Path:
     """Write ``result`` as ``results.json`` (schema in the module docstring) atomically to ``path``."""
     path = Path(path)
     _check_overwrite(path, field_name, _is_metacomm_json)
     return artefacts.write_json(path, result.to_dict(), kind=KIND, field=field_name)
 
 
-def write_csv(result: SweepResult, path: str | os.PathLike, field_name: str = "--out") -> Path:
+def write_csv(result: SweepResult, path: str | os.PathLike, field_name: str = "out") -> Path:
     """Write one row per point (columns :data:`CSV_COLUMNS`; empty cells for undefined values) atomically."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -308,7 +308,7 @@ def write_csv(result: SweepResult, path: str | os.PathLike, field_name: str = "-
     return artefacts.write_text(path, buf.getvalue(), field=field_name)
 
 
-def check_output_dir(out_dir: str | os.PathLike, *, csv_file: bool = True, field_name: str = "--out") -> Path:
+def check_output_dir(out_dir: str | os.PathLike, *, csv_file: bool = True, field_name: str = "out") -> Path:
     """Raise :class:`~metacomm.ConfigError` unless ``results.json``/``results.csv`` may be (re)written in
     ``out_dir`` (absent, or existing metacomm results files), and unless files can be created there (probed with
     a temporary file). Call before a long run to fail early."""
@@ -333,7 +333,7 @@ def save_results(result: SweepResult, out_dir: str | os.PathLike, *, csv_file: b
 
     Both targets are checked before anything is written, so a refusal leaves the directory untouched.
     """
-    out = _check_targets(Path(out_dir), csv_file, "--out")
+    out = _check_targets(Path(out_dir), csv_file, "out")
     jp = write_json(result, out / "results.json")
     if csv_file:
         write_csv(result, out / "results.csv")

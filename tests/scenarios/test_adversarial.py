@@ -12,12 +12,12 @@ import torch
 
 from metacomm.channels import attacks as A
 from metacomm.channels.awgn import AWGN
+from metacomm.cli.main import main
 from metacomm.codecs.autoencoder import Autoencoder
 from metacomm.codecs.checkpoint import save_codec
 from metacomm.codecs.training import train
 from metacomm.experiments.adversarial import block_errors, codec_target, craft_uap, hamming_target
 from metacomm.scenarios import make_scenario
-from metacomm.cli.main import main
 
 
 def _ae74(steps=300, seed=0, hidden=16):

@@ -14,8 +14,8 @@ import torch
 from metacomm import ConfigError
 from metacomm.adaptation import MetaConfig, MetaTrainer
 from metacomm.adaptation.tracking import tap_conv_matrix
-from metacomm.scenarios import make_scenario
 from metacomm.cli.main import main
+from metacomm.scenarios import make_scenario
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 K4N4 = os.path.join(DATA, "drift_k4n4.toml")  # rho = 0.9, 2 taps, k = 4, n = 4

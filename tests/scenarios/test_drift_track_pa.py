@@ -15,8 +15,8 @@ import torch
 
 from metacomm.adaptation.tracking import PACorrection, pa_apply, pa_params, tap_conv_matrix
 from metacomm.channels.impairments import RappPA, SalehPA
-from metacomm.scenarios import make_scenario
 from metacomm.cli.main import main
+from metacomm.scenarios import make_scenario
 
 _RAPP_FILE = """ebno_db = 12.0
 [codec]

@@ -19,8 +19,8 @@ from metacomm.adaptation.tracking import (
     regressor_matrix,
     tracker_update,
 )
-from metacomm.scenarios import make_scenario
 from metacomm.cli.main import main
+from metacomm.scenarios import make_scenario
 
 _PN_FILE = """ebno_db = 12.0
 [codec]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from metacomm.scenarios import make_scenario
 from metacomm.cli.main import main
+from metacomm.scenarios import make_scenario
 
 
 def test_noise_variance_and_channel_statistics():

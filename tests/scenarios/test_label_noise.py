@@ -20,8 +20,8 @@ from metacomm.adaptation.label_noise import (
     pair_flips,
     symmetric_flips,
 )
-from metacomm.scenarios import make_scenario
 from metacomm.cli.main import main
+from metacomm.scenarios import make_scenario
 
 
 def _g(s):

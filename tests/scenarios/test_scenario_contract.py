@@ -17,9 +17,9 @@ from torch import nn
 from metacomm import ConfigError
 from metacomm.adaptation import MetaObjective, TaskBatch, meta_gradients, num_tasks, params_of, select_names
 from metacomm.adaptation.functional import SGD, Adam
+from metacomm.cli.main import main
 from metacomm.scenarios import FewShotScenario, make_scenario, register_scenario, scenario_names
 from metacomm.scenarios.registry import _REGISTRY
-from metacomm.cli.main import main
 
 #: small settings per built-in scenario, so the contract test stays fast (any registered scenario not listed
 #: runs with its defaults)

@@ -6,8 +6,8 @@ import pytest
 
 import metacomm.codecs.autoencoder as ae_mod
 import metacomm.codecs.checkpoint as ckpt
-from metacomm.cli.main import main
 from metacomm.cli.commands.ber import parse_ebno_range
+from metacomm.cli.main import main
 
 BASE = ["ber", "--codec", "bpsk", "--channel", "awgn", "--ebno-db", "0:2:1"]
 
@@ -153,8 +153,8 @@ def test_a_sweep_killed_midway_and_resumed_equals_an_uninterrupted_one(tmp_path,
     computes only the rest, and every count equals the uninterrupted sweep's. Another sweep's file is refused."""
     import json
 
-    from metacomm.sims import engine
     from metacomm.cli.main import main
+    from metacomm.sims import engine
     base = ["ber", "--codec", "bpsk", "--channel", "rayleigh", "--csi", "ls", "--num-pilots", "4", "--ebno-db",
             "0:8:2", "--max-blocks", "3000", "--target-block-errors", "50", "--seed", "4", "--quiet"]
     assert main([*base, "--out", str(tmp_path / "full")]) == 0

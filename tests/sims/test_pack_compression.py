@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
-from metacomm.experiments.compression import _crossing
 from metacomm.cli.main import main
+from metacomm.experiments.compression import _crossing
 
 TINY = ["--bits", "8,2", "--sparsity", "0,0.5", "--method", "ptq,maml-ste,metaquant", "--steps", "0,1",
         "--ebno-db", "10,20", "--plot-ebno-db", "20", "--meta-steps", "2", "--meta-batch", "2", "--test-blocks",

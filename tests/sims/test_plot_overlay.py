@@ -13,9 +13,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from metacomm.artefacts import write_json  # noqa: E402
-from metacomm.experiments.packs import bler_record, write_pack_results  # noqa: E402
 from metacomm.cli.main import main  # noqa: E402
 from metacomm.experiments.overlay import _drift_panel, _records_panel, load_run, parse_where, swept_fields  # noqa: E402
+from metacomm.experiments.packs import bler_record, write_pack_results  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -74,7 +74,7 @@ def test_overwrite_rules(tmp_path):
     foreign2 = tmp_path / "other2"
     foreign2.mkdir()
     (foreign2 / "results.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(ConfigError, match="--out"):
+    with pytest.raises(ConfigError, match="^out: "):
         save_results(res, foreign2)
     assert not (foreign2 / "results.json").exists()
     # no temporary files are left behind
