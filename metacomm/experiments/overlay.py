@@ -29,16 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from metacomm._validation import ConfigError
+from metacomm.experiments.packs import PACKS
 
 __all__ = ["Run", "load_run", "plot_overlay", "parse_where", "DEFAULT_X", "swept_fields"]
 
 #: results kind -> the swept field drawn on the x axis by default
-DEFAULT_X: dict[str, str] = {
-    "metacomm-fewshot": "steps",
-    "metacomm-compression": "bits",
-    "metacomm-label-noise": "rate",
-    "metacomm-adversarial": "psr_db",
-}
+DEFAULT_X: dict[str, str] = {"metacomm-fewshot": "steps",
+                              **{spec.kind: spec.default_x for spec in PACKS.values()}}
 
 #: record keys that are measurements, never swept settings
 MEASURED = {"bler", "ber", "ser", "block_errors", "blocks", "bit_errors", "bits_total", "symbol_errors", "symbols",

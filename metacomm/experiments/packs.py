@@ -13,8 +13,10 @@ blocks are the independent trials), :func:`write_pack_results` writes the file a
 :mod:`metacomm.artefacts` (strict JSON, format tag), :func:`summary_table` renders the records as an aligned text
 table for the terminal, and :func:`progress` is the one progress bar (tqdm on stderr, silenced by ``quiet``).
 
-Each pack registers its results kind here (:data:`PACK_KINDS`) so that ``metacomm plot`` and ``check_output_dir``
-recognise its files.
+Each pack is declared once here, in :data:`PACKS` (its results kind and the swept field ``metacomm plot`` draws on
+the x axis); the results kinds (:data:`PACK_KINDS`), ``metacomm plot``'s default x
+(:data:`metacomm.experiments.overlay.DEFAULT_X`) and the ``metacomm pack`` subcommands (module
+``metacomm.cli.commands.pack_<name>``, dashes as underscores) are read from it.
 """
 
 from __future__ import annotations
@@ -22,19 +24,31 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from metacomm.artefacts import register_kind, write_json
 
-__all__ = ["PACK_KINDS", "pack_kind", "bler_record", "write_pack_results", "summary_table", "progress",
+__all__ = ["PACKS", "PackSpec", "PACK_KINDS", "pack_kind", "bler_record", "write_pack_results", "summary_table", "progress",
            "results_path"]
 
-#: pack name (the ``metacomm pack`` subcommand) -> results kind name
-PACK_KINDS: dict[str, str] = {
-    "compression": "metacomm-compression",
-    "label-noise": "metacomm-label-noise",
-    "adversarial": "metacomm-adversarial",
+@dataclass(frozen=True)
+class PackSpec:
+    """A scenario pack's experiment: ``kind`` -- the kind of its results.json; ``default_x`` -- the swept record
+    field ``metacomm plot`` puts on the x axis."""
+
+    kind: str
+    default_x: str
+
+
+#: pack name (the ``metacomm pack`` subcommand) -> its declaration: the one table of the packs' experiments
+PACKS: dict[str, PackSpec] = {
+    "compression": PackSpec("metacomm-compression", "bits"),
+    "label-noise": PackSpec("metacomm-label-noise", "rate"),
+    "adversarial": PackSpec("metacomm-adversarial", "psr_db"),
 }
+#: pack name -> results kind name (read from :data:`PACKS`)
+PACK_KINDS: dict[str, str] = {name: spec.kind for name, spec in PACKS.items()}
 for _pack, _kind in PACK_KINDS.items():
     register_kind(_kind, 1, f"metacomm {_pack} pack results file", f"`metacomm pack {_pack}`")
 

@@ -11,12 +11,10 @@ import importlib
 
 __all__ = ["PACKS", "add_parser"]
 
-#: pack name -> module under metacomm.cli.commands
-PACKS: dict[str, str] = {
-    "compression": "pack_compression",
-    "label-noise": "pack_label_noise",
-    "adversarial": "pack_adversarial",
-}
+from metacomm.experiments.packs import PACKS as _DECLARED
+
+#: pack name -> module under metacomm.cli.commands (the packs declared in metacomm.experiments.packs.PACKS)
+PACKS: dict[str, str] = {name: "pack_" + name.replace("-", "_") for name in _DECLARED}
 
 
 def add_parser(subparsers, name: str = "pack"):
