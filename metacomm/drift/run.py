@@ -9,27 +9,10 @@ then ``pilots`` known pilot messages and ``payload`` data messages per link with
 :class:`~metacomm.drift.links.BlockCodecLink`) -- and hands the *same* received pilots and payload
 (:class:`~metacomm.drift.protocol.FrameSignals`) to every scheme (:class:`~metacomm.drift.protocol.DriftScheme`,
 one object per receiver, from the scheme registry :mod:`metacomm.drift.registry`; ``metacomm drift --help`` and
-:func:`~metacomm.drift.registry.scheme_names` list them all). The built-ins:
-
-* ``static`` -- the codec adapted once on frame 0's pilots (``steps`` steps from the meta-init), then frozen:
-  what a deployed codec does without online adaptation;
-* ``retrain`` -- periodic full retraining from scratch: every ``every`` frames a freshly initialised decoder is
-  trained with Adam (``lr``, ``steps`` steps; the scheme's settings) on that frame's pilots only;
-* ``meta`` -- adapt from the meta-init every frame (``steps`` SGD steps at ``lr`` on the pilots);
-* ``warm`` -- warm-start adaptation every frame (from the previous frame's weights);
-* ``online-meta`` -- follow-the-meta-leader (Reptile on the last frames' pilots refines a per-link init);
-* ``on-detection``, ``reset-on-change`` -- the detector-driven policies of :class:`AdaptiveCodec`;
-* ``pilot-ls`` -- classical: least-squares estimate of the ``L`` taps from the pilot codewords,
-  :math:`\hat h = (X^H X)^{-1} X^H y_p`, then ML detection over the codec's codebook with :math:`\hat h`;
-* ``pilot-lmmse``, ``kalman``, ``wide-ls``, ``wl-ls`` -- the classical baselines of
-  :mod:`metacomm.drift.schemes.model_based` and :mod:`metacomm.drift.schemes.ls` (LMMSE with the true tap prior; a Kalman tracker over frames that knows
-  rho, the prior and N0; LS over a wide tap window with pre-cursor taps; widely-linear LS for IQ imbalance);
-* ``genie`` -- ML detection over the codec's own codebook with perfect knowledge of the frame's channel and N0:
-  :math:`\hat m = \arg\min_m \|y - \mathcal C_t(c_m)\|^2` with :math:`\mathcal C_t` the noiseless channel of
-  frame ``t`` (any channel whose randomness besides AWGN is in its state) -- the best any decoder for this
-  encoder can do; ``genie{d}dB`` for each entry ``d`` of its ``offsets_db`` setting: the same genie with the *same*
-  noise draw scaled to Eb/N0 + d dB (d < 0: a worse channel), so "scheme X is within 1 dB of the genie" reads
-  BLER(X) <= BLER(genie-1dB).
+:func:`~metacomm.drift.registry.scheme_names` list them all; each scheme's docstring says what it knows). The
+genie (:class:`~metacomm.drift.schemes.reference.GenieScheme`) is ML over the codec's codebook with the frame's true
+channel and N0, and its ``genie{d}dB`` rows the same genie on the *same* noise draw scaled to Eb/N0 + d dB, so
+"scheme X is within 1 dB of the genie" reads BLER(X) <= BLER(genie-1dB).
 
 Structure: :class:`DriftRunConfig` (validated run-level settings; a scheme's own settings are its constructor
 keywords, ``scheme_settings``) -> :class:`DriftRun` (setup: the link's context, the schemes, both generators, the
