@@ -4,7 +4,8 @@ Each meta-step draws ``meta_batch`` tasks from the task sampler with the trainer
 :class:`torch.Generator`, computes the meta-gradient of the chosen algorithm
 (:func:`metacomm.adaptation.algorithms.meta_gradients`, task-batched by default) and takes one step of the
 outer optimiser (Adam, rate ``outer_lr``) on the model's parameters *and* the inner update rule's
-meta-parameters (:mod:`metacomm.adaptation.update_rules`), in that order, with no special case per algorithm.
+meta-parameters (:mod:`metacomm.adaptation.update_rules`), in that order, with no special case per algorithm
+(``train_init=False``: on the rule's meta-parameters only, the initialisation held fixed).
 The rule is ``rule=`` if given, else :func:`default_rule`: ``SGD(inner_lr)``, or for ``algo="metasgd"`` (MAML
 with the Meta-SGD rule) per-parameter rates initialised to ``inner_lr`` (``MetaSGD.like``; other initial values
 -- per tensor, a range -- by passing ``rule=MetaSGD.like(...)``).
@@ -123,12 +124,15 @@ class MetaTrainer:
     :param rule: the inner :class:`~metacomm.adaptation.update_rules.UpdateRule` (default:
         :func:`default_rule` of the config). Its meta-parameters must be leaf tensors that require grad; they
         are updated in place by the outer optimiser.
+    :param train_init: ``False``: the initialisation (the model's parameters) is held fixed and the outer
+        optimiser holds only the rule's meta-parameters (a learned rule for a given codec, e.g. the label-noise
+        pack's Meta-Weight-Net); the NaN guard then looks at the meta-loss and the rule's gradients only.
     """
 
     def __init__(self, model: nn.Module, objective: MetaObjective, sampler: Callable[[int, torch.Generator],
                  TaskBatch], config: MetaConfig | None = None, *, seed: int = 0,
                  val_sampler: Callable[[int, torch.Generator], TaskBatch] | None = None,
-                 device: str | torch.device = "cpu", rule: UpdateRule | None = None):
+                 device: str | torch.device = "cpu", rule: UpdateRule | None = None, train_init: bool = True):
         self.config = (config or MetaConfig()).validate()
         self.device = torch.device(device)
         self.model = model.to(self.device)
@@ -152,8 +156,14 @@ class MetaTrainer:
                 raise ConfigError("rule", f"meta-parameter {k!r} of the rule must be a leaf tensor that requires "
                                           "grad (it is trained by the outer optimiser)")
         self.rule = rule
-        self.optimizer = torch.optim.Adam(list(params.values()) + list(rule.meta_params.values()),
-                                          lr=cfg.outer_lr)
+        if not isinstance(train_init, bool):
+            raise ConfigError("train_init", f"must be True or False, got {train_init!r}")
+        if not train_init and not rule.meta_params:
+            raise ConfigError("train_init", f"with the initialisation fixed there is nothing to train: {rule!r} has "
+                                            "no meta-parameters")
+        self.train_init = train_init
+        self.optimizer = torch.optim.Adam((list(params.values()) if train_init else [])
+                                          + list(rule.meta_params.values()), lr=cfg.outer_lr)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(self.seed)
         self.step_count = 0
@@ -190,7 +200,8 @@ class MetaTrainer:
                             inner_steps=cfg.inner_steps, rule=self.rule, batched=cfg.batched)
         self.step_count += 1
         meta = self.rule.meta_params
-        grads = list(mg.grads.values()) + (list(mg.rule_grads.values()) if mg.rule_grads else [])
+        grads = (list(mg.grads.values()) if self.train_init else []) + \
+            (list(mg.rule_grads.values()) if mg.rule_grads else [])
         finite = bool(torch.isfinite(mg.loss)) and all(bool(torch.isfinite(g).all()) for g in grads)
         stats = _rate_stats({k: float(v) for k, v in mg.stats.items()})
         if not finite:
@@ -201,7 +212,8 @@ class MetaTrainer:
         else:
             self.optimizer.zero_grad(set_to_none=True)
             for n, p in params.items():
-                p.grad = mg.grads[n].to(p.dtype)
+                if self.train_init:
+                    p.grad = mg.grads[n].to(p.dtype)
             for k, t in meta.items():
                 t.grad = mg.rule_grads[k]
             self.optimizer.step()

@@ -193,10 +193,14 @@ class CompressionConfig:
 def load_base(path: str, device, *, field: str = "base", **quant):
     """``(fading-ae-quant scenario, float model, inner rate, checkpoint)`` of a ``fading-ae`` meta-train
     checkpoint; ConfigError naming ``field`` for a missing file, another kind of file, a checkpoint of another
-    scenario/codec (only the plain AE(k, n) of ``fading-ae`` is supported, not the RTN receiver)."""
-    from metacomm.experiments.fewshot import load_meta_checkpoint
+    scenario/codec (only the plain AE(k, n) of ``fading-ae`` is supported, not the RTN receiver) or one meta-trained
+    with another inner rule than SGD (the checkpoint's rule, :func:`~metacomm.experiments.meta_init.load_meta_init`:
+    every method's step 1 is SGD at the base's inner rate)."""
+    from metacomm.adaptation.update_rules import SGD
+    from metacomm.experiments.meta_init import load_meta_init
     from metacomm.scenarios import make_scenario
-    _, model, first, _, ck = load_meta_checkpoint(path, device, field=field)
+    mi = load_meta_init(path, device=device, field=field)
+    model, rule, ck = mi.model, mi.rule, mi.checkpoint
     scenario = ck.get("scenario")
     scfg = dict(ck.get("scenario_config") or {})
     if scenario not in BASE_SCENARIOS or scfg.get("rtn"):
@@ -208,9 +212,10 @@ def load_base(path: str, device, *, field: str = "base", **quant):
     sc = make_scenario("fading-ae-quant", device=device, **scfg, **quant)
     qmodel = sc.build_model(0)
     qmodel.load_state_dict(model.state_dict())
-    inner_lr = float(ck["meta_config"]["inner_lr"])
-    if isinstance(first, dict):
-        raise ConfigError(field, f"{path} was meta-trained with Meta-SGD rates; give a MAML (SGD inner rule) base")
+    if not isinstance(rule, SGD):
+        what = "Meta-SGD rates" if rule.spec_name == "metasgd" else f"the inner rule {rule.spec_name or rule!r}"
+        raise ConfigError(field, f"{path} was meta-trained with {what}; give a MAML (SGD inner rule) base")
+    inner_lr = float(rule.lr)
     return sc, qmodel, inner_lr, ck
 
 
@@ -297,11 +302,14 @@ def _add_db_losses(rows: list[dict]) -> None:
 
 def run_compression(cfg: CompressionConfig, *, log: Callable[[str], None] = print) -> dict:
     """Run the pack (module docstring); writes ``cfg.out/results.json``, ``bler_vs_bits.png``,
-    ``db_loss_vs_bytes.png`` and ``codecs.pt`` (the methods' initialisations); returns the results dict."""
+    ``db_loss_vs_bytes.png`` and ``codecs.pt`` (the methods' initialisations, each with its step-1 rule as an
+    ``inner_rule`` entry, :func:`~metacomm.adaptation.update_rules.rule_spec`); returns the results dict."""
     from metacomm.adaptation.functional import SGD, Adam
     from metacomm.adaptation.params import params_of
+    from metacomm.adaptation.update_rules import rule_spec
     from metacomm.artefacts import save_checkpoint
     from metacomm.codecs.quantization import FLOAT_BITS, model_bytes
+    from metacomm.experiments.meta_init import RULE_KEY
     from metacomm.experiments.packs import bler_record, progress, summary_table, write_pack_results
     t_start = time.perf_counter()
     cfg.validate()
@@ -323,7 +331,8 @@ def run_compression(cfg: CompressionConfig, *, log: Callable[[str], None] = prin
                     {"base": os.path.abspath(cfg.base),
                      "scenario": "fading-ae-quant", "scenario_config": sc.config_dict(),
                      "methods": {m: {"model": inits[m][0].state_dict(),
-                                     "rule": inits[m][1].state_dict() if m == "metaquant" else None}
+                                     "rule": inits[m][1].state_dict() if m == "metaquant" else None,
+                                     RULE_KEY: rule_spec(inits[m][1])}
                                  for m in inits}}, kind=CODECS_KIND, field="out")
 
     # --- the evaluation plan: (method, bits, sparsity, adc_bits, channel) ------------------------------------

@@ -39,7 +39,18 @@ __all__ = ["train_dd_mwnet", "weight_auroc", "main"]
 
 
 class _Trainer(DecisionDirectedScheme):
-    """``dd-mwnet`` that takes one outer step on its rule's meta-parameters every frame (module docstring)."""
+    r"""``dd-mwnet`` that takes one outer step on its rule's meta-parameters every frame (module docstring).
+
+    Why this outer loop is not :class:`~metacomm.adaptation.trainer.MetaTrainer`'s: a MetaTrainer step draws a
+    batch of independent tasks from a sampler and adapts every task from the initialisation :math:`\theta` (the
+    model's parameters). Here the "task" of an outer step is the next frame of a drift run, played online, one frame
+    per outer step: its support batch holds the scheme's own payload decisions, made with fast weights that the net
+    (as updated by the previous outer steps) produced on the previous frames, and the inner step starts from each
+    link's warm fast weights :math:`\phi_b` (the scheme's trajectory), not from :math:`\theta`. Neither a sampler
+    (tasks independent of the training state) nor adaptation from :math:`\theta` can express that; the step is
+    taken inside the run (:meth:`meta_update`, before the frame's own decision-directed step) so the run continues
+    on-policy with the updated net.
+    """
 
     def __init__(self, rule: DecisionWeightingRule, outer_lr: float):
         super().__init__("dd-mwnet", weighting="mwnet", rule=rule)
@@ -74,8 +85,10 @@ def train_dd_mwnet(scenario: str, pilots: int, out: str, *, checkpoint: str | No
     """Meta-train a ``dd-mwnet`` net for drift ``scenario`` (built-in name or TOML) with ``pilots`` pilots per
     frame: one run of ``frames`` frames x ``links`` links per training seed in ``seeds`` (channel seed; keep them
     apart from the evaluation run's seed, the scenario's by default), one outer Adam step at ``outer_lr`` per frame.
-    ``checkpoint``: the drift codec (default: what ``metacomm drift`` uses for this scenario and pilot count);
-    ``lr``: the inner rate (default: the codec's). Writes ``out`` (``weights_only``) and returns its payload."""
+    ``checkpoint``: the drift codec (default: what ``metacomm drift`` uses for this scenario and pilot count; one
+    whose inner rule is not plain SGD is refused, ConfigError ``checkpoint``: the scheme's step is SGD at ``lr``);
+    ``lr``: the inner rate (default: the codec's). Writes ``out`` (``weights_only``) and returns its payload.
+    The outer loop is the run itself (not :class:`~metacomm.adaptation.trainer.MetaTrainer`; see ``_Trainer``)."""
     from metacomm.artefacts import save_checkpoint
     from metacomm.drift.run import DriftRun, DriftRunConfig
     from metacomm.experiments.drift import DEFAULT_CHECKPOINT, load_drift_codec, shipped_tracker
@@ -93,7 +106,7 @@ def train_dd_mwnet(scenario: str, pilots: int, out: str, *, checkpoint: str | No
     for seed in seeds:
         run = DriftRun(sc, model, DriftRunConfig(frames=frames, pilots=pilots, links=links, payload=payload,
                                                  seed=int(seed), lr=lr, adapt=mcfg.adapt, inner_loss=mcfg.inner_loss,
-                                                 ), schemes=[trainer])
+                                                 ), schemes=[trainer], rule=mcfg.rule)
         errs = blocks = 0
         while not run.done:
             rec, _ = run.step()
@@ -135,7 +148,8 @@ def weight_auroc(scenario: str, pilots: int, *, net_path: str | None = None, fra
     s = DecisionDirectedScheme("dd-mwnet", weighting="mwnet", net_path=net_path)
     run = DriftRun(sc, model, DriftRunConfig(frames=frames, pilots=pilots, links=links, payload=payload,
                                              seed=sc.seed if seed is None else int(seed), lr=mcfg.inner_lr,
-                                             adapt=mcfg.adapt, inner_loss=mcfg.inner_loss), schemes=[s])
+                                             adapt=mcfg.adapt, inner_loss=mcfg.inner_loss), schemes=[s],
+                   rule=mcfg.rule)
     w, c, right = [], [], []
     while not run.done:
         _, sig = run.step()

@@ -163,8 +163,8 @@ def run_fewshot(cfg: FewShotConfig, *, log: Callable[[str], None] = print, execu
     dict (``{"config", "results"}``: one row per scheme, pilot count and step count). Every (scheme, pilot
     count) point is a task of ``cfg.executor`` (``executor``: an :class:`~metacomm.experiments.executors.Executor`
     to use instead)."""
-    from metacomm.sims.stats import clopper_pearson
     from metacomm.experiments.meta_init import load_meta_init
+    from metacomm.sims.stats import clopper_pearson
     cfg.validate()
     dev = resolve_device(cfg.device)
     mi = load_meta_init(cfg.checkpoint, device=dev, allow_partial=cfg.allow_partial)

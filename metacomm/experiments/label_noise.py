@@ -160,8 +160,9 @@ def _base(cfg: LabelNoiseConfig, device, log):
         tr.train(cfg.base_steps, progress=False)
         sc_cfg = sc0.config_dict()
     else:
-        from metacomm.experiments.fewshot import load_meta_checkpoint
-        sc0, model, _rule, _joint, ck = load_meta_checkpoint(cfg.base, device, field="base")
+        from metacomm.experiments.meta_init import load_meta_init
+        mi = load_meta_init(cfg.base, device=device, field="base")
+        model, ck = mi.model, mi.checkpoint
         if ck["scenario"] not in ("fading-ae", PACK):
             raise ConfigError("base", f"a fading-ae meta-train checkpoint is needed, got scenario {ck['scenario']!r}")
         sc_cfg = {k: v for k, v in ck["scenario_config"].items() if k in
@@ -179,31 +180,38 @@ def _base(cfg: LabelNoiseConfig, device, log):
 def train_mwnet(sc, model, params, *, steps: int, meta_batch: int, outer_lr: float, lr: float, seed: int,
                 inner_steps: int = 1, feature: str = "loss") -> dict:
     """Meta-train Meta-Weight-Net's MLP on ``sc``'s training tasks (symmetric + pair flips): the model's
-    initialisation ``params`` stays fixed, the MLP's weights follow outer Adam on the clean query loss after
-    ``inner_steps`` weighted SGD steps (second-order MAML through the weights). The MLP's input is each payload
-    example's look-ahead loss (:meth:`~metacomm.scenarios.label_noise.LabelNoiseScenario.lookahead_losses`,
-    computed by the sampler from the fixed initialisation: our modification of Shu et al., whose input is the
-    loss at the current weights). Returns the MLP's weights."""
-    from metacomm.adaptation import meta_gradients
+    initialisation ``params`` (its parameters, detached) stays fixed, the MLP's weights follow outer Adam on the
+    clean query loss after ``inner_steps`` weighted SGD steps (second-order MAML through the weights). The MLP's
+    input is each payload example's look-ahead loss
+    (:meth:`~metacomm.scenarios.label_noise.LabelNoiseScenario.lookahead_losses`, computed by the sampler from the
+    fixed initialisation: our modification of Shu et al., whose input is the loss at the current weights). The
+    outer loop is :class:`~metacomm.adaptation.trainer.MetaTrainer`'s with the initialisation fixed
+    (``train_init=False``: Adam holds the MLP's weights only; task stream from seed ``seed + 101``; a non-finite
+    meta-gradient skips the step). Returns the MLP's weights."""
     from metacomm.adaptation.example_weighting import MetaWeightNet, WeightingRule
-    from metacomm.channels import make_generator
-    g = make_generator(seed + 101, sc.device)
+    from metacomm.adaptation.params import params_of
+    from metacomm.adaptation.trainer import MetaConfig, MetaTrainer
+    theta = {n: t.detach() for n, t in params.items()}
+    own = params_of(model)
+    if list(own) != list(theta) or not all(torch.equal(own[n].detach(), theta[n]) for n in theta):
+        raise ConfigError("params", "train_mwnet meta-learns the weighting for the model's own initialisation: "
+                                    "params must be the model's parameters")
     net = MetaWeightNet(generator=torch.Generator().manual_seed(seed + 7)).to(sc.device)
     rule = WeightingRule(sc.objective.losses, lr, "mwnet", net)
-    opt = torch.optim.Adam(list(rule.meta_params.values()), lr=outer_lr)
-    theta = {n: t.detach() for n, t in params.items()}
-    for _ in range(steps):
-        tasks = sc.sample_tasks(meta_batch, g)
+
+    def sampler(num, g):
+        tasks = sc.sample_tasks(num, g)
         if feature == "lookahead":
-            stacked = {n: t.unsqueeze(0).expand(meta_batch, *t.shape) for n, t in theta.items()}
+            stacked = {n: t.unsqueeze(0).expand(num, *t.shape) for n, t in theta.items()}
             tasks = tasks._replace(support={**tasks.support,
                                             "d_feat": sc.lookahead_losses(model, stacked, tasks.support, lr)})
-        mg = meta_gradients(model, sc.objective, theta, tasks, algo="maml", adapt=list(theta),
-                            inner_steps=inner_steps, rule=rule)
-        opt.zero_grad()
-        for k, t in rule.meta_params.items():
-            t.grad = mg.rule_grads[k]
-        opt.step()
+        return tasks
+
+    cfg = MetaConfig(algo="maml", inner_steps=inner_steps, inner_lr=lr, outer_lr=outer_lr, meta_batch=meta_batch,
+                     adapt=list(theta))
+    trainer = MetaTrainer(model, sc.objective, sampler, cfg, seed=seed + 101, device=sc.device, rule=rule,
+                          train_init=False)
+    trainer.train(steps, progress=False)
     return {k: t.detach().clone() for k, t in rule.meta_params.items()}
 
 

@@ -25,7 +25,10 @@ import torch
 from metacomm._validation import ConfigError
 from metacomm.adaptation.update_rules import SGD, MetaSGD, UpdateRule, rule_from_spec, rule_spec
 
-__all__ = ["MetaInit", "load_meta_init", "checkpoint_rule", "rule_entry", "RULE_KEY"]
+__all__ = ["MetaInit", "load_meta_init", "checkpoint_rule", "rule_entry", "RULE_KEY", "KIND"]
+
+#: the kind of a ``meta-train`` checkpoint (its writer, :mod:`metacomm.experiments.meta_train`, imports it from here)
+KIND = "metacomm-meta"
 
 #: the checkpoint key of the rule entry (``rule`` itself is the trainer's resume state: the rule's current
 #: meta-parameters, kept as it was)
@@ -90,7 +93,6 @@ def load_meta_init(path: str, *, device="cpu", field: str = "checkpoint", allow_
     checkpoint of an unfinished run refused unless ``allow_partial``); ConfigError naming ``field`` for a missing
     or foreign file, weights of another codec or a rule entry it cannot read."""
     from metacomm.artefacts import load_checkpoint
-    from metacomm.experiments.meta_train import KIND
     from metacomm.scenarios import make_scenario
     ck = load_checkpoint(path, kinds=KIND, field=field, allow_partial=allow_partial)
     sc = make_scenario(ck["scenario"], device=device, **ck["scenario_config"])

@@ -35,11 +35,11 @@ from metacomm._validation import (
 )
 from metacomm.adaptation import ALGORITHMS, MetaConfig, MetaTrainer
 from metacomm.experiments._common import check_out_file, resolve_device
+from metacomm.experiments.meta_init import KIND
 
 __all__ = ["MetaTrainConfig", "run_meta_train", "build", "make_meta_trainer", "FORMAT", "SELECT"]
 
 FORMAT = "metacomm-meta/1"
-KIND = "metacomm-meta"
 SELECT = ("best", "last")
 
 

@@ -308,7 +308,9 @@ def test_fewshot_applies_the_checkpoints_meta_sgd_rates(tmp_path, capsys):
     payload = torch.load(ck, weights_only=True)
     assert payload["init"]["lrs"] and all(t.abs().sum() > 0 for t in payload["init"]["lrs"].values())
     zero = dict(payload)
-    zero["init"] = {**payload["init"], "lrs": {n: torch.zeros_like(t) for n, t in payload["init"]["lrs"].items()}}
+    zeros = {n: torch.zeros_like(t) for n, t in payload["init"]["lrs"].items()}
+    zero["init"] = {**payload["init"], "lrs": zeros}
+    zero["inner_rule"] = {**payload["inner_rule"], "tensors": zeros}  # the rule entry carries the same rates
     zck = tmp_path / "zero.pt"
     save_checkpoint(zck, zero, kind="metacomm-meta")
 

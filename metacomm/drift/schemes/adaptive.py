@@ -5,8 +5,10 @@ retraining (kind ``"adaptive"``).
 the current pilots every ``every`` frames), ``meta`` (adapt from the meta-init every frame), ``warm`` (warm-start
 adaptation from the previous frame's weights), ``online-meta`` (Reptile-refined per-link init), ``on-detection``
 and ``reset-on-change`` (detector-driven). The adaptation budget (``steps`` steps at ``lr`` on ``adapt``) is the
-run's (:class:`~metacomm.drift.run.DriftRunConfig`); the update is the checkpoint's inner rule when it has one
-(``ctx.rule``), else SGD.
+run's (:class:`~metacomm.drift.run.DriftRunConfig`); the update is the checkpoint's inner rule (``ctx.rule``,
+:func:`inner_rule_settings`): plain SGD (or no rule) -- SGD at the run's ``lr``, exactly as before rules were
+recorded; any other rule (Meta-SGD's learned rates, ...) -- that rule, used as is (``lr`` does not apply to it); a
+rule a scheme cannot run -- ConfigError ``checkpoint`` at setup, never a silent fallback to SGD.
 """
 
 from __future__ import annotations
@@ -16,22 +18,59 @@ import time
 
 import torch
 
-from metacomm._validation import check_nonneg_int, check_positive, check_positive_int
+from metacomm._validation import ConfigError, check_nonneg_int, check_positive, check_positive_int
 from metacomm.adaptation.functional import Adam, batched_loss
 from metacomm.adaptation.online import AdaptiveCodec
+from metacomm.adaptation.update_rules import SGD, MetaSGD
 from metacomm.drift.protocol import Decision, DriftContext, DriftScheme, FrameSignals
 from metacomm.drift.registry import register_scheme
 
-__all__ = ["AdaptiveScheme", "StaticScheme", "RetrainScheme"]
+__all__ = ["AdaptiveScheme", "StaticScheme", "RetrainScheme", "inner_rule_settings", "check_rule_fits"]
+
+
+def _rule_name(rule) -> str:
+    return getattr(type(rule), "spec_name", None) or type(rule).__name__
+
+
+def inner_rule_settings(scheme, ctx: DriftContext) -> dict:
+    """The :class:`~metacomm.adaptation.AdaptiveCodec` keywords of ``scheme``'s inner update: ``{"lr": run lr}``
+    when the checkpoint's rule ``ctx.rule`` is ``None`` or plain SGD (its rate is the run's ``lr``, the checkpoint's
+    inner rate unless the run overrides it), ``{"rule": ctx.rule}`` for any other rule; ConfigError ``checkpoint``
+    when ``scheme`` declares it runs SGD only (:attr:`AdaptiveScheme.sgd_only`)."""
+    rule = ctx.rule
+    if rule is None or type(rule) is SGD:
+        return {"lr": ctx.config.lr}
+    if getattr(scheme, "sgd_only", False):
+        raise ConfigError("checkpoint", f"scheme '{scheme.name}' cannot run the checkpoint's inner rule "
+                                        f"{_rule_name(rule)}: its decision-directed step is SGD at --lr (use a "
+                                        "checkpoint meta-trained with an SGD inner rule, or another scheme)")
+    return {"rule": rule}
+
+
+def check_rule_fits(scheme, codec) -> None:
+    """ConfigError ``checkpoint`` when the rule of ``codec`` (an AdaptiveCodec) cannot update every parameter the
+    run adapts (Meta-SGD without a rate for one of them)."""
+    rule = codec.rule
+    if isinstance(rule, MetaSGD):
+        missing = [n for n in codec.names if n not in rule.rates]
+        if missing:
+            raise ConfigError("checkpoint", f"scheme '{scheme.name}' cannot run the checkpoint's inner rule metasgd: "
+                                            f"it has rates for {', '.join(sorted(rule.rates))}, not for "
+                                            f"{', '.join(missing)} which the run adapts (leave '{scheme.name}' out of "
+                                            "--schemes, e.g. --schemes track,pilot-ls, or use a checkpoint "
+                                            "meta-trained with an SGD inner rule)")
 
 
 class AdaptiveScheme(DriftScheme):
     """An :class:`~metacomm.adaptation.AdaptiveCodec` policy: every frame, ``observe`` the pilots (``steps``
-    SGD steps at ``lr`` on ``adapt``, loss ``inner_loss``), then decide the payload with each link's fast
+    steps of the inner rule on ``adapt``, loss ``inner_loss``: SGD at ``lr``, or the checkpoint's rule
+    ``ctx.rule`` -- :func:`inner_rule_settings`), then decide the payload with each link's fast
     weights. ``meta``: from the meta-init every frame; ``warm``: from the previous frame's weights;
     ``online-meta``: Reptile-refined per-link init; ``on-detection``/``reset-on-change``: detector-driven."""
 
     kind = "adaptive"
+    #: the scheme's own update is SGD at ``lr`` (no other inner rule can run it): a non-SGD ``ctx.rule`` is refused
+    sgd_only = False
 
     def __init__(self, name: str, *, policy: str, warm_start: bool = False):
         super().__init__(name)
@@ -43,8 +82,10 @@ class AdaptiveScheme(DriftScheme):
     def setup(self, ctx: DriftContext) -> None:
         super().setup(ctx)
         c = ctx.config
-        self.codec = AdaptiveCodec(ctx.model, num_links=c.links, adapt=c.adapt, steps=c.steps, lr=c.lr,
-                                   policy=self.policy, warm_start=self.warm_start, loss=ctx.inner_loss).to(ctx.device)
+        self.codec = AdaptiveCodec(ctx.model, num_links=c.links, adapt=c.adapt, steps=c.steps,
+                                   **inner_rule_settings(self, ctx), policy=self.policy, warm_start=self.warm_start,
+                                   loss=ctx.inner_loss).to(ctx.device)
+        check_rule_fits(self, self.codec)
 
     def decide(self, sig: FrameSignals) -> Decision:
         info = self.codec.observe(sig.msg_p, sig.y_p, sig.no)

@@ -114,13 +114,17 @@ def _logits(model, y):
 @register_scheme("dd-naive", group="pack", weighting="ones")
 @register_scheme("dd-mwnet", group="pack", weighting="mwnet")
 class DecisionDirectedScheme(AdaptiveScheme):
-    """``warm`` + a decision-directed, per-example-weighted step per frame (module docstring).
+    """``warm`` + a decision-directed, per-example-weighted step per frame (module docstring). Both steps are SGD at
+    ``lr``: a checkpoint meta-trained with another inner rule (Meta-SGD, ...) is refused (:attr:`sgd_only`).
     ``net_path``: a ``dd-mwnet`` checkpoint to use instead of the shipped one; ``rule``: a
     :class:`DecisionWeightingRule` to use as is (training). After each frame :attr:`last_weights` holds the payload
     weights ``[B, D]`` of the step, :attr:`last_decisions` the decisions they weighted and :attr:`last_confidence`
     their softmax confidence (``mwnet``/``ones``)."""
 
     kind = "adaptive"
+    #: the decision-directed step is SGD at ``lr`` (and ``dd-mwnet``'s net was meta-learned through exactly that
+    #: step): a checkpoint whose inner rule is not plain SGD is refused at setup (ConfigError ``checkpoint``)
+    sgd_only = True
 
     def __init__(self, name: str, *, weighting: str, net_path: str | None = None,
                  rule: DecisionWeightingRule | None = None, gate: float = 0.9):

@@ -1,11 +1,11 @@
 r"""Quantised adaptive codecs as drift schemes: the ``meta`` policy with a b-bit decoder.
 
-``meta-q8`` / ``meta-q4`` (pack schemes of the compression pack; not in the default scheme list): every frame, each link's decoder
-starts from the meta-learned initialisation and takes ``steps`` SGD steps on the frame's pilots -- exactly the
-``meta`` scheme -- except that the decoder *computes with quantised tensors*: every decoder tensor with more than
-one entry (the template decoder's ``taps``, ``warp``, ``templates``, ``bias``; an MLP decoder's weights and
-biases) is replaced by its symmetric per-row b-bit value (:func:`metacomm.codecs.quantization.quantize_weight`;
-1-D tensors are one row) in the pilot loss and in decoding; scalars (log-scales) stay float. The float shadow
+``meta-q8`` / ``meta-q4`` (pack schemes of the compression pack; not in the default scheme list): every frame, each
+link's decoder starts from the meta-learned initialisation and takes ``steps`` steps of the inner rule on the frame's
+pilots (SGD at ``lr``, or the checkpoint's rule ``ctx.rule`` as in every adaptive scheme) -- exactly the ``meta``
+scheme -- except that the decoder *computes with quantised tensors*: every decoder tensor with more than one entry
+(the template decoder's ``taps``, ``warp``, ``templates``, ``bias``; an MLP decoder's weights and biases) is replaced
+by its symmetric per-row b-bit value (:func:`metacomm.codecs.quantization.quantize_weight`; 1-D tensors are one row) in the pilot loss and in decoding; scalars (log-scales) stay float. The float shadow
 weights take the steps through the straight-through estimator (``w + (Q(w) - w).detach()``), as on a device
 that keeps a float accumulator for adaptation and a b-bit copy for inference. The encoder is the float one.
 """
@@ -21,7 +21,7 @@ from metacomm.adaptation.online import AdaptiveCodec
 from metacomm.codecs.quantization import check_bits, quantize_weight, ste
 from metacomm.drift.protocol import Decision, FrameSignals
 from metacomm.drift.registry import register_scheme
-from metacomm.drift.schemes.adaptive import AdaptiveScheme
+from metacomm.drift.schemes.adaptive import AdaptiveScheme, check_rule_fits, inner_rule_settings
 
 __all__ = ["QuantizedAdaptiveCodec", "QuantizedAdaptiveScheme", "QUANTIZED_SCHEMES"]
 
@@ -83,8 +83,9 @@ class QuantizedAdaptiveScheme(AdaptiveScheme):
         self.ctx = ctx
         c = ctx.config
         self.codec = QuantizedAdaptiveCodec(ctx.model, bits=self.bits, num_links=c.links, adapt=c.adapt, steps=c.steps,
-                                            lr=c.lr, policy=self.policy, warm_start=self.warm_start,
-                                            loss=ctx.inner_loss).to(ctx.device)
+                                            **inner_rule_settings(self, ctx), policy=self.policy,
+                                            warm_start=self.warm_start, loss=ctx.inner_loss).to(ctx.device)
+        check_rule_fits(self, self.codec)
 
     def decide(self, sig: FrameSignals) -> Decision:
         return super().decide(sig)
