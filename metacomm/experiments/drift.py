@@ -39,13 +39,13 @@ from metacomm.experiments.drift_session import (
     DriftSession,
     check_drift_memory,
     check_seeds_output,
-    fingerprint,
     load_drift_codec,
     read_run_state,
     save_run,
     seed_dir,
     shipped_tracker,
 )
+from metacomm.scenarios.drift_builtins import builtin_match
 
 __all__ = ["DriftConfig", "DriftOutcome", "run_drift_experiment", "run_drift_seeds", "seed_config",
            "load_drift_codec", "shipped_tracker", "DEFAULT_CHECKPOINT", "RUN_STATE", "parse_seeds"]
@@ -110,7 +110,12 @@ class DriftConfig:
             raise ConfigError("executor", "a single drift run is one task; run several seeds as tasks with seeds "
                                           "(--seeds 0:8), or use the local executor")
         if self.checkpoint is None:  # the shipped tracker for this scenario and pilot count, else the online codec
-            self.checkpoint = shipped_tracker(self.scenario, self.pilots) or DEFAULT_CHECKPOINT
+            tracker = shipped_tracker(self.scenario, self.pilots)
+            self.checkpoint = tracker or DEFAULT_CHECKPOINT
+            self._choice = (f"the shipped tracker {os.path.basename(tracker)} (the scenario is built-in "
+                            f"{builtin_match(self.scenario)}, {self.pilots} pilots)" if tracker else
+                            f"the shipped online-drift codec {os.path.basename(DEFAULT_CHECKPOINT)} (no shipped tracker "
+                            f"for this scenario with {self.pilots} pilots)")
         if self.schemes is not None:
             from metacomm.drift.registry import parse_schemes
             parse_schemes(self.schemes, "schemes")
@@ -180,14 +185,18 @@ def run_drift_experiment(cfg: DriftConfig, *, log=print, executor=None) -> Drift
 
     dev = resolve_device(cfg.device, field="device")
     cfg.validate()
+    choice = getattr(cfg, "_choice", None)
+    if choice:
+        log(f"drift: no checkpoint given: {choice}")
     session = DriftSession.open(load_scenario(cfg.scenario), cfg.checkpoint, dev)
+    session.choice = choice
     _resolve_schemes(cfg, session)
     if cfg.seeds is not None:
         doc = _run_seeds(cfg, session, log=log, executor=executor)
         return DriftOutcome(pooled=doc, paths={"results": os.path.join(cfg.out, "results.json"),
                                                "plot": os.path.join(cfg.out, "seeds.png")})
     res = session.play(cfg)
-    pj, pc, png = save_run(res, cfg.out, cfg.checkpoint, session.ck)
+    pj, pc, png = save_run(res, cfg.out, cfg.checkpoint, session.ck, session.recorded())
     return DriftOutcome(result=res, paths={"results": pj, "csv": pc, "plot": png})
 
 
@@ -206,14 +215,27 @@ def seed_config(cfg, seed: int):
 
 
 
-_RESULT_KEYS = ("scenario", "frames", "pilots", "steps", "links", "payload_blocks_per_link", "seed", "lr",
-                "schemes", "retrain_every", "retrain_steps", "bler_target", "checkpoint")
+def _check_counts(doc: dict, scfg, path: str) -> None:
+    """A finished seed's results must hold every frame of its config, every scheme with ``links x payload`` blocks
+    per frame (a file cut short or edited would be pooled as if it were the run)."""
+    frames = doc.get("frames")
+    if not isinstance(frames, list) or len(frames) != scfg.frames:
+        raise ConfigError("resume", f"{path} holds {len(frames) if isinstance(frames, list) else 'no'} frames, its "
+                                    f"config {scfg.frames}: not a finished run of these settings")
+    want = scfg.links * scfg.payload
+    for i, f in enumerate(frames):
+        rows = f.get("schemes") if isinstance(f, dict) else None
+        if not isinstance(rows, dict) or not rows or any(not isinstance(r, dict) or r.get("blocks") != want
+                                                         for r in rows.values()):
+            raise ConfigError("resume", f"{path}: frame {i} does not hold {want} blocks per scheme")
 
 
-def _expected(scfg, sc, mcfg) -> dict:
-    """The ``config`` entries a finished seed's results.json must hold for this run (what ``resume`` checks)."""
+def _expected(scfg, session: DriftSession) -> dict:
+    """The ``config`` entries a finished seed's results.json must hold for this run (what ``resume`` checks): the
+    settings and the contents' digests."""
+    sc, mcfg = session.scenario, session.codec
     names = [s.split("[")[0].strip() for s in scfg.schemes]
-    out = {"scenario": sc.name, "frames": scfg.frames, "pilots": scfg.pilots, "steps": scfg.steps,
+    out = {**session.digests, "scenario": sc.name, "frames": scfg.frames, "pilots": scfg.pilots, "steps": scfg.steps,
            "links": scfg.links, "payload_blocks_per_link": scfg.payload, "seed": scfg.seed,
            "lr": mcfg.inner_lr if scfg.lr is None else scfg.lr, "schemes": names,
            "bler_target": scfg.bler_target, "checkpoint": os.path.abspath(scfg.checkpoint)}
@@ -222,10 +244,10 @@ def _expected(scfg, sc, mcfg) -> dict:
     return out
 
 
-def _key(cfg) -> dict:
+def _key(cfg, session: DriftSession) -> dict:
     """The settings a resumed multi-seed run must share with the interrupted one (a seed's run-state settings
-    without the seed), as they read back from JSON."""
-    fp = fingerprint(seed_config(cfg, 0))
+    without the seed, with the contents' digests), as they read back from JSON."""
+    fp = session.fingerprint(seed_config(cfg, 0))
     fp.pop("seed")
     return json.loads(json.dumps(fp))
 
@@ -255,7 +277,7 @@ def _run_seeds(cfg: DriftConfig, session: DriftSession, *, log=print, executor=N
         raise ConfigError("save_every", "periodic run states are written by the local executor only")
     sc, mcfg, ck = session.scenario, session.codec, session.ck
     seeds = list(cfg.seeds)
-    key = _key(cfg)
+    key = _key(cfg, session)
     pooled_path = os.path.join(cfg.out, "results.json")
     per_seed: dict[int, dict] = {}
     states: dict[int, dict] = {}
@@ -271,15 +293,16 @@ def _run_seeds(cfg: DriftConfig, session: DriftSession, *, log=print, executor=N
             rj, rs = os.path.join(scfg.out, "results.json"), os.path.join(scfg.out, RUN_STATE)
             if os.path.exists(rj):
                 doc = read_json(rj, kind="metacomm-drift", field="resume")
-                want = _expected(scfg, sc, mcfg)
-                have = {k: doc.get("config", {}).get(k) for k in _RESULT_KEYS if k in want}
+                want = _expected(scfg, session)
+                have = {k: doc.get("config", {}).get(k) for k in want}
                 if json.loads(json.dumps(want)) != have:
                     diff = sorted(k for k in want if json.loads(json.dumps(want[k])) != have[k])
                     raise ConfigError("resume", f"{rj} was made with other settings ({', '.join(diff)}); resume "
                                                 "with the settings of the interrupted run")
+                _check_counts(doc, scfg, rj)
                 per_seed[s] = seed_summary(DriftResult.from_dict(doc))
             elif os.path.exists(rs):
-                states[s] = read_run_state(rs, fingerprint(scfg))
+                states[s] = read_run_state(rs, session.fingerprint(scfg))
         log(f"drift: resuming {cfg.out}: {len(per_seed)} of {len(seeds)} seeds finished, {len(states)} continue "
             "from their run state, the rest start")
 
@@ -316,7 +339,7 @@ def _run_seeds(cfg: DriftConfig, session: DriftSession, *, log=print, executor=N
         try:
             for t, res in ex.map(_seed_task, specs, context=context):
                 s = todo[t]
-                save_run(res, seed_dir(cfg.out, s), cfg.checkpoint, ck)
+                save_run(res, seed_dir(cfg.out, s), cfg.checkpoint, ck, session.recorded())
                 per_seed[s] = seed_summary(res)
                 doc = write(len(per_seed) == len(seeds))
                 log(f"drift: seed {s} done ({len(per_seed)}/{len(seeds)}) -> {seed_dir(cfg.out, s)}")

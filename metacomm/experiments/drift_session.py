@@ -15,9 +15,10 @@ import os
 from dataclasses import dataclass
 
 from metacomm._validation import ConfigError, check_positive_int
+from metacomm.scenarios.drift_builtins import builtin_match, builtin_scenario_text, scenario_text
 
 __all__ = ["RUN_STATE", "RUN_KIND", "SEEDS_KIND", "DEFAULT_CHECKPOINT", "CodecSettings", "DriftSession",
-           "load_drift_codec", "shipped_tracker", "check_drift_memory", "save_run", "fingerprint", "read_run_state",
+           "load_drift_codec", "shipped_tracker", "builtin_match", "check_drift_memory", "save_run", "fingerprint", "read_run_state",
            "seed_dir", "check_seeds_output"]
 
 #: the run-state file a drift run with ``save_every`` writes into its output directory
@@ -33,9 +34,12 @@ DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "c
 @dataclass
 class CodecSettings:
     """The run-time settings a drift checkpoint implies for the adaptive schemes: the inner rate, the adapted
-    parameters, the pilot loss and the inner update rule it was meta-trained with (``None``: plain SGD at
-    ``inner_lr``, which is what an online-drift checkpoint and a ``maml``/``fomaml``/``reptile``/``anil`` one
-    use)."""
+    parameters, the pilot loss and the inner update rule it was meta-trained with (an
+    :class:`~metacomm.adaptation.update_rules.UpdateRule`: ``SGD(inner_lr)`` for an online-drift checkpoint and a
+    ``maml``/``fomaml``/``reptile``/``anil`` one, ``MetaSGD`` with the learned rates for a ``metasgd`` one -- the
+    checkpoint's rule entry, :func:`~metacomm.experiments.meta_init.load_meta_init`). The drift run hands it to
+    its schemes (``ctx.rule``): each uses it or refuses it (:class:`~metacomm.drift.schemes.adaptive.AdaptiveScheme`);
+    ``None``: plain SGD at the run's ``lr``."""
 
     inner_lr: float
     adapt: str
@@ -45,10 +49,12 @@ class CodecSettings:
 
 def load_drift_codec(path: str, *, device="cpu", field: str = "checkpoint"):
     """The codec of a drift checkpoint: ``(model on device, CodecSettings, checkpoint dict)``. Accepts an
-    online-drift checkpoint (:func:`metacomm.scenarios.online_drift.save_meta`) or a finished ``meta-train
-    --scenario drift`` checkpoint (its selected initialisation: a
-    :class:`~metacomm.scenarios.drift_track.TrackingDriftCodec` with the meta-learned tracker, scheme ``track``);
-    ConfigError naming ``field`` for anything else."""
+    online-drift checkpoint (:func:`metacomm.scenarios.online_drift.save_meta`; its rule is ``SGD(inner_lr)``) or a
+    finished ``meta-train --scenario drift`` checkpoint (its selected initialisation: a
+    :class:`~metacomm.scenarios.drift_track.TrackingDriftCodec` with the meta-learned tracker, scheme ``track``;
+    its rule the checkpoint's, :func:`~metacomm.experiments.meta_init.load_meta_init`); ConfigError naming
+    ``field`` for anything else."""
+    from metacomm.adaptation.update_rules import SGD
     from metacomm.artefacts import load_checkpoint
     from metacomm.experiments.meta_train import KIND as META_KIND
     from metacomm.scenarios.online_drift import load_meta
@@ -56,25 +62,41 @@ def load_drift_codec(path: str, *, device="cpu", field: str = "checkpoint"):
     ck = load_checkpoint(path, kinds=("metacomm-online-meta", META_KIND), field=field, allow_partial=True)
     if not str(ck.get("kind", "")).startswith(META_KIND + "/"):
         model, mcfg, ck = load_meta(path, device=device, field=field)
-        return model, CodecSettings(mcfg.inner_lr, mcfg.adapt, mcfg.inner_loss), ck
+        return model, CodecSettings(mcfg.inner_lr, mcfg.adapt, mcfg.inner_loss, SGD(float(mcfg.inner_lr))), ck
     if ck.get("scenario") != "drift":
         raise ConfigError(field, f"{path}: a meta-train checkpoint of scenario {ck.get('scenario')!r}; a drift run "
                                  "takes one of `meta-train --scenario drift` or an online-drift checkpoint")
-    from metacomm.experiments.fewshot import load_meta_checkpoint
-    _, model, _, _, ck = load_meta_checkpoint(path, device, field=field)
+    from metacomm.experiments.meta_init import load_meta_init
+    mi = load_meta_init(path, device=device, field=field)
+    model, ck = mi.model, mi.checkpoint
     inner_lr = float(ck.get("meta_config", {}).get("inner_lr", 0.1))
     init = ck.get("init") or {}
     ck = {**ck, "meta": {"scenario": "drift", "scenario_config": ck.get("scenario_config"),
                          "init_step": init.get("step"), "init_seed": init.get("seed"), "val": init.get("val"),
-                         "meta_steps": ck.get("meta_steps")}}
-    return model, CodecSettings(inner_lr, "decoder.taps", model.meta_inner_loss), ck
+                         "meta_steps": ck.get("meta_steps"), "inner_rule": mi.rule.spec_name}}
+    return model, CodecSettings(inner_lr, "decoder.taps", model.meta_inner_loss, mi.rule), ck
+
+
+def sha256_of(data: bytes | str) -> str:
+    """Hex SHA-256 of ``data`` (text as UTF-8)."""
+    import hashlib
+    return hashlib.sha256(data.encode("utf-8") if isinstance(data, str) else data).hexdigest()
+
+
+def file_sha256(path: str) -> str:
+    """Hex SHA-256 of the file at ``path`` (a checkpoint: what a resumed run must be run with)."""
+    with open(path, "rb") as f:
+        return sha256_of(f.read())
 
 
 def shipped_tracker(scenario, pilots) -> str | None:
-    """The shipped meta-learned tracking codec for built-in drift scenario ``scenario`` (a name) and ``pilots``
-    pilots per frame (``metacomm/checkpoints/drift_track_<scenario>_p<pilots>.pt``), or None."""
-    path = os.path.join(os.path.dirname(DEFAULT_CHECKPOINT),
-                        f"drift_track_{os.path.basename(str(scenario))}_p{pilots}.pt")
+    """The shipped meta-learned tracking codec for drift scenario ``scenario`` (a built-in name, or a file with a
+    built-in's exact content: :func:`builtin_match`) and ``pilots`` pilots per frame
+    (``metacomm/checkpoints/drift_track_<builtin>_p<pilots>.pt``), or None."""
+    name = builtin_match(scenario)
+    if name is None:
+        return None
+    path = os.path.join(os.path.dirname(DEFAULT_CHECKPOINT), f"drift_track_{name}_p{pilots}.pt")
     return path if os.path.exists(path) else None
 
 
@@ -118,12 +140,14 @@ def check_seeds_output(cfg) -> None:
     check_out_dir(cfg.out)
 
 
-def save_run(res, out: str, checkpoint: str, ck: dict):
-    """Write a finished run into ``out``: ``results.json`` (with the checkpoint's path and meta data in its config),
-    ``results.csv`` and ``drift.png``; returns the three paths."""
+def save_run(res, out: str, checkpoint: str, ck: dict, digests: dict | None = None):
+    """Write a finished run into ``out``: ``results.json`` (with the checkpoint's path, meta data and the contents'
+    ``digests`` -- ``scenario_sha256``, ``checkpoint_sha256`` -- in its config), ``results.csv`` and ``drift.png``;
+    returns the three paths."""
     from metacomm.drift.result import plot_drift
     res.config["checkpoint"] = os.path.abspath(checkpoint)
     res.config["checkpoint_meta"] = ck.get("meta", {})
+    res.config.update(digests or {})
     os.makedirs(out, exist_ok=True)
     pj, pc = res.save(out)
     png = plot_drift(res, os.path.join(out, "drift.png"))
@@ -162,15 +186,35 @@ class DriftSession:
     ck: dict
     device: object
     checkpoint: str
+    #: SHA-256 of the scenario's TOML text and of the checkpoint file: what a resumed run is checked against (a
+    #: path alone would accept an edited scenario file or a replaced checkpoint)
+    digests: dict = dataclasses.field(default_factory=dict)
+    #: how the checkpoint was chosen when none was given (recorded in results.json as ``checkpoint_choice``)
+    choice: str | None = None
+
+    def recorded(self) -> dict:
+        """What a finished run's results.json config records about its inputs: the digests and the choice."""
+        return {**self.digests, **({"checkpoint_choice": self.choice} if self.choice else {})}
 
     @classmethod
-    def open(cls, scenario, checkpoint: str, device) -> DriftSession:
-        """Load ``checkpoint`` (ConfigError ``checkpoint``) for ``scenario`` (a loaded DriftScenario) and check
-        that the codec fits the scenario's geometry (ConfigError ``checkpoint``)."""
+    def open(cls, scenario, checkpoint: str, device, *, text: str | None = None) -> DriftSession:
+        """Load ``checkpoint`` (ConfigError ``checkpoint``) for ``scenario`` (a loaded DriftScenario; ``text``: its
+        TOML text, read from its source when not given) and check that the codec fits the scenario's geometry
+        (ConfigError ``checkpoint``)."""
         from metacomm.drift.links import check_codec_fits
+        digest_ck = file_sha256(checkpoint) if os.path.isfile(checkpoint) else None
         model, settings, ck = load_drift_codec(checkpoint, device=device)
         check_codec_fits(scenario, model, field="checkpoint")
-        return cls(scenario, model, settings, ck, device, checkpoint)
+        if text is None:
+            src = str(scenario.source)
+            text = builtin_scenario_text(src[len("<builtin>/"):-len(".toml")]) if src.startswith("<builtin>/") \
+                else scenario_text(src)
+        digests = {"scenario_sha256": None if text is None else sha256_of(text), "checkpoint_sha256": digest_ck}
+        return cls(scenario, model, settings, ck, device, checkpoint, digests)
+
+    def fingerprint(self, cfg) -> dict:
+        """:func:`fingerprint` of ``cfg`` plus the contents' digests (:attr:`digests`)."""
+        return {**fingerprint(cfg), **self.digests}
 
     def ref(self) -> tuple:
         """What a worker needs to rebuild the session (no shared file system): the scenario as a built-in's name
@@ -191,9 +235,9 @@ class DriftSession:
         from metacomm.sims.engine import resolve_device
         (scen, checkpoint) = ref
         dev = resolve_device(device, field="device")
-        sc = load_scenario(scen[1]) if scen[0] == "name" else parse_scenario(scen[1], source=scen[2],
-                                                                              default_name=scen[3])
-        return cls.open(sc, checkpoint, dev)
+        if scen[0] == "name":
+            return cls.open(load_scenario(scen[1]), checkpoint, dev)
+        return cls.open(parse_scenario(scen[1], source=scen[2], default_name=scen[3]), checkpoint, dev, text=scen[1])
 
     def scheme_list(self, schemes) -> tuple[list[str], dict]:
         """``schemes`` (``None``: the defaults of this scenario and codec, :func:`default_schemes`) -> ``(names,
@@ -227,7 +271,7 @@ class DriftSession:
         from metacomm.drift.run import DriftRun
         run = DriftRun(self.scenario, self.model, self.run_config(cfg), rule=self.codec.rule)
         path = os.path.join(cfg.out, RUN_STATE)
-        fp = fingerprint(cfg)
+        fp = self.fingerprint(cfg)
         if state is not None:
             run.load_state_dict(state["run"])
         elif cfg.resume:

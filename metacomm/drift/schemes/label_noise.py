@@ -59,10 +59,16 @@ register_kind(DD_MWNET_KIND, 1, "metacomm dd-mwnet decision weighting (drift sch
 _CK_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "checkpoints")
 
 
-def dd_mwnet_checkpoint(scenario: str, pilots: int) -> str | None:
-    """The shipped ``dd-mwnet`` weighting net for drift scenario ``scenario`` (its name) and ``pilots`` pilots per
-    frame (``metacomm/checkpoints/dd_mwnet_<scenario>_p<pilots>.pt``), or None."""
-    path = os.path.join(_CK_DIR, f"dd_mwnet_{os.path.basename(str(scenario))}_p{int(pilots)}.pt")
+def dd_mwnet_checkpoint(scenario, pilots: int) -> str | None:
+    """The shipped ``dd-mwnet`` weighting net for drift scenario ``scenario`` -- a built-in name, or a loaded
+    DriftScenario whose content is a built-in's (:func:`metacomm.scenarios.drift_builtins.builtin_of`; never by its
+    ``name`` key or file name) -- and ``pilots`` pilots per frame (``metacomm/checkpoints/dd_mwnet_<builtin>_p<pilots>
+    .pt``), or None."""
+    from metacomm.scenarios.drift_builtins import builtin_match, builtin_of
+    name = builtin_match(scenario) if isinstance(scenario, str) else builtin_of(scenario)
+    if name is None:
+        return None
+    path = os.path.join(_CK_DIR, f"dd_mwnet_{name}_p{int(pilots)}.pt")
     return path if os.path.exists(path) else None
 
 
@@ -145,7 +151,7 @@ class DecisionDirectedScheme(AdaptiveScheme):
             self.rule = DecisionWeightingRule(lr, "ones")
             return
         sc = getattr(ctx.scenario, "name", None)
-        path = self.net_path or dd_mwnet_checkpoint(sc, ctx.config.pilots)
+        path = self.net_path or dd_mwnet_checkpoint(ctx.scenario, ctx.config.pilots)
         if path is None:
             raise ConfigError("schemes", f"dd-mwnet has no meta-learned weighting for scenario {sc!r} with "
                                          f"{ctx.config.pilots} pilot(s) per frame; shipped: "
