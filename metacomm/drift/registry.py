@@ -30,7 +30,7 @@ from metacomm._validation import ConfigError
 from metacomm.drift.protocol import DriftScheme
 
 __all__ = ["register_scheme", "scheme_names", "make_scheme", "build_schemes", "parse_schemes", "default_schemes",
-           "scheme_entry", "SchemeEntry", "NEEDS", "BUILTIN_MODULES", "PACK_MODULES", "GROUPS"]
+           "scheme_entry", "split_items", "SchemeEntry", "NEEDS", "BUILTIN_MODULES", "PACK_MODULES", "GROUPS"]
 
 #: modules whose import registers the built-in schemes, in the order of the help text and the default list
 BUILTIN_MODULES = ("metacomm.drift.schemes.adaptive", "metacomm.drift.schemes.tracking", "metacomm.drift.schemes.ls",
@@ -183,8 +183,8 @@ def build_schemes(names: Sequence[str], settings: Mapping[str, Mapping] | None =
     return out
 
 
-def _split_top(text: str) -> list[str]:
-    """Split at commas outside brackets."""
+def split_items(text: str) -> list[str]:
+    """A ``--schemes`` string split at the commas outside brackets: ``"a,b[x=1,y=2]"`` -> ``["a", "b[x=1,y=2]"]``."""
     items, depth, cur = [], 0, ""
     for ch in text:
         if ch == "[":
@@ -224,7 +224,7 @@ def parse_schemes(text: str | Sequence[str], field: str = "schemes") -> tuple[li
     {name: settings})``; every name registered and every setting one of the scheme's constructor keywords
     (values are JSON where they parse, else strings). ConfigError naming ``field`` otherwise."""
     names_all = scheme_names()
-    raw = _split_top(text) if isinstance(text, str) else list(text)
+    raw = split_items(text) if isinstance(text, str) else list(text)
     items = [s.strip() for s in raw if isinstance(s, str) and s.strip()]
     if not isinstance(text, str) and any(not isinstance(s, str) for s in text):
         raise ConfigError(field, f"expected scheme names (strings), got {list(text)!r}")

@@ -318,25 +318,17 @@ def run_drift(scenario, model: torch.nn.Module, *, quiet: bool = True,
     if "frames" not in kw:
         raise TypeError("run_drift() missing required keyword argument: 'frames'")
     legacy = {k: kw.pop(k) for k in list(kw) if k in LEGACY_SETTINGS}
-    if legacy:
-        settings = {k: dict(v) for k, v in (kw.get("scheme_settings") or {}).items()}
-        names, extra = parse_schemes(kw["schemes"]) if kw.get("schemes") is not None else (None, {})
-        for k, v in extra.items():
+    if legacy:  # each goes to the run's schemes that have the setting (the retrain scheme, the genie, LS schemes)
+        from metacomm.drift.registry import scheme_entry
+        names, settings = parse_schemes(kw["schemes"]) if kw.get("schemes") is not None else (
+            default_schemes(scenario, model), {})
+        for k, v in (kw.get("scheme_settings") or {}).items():
             settings.setdefault(k, {}).update(v)
         for key, value in legacy.items():
             scheme, setting = LEGACY_SETTINGS[key]
-            if scheme is None:  # num_taps: every run scheme with a num_taps setting
-                from metacomm.drift.registry import scheme_entry
-                targets = [n for n in (names or default_schemes(scenario, model))
-                           if "num_taps" in scheme_entry(n).setting_names()]
-            else:
-                targets = [scheme] if names is None or scheme in names else []
-            for t in targets:
-                settings.setdefault(t, {})[setting] = value
-        if names is not None:
-            kw["schemes"] = names
-        elif any(t not in default_schemes(scenario, model) for t in settings):
-            settings = {t: v for t, v in settings.items() if t in default_schemes(scenario, model)}
-        kw["scheme_settings"] = settings
+            for n in names:
+                if (scheme is None or n == scheme) and setting in scheme_entry(n).setting_names():
+                    settings.setdefault(n, {})[setting] = value
+        kw.update(schemes=names, scheme_settings=settings)
     run = DriftRun(scenario, model, DriftRunConfig(**kw), rule=rule)
     return run.run(quiet=quiet, on_frame=on_frame)

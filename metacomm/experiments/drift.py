@@ -171,8 +171,8 @@ def _resolve_schemes(cfg: DriftConfig, session: DriftSession) -> None:
 
 
 def _items(schemes) -> list[str]:
-    from metacomm.drift.registry import _split_top
-    raw = _split_top(schemes) if isinstance(schemes, str) else list(schemes)
+    from metacomm.drift.registry import split_items
+    raw = split_items(schemes) if isinstance(schemes, str) else list(schemes)
     return [s.strip() for s in raw if s.strip()]
 
 
