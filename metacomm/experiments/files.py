@@ -19,7 +19,13 @@ missing required key, and the values the config's ``validate()`` refuses -- all 
 ends the value check there. ``overrides`` (``metacomm run FILE --set key=value``, or ``--out``/``--seed``/
 ``--device``) replace file values. After a run, the resolved settings, the metacomm/torch/sionna versions and the
 source file are written next to the results (``experiment.json`` in an output directory, ``<out>.experiment.json``
-beside an output file).
+beside an output file). An existing record is replaced only when it is one (its ``metacomm-experiment`` tag), or with
+``overwrite`` (``metacomm run --overwrite``, which also sets the command's own ``overwrite`` where it has one);
+this is checked before the run starts.
+
+Values are typed strictly: a boolean is accepted only by a true/false setting (``ebno_db = true`` or
+``rate = [true]`` is refused, not read as 1), ``out`` must not be empty, and a UTF-8 byte-order mark at the start of
+the file is ignored.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ from typing import Any
 
 from metacomm._validation import ConfigError
 
-__all__ = ["COMMANDS", "load_experiment", "experiment_record", "write_experiment_record", "config_class"]
+__all__ = ["COMMANDS", "load_experiment", "experiment_record", "write_experiment_record", "config_class",
+           "record_path", "check_experiment_record", "FILE_OUT_COMMANDS"]
 
 #: command name -> (module, config class name); the command's ``execute(cfg)`` lives in metacomm.cli.commands
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -47,6 +54,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pack compression": ("metacomm.experiments.compression", "CompressionConfig"),
     "pack label-noise": ("metacomm.experiments.label_noise", "LabelNoiseConfig"),
 }
+
+#: commands whose ``out`` is a file (their record is ``<stem>.experiment.json`` beside it); the others write into
+#: the directory ``out`` (record: ``out/experiment.json``)
+FILE_OUT_COMMANDS = frozenset({"train", "meta-train"})
+
+RECORD_KIND = "metacomm-experiment"
 
 #: nesting deeper than this is refused (a malformed or hostile file)
 MAX_DEPTH = 8
@@ -69,8 +82,25 @@ def _depth(x, d=0) -> int:
     return d
 
 
+def _has_bool(value) -> bool:
+    """Whether ``value`` is a boolean or a list holding one (at any depth)."""
+    if isinstance(value, bool):
+        return True
+    return isinstance(value, list) and any(_has_bool(v) for v in value)
+
+
+def _admits_bool(hint) -> bool:
+    """Whether the annotation ``hint`` names ``bool`` (itself, in a union, or as a list's item type)."""
+    if hint is bool:
+        return True
+    return any(_admits_bool(h) for h in typing.get_args(hint))
+
+
 def _type_ok(value, hint) -> bool:
-    """Whether a TOML value fits a dataclass field annotation (``object`` and unions with it take anything)."""
+    """Whether a TOML value fits a dataclass field annotation (``object`` and unions with it take anything but a
+    boolean: booleans -- also inside lists -- only fit annotations that name ``bool``)."""
+    if _has_bool(value) and not _admits_bool(hint) and not (hint is dict or typing.get_origin(hint) is dict):
+        return False
     if hint is object or hint is Any:
         return True
     origin = typing.get_origin(hint)
@@ -97,6 +127,21 @@ def _type_name(hint) -> str:
     return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
 
 
+def _type_problem(value, hint) -> str:
+    if _has_bool(value) and not _admits_bool(hint):
+        want = "a number, string or list" if hint is object or hint is Any else _type_name(hint)
+        return f"expected {want}, got {_toml(value)}: booleans are accepted only by true/false settings"
+    return f"expected {_type_name(hint)}, got {type(value).__name__} {value!r}"
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
 def _read(path: str, field: str) -> dict:
     try:
         with open(path, "rb") as f:
@@ -111,6 +156,8 @@ def _read(path: str, field: str) -> dict:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(field, f"{path}: not UTF-8 text (byte {e.start}); TOML files are UTF-8") from None
+    if text.startswith("\ufeff"):  # a byte-order mark (some Windows editors write one): not part of the TOML
+        text = text[1:]
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -122,8 +169,10 @@ def _read(path: str, field: str) -> dict:
     return data
 
 
-def load_experiment(path: str, overrides: dict | None = None, *, field: str = "experiment"):
-    """``(command, validated config)`` of the experiment file ``path`` with ``overrides`` applied.
+def load_experiment(path: str, overrides: dict | None = None, *, field: str = "experiment",
+                    overwrite: bool = False):
+    """``(command, validated config)`` of the experiment file ``path`` with ``overrides`` applied; ``overwrite``
+    sets the command's ``overwrite`` setting to true where the command has one (``metacomm run --overwrite``).
 
     Raises one ConfigError listing every problem found (unknown keys, wrong types, refused values)."""
     data = _read(os.fspath(path), field)
@@ -137,20 +186,27 @@ def load_experiment(path: str, overrides: dict | None = None, *, field: str = "e
     data.update(overrides or {})
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    if overwrite and "overwrite" in fields:
+        data["overwrite"] = True
     problems: list[tuple[str, str]] = []
     for key in data:
         if key not in fields:
             problems.append((key, f"unknown key for command {command}; allowed: {', '.join(fields)}"))
         elif not _type_ok(data[key], hints.get(key, object)):
-            problems.append((key, f"expected {_type_name(hints[key])}, got {type(data[key]).__name__} "
-                                  f"{data[key]!r}"))
-    missing = [n for n, f in fields.items() if f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING and n not in data]
+            problems.append((key, _type_problem(data[key], hints.get(key, object))))
+    required = {n for n, f in fields.items() if f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING}
+    missing = [n for n in fields if n in required and n not in data]
     problems += [(n, f"required for command {command}") for n in missing]
+    if "out" in fields and "out" not in {k for k, _ in problems}:
+        out = data.get("out", fields["out"].default)
+        if isinstance(out, str) and not out.strip():
+            what = "file" if command in FILE_OUT_COMMANDS else "directory"
+            problems.append(("out", f"must not be empty: give the output {what} (out = \"runs/...\", or --out)"))
     bad = {k for k, _ in problems}
     values = {k: v for k, v in data.items() if k in fields and k not in bad}
     cfg = None
-    if not missing:
+    if not missing and not (bad & (required | {"out"})):  # a config without a usable required value is not built
         cfg, value_problems = _validate_collecting(cls, values, fields)
         problems += value_problems
     if problems:
@@ -195,10 +251,45 @@ def experiment_record(command: str, cfg, source: str | None = None) -> dict:
             "versions": {"metacomm": __version__, "torch": torch.__version__, "sionna": sionna}}
 
 
-def write_experiment_record(command: str, cfg, source: str | None = None) -> str:
-    """Write :func:`experiment_record` next to the run's output (strict JSON, atomic); returns the path."""
-    from metacomm.artefacts import write_json
+def record_path(command: str, cfg) -> str:
+    """Where the record of a run of ``command`` with ``cfg`` goes: ``out/experiment.json`` for a command that writes
+    a directory, ``<out without suffix>.experiment.json`` beside the output file of one that writes a file."""
     out = os.fspath(cfg.out)
-    path = os.path.join(out, "experiment.json") if os.path.isdir(out) else f"{os.path.splitext(out)[0]}.experiment.json"
+    if command in FILE_OUT_COMMANDS or (command not in COMMANDS and not os.path.isdir(out)):
+        return f"{os.path.splitext(out)[0]}.experiment.json"
+    return os.path.join(out, "experiment.json")
+
+
+def _is_record(path: str) -> bool:
+    """Whether ``path`` is a regular file (not a link) holding a metacomm experiment record."""
+    from metacomm.artefacts import read_json
+    if os.path.islink(path) or not os.path.isfile(path):
+        return False
+    try:
+        read_json(path, kind=RECORD_KIND, field="out")
+    except ConfigError:
+        return False
+    return True
+
+
+def check_experiment_record(command: str, cfg, *, overwrite: bool = False, field: str = "out") -> str:
+    """Raise ``ConfigError(field, ...)`` when the record of this run would replace something that is not a metacomm
+    experiment record (a foreign file, a link, a directory), unless ``overwrite``. Returns the record's path."""
+    path = record_path(command, cfg)
+    if os.path.isdir(path) and not os.path.islink(path):
+        raise ConfigError(field, f"{path} is a directory; the run's settings and versions are written there as a "
+                                 "file (remove it or choose another out)")
+    if overwrite or not os.path.lexists(path) or _is_record(path):
+        return path
+    what = "a link" if os.path.islink(path) else "not a metacomm experiment record"
+    raise ConfigError(field, f"{path} exists and is {what}; refusing to replace it with the run's settings "
+                             "(choose another out, or replace it with --overwrite)")
+
+
+def write_experiment_record(command: str, cfg, source: str | None = None, *, overwrite: bool = False) -> str:
+    """Write :func:`experiment_record` next to the run's output (strict JSON, atomic) at :func:`record_path`;
+    a foreign file there is refused unless ``overwrite`` (:func:`check_experiment_record`). Returns the path."""
+    from metacomm.artefacts import write_json
+    path = check_experiment_record(command, cfg, overwrite=overwrite)
     record = experiment_record(command, cfg, source)
-    return str(write_json(path, record, kind="metacomm-experiment", field="out"))
+    return str(write_json(path, record, kind=RECORD_KIND, field="out"))

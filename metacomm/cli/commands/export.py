@@ -4,7 +4,8 @@
 
 Input ``y`` float32 ``[batch, 2, n]`` (Re; Im of the n received samples), outputs ``block_logits`` and ``message``
 (arg-max). CKPT: a fading-ae meta-train checkpoint or a ``metacomm pack compression`` run's ``codecs.pt``
-(``--method``). Needs ``pip install 'metacomm[onnx]'``.
+(``--method``). Needs ``pip install 'metacomm[onnx]'``. An existing ``--out`` is replaced only when it is a model
+exported by metacomm, or with ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ def add_parser(subparsers, name):
     p.add_argument("--format", default="onnx", help=f"output format: {', '.join(FORMATS)}")
     p.add_argument("--method", default=None, help="initialisation of a codecs.pt (ptq, qat, maml-ste, metaquant)")
     p.add_argument("--out", required=True, help="output file, e.g. codec.onnx")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out that is not a model exported by metacomm")
     p.set_defaults(run=run)
     return p
 
 
 def run(args) -> int:
     return execute(ExportConfig(checkpoint=args.checkpoint, out=args.out, bits=args.bits, sparsity=args.sparsity,
-                                format=args.format, method=args.method))
+                                format=args.format, method=args.method, overwrite=args.overwrite))
 
 
 def execute(cfg: ExportConfig) -> int:

@@ -7,7 +7,9 @@ The file is validated before any work starts: every unknown key, wrong type and 
 once (one line, exit 2). ``--set KEY=VALUE`` (repeatable; VALUE parsed as JSON where it can be) and ``--out``,
 ``--seed``, ``--device`` override the file. The resolved settings and the metacomm/torch/sionna versions are
 written next to the results (``experiment.json`` in an output directory, ``<out>.experiment.json`` beside an
-output file). Format and examples: :mod:`metacomm.experiments.files`, ``examples/*.toml``.
+output file); an existing one is replaced only when it is such a record, or with ``--overwrite`` (checked before
+the run starts), which also sets the command's own ``overwrite`` where it has one (``train``, ``meta-train``).
+Format and examples: :mod:`metacomm.experiments.files`, ``examples/*.toml``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,12 @@ from __future__ import annotations
 import importlib
 
 from metacomm.cli.commands._settings import parse_settings
-from metacomm.experiments.files import COMMANDS, load_experiment, write_experiment_record
+from metacomm.experiments.files import (
+    COMMANDS,
+    check_experiment_record,
+    load_experiment,
+    write_experiment_record,
+)
 
 
 def add_parser(subparsers, name):
@@ -28,6 +35,9 @@ def add_parser(subparsers, name):
     p.add_argument("--out", default=None, help="override the file's out")
     p.add_argument("--seed", type=int, default=None, help="override the file's seed")
     p.add_argument("--device", default=None, help="override the file's device")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing outputs that are not this kind of metacomm file (experiment.json, and the "
+                        "command's own outputs where it has an overwrite setting)")
     p.set_defaults(run=run)
     return p
 
@@ -37,8 +47,11 @@ def run(args) -> int:
     for key in ("out", "seed", "device"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
-    command, cfg = load_experiment(args.experiment, overrides, field="EXPERIMENT.toml")
+    command, cfg = load_experiment(args.experiment, overrides, field="EXPERIMENT.toml", overwrite=args.overwrite)
+    overwrite = bool(args.overwrite or getattr(cfg, "overwrite", False) is True)
+    check_experiment_record(command, cfg, overwrite=overwrite)  # before any work: never a foreign experiment.json
     module = importlib.import_module(f"metacomm.cli.commands.{command.replace(' ', '_').replace('-', '_')}")
     rc = module.execute(cfg)
-    print(f"run: settings and versions -> {write_experiment_record(command, cfg, args.experiment)}")
+    record = write_experiment_record(command, cfg, args.experiment, overwrite=overwrite)
+    print(f"run: settings and versions -> {record}")
     return rc
