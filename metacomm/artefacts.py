@@ -21,10 +21,24 @@ write never leaves a truncated file nor destroys the previous one; missing paren
 
 Readers:
 
-* :func:`read_json` -- strict parse (``NaN``/``Infinity`` tokens are refused) and tag check;
+* :func:`read_json` -- strict parse (``NaN``/``Infinity`` tokens and numbers beyond a double such as ``1e400``
+  are refused, as is a nesting too deep to parse), tag check, then the kind's **schema** (the entries it must hold
+  and their types, declared with :func:`register_kind`);
 * :func:`load_checkpoint` -- always ``torch.load(..., weights_only=True)``: a crafted checkpoint cannot run
-  code; clear errors for a missing, truncated or foreign file, another kind, a newer version, and (unless
-  ``allow_partial``) an unfinished run's periodic checkpoint.
+  code; clear errors for a missing, truncated or foreign file, something that is not a regular file (a named
+  pipe would block the read forever), another kind, a newer version, (unless ``allow_partial``) an unfinished
+  run's periodic checkpoint, a payload that does not match the kind's schema, and **non-finite weights** (NaN or
+  +-inf in a floating-point tensor of the entries the kind declares as weights, :func:`check_finite_weights`).
+
+Every error names the offending entry in one line (``checkpoint: x.pt: non-finite weights in
+model/decoder.taps (first at index 3: nan; ...)``, ``resume: 'r.json': damaged metacomm drift results file:
+'frames[2]/schemes' must be a dict, got a list of 3``).
+
+Output directories: :func:`check_output_dir`, :func:`check_writable_dir` and every writer refuse an output
+directory that is itself a symbolic link, and a target file that is one: a link planted inside an output tree
+(``OUT/seed-1`` -> elsewhere) would make metacomm write wherever it points. Links higher up a path are followed
+(``--out /data/link/run`` writes into the real ``run`` below the link); a ``--out`` that is itself a link is
+refused like any other -- give the directory it points to.
 
 Files written before this module existed are still read: they carry their tag under ``"kind"`` (meta-train
 ``"metacomm-meta/1"``, online drift ``"metacomm-online-meta/1"``), under ``"format"`` (trainer state
@@ -66,6 +80,9 @@ __all__ = [
     "read_json",
     "write_text",
     "check_weights_only",
+    "check_finite_weights",
+    "check_schema",
+    "check_writable_dir",
     "save_checkpoint",
     "load_checkpoint",
     "save_figure",
@@ -84,11 +101,15 @@ class ArtefactKind:
     what: str
     written_by: str
     reads: tuple[int, ...]
+    #: the entries a payload of this kind must hold, with their types (:func:`check_schema`); None: unchecked
+    schema: Mapping[str, Any] | None = None
+    #: checkpoints: the entries whose floating-point tensors are weights and must be finite (paths as in
+    #: :func:`check_finite_weights`); ``("*",)`` (the default) scans every tensor, ``()`` none
+    weights: tuple[str, ...] = ("*",)
 
     @property
     def tag(self) -> str:
         return f"{self.name}/{self.version}"
-
 
 
 #: Registered kinds by name. Extend with :func:`register_kind`.
@@ -96,32 +117,236 @@ KINDS: dict[str, ArtefactKind] = {}
 
 
 def register_kind(name: str, version: int, what: str, written_by: str,
-                  reads: Iterable[int] | None = None) -> ArtefactKind:
+                  reads: Iterable[int] | None = None, *, schema: Mapping[str, Any] | None = None,
+                  weights: Iterable[str] = ("*",)) -> ArtefactKind:
     """Register (or replace) a kind: files are written as ``name/version``; versions in ``reads`` (default:
-    only ``version``) are accepted by readers. Returns the :class:`ArtefactKind`."""
+    only ``version``) are accepted by readers. Returns the :class:`ArtefactKind`.
+
+    ``schema``: the entries every payload of the kind must hold and their types, checked by :func:`read_json` and
+    :func:`load_checkpoint` right after the tag (:func:`check_schema` describes the notation), e.g.
+    ``{"scenario": str, "scenario_config": dict, "model": dict, "init?": ({"model": dict}, None)}``.
+    ``weights`` (checkpoints): the entries whose floating-point tensors :func:`load_checkpoint` requires to be
+    finite (:func:`check_finite_weights`): ``("*",)`` (default) every tensor of the payload; ``()`` none -- only
+    for a kind whose tensors may legitimately be non-finite (a run state that must resume exactly as it was)."""
     if "/" in name or not name:
         raise ValueError(f"kind name must be non-empty and contain no '/': {name!r}")
     if int(version) < 1:
         raise ValueError(f"version must be >= 1, got {version!r}")
+    if schema is not None:
+        _check_spec(schema, f"schema of {name}")
+    weights = (weights,) if isinstance(weights, str) else tuple(weights)
+    if not all(isinstance(w, str) and w for w in weights):
+        raise ValueError(f"weights of {name} must be non-empty path strings, got {weights!r}")
     versions = tuple(sorted({int(v) for v in (reads or ())} | {int(version)}))
-    kind = ArtefactKind(name, int(version), what, written_by, versions)
+    kind = ArtefactKind(name, int(version), what, written_by, versions, schema, weights)
     KINDS[name] = kind
     return kind
 
 
-register_kind("metacomm-results", 1, "metacomm BER results file", "`metacomm ber`, sims.save_results")
-register_kind("metacomm-fewshot", 1, "metacomm few-shot results file", "`metacomm fewshot`")
-register_kind("metacomm-drift", 1, "metacomm drift results file", "`metacomm drift`, `metacomm demo`")
+# --- schemas --------------------------------------------------------------------------------------------------
+#
+# A schema is a dict ``{key: spec}``. A key ending in ``?`` is optional (checked when present); the key ``*``
+# applies its spec to every other entry. A spec is a type (``str``, ``int`` -- not bool --, ``float`` -- any
+# number --, ``bool``, ``dict``, ``list`` -- a list or tuple --, ``object`` -- anything), ``None`` (null),
+# ``"tensor"`` (a torch tensor), a nested schema (a dict with those entries), ``[spec]`` (a list whose every item
+# matches spec) or a tuple of alternatives (``(dict, None)``).
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "a dict",
+               list: "a list", object: "anything"}
+
+
+def _check_spec(spec: Any, where: str) -> None:
+    """Raise ValueError for a malformed schema spec (a programming error, reported when the kind registers)."""
+    if spec is None or (isinstance(spec, str) and spec == "tensor") or (isinstance(spec, type) and spec in _TYPE_NAMES):
+        return
+    if isinstance(spec, tuple):
+        if not spec:
+            raise ValueError(f"{where}: an empty tuple of alternatives")
+        for s in spec:
+            _check_spec(s, where)
+        return
+    if isinstance(spec, list):
+        if len(spec) != 1:
+            raise ValueError(f"{where}: a list spec holds exactly one item spec, got {spec!r}")
+        _check_spec(spec[0], where)
+        return
+    if isinstance(spec, Mapping):
+        for k, v in spec.items():
+            if not isinstance(k, str) or not k.rstrip("?"):
+                raise ValueError(f"{where}: keys are non-empty strings, got {k!r}")
+            _check_spec(v, f"{where}[{k!r}]")
+        return
+    raise ValueError(f"{where}: not a schema spec: {spec!r}")
+
+
+def _is_tensor(value: Any) -> bool:
+    return type(value).__module__.startswith("torch") and hasattr(value, "dtype") and hasattr(value, "shape")
+
+
+def _fits(value: Any, spec: Any) -> bool:
+    """Whether ``value`` has the outer type of ``spec`` (nested entries are checked by :func:`_schema_problem`)."""
+    if spec is None:
+        return value is None
+    if isinstance(spec, tuple):
+        return any(_fits(value, s) for s in spec)
+    if isinstance(spec, Mapping) or spec is dict:
+        return isinstance(value, Mapping)
+    if isinstance(spec, list) or spec is list:
+        return isinstance(value, (list, tuple))
+    if spec is bool:
+        return isinstance(value, bool)
+    if spec is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if spec is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(spec, str):  # "tensor"
+        return _is_tensor(value)
+    if spec is object:
+        return True
+    return isinstance(value, spec)
+
+
+def _spec_name(spec: Any) -> str:
+    if spec is None:
+        return "null"
+    if isinstance(spec, tuple):
+        return " or ".join(_spec_name(s) for s in spec)
+    if isinstance(spec, Mapping):
+        return "a dict"
+    if isinstance(spec, list):
+        return f"a list of {_spec_name(spec[0]).removeprefix('a ').removeprefix('an ')}s" \
+            if not isinstance(spec[0], (tuple, list, Mapping)) else "a list"
+    if isinstance(spec, str):  # "tensor"
+        return "a tensor"
+    return _TYPE_NAMES.get(spec, getattr(spec, "__name__", str(spec)))
+
+
+def _got(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"{str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"[:60]
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    if isinstance(value, Mapping):
+        return "a dict"
+    if isinstance(value, (list, tuple)):
+        return f"a list of {len(value)}"
+    if _is_tensor(value):
+        return "a tensor"
+    return f"a {type(value).__name__}"
+
+
+def _join(at: str, key: Any) -> str:
+    return f"{at}/{key}" if at else str(key)
+
+
+def _schema_problem(value: Any, spec: Any, at: str) -> str | None:
+    """The first way ``value`` (at path ``at``) does not match ``spec``, as a phrase, or None."""
+    if isinstance(spec, tuple):
+        for s in spec:
+            if _fits(value, s):
+                return _schema_problem(value, s, at)
+        return f"{at!r} must be {_spec_name(spec)}, got {_got(value)}"
+    if not _fits(value, spec):
+        return f"{at!r} must be {_spec_name(spec)}, got {_got(value)}"
+    if isinstance(spec, list):
+        for i, v in enumerate(value):
+            problem = _schema_problem(v, spec[0], f"{at}[{i}]")
+            if problem:
+                return problem
+    elif isinstance(spec, Mapping):
+        listed = set()
+        for key, sub in spec.items():
+            if key == "*":
+                continue
+            optional = key.endswith("?")
+            name = key[:-1] if optional else key
+            listed.add(name)
+            if name not in value:
+                if optional:
+                    continue
+                return f"the entry {_join(at, name)!r} is missing"
+            problem = _schema_problem(value[name], sub, _join(at, name))
+            if problem:
+                return problem
+        if "*" in spec:
+            for k, v in value.items():
+                if k not in listed:
+                    problem = _schema_problem(v, spec["*"], _join(at, k))
+                    if problem:
+                        return problem
+    return None
+
+
+def check_schema(obj: Any, schema: Mapping[str, Any], *, field: str, source: str = "file",
+                 what: str = "file") -> None:
+    """Raise ``ConfigError(field, ...)`` (one line: ``source``, the entry's path, what it must be) unless ``obj``
+    matches ``schema`` (notation: the comment above :func:`_check_spec`; extra entries are allowed)."""
+    problem = _schema_problem(obj, dict(schema), "")
+    if problem:
+        raise ConfigError(field, f"{source}: damaged {what}: {problem}")
+
+
+def _check_schemas(obj: Mapping, names: list[str], *, field: str, source: str) -> None:
+    """Check ``obj`` against the schema of every kind among ``names`` it carries a readable tag of (a meta-train
+    checkpoint read as a meta-trainer state is checked as both)."""
+    for name, version in tags_of(obj):
+        kind = KINDS.get(name)
+        if name in names and kind is not None and version in kind.reads and kind.schema is not None:
+            check_schema(obj, kind.schema, field=field, source=source, what=kind.what)
+
+
+#: a drift run's frame record (:mod:`metacomm.drift.result`): what the readers and plots index
+_FRAME = {"frame": int, "schemes": {"*": {"block_errors": float, "blocks": float, "bit_errors": float, "bits": float,
+                                          "latency_ms?": (float, None)}}}
+#: a :class:`~metacomm.adaptation.MetaTrainer` state (what ``MetaTrainer.load_state_dict`` reads)
+_SNAPSHOT = {"model": dict, "lrs?": (dict, None), "rule?": (dict, None)}
+_TRAINER = {"config": {"algo": str}, "adapt": list, "step": int, "model": dict, "optimizer": dict,
+            "generator": "tensor", "skipped": list, "history": list, "lrs?": (dict, None), "rule?": (dict, None),
+            "best?": (_SNAPSHOT, None)}
+#: where the weights of a trainer state are (its optimiser moments and generator state are not weights)
+_TRAINER_WEIGHTS = ("model", "lrs", "rule", "best/model", "best/lrs", "best/rule")
+
+register_kind("metacomm-results", 1, "metacomm BER results file", "`metacomm ber`, sims.save_results",
+              schema={"config": dict, "points": [dict]})
+register_kind("metacomm-fewshot", 1, "metacomm few-shot results file", "`metacomm fewshot`",
+              schema={"config": dict, "results": [dict], "progress?": (dict, None)})
+register_kind("metacomm-drift", 1, "metacomm drift results file", "`metacomm drift`, `metacomm demo`",
+              schema={"config": dict, "frames": [_FRAME], "summary?": (dict, None)})
 register_kind("metacomm-drift-seeds", 1, "metacomm pooled multi-seed drift results file (one run per seed in "
-              "seed-<s>/)", "`metacomm drift --seeds`")
-register_kind("metacomm-codec", 1, "metacomm codec checkpoint", "`metacomm train`, codecs.checkpoint.save_codec")
-register_kind("metacomm-meta", 1, "metacomm meta-train checkpoint", "`metacomm meta-train`")
-register_kind("metacomm-meta-trainer", 1, "metacomm meta-trainer state", "adaptation.MetaTrainer.save")
-register_kind("metacomm-drift-run", 1, "metacomm drift run state (resume)", "`metacomm drift --save-every`")
+              "seed-<s>/)", "`metacomm drift --seeds`",
+              schema={"config": {"seeds?": [int], "seed_dirs?": ({"*": str}, None)},
+                      "finished?": bool, "progress?": ({"key?": (dict, None)}, None),
+                      "seeds": {"*": {"*": {"block_errors": float, "blocks": float, "bler": (float, None)}}},
+                      "summary": {"*": {"kind": str, "bler": float, "bler_ci": [float], "blocks": float,
+                                        "seeds": [int], "seed_bler": [(float, None)]}}})
+register_kind("metacomm-codec", 1, "metacomm codec checkpoint", "`metacomm train`, codecs.checkpoint.save_codec",
+              schema={"codec_class": str, "config": dict, "state_dict": dict, "meta?": (dict, None)},
+              weights=("state_dict",))
+register_kind("metacomm-meta", 1, "metacomm meta-train checkpoint", "`metacomm meta-train`",
+              schema={**_TRAINER, "scenario": str, "scenario_config": dict, "meta_config?": dict,
+                      "init?": ({**_SNAPSHOT, "step?": int}, None), "restarts?": [(_SNAPSHOT, None)],
+                      "joint?": (_TRAINER, None), "joint_init?": (_SNAPSHOT, None), "joint_steps?": int,
+                      "inner_rule?": ({"name": str, "config?": dict, "tensors?": (dict, None)}, None)},
+              weights=(*_TRAINER_WEIGHTS, "init", "restarts", "joint_init", "inner_rule/tensors",
+                       *(f"joint/{w}" for w in _TRAINER_WEIGHTS)))
+register_kind("metacomm-meta-trainer", 1, "metacomm meta-trainer state", "adaptation.MetaTrainer.save",
+              schema=_TRAINER, weights=_TRAINER_WEIGHTS)
+# A run state holds what the run reached -- a diverged link's adapted weights, a tracker's covariance -- and a
+# resumed run must go on exactly from there: its tensors are not checked for finiteness.
+register_kind("metacomm-drift-run", 1, "metacomm drift run state (resume)", "`metacomm drift --save-every`",
+              schema={"settings": dict, "finished": bool,
+                      "run": {"position": int, "records": [dict], "schemes": {"*": dict}}},
+              weights=())
 register_kind("metacomm-experiment", 1, "metacomm experiment record (resolved settings and versions)",
-              "`metacomm run` and every experiment written from a file")
+              "`metacomm run` and every experiment written from a file",
+              schema={"command": str, "config": dict, "versions?": dict})
 register_kind("metacomm-online-meta", 1, "metacomm online-drift meta checkpoint",
-              "scenarios.online_drift.save_meta, scripts/make_demo_checkpoints.py")
+              "scenarios.online_drift.save_meta, scripts/make_demo_checkpoints.py",
+              schema={"config": dict, "model": dict, "scenario?": str, "meta?": (dict, None)}, weights=("model",))
 
 
 def _kind(name: str) -> ArtefactKind:
@@ -264,11 +489,23 @@ def _attach_tag(obj: Mapping, kind: str, where: str) -> dict:
     return {"format": tag, **{k: v for k, v in obj.items() if k != "format"}}
 
 
+def _refuse_symlinked_dir(d: Path, field: str) -> None:
+    """An output directory must not be a symbolic link: a link planted inside an output tree (``OUT/seed-1`` ->
+    elsewhere) would have metacomm write wherever it points. Links further up the path are followed."""
+    if d.is_symlink():
+        raise ConfigError(field, f"{str(d)!r} is a symbolic link; metacomm does not write into a linked output "
+                                 "directory (give the directory it points to, or remove the link)")
+
+
 def _prepare_target(path, field: str) -> Path:
     path = Path(path)
+    if path.is_symlink():
+        raise ConfigError(field, f"{str(path)!r} is a symbolic link; refusing to replace it (remove the link or "
+                                 "give another file name)")
     if path.is_dir():
         raise ConfigError(field, f"{str(path)!r} is a directory; give a file name")
     parent = path.parent if str(path.parent) else Path(".")
+    _refuse_symlinked_dir(parent, field)
     if parent.exists() and not parent.is_dir():
         raise ConfigError(field, f"{str(parent)!r} is not a directory")
     try:
@@ -293,6 +530,7 @@ def check_writable_dir(out: str | os.PathLike, *, field: str = "out") -> Path:
     hidden temporary file (permission bits alone say nothing for root, or on read-only and virtual file systems).
     Returns ``Path(out)``."""
     d = Path(out)
+    _refuse_symlinked_dir(d, field)
     if d.exists() and not d.is_dir():
         raise ConfigError(field, f"{str(d)!r} exists and is not a directory")
     probe = d
@@ -321,18 +559,25 @@ def check_output_dir(out: str | os.PathLike, *, results: str, kind: str, others:
     d = check_writable_dir(out, field=field)
     rp = d / results
     ours = False
-    if rp.is_symlink() or rp.exists():
+    if rp.is_symlink():
+        raise ConfigError(field, f"{str(rp)!r} is a symbolic link; refusing to follow or replace it (remove the "
+                                 "link or choose another output directory)")
+    if rp.exists():
+        if not rp.is_file():
+            raise ConfigError(field, f"{str(rp)!r} exists and is {_not_regular(rp)}; refusing to replace it")
         try:
-            doc = json.loads(rp.read_text(encoding="utf-8"))
+            doc = _parse_json(rp.read_text(encoding="utf-8"))
             ours = bool(check_kind(doc, kind, field=field, source=str(rp), allow_untagged=False))
-        except (OSError, ValueError, UnicodeDecodeError):
+        except (OSError, ValueError, UnicodeDecodeError, RecursionError):
             ours = False
         if not ours:
             raise ConfigError(field, f"{str(rp)!r} exists and is not a {KINDS[kind].what}; refusing to "
                                      "replace it (choose another output directory or remove the file)")
     for name in others:
         p = d / name
-        if (p.exists() or p.is_symlink()) and not ours:
+        if p.is_symlink():
+            raise ConfigError(field, f"{str(p)!r} is a symbolic link; refusing to follow or replace it")
+        if p.exists() and not ours:
             raise ConfigError(field, f"{str(p)!r} exists and does not belong to metacomm results in that "
                                      "directory; refusing to overwrite it")
     return d
@@ -354,28 +599,80 @@ def _refuse_constant(token: str):
     raise ValueError(f"non-standard JSON constant {token} (strict JSON has no NaN/Infinity)")
 
 
+class _OutOfRange(ValueError):
+    pass
+
+
+def _finite_float(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):  # 1e400: Python's parser would read it as inf
+        raise _OutOfRange(f"the number {text[:40]} is out of range (beyond a 64-bit float)")
+    return v
+
+
+def _finite_int(text: str) -> int:
+    v = int(text)  # more than sys.get_int_max_str_digits() digits: ValueError already
+    try:
+        float(v)
+    except OverflowError:
+        raise _OutOfRange(f"the integer {text[:20]}... ({len(text)} digits) is out of range (beyond a 64-bit "
+                          "float)") from None
+    return v
+
+
+def _parse_json(text: str) -> Any:
+    """Strict JSON: no NaN/Infinity tokens, no number beyond a double (ValueError); a nesting too deep for the
+    parser raises RecursionError."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_finite_int)
+
+
+def _not_regular(p: Path) -> str:
+    """What a path that is not a regular file is (``"a named pipe (FIFO)"``), for error messages."""
+    import stat
+    try:
+        mode = p.stat().st_mode
+    except OSError:
+        return "not a readable file"
+    for test, what in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
 def read_json(path: str | os.PathLike, *, kind: str | Iterable[str], field: str,
               allow_untagged: bool = False) -> dict:
-    """Parse ``path`` as strict JSON (``NaN``/``Infinity`` refused) and check its format tag against ``kind``
-    (one name or several). Returns the dict. Every failure raises ``ConfigError(field, ...)``; an untagged
-    file is accepted only with ``allow_untagged`` (files from other tools)."""
+    """Parse ``path`` as strict JSON (``NaN``/``Infinity`` and numbers beyond a double refused), check its format
+    tag against ``kind`` (one name or several) and its entries against the kind's schema
+    (:func:`register_kind`). Returns the dict. Every failure raises ``ConfigError(field, ...)``; an untagged
+    file is accepted only with ``allow_untagged`` (files from other tools; no schema is checked then)."""
+    names = _names(kind)
     p = Path(path)
     if not p.exists():
         raise ConfigError(field, f"{str(p)!r}: no such file")
     if p.is_dir():
         raise ConfigError(field, f"{str(p)!r} is a directory, not a file")
+    if not p.is_file():  # a FIFO would block the read forever
+        raise ConfigError(field, f"{str(p)!r} is {_not_regular(p)}, not a results file")
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(field, f"cannot read {str(p)!r}: {e}") from None
+        raise ConfigError(field, f"cannot read {str(p)!r}: {_first_line(e)}") from None
     try:
-        obj = json.loads(text, parse_constant=_refuse_constant)
+        obj = _parse_json(text)
+    except _OutOfRange as e:
+        raise ConfigError(field, f"{str(p)!r} holds {e}; strict JSON numbers are finite doubles") from None
     except ValueError as e:
-        raise ConfigError(field, f"{str(p)!r} is not valid JSON ({e})") from None
+        raise ConfigError(field, f"{str(p)!r} is not valid JSON ({_first_line(e)})") from None
+    except RecursionError:
+        raise ConfigError(field, f"{str(p)!r} is nested too deeply to be a metacomm file (JSON objects or lists "
+                                 "nested hundreds of levels deep)") from None
     if not isinstance(obj, dict):
         raise ConfigError(field, f"{str(p)!r} is not a metacomm file (a JSON object was expected, got "
                                  f"{type(obj).__name__})")
-    check_kind(obj, kind, field=field, source=repr(str(p)), allow_untagged=allow_untagged)
+    check_kind(obj, names, field=field, source=repr(str(p)), allow_untagged=allow_untagged)
+    _check_schemas(obj, names, field=field, source=repr(str(p)))
     return obj
 
 
@@ -495,6 +792,8 @@ def load_checkpoint(path: str | os.PathLike, *, kinds: str | Iterable[str], fiel
         raise ConfigError(field, f"{src}: no such file")
     if p.is_dir():
         raise ConfigError(field, f"{src} is a directory, not a checkpoint file")
+    if not p.is_file():  # opening a FIFO would block forever, a device would be read without end
+        raise ConfigError(field, f"{src} is {_not_regular(p)}, not a checkpoint file")
     head = _head(p)
     if not head.startswith((b"PK", b"\x80")):  # neither torch's zip archive nor a (legacy) binary pickle
         what = "an empty file" if not head else "a JSON file" if head.lstrip()[:1] in (b"{", b"[") else \
@@ -523,13 +822,88 @@ def load_checkpoint(path: str | os.PathLike, *, kinds: str | Iterable[str], fiel
         wanted = " or ".join(f"a {KINDS[n].what}" for n in names)
         raise ConfigError(field, f"{src} is not {wanted} (it holds a {type(payload).__name__}, not a metacomm "
                                  "checkpoint)")
-    check_kind(payload, names, field=field, source=src)
+    name, _ = check_kind(payload, names, field=field, source=src)
     if payload.get("finished") is False and not allow_partial:
         step = payload.get("step")
-        at = f" (step {step})" if isinstance(step, int) else ""
+        at = f" (step {step})" if isinstance(step, int) and not isinstance(step, bool) else ""
         raise ConfigError(field, f"{src} is a periodic checkpoint of an unfinished run{at}; pass --allow-partial "
                                  "to use it anyway (or finish the run first)")
+    _check_schemas(payload, names, field=field, source=src)
+    check_finite_weights(payload, KINDS[name].weights, field=field, source=src)
     return payload
+
+
+def _at_paths(obj: Any, pattern: list[str], at: str):
+    """``(path, value)`` of every entry of ``obj`` that the path ``pattern`` (segments; ``*`` any key or index)
+    names; absent entries are skipped."""
+    if not pattern:
+        yield at, obj
+        return
+    head, rest = pattern[0], pattern[1:]
+    if isinstance(obj, Mapping):
+        items = obj.items() if head == "*" else [(k, v) for k, v in obj.items() if str(k) == head]
+    elif isinstance(obj, (list, tuple)):
+        items = enumerate(obj) if head == "*" else ([(int(head), obj[int(head)])]
+                                                     if head.isdigit() and int(head) < len(obj) else [])
+    else:
+        items = []
+    for k, v in items:
+        yield from _at_paths(v, rest, _join(at, k))
+
+
+def _tensors(obj: Any, at: str, seen: set[int]):
+    """``(path, tensor)`` of every tensor in ``obj`` (dicts, lists, tuples, sets), depth first."""
+    if _is_tensor(obj):
+        yield at, obj
+    elif isinstance(obj, Mapping):
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        for k, v in obj.items():
+            yield from _tensors(v, _join(at, k), seen)
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        for i, v in enumerate(obj):
+            yield from _tensors(v, _join(at, i), seen)
+
+
+def check_finite_weights(payload: Mapping, weights: Iterable[str] = ("*",), *, field: str,
+                         source: str = "checkpoint") -> None:
+    """Raise ``ConfigError(field, ...)`` if a floating-point (or complex) tensor under one of the ``weights`` paths
+    of ``payload`` holds NaN or +-inf: one line naming the entry and its first bad element, e.g.
+    ``x.pt: non-finite weights in model/decoder.taps (first at index 3: nan; 1 of 6 values)``.
+
+    A path is ``/``-separated keys (``"model"``, ``"best/model"``, ``"joint/model"``); ``*`` matches any key or
+    list index; everything below the entry a path names is scanned. ``("*",)``: the whole payload."""
+    import torch
+
+    seen: set[int] = set()
+    for pattern in weights:
+        for at, entry in _at_paths(payload, [s for s in pattern.split("/") if s], ""):
+            for where, t in _tensors(entry, at, seen):
+                if not (t.is_floating_point() or t.is_complex()) or t.is_sparse or t.numel() == 0:
+                    continue
+                bad = ~torch.isfinite(t.detach())
+                if not bool(bad.any()):
+                    continue
+                flat = bad.reshape(-1)
+                i = int(flat.nonzero()[0, 0])
+                value = t.detach().reshape(-1)[i].item()
+                if t.dim() == 0:
+                    first = f"value {value}"
+                else:
+                    idx: Any = i
+                    if t.dim() > 1:
+                        rest, idx = i, []
+                        for n in reversed(t.shape):
+                            rest, r = divmod(rest, int(n))
+                            idx.insert(0, r)
+                        idx = tuple(idx)
+                    first = f"first at index {idx}: {value}; {int(flat.sum())} of {t.numel()} values"
+                raise ConfigError(field, f"{source}: non-finite weights in {where or 'the payload'} ({first}); the "
+                                         "checkpoint is damaged or comes from a diverged training run")
 
 
 # --- figures ------------------------------------------------------------------------------------------------

@@ -31,6 +31,14 @@ def _files(d):
     return sorted(p.name for p in Path(d).iterdir())
 
 
+# The least each kind's schema asks for (artefacts.register_kind(..., schema=...)): the tests below are about tags,
+# so their payloads carry these entries and whatever the test is about.
+TRAINER = {"config": {"algo": "maml"}, "adapt": [], "step": 1, "model": {}, "optimizer": {},
+           "generator": torch.zeros(4, dtype=torch.uint8), "skipped": [], "history": []}
+META = {**TRAINER, "scenario": "fading-ae", "scenario_config": {}}
+DRIFT_DOC = ', "config": {}, "frames": []}'  # closes a drift results document
+
+
 # --- registry and tags ----------------------------------------------------------------------------------------
 
 def test_registry_holds_every_kind_at_version_1():
@@ -123,8 +131,9 @@ def test_read_json_checks_strictness_kind_and_version(tmp_path):
     f.write_text('{"format": "metacomm-drift/1", "x": Infinity}')
     with pytest.raises(ConfigError, match="Infinity"):
         A.read_json(f, kind="metacomm-drift", field="--results")
-    f.write_text('{"format": "metacomm-drift/1", "x": null}')
-    assert A.read_json(f, kind="metacomm-drift", field="--results") == {"format": "metacomm-drift/1", "x": None}
+    f.write_text('{"format": "metacomm-drift/1", "x": null' + DRIFT_DOC)
+    assert A.read_json(f, kind="metacomm-drift", field="--results") == {"format": "metacomm-drift/1", "x": None,
+                                                                        "config": {}, "frames": []}
     assert A.read_json(f, kind=("metacomm-fewshot", "metacomm-drift"), field="f")["x"] is None
     with pytest.raises(ConfigError, match=r"is a metacomm drift results file \(metacomm-drift/1\), not a "
                                           r"metacomm few-shot results file; expected the output of `metacomm fewshot`"):
@@ -164,8 +173,8 @@ def test_read_json_old_version_is_reported(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="old version this metacomm no longer reads \\(it reads metacomm-drift/2, "
                                           "metacomm-drift/3\\)"):
         A.read_json(f, kind="metacomm-drift", field="x")
-    f.write_text('{"format": "metacomm-drift/2"}')
-    assert A.read_json(f, kind="metacomm-drift", field="x") == {"format": "metacomm-drift/2"}
+    f.write_text('{"format": "metacomm-drift/2"' + DRIFT_DOC)
+    assert A.read_json(f, kind="metacomm-drift", field="x")["format"] == "metacomm-drift/2"
 
 
 def test_write_text_is_atomic(tmp_path):
@@ -225,7 +234,7 @@ def test_check_weights_only_names_the_entry():
 
 
 def test_checkpoint_round_trip(tmp_path):
-    payload = {"model": {"w": torch.randn(3, 2, generator=torch.Generator().manual_seed(1))}, "step": 7,
+    payload = {**META, "model": {"w": torch.randn(3, 2, generator=torch.Generator().manual_seed(1))}, "step": 7,
                "history": [{"loss": 0.5}], "lrs": None}
     p = A.save_checkpoint(tmp_path / "m.pt", payload, kind="metacomm-meta")
     raw = torch.load(p, weights_only=True)  # independent reader
@@ -238,7 +247,7 @@ def test_checkpoint_round_trip(tmp_path):
 
 
 def test_checkpoint_embeds_the_inner_tag(tmp_path):
-    state = {"format": "metacomm-meta-trainer/1", "step": 3, "model": {}}
+    state = {**TRAINER, "format": "metacomm-meta-trainer/1", "step": 3, "model": {}, "scenario_config": {}}
     p = A.save_checkpoint(tmp_path / "m.pt", {**state, "scenario": "fading-ae"}, kind="metacomm-meta")
     raw = torch.load(p, weights_only=True)
     assert raw["format"] == "metacomm-meta/1" and raw["embeds"] == ["metacomm-meta-trainer/1"]
@@ -261,10 +270,11 @@ def test_save_checkpoint_refuses_bad_payload_and_keeps_the_old_file(tmp_path):
 
 def test_legacy_checkpoints_load(tmp_path):
     legacy = {
-        "metacomm-meta": {"format": "metacomm-meta-trainer/1", "kind": "metacomm-meta/1", "step": 1},
-        "metacomm-meta-trainer": {"format": "metacomm-meta-trainer/1", "step": 1},
-        "metacomm-online-meta": {"kind": "metacomm-online-meta/1", "step": 1},
-        "metacomm-codec": {"format": "metacomm-codec", "format_version": 1, "step": 1},
+        "metacomm-meta": {**META, "format": "metacomm-meta-trainer/1", "kind": "metacomm-meta/1", "step": 1},
+        "metacomm-meta-trainer": {**TRAINER, "format": "metacomm-meta-trainer/1", "step": 1},
+        "metacomm-online-meta": {"kind": "metacomm-online-meta/1", "step": 1, "config": {}, "model": {}},
+        "metacomm-codec": {"format": "metacomm-codec", "format_version": 1, "step": 1, "codec_class": "Autoencoder",
+                           "config": {}, "state_dict": {}},
     }
     for kind, payload in legacy.items():
         torch.save(payload, tmp_path / "old.pt")
@@ -286,13 +296,13 @@ def test_the_shipped_checkpoint_loads():
 
 
 def test_partial_checkpoints_need_allow_partial(tmp_path):
-    p = A.save_checkpoint(tmp_path / "m.pt", {"finished": False, "step": 40}, kind="metacomm-meta")
+    p = A.save_checkpoint(tmp_path / "m.pt", {**META, "finished": False, "step": 40}, kind="metacomm-meta")
     with pytest.raises(ConfigError, match=r"periodic checkpoint of an unfinished run \(step 40\); pass "
                                           r"--allow-partial") as e:
         A.load_checkpoint(p, kinds="metacomm-meta", field="--checkpoint")
     assert e.value.field == "--checkpoint"
     assert A.load_checkpoint(p, kinds="metacomm-meta", field="--checkpoint", allow_partial=True)["step"] == 40
-    q = A.save_checkpoint(tmp_path / "f.pt", {"finished": True}, kind="metacomm-meta")
+    q = A.save_checkpoint(tmp_path / "f.pt", {**META, "finished": True}, kind="metacomm-meta")
     assert A.load_checkpoint(q, kinds="metacomm-meta", field="--checkpoint")["finished"] is True
 
 
@@ -323,9 +333,9 @@ def test_load_checkpoint_failures_are_one_line_config_errors(tmp_path):
 
 
 def test_load_checkpoint_maps_to_the_device(tmp_path, device):
-    p = A.save_checkpoint(tmp_path / "m.pt", {"w": torch.ones(2)}, kind="metacomm-meta")
+    p = A.save_checkpoint(tmp_path / "m.pt", {**META, "model": {"w": torch.ones(2)}}, kind="metacomm-meta")
     got = A.load_checkpoint(p, kinds="metacomm-meta", field="--checkpoint", device=device)
-    assert got["w"].device.type == torch.device(device).type
+    assert got["model"]["w"].device.type == torch.device(device).type
 
 
 # --- figures --------------------------------------------------------------------------------------------------

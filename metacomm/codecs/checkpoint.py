@@ -10,8 +10,10 @@ A checkpoint is a :func:`torch.save` file holding only tensors and plain Python 
 :func:`save_codec` writes atomically (a temporary file in the same directory, then :func:`os.replace`): an error
 at any point leaves an existing file untouched. :func:`load_codec` rebuilds the codec from its class and
 configuration and loads the weights; every failure (missing, truncated or corrupt file, not a metacomm
-checkpoint, another codec class or shape than ``expect`` asks for) raises
-``ConfigError("checkpoint", <one line>)``. Files written before the tag carried its version
+checkpoint, entries missing or of the wrong type -- the kind's schema in :mod:`metacomm.artefacts` --, weights that
+are NaN or infinite, another codec class or shape than ``expect`` asks for) raises
+``ConfigError("checkpoint", <one line>)``; all but the last are checked by
+:func:`metacomm.artefacts.load_checkpoint`, which every codec load goes through. Files written before the tag carried its version
 (``"format": "metacomm-codec"``, ``"format_version": 1``) load too.
 """
 

@@ -31,7 +31,7 @@ from typing import Any
 from metacomm._validation import ConfigError
 from metacomm.experiments.packs import PACKS
 
-__all__ = ["Run", "load_run", "plot_overlay", "parse_where", "DEFAULT_X", "swept_fields"]
+__all__ = ["Run", "load_run", "plot_overlay", "parse_where", "DEFAULT_X", "swept_fields", "check_shape"]
 
 #: results kind -> the swept field drawn on the x axis by default
 DEFAULT_X: dict[str, str] = {"metacomm-fewshot": "steps",
@@ -71,15 +71,109 @@ def load_run(path: str | os.PathLike, *, field: str = "results", label: str | No
     data = read_json(p, kind=kinds, field=field, allow_untagged=True)
     tag = check_kind(data, kinds, field=field, source=repr(str(p)), allow_untagged=True)
     kind = tag[0] if tag else "metacomm-results"  # untagged: a BER results file from before the tags
-    return Run(kind, data, str(p), label if label is not None else _default_label(kind, data, p))
+    check_shape(kind, data, str(p), field=field)
+    return Run(kind, data, str(p), label if label is not None else _default_label(kind, data, p, field))
 
 
-def _default_label(kind: str, data: dict, p: Path) -> str:
+def _default_label(kind: str, data: dict, p: Path, field: str = "results") -> str:
     if kind == "metacomm-results":
         from metacomm.sims.plots import default_label
-        from metacomm.sims.results import SweepResult
-        return default_label(SweepResult.from_dict(data, where=str(p)))
+        return default_label(_sweep(data, str(p), field))
     return p.parent.name or str(p)
+
+
+def _sweep(data: dict, path: str, field: str):
+    """The :class:`~metacomm.sims.results.SweepResult` of a BER results dict; its ConfigError names ``field``."""
+    from metacomm.sims.results import SweepResult
+    try:
+        return SweepResult.from_dict(data, where=path)
+    except ConfigError as e:
+        raise ConfigError(field, str(e)) from None
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _count(v: Any) -> bool:
+    return _number(v) and v >= 0 and float(v).is_integer()
+
+
+def check_shape(kind: str, data: Mapping[str, Any], path: str, *, field: str = "results") -> None:
+    """Raise ``ConfigError(field, ...)`` (one line naming the file and the entry) unless ``data`` has the shape the
+    plots of ``kind`` index (beyond the kind's schema, which :func:`~metacomm.artefacts.read_json` checked): BER
+    sweeps their points; drift runs the same schemes in every frame with counts ``0 <= errors <= blocks``,
+    ``blocks >= 1``; pooled runs summary rows whose seeds are in ``seeds``; record tables a list of records."""
+    def bad(what: str):
+        raise ConfigError(field, f"{path}: {what}")
+
+    family = _family(kind)
+    if family == "ber":
+        _sweep(dict(data), path, field)
+        return
+    if not isinstance(data.get("config", {}), Mapping):
+        bad("'config' must be a dict")
+    if family == "records":
+        records = data.get("results")
+        if not isinstance(records, list):
+            bad(f"'results' must be a list of records, got {type(records).__name__}")
+        for i, r in enumerate(records):
+            if not isinstance(r, Mapping):
+                bad(f"'results[{i}]' must be a record (a dict), got {type(r).__name__}")
+        return
+    if family == "drift":
+        frames = data.get("frames")
+        if not isinstance(frames, list):
+            bad(f"'frames' must be a list, got {type(frames).__name__}")
+        names = None
+        for i, f in enumerate(frames):
+            rows = f.get("schemes") if isinstance(f, Mapping) else None
+            if not isinstance(rows, Mapping) or not rows:
+                bad(f"'frames[{i}]' must be a frame record with its schemes")
+            if names is None:
+                names = list(rows)
+            elif list(rows) != names:
+                bad(f"'frames[{i}]' has schemes {', '.join(map(str, rows))}, frame 0 {', '.join(names)}")
+            for s, r in rows.items():
+                if not isinstance(r, Mapping):
+                    bad(f"'frames[{i}]/schemes/{s}' must be a dict")
+                for e, n in (("block_errors", "blocks"), ("bit_errors", "bits")):
+                    if not (_count(r.get(e)) and _count(r.get(n)) and r[n] >= 1 and r[e] <= r[n]):
+                        bad(f"'frames[{i}]/schemes/{s}': {e} and {n} must be counts with 0 <= {e} <= {n} and "
+                            f"{n} >= 1, got {r.get(e)!r} and {r.get(n)!r}")
+        return
+    if family == "drift-seeds":
+        seeds, summary = data.get("seeds"), data.get("summary")
+        if not isinstance(seeds, Mapping):
+            bad(f"'seeds' must be a dict of the seeds' summaries, got {type(seeds).__name__}")
+        if not isinstance(summary, Mapping):
+            bad(f"'summary' must be a dict of the schemes' pooled rows, got {type(summary).__name__}")
+        order = None
+        for name, r in summary.items():
+            at = f"'summary/{name}'"
+            if not isinstance(r, Mapping):
+                bad(f"{at} must be a dict")
+            rs, sb, ci = r.get("seeds"), r.get("seed_bler"), r.get("bler_ci")
+            if not isinstance(rs, list) or not rs or not all(isinstance(x, int) and not isinstance(x, bool)
+                                                             for x in rs):
+                bad(f"{at}/seeds must be a non-empty list of seeds")
+            if order is None:
+                order = rs
+            elif rs != order:
+                bad(f"{at}/seeds differ from the first scheme's ({order})")
+            if not isinstance(sb, list) or len(sb) != len(rs) or not all(x is None or _number(x) for x in sb):
+                bad(f"{at}/seed_bler must hold one number per seed ({len(rs)})")
+            if not (isinstance(ci, list) and len(ci) == 2 and all(_number(x) for x in ci)):
+                bad(f"{at}/bler_ci must be [lo, hi]")
+            if not (_number(r.get("bler")) and _count(r.get("blocks")) and r["blocks"] >= 1):
+                bad(f"{at} must hold a number bler and blocks >= 1")
+            if not isinstance(r.get("kind"), str):
+                bad(f"{at}/kind must be a string")
+            for x in rs:
+                row = seeds.get(str(x))
+                row = row.get(name) if isinstance(row, Mapping) else None
+                if not isinstance(row, Mapping) or not (_count(row.get("blocks")) and row["blocks"] >= 1):
+                    bad(f"'seeds/{x}/{name}' (a seed of {at}) must hold the seed's blocks (>= 1)")
 
 
 def _family(kind: str) -> str:
@@ -128,17 +222,17 @@ def _records_panel(ax, runs: Sequence[Run], x: str, y: str, where: Mapping[str, 
         groups: dict[tuple, list[dict]] = {}
         others = [k for k in swept_fields(records, run.data.get("config", {})) if k != x and k not in where]
         for r in records:
-            if x in r and isinstance(r.get(y), (int, float)) and isinstance(r.get(x), (int, float)):
+            if x in r and _number(r.get(y)) and _number(r.get(x)):
                 groups.setdefault(tuple((k, _fmt(r.get(k))) for k in others if k in r), []).append(r)
         for gi, (key, rs) in enumerate(sorted(groups.items(), key=lambda kv: kv[0])):
             rs = sorted(rs, key=lambda r: r[x])
             xv = np.asarray([float(r[x]) for r in rs])
             yv = np.asarray([float(r[y]) for r in rs])
-            ci = [r.get(f"{y}_ci") for r in rs]
+            ci = [r.get(f"{y}_ci") for r in rs]  # error bars only where every interval is two numbers
             lab = ", ".join(f"{k}={v}" for k, v in key)
             lab = f"{run.label}: {lab}" if len(runs) > 1 else (lab or run.label)
             color = f"C{n_curves % 10}"
-            if all(isinstance(c, (list, tuple)) and len(c) == 2 for c in ci):
+            if all(isinstance(c, (list, tuple)) and len(c) == 2 and all(_number(v) for v in c) for c in ci):
                 lo = np.asarray([c[0] for c in ci], float)
                 hi = np.asarray([c[1] for c in ci], float)
                 err = np.vstack([np.clip(yv - lo, 0, None), np.clip(hi - yv, 0, None)])
@@ -215,17 +309,19 @@ def plot_overlay(runs: Sequence[Run], out: str | os.PathLike, *, title: str | No
         hint = ""
         pooled = [r for r in runs if r.kind == "metacomm-drift-seeds"]
         if pooled and "drift" in families:
-            dirs = (pooled[0].data.get("config", {}).get("seed_dirs") or {}).values()
+            dirs = (pooled[0].data.get("config", {}).get("seed_dirs") or {})
+            dirs = [str(d) for d in dirs.values()] if isinstance(dirs, Mapping) else []
             hint = (f"; {pooled[0].path} pools several seeds -- to overlay single runs give its per-seed directories "
                     f"({', '.join(os.path.join(os.path.dirname(pooled[0].path), d) for d in list(dirs)[:3])}"
                     f"{', ...' if len(dirs) > 3 else ''})")
         raise ConfigError("results", "cannot overlay different kinds of results in one figure: "
                           + ", ".join(f"{r.path} ({r.kind})" for r in runs) + hint)
     family = families.pop()
+    for r in runs:  # runs built by hand (not by load_run) are checked too
+        check_shape(r.kind, r.data, r.path)
     if family == "ber":
         from metacomm.sims.plots import plot_results
-        from metacomm.sims.results import SweepResult
-        res = [SweepResult.from_dict(r.data, where=r.path) for r in runs]
+        res = [_sweep(r.data, r.path, "results") for r in runs]
         return plot_results(res, out, labels=[r.label for r in runs], title=title, theory=theory)
     if window is not None and (isinstance(window, bool) or int(window) < 1):
         raise ConfigError("window", f"must be an integer >= 1, got {window!r}")
