@@ -49,8 +49,11 @@ PACKS: dict[str, PackSpec] = {
 }
 #: pack name -> results kind name (read from :data:`PACKS`)
 PACK_KINDS: dict[str, str] = {name: spec.kind for name, spec in PACKS.items()}
+#: what every pack results.json holds (checked by read_json after the tag)
+PACK_RESULTS_SCHEMA = {"config": dict, "results": [dict], "progress?": (dict, None)}
 for _pack, _kind in PACK_KINDS.items():
-    register_kind(_kind, 1, f"metacomm {_pack} pack results file", f"`metacomm pack {_pack}`")
+    register_kind(_kind, 1, f"metacomm {_pack} pack results file", f"`metacomm pack {_pack}`",
+                  schema=PACK_RESULTS_SCHEMA)
 
 
 def pack_kind(pack: str) -> str:
