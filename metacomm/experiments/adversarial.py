@@ -52,7 +52,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metacomm._validation import ConfigError, check_nonneg_int, check_positive, check_positive_int
+from metacomm._validation import (
+    MAX_WORK,
+    ConfigError,
+    check_db,
+    check_memory,
+    check_nonneg_int,
+    check_positive,
+    check_positive_int,
+)
 from metacomm.channels import attacks as A
 from metacomm.channels.base import complex_normal
 from metacomm.channels.units import ebnodb_to_no
@@ -67,7 +75,8 @@ DEFENCES = ("none", "adv-train", "augment", "meta-adv", "ae-ml", "hamming-ml")
 def parse_db_list(field: str, value) -> list[float]:
     """dB values from ``START:STOP:STEP`` (the project's range parser,
     :func:`metacomm.experiments.ber.parse_ebno_range`), a comma string, a number or a list; every value finite
-    (ConfigError naming ``field`` otherwise)."""
+    and in the physical range ``[-300, 300]`` dB (:func:`~metacomm._validation.check_db`; ConfigError naming
+    ``field`` otherwise)."""
     from metacomm.experiments.ber import parse_ebno_range
     if isinstance(value, str) and ":" in value:
         for tok in value.split(":"):
@@ -77,13 +86,14 @@ def parse_db_list(field: str, value) -> list[float]:
                 continue  # reported by the range parser with the expected syntax
             if not math.isfinite(v):
                 raise ConfigError(field, f"values must be finite numbers of dB, got {tok.strip()!r}")
-        return parse_ebno_range(value, field=field)
+            check_db(field, v)  # a bound start/stop before the range parser computes a grid from them
+        return [check_db(field, v) for v in parse_ebno_range(value, field=field)]
     if isinstance(value, str):
         for tok in value.split(","):
             try:
                 float(tok)
             except ValueError:
-                return parse_ebno_range(value, field=field)  # its one-line message names the bad token
+                return [check_db(field, v) for v in parse_ebno_range(value, field=field)]  # names the bad token
     vals = []
     for v in (value if isinstance(value, (list, tuple)) else str(value).split(",")):
         try:
@@ -92,7 +102,7 @@ def parse_db_list(field: str, value) -> list[float]:
             raise ConfigError(field, f"expected dB values, got {value!r}") from None
         if not math.isfinite(f):
             raise ConfigError(field, f"values must be finite numbers of dB, got {v!r}")
-        vals.append(f)
+        vals.append(check_db(field, f))
     if not vals:
         raise ConfigError(field, "give at least one value (dB)")
     return vals
@@ -104,7 +114,9 @@ class AdversarialConfig:
 
     ``base``: a codec checkpoint of ``metacomm train`` (an Autoencoder) or a ``meta-train`` checkpoint whose model
     is an Autoencoder. ``attack``, ``defence``: comma lists; ``psr_db``: PSR [dB] per block, ``a:step:b`` or a comma
-    list (finite); ``ebno_db``: Eb/N0 [dB] per information bit, same syntax. ``test_blocks``: blocks per point.
+    list (finite, within [-300, 300] dB); ``ebno_db``: Eb/N0 [dB] per information bit, same syntax. ``test_blocks``:
+    blocks per point. Work sizes (``test_blocks``, the step and sample counts) are at most 1e9
+    (:data:`~metacomm._validation.MAX_WORK`); the sizes held at once go through ``check_memory``.
     """
 
     base: str
@@ -153,18 +165,34 @@ class AdversarialConfig:
                 raise ConfigError("uar_psr_db", "give PSR levels in dB or auto")
         self.adv_psr_db = parse_db_list("adv_psr_db", [self.adv_psr_db])[0]
         self.train_ebno_db = parse_db_list("train_ebno_db", [self.train_ebno_db])[0]
-        for f in ("test_blocks", "pgd_steps", "uap_samples", "substitute_hidden", "train_batch",
-                  "train_pgd_steps", "meta_batch", "pilots"):
+        # work sizes (blocks per point, iterations): at most MAX_WORK (1e9), beyond which a run takes days
+        for f in ("test_blocks", "pgd_steps", "uap_samples", "train_pgd_steps"):
+            setattr(self, f, check_positive_int(f, getattr(self, f), maximum=MAX_WORK))
+        for f in ("substitute_hidden", "train_batch", "meta_batch", "pilots"):
             setattr(self, f, check_positive_int(f, getattr(self, f)))
-        for f in ("substitute_steps", "train_steps", "meta_steps", "uar_steps", "seed"):
-            setattr(self, f, check_nonneg_int(f, getattr(self, f)))
+        for f in ("substitute_steps", "train_steps", "meta_steps", "uar_steps"):
+            setattr(self, f, check_nonneg_int(f, getattr(self, f), maximum=MAX_WORK))
+        self.seed = check_nonneg_int("seed", self.seed)
+        # what is held at once, before the base is read (sizes in bytes; complex64 blocks of at most 64 uses):
+        # the substitute receiver (2 hidden layers, Adam), a training step's blocks with their attack graphs, the
+        # blocks Alg. 1 iterates over, a meta-batch of pilot tasks
+        check_memory("substitute_hidden", 16.0 * self.substitute_hidden * (self.substitute_hidden + 256),
+                     f"a substitute receiver of width {self.substitute_hidden}")
+        check_memory("train_batch", 4096.0 * self.train_batch, f"a training step of {self.train_batch} blocks")
+        check_memory("uap_samples", 1024.0 * self.uap_samples, f"{self.uap_samples} blocks for the UAP")
+        check_memory(("pilots", "meta_batch"), 4096.0 * self.meta_batch * self.pilots,
+                     f"a meta-batch of {self.meta_batch} tasks of {self.pilots} pilots")
         for f in ("pgd_step_size", "lr", "inner_lr"):
             setattr(self, f, check_positive(f, getattr(self, f)))
         if not isinstance(self.uar, bool):
             raise ConfigError("uar", f"must be true or false, got {self.uar!r}")
         check_out_dir(self.out)
         check_output_dir(self.out, results="results.json", kind=pack_kind(PACK), field="out",
-                         others=[f"bler_vs_psr_{e:g}dB.png" for e in self.ebno_db])
+                         others=[_figure_name(e) for e in self.ebno_db])
+        for e in self.ebno_db:  # would be refused only when drawn, after the results
+            if os.path.isdir(os.path.join(self.out, _figure_name(e))):
+                raise ConfigError("out", f"{os.path.join(self.out, _figure_name(e))!r} is a directory; refusing to "
+                                         "replace it")
         return self
 
 
@@ -479,9 +507,13 @@ def run_adversarial(cfg: AdversarialConfig, *, log: Callable[[str], None] = prin
         "complex use; perturbations and jammers on the signal's real dimensions)",
         "ebno_definition": "Eb/N0 per information bit, N0 = 1 / (rate * Eb/N0), rate = k / n_c bits per complex use",
         "ci": "Clopper-Pearson 95%"}
-    os.makedirs(cfg.out, exist_ok=True)
     runtime = time.time() - t_start
-    write_pack_results(cfg.out, PACK, config, records, clean=clean, uar=uar, runtime_s=runtime)
+    # The previous run's figures (its Eb/N0 grid may differ from this one's) describe results this run replaces:
+    # they go before results.json is written, so the directory never shows one run's figures beside another's
+    # results.
+    _retire_figures(cfg)
+    write_pack_results(cfg.out, PACK, config, records, clean=clean, uar=uar, runtime_s=runtime,
+                       figures=[_figure_name(e) for e in cfg.ebno_db])
     _plots(records, cfg)
     if not cfg.quiet:
         show = min(cfg.psr_db, key=lambda p: abs(p + 6.0))  # the letter's PSR -6 dB, or the nearest swept
@@ -599,6 +631,41 @@ def _uar(base, models, cfg: AdversarialConfig, dev, log, levels: dict[str, list[
                           "acc = 1 - BLER, ATA = the base adversarially trained against that attack at that PSR"}
 
 
+def _figure_name(ebno_db: float) -> str:
+    return f"bler_vs_psr_{ebno_db:g}dB.png"
+
+
+def _retire_figures(cfg: AdversarialConfig) -> None:
+    """Remove the figures of the results ``cfg.out/results.json`` holds now (checked as this pack's by
+    :meth:`AdversarialConfig.validate`): those its Eb/N0 grid named, and those this run will draw. Regular files
+    only."""
+    from metacomm.artefacts import read_json
+    from metacomm.experiments.packs import pack_kind, results_path
+    names = {_figure_name(e) for e in cfg.ebno_db}
+    rp = results_path(cfg.out)
+    if os.path.isfile(rp):
+        try:
+            old = read_json(rp, kind=pack_kind(PACK), field="out")
+            figs = old.get("figures")
+            if isinstance(figs, list):
+                names |= {f for f in figs if isinstance(f, str) and f == os.path.basename(f)}
+            grid = (old.get("config") or {}).get("ebno_db")
+            if isinstance(grid, list):
+                names |= {_figure_name(float(e)) for e in grid if isinstance(e, (int, float))
+                          and not isinstance(e, bool) and math.isfinite(e)}
+        except ConfigError:
+            pass  # refused by validate already, unless it changed since; then only this run's names go
+    for name in sorted(names):
+        if not (name.startswith("bler_vs_psr_") and name.endswith("dB.png")):
+            continue
+        p = os.path.join(cfg.out, name)
+        if os.path.isfile(p) and not os.path.islink(p):
+            try:
+                os.remove(p)
+            except OSError as e:
+                raise ConfigError("out", f"cannot replace {p!r} ({e.strerror or e})") from None
+
+
 def _plots(records, cfg: AdversarialConfig) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -627,5 +694,5 @@ def _plots(records, cfg: AdversarialConfig) -> None:
         axes[0][0].legend(fontsize=7)
         fig.suptitle(f"BLER vs PSR at Eb/N0 {eb:g} dB")
         fig.tight_layout()
-        save_figure(fig, os.path.join(cfg.out, f"bler_vs_psr_{eb:g}dB.png"), dpi=110)
+        save_figure(fig, os.path.join(cfg.out, _figure_name(eb)), dpi=110)
         plt.close(fig)

@@ -153,7 +153,7 @@ def run_ber(cfg: BerConfig, *, log: Callable[[str], None] = print, executor=None
         raise ConfigError("out", f"{str(png)!r} exists and does not belong to metacomm results in that directory; "
                                  "refusing to overwrite it (choose another output directory or remove the file)")
     compare = [load_results(c, field_name="compare") for c in cfg.compare]
-    done = _finished_points(cfg, out) if cfg.resume else None
+    done = _finished_points(cfg, out, log) if cfg.resume else None
 
     link_cfg = {"codec": cfg.codec, "decoder": cfg.decoder, "channel": cfg.channel, "block_length": cfg.block_length,
                 "checkpoint": cfg.checkpoint, "device": str(device), "csi": cfg.csi, "num_pilots": cfg.num_pilots}
@@ -170,9 +170,19 @@ def run_ber(cfg: BerConfig, *, log: Callable[[str], None] = print, executor=None
     config.update(link_info(link))
     from metacomm.sims.results import SweepResult
 
+    retired = []
+
+    def retire():
+        # results.csv and ber.png are written only when the sweep ends: the previous run's would sit beside this
+        # run's partial results.json, describing another sweep. They go before this run's first write.
+        if not retired:
+            _retire(out, ("results.csv", "ber.png"))
+            retired.append(True)
+
     def save_so_far(i, points):  # every finished point is on disk at once (atomic): resume continues from there
         # "finished": False marks the sweep as unfinished until the final save (which has no such key)
         partial = SweepResult(points=points[:i + 1], config=dict(config, sweep=_sweep_key(cfg), finished=False))
+        retire()
         save_results(partial, out, csv_file=False)
 
     from metacomm.experiments.executors import LocalExecutor
@@ -190,6 +200,7 @@ def run_ber(cfg: BerConfig, *, log: Callable[[str], None] = print, executor=None
         k = next((p.bits_per_block for p in result.points if p.bits_per_block), None)
         if k:
             result.config["block_length_bits"] = k
+    retire()
     jp = save_results(result, out)
     fig = plot_results([result, *compare], out / "ber.png")
     return result, jp, fig
@@ -260,12 +271,27 @@ def _sweep_key(cfg: BerConfig) -> dict:
                                          "ci", "ebno_db")}
 
 
-def _finished_points(cfg: BerConfig, out) -> dict:
-    """The points an interrupted run of the same sweep left in ``out/results.json`` (by index)."""
+def _retire(out, names) -> None:
+    """Remove the previous run's ``names`` in ``out`` (regular files only; checked as metacomm's before the run)."""
+    import os
+    for name in names:
+        p = os.path.join(out, name)
+        if os.path.isfile(p) and not os.path.islink(p):
+            try:
+                os.remove(p)
+            except OSError as e:
+                raise ConfigError("out", f"cannot replace {p!r} ({e.strerror or e})") from None
+
+
+def _finished_points(cfg: BerConfig, out, log: Callable[[str], None] = print) -> dict:
+    """The points an interrupted run of the same sweep left in ``out/results.json`` (by index). No results.json
+    (a run killed before its first point finished writes none) or one with no finished point: none, the sweep
+    starts. A foreign file, or the results of another sweep, is refused."""
     from metacomm.sims.results import load_results
     path = out / "results.json"
-    if not path.exists():
-        raise ConfigError("resume", f"nothing to resume: no {path}")
+    if not path.exists() and not path.is_symlink():
+        log(f"ber: nothing to resume in {out} (no results.json: no point had finished); starting the sweep")
+        return {}
     old = load_results(path, field_name="resume")
     key = _sweep_key(cfg)
     saved = old.config.get("sweep")
@@ -273,4 +299,7 @@ def _finished_points(cfg: BerConfig, out) -> dict:
         diff = sorted(k for k in key if (saved or {}).get(k) != key[k])
         raise ConfigError("resume", f"{path} is from another sweep (differs in {', '.join(diff) or 'format'}); "
                                     "resume with the settings of the interrupted run")
-    return {i: p for i, p in enumerate(old.points) if p.simulated}
+    done = {i: p for i, p in enumerate(old.points) if p.simulated}
+    if not done:
+        log(f"ber: nothing to resume in {out} (no point had finished); starting the sweep")
+    return done

@@ -35,6 +35,13 @@ family (``heldout_channel``), the last two at ``heldout_at_bits`` and sparsity 0
 
 Common random numbers: at a given Eb/N0 and condition every method, bit-width and sparsity sees the same pilots
 and test data (one generator seed per (Eb/N0 index, condition)).
+
+Files: nothing is written before the whole run (meta-training and sweep) has finished, so a kill or an error
+leaves the output directory as the previous run left it. Then the previous run's ``results.json`` and figures are
+removed, ``codecs.pt`` is written marked ``finished: False``, then ``results.json``, the figures, and
+``codecs.pt`` again, finished. Both files record the run's ``run_id`` and the codecs' SHA-256
+(:func:`codecs_sha256`; ``results.json``: ``"codecs": {"file", "run_id", "weights_sha256"}``): a directory never
+holds a codecs.pt of one run beside the results of another, and :func:`check_codecs_pair` verifies a pair.
 """
 
 from __future__ import annotations
@@ -43,7 +50,8 @@ import copy
 import math
 import os
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -52,13 +60,16 @@ from metacomm._validation import ConfigError, check_nonneg_int, check_positive, 
 from metacomm.artefacts import register_kind
 from metacomm.experiments._common import check_out_dir, int_list, resolve_device
 
-__all__ = ["CompressionConfig", "run_compression", "METHODS", "load_base", "PACK", "TARGETS"]
+__all__ = ["CompressionConfig", "run_compression", "METHODS", "load_base", "PACK", "TARGETS", "CODECS_KIND",
+           "CODECS_FILE", "codecs_sha256", "check_codecs_pair"]
 
 PACK = "compression"
 METHODS = ("ptq", "qat", "maml-ste", "metaquant")
 TARGETS = (1e-2, 1e-3)
 BASE_SCENARIOS = ("fading-ae", "fading-ae-quant")
 CODECS_KIND = "metacomm-compression-codecs"
+CODECS_FILE = "codecs.pt"
+FIGURES = ("bler_vs_bits.png", "db_loss_vs_bytes.png")
 register_kind(CODECS_KIND, 1, "the initialisations of a compression pack run (float weights per method, MetaQuant's "
               "meta-network)", "`metacomm pack compression` (OUT/codecs.pt)")
 
@@ -185,9 +196,102 @@ class CompressionConfig:
         check_out_dir(self.out)
         from metacomm.artefacts import check_output_dir
         from metacomm.experiments.packs import pack_kind
-        check_output_dir(self.out, results="results.json", kind=pack_kind(PACK), field="out",
-                         others=("bler_vs_bits.png", "db_loss_vs_bytes.png", "codecs.pt"))
+        # A codecs.pt of this pack without a results.json beside it is what an interrupted run leaves (the results
+        # are retired before the codecs are rewritten, see run_compression): ours, so it may be replaced.
+        others = [*FIGURES, *(() if _own_codecs_alone(self.out) else (CODECS_FILE,))]
+        check_output_dir(self.out, results="results.json", kind=pack_kind(PACK), field="out", others=others)
+        _refuse_dirs(self.out, (*FIGURES, CODECS_FILE))
         return self
+
+
+def _refuse_dirs(out, names) -> None:
+    """A directory where a file will be written is refused now, not after the run (when the write would fail)."""
+    for name in names:
+        p = os.path.join(os.fspath(out), name)
+        if os.path.isdir(p):
+            raise ConfigError("out", f"{p!r} is a directory; refusing to replace it")
+
+
+def _own_codecs_alone(out) -> bool:
+    """Whether ``out`` holds a codecs.pt of this pack (finished or not) and no results.json."""
+    from metacomm.artefacts import load_checkpoint
+    d = os.fspath(out)
+    path = os.path.join(d, CODECS_FILE)
+    if os.path.lexists(os.path.join(d, "results.json")) or os.path.islink(path) or not os.path.isfile(path):
+        return False
+    try:
+        load_checkpoint(path, kinds=CODECS_KIND, field="out", allow_partial=True)
+    except ConfigError:
+        return False
+    return True
+
+
+def _digest(h, obj) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous().reshape(-1)
+        h.update(f"T{t.dtype}{tuple(obj.shape)}:".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(obj, Mapping):
+        h.update(b"{")
+        for k in sorted(obj, key=repr):
+            h.update(repr(k).encode() + b":")
+            _digest(h, obj[k])
+        h.update(b"}")
+    elif isinstance(obj, (list, tuple)):
+        h.update(b"[")
+        for v in obj:
+            _digest(h, v)
+            h.update(b",")
+        h.update(b"]")
+    else:
+        h.update(repr(obj).encode())
+
+
+def codecs_sha256(methods: Mapping) -> str:
+    """SHA-256 (hex) of a ``codecs.pt``'s ``"methods"`` entry: every tensor's name, dtype, shape and bytes and every
+    plain value (the rule specs), in key order -- a digest of the weights themselves, not of the file's layout, so
+    it can be recomputed from the loaded checkpoint and compared with what ``results.json`` records."""
+    import hashlib
+    h = hashlib.sha256()
+    _digest(h, methods)
+    return h.hexdigest()
+
+
+def check_codecs_pair(codecs: Mapping, path, *, field: str = "checkpoint") -> None:
+    """Raise ``ConfigError(field, <one line>)`` unless the loaded ``codecs.pt`` payload ``codecs`` (read from
+    ``path``) and the compression results beside it come from the same run.
+
+    The weights must match the SHA-256 the checkpoint records (``weights_sha256``). When ``path``'s directory holds
+    a compression pack ``results.json``, its ``codecs`` entry must name the checkpoint's ``run_id`` and the same
+    SHA-256 (a directory written before run ids were recorded -- neither file has one -- is accepted). No results
+    file beside it (a codecs.pt copied elsewhere), or another kind of results file: nothing to check against."""
+    from metacomm.artefacts import read_json
+    from metacomm.experiments.packs import pack_kind
+    src = os.fspath(path)
+    digest = codecs_sha256(codecs.get("methods") or {})
+    recorded = codecs.get("weights_sha256")
+    if recorded is not None and recorded != digest:
+        raise ConfigError(field, f"{src}: damaged: its weights do not match the SHA-256 it records "
+                                 f"({str(recorded)[:12]}..., the weights give {digest[:12]}...)")
+    rp = os.path.join(os.path.dirname(os.path.abspath(src)), "results.json")
+    if not os.path.isfile(rp):
+        return
+    try:
+        doc = read_json(rp, kind=pack_kind(PACK), field=field)
+    except ConfigError:
+        return  # not (readable) compression results: they describe no codecs
+    rec = doc.get("codecs") if isinstance(doc.get("codecs"), Mapping) else {}
+    mine = codecs.get("run_id")
+    if mine is None and rec.get("run_id") is None:
+        return  # both written before run ids were recorded: cannot tell
+    if codecs.get("finished") is False:
+        raise ConfigError(field, f"{src} is from a run of metacomm pack compression that did not finish writing its "
+                                 "results (rerun it)")
+    if rec.get("run_id") != mine or rec.get("weights_sha256") != digest:
+        theirs = rec.get("run_id") or "no recorded run"
+        raise ConfigError(field, f"{src} does not belong to the results beside it: {rp} describes the codecs of "
+                                 f"run {theirs}, {os.path.basename(src)} is from run {mine or '(unrecorded)'}; the "
+                                 "directory mixes two runs of metacomm pack compression (rerun it)")
 
 
 def load_base(path: str, device, *, field: str = "base", **quant):
@@ -217,6 +321,18 @@ def load_base(path: str, device, *, field: str = "base", **quant):
         raise ConfigError(field, f"{path} was meta-trained with {what}; give a MAML (SGD inner rule) base")
     inner_lr = float(rule.lr)
     return sc, qmodel, inner_lr, ck
+
+
+def _retire(out: str, names) -> None:
+    """Remove the previous run's ``names`` in ``out`` (regular files only; checked as this pack's by
+    :meth:`CompressionConfig.validate`) before the new run writes: they describe results that are being replaced."""
+    for name in names:
+        p = os.path.join(out, name)
+        if os.path.isfile(p) and not os.path.islink(p):
+            try:
+                os.remove(p)
+            except OSError as e:
+                raise ConfigError("out", f"cannot replace {p!r} ({e.strerror or e})") from None
 
 
 def _meta_train(sc, model, method: str, cfg: CompressionConfig, inner_lr: float, dev, log) -> tuple:
@@ -303,11 +419,17 @@ def _add_db_losses(rows: list[dict]) -> None:
 def run_compression(cfg: CompressionConfig, *, log: Callable[[str], None] = print) -> dict:
     """Run the pack (module docstring); writes ``cfg.out/results.json``, ``bler_vs_bits.png``,
     ``db_loss_vs_bytes.png`` and ``codecs.pt`` (the methods' initialisations, each with its step-1 rule as an
-    ``inner_rule`` entry, :func:`~metacomm.adaptation.update_rules.rule_spec`); returns the results dict."""
+    ``inner_rule`` entry, :func:`~metacomm.adaptation.update_rules.rule_spec`); returns the results dict.
+
+    Everything is validated and computed before the first write. ``results.json`` and ``codecs.pt`` record the
+    same ``run_id`` and the codecs' SHA-256 (:func:`codecs_sha256`; ``results.json``: ``"codecs": {"file",
+    "run_id", "weights_sha256"}``); codecs.pt is marked ``finished: False`` until results.json and the figures are
+    written, so a reader never takes the weights of one run for those the results beside them describe
+    (:func:`check_codecs_pair` checks a pair)."""
     from metacomm.adaptation.functional import SGD, Adam
     from metacomm.adaptation.params import params_of
     from metacomm.adaptation.update_rules import rule_spec
-    from metacomm.artefacts import save_checkpoint
+    from metacomm.artefacts import check_weights_only, save_checkpoint
     from metacomm.codecs.quantization import FLOAT_BITS, model_bytes
     from metacomm.experiments.meta_init import RULE_KEY
     from metacomm.experiments.packs import bler_record, progress, summary_table, write_pack_results
@@ -318,7 +440,6 @@ def run_compression(cfg: CompressionConfig, *, log: Callable[[str], None] = prin
                                              adc_clip=cfg.adc_clip, sparsity=list(cfg.train_sparsity))
     if cfg.test_channels is not None:
         sc.set_test_tasks(cfg.test_channels)
-    os.makedirs(cfg.out, exist_ok=True)
     adapt = ck["adapt"]
     train_bits = set(cfg.train_bits)
 
@@ -327,13 +448,17 @@ def run_compression(cfg: CompressionConfig, *, log: Callable[[str], None] = prin
         model, step1, info = _meta_train(sc, base_model, m, cfg, inner_lr, dev, log)
         inits[m] = (model, step1)
         meta_info[m] = info
-    save_checkpoint(os.path.join(cfg.out, "codecs.pt"),
-                    {"base": os.path.abspath(cfg.base),
-                     "scenario": "fading-ae-quant", "scenario_config": sc.config_dict(),
-                     "methods": {m: {"model": inits[m][0].state_dict(),
-                                     "rule": inits[m][1].state_dict() if m == "metaquant" else None,
-                                     RULE_KEY: rule_spec(inits[m][1])}
-                                 for m in inits}}, kind=CODECS_KIND, field="out")
+    # Nothing is written before the sweep has finished: a kill, an error or a full disk before the end leaves the
+    # directory as the previous run left it. The codecs are built (and checked to load with weights_only) now.
+    run_id = uuid.uuid4().hex
+    methods = {m: {"model": {k: v.detach().cpu().clone() for k, v in inits[m][0].state_dict().items()},
+                   "rule": inits[m][1].state_dict() if m == "metaquant" else None,
+                   RULE_KEY: rule_spec(inits[m][1])}
+               for m in inits}
+    codecs = {"base": os.path.abspath(cfg.base), "scenario": "fading-ae-quant", "scenario_config": sc.config_dict(),
+              "methods": methods, "run_id": run_id, "weights_sha256": codecs_sha256(methods),
+              "results": "results.json"}
+    check_weights_only(codecs, "codecs")
 
     # --- the evaluation plan: (method, bits, sparsity, adc_bits, channel) ------------------------------------
     plan = [("float32", FLOAT_BITS, 0.0, 0, "fading-ae")]
@@ -420,9 +545,18 @@ def run_compression(cfg: CompressionConfig, *, log: Callable[[str], None] = prin
               "model_bytes": "quantised weights: ceil(kept*bits/8) + bitmask ceil(N/8) if sparsity > 0 + 4 bytes "
                              "per row scale; biases and float tensors 4 bytes each",
               "common_random_numbers": True, "wall_s": round(wall, 1)}
-    results = {"config": config, "results": rows}
-    write_pack_results(cfg.out, PACK, config, rows, meta_training=meta_info)
-    _plots(rows, cfg, os.path.abspath(cfg.out))
+    codecs_rec = {"file": CODECS_FILE, "run_id": run_id, "weights_sha256": codecs["weights_sha256"]}
+    results = {"config": config, "results": rows, "run_id": run_id, "codecs": codecs_rec}
+    # The writes, in an order that never leaves a codecs.pt of one run beside the results of another: the previous
+    # run's results and figures go first; codecs.pt is written marked unfinished (refused by every reader until the
+    # run completes), then results.json (recording the codecs' run id and SHA-256), the figures, and codecs.pt again,
+    # finished. A kill in between leaves files of one run only, the codecs marked unfinished.
+    out = os.path.abspath(cfg.out)
+    _retire(out, ("results.json", *FIGURES))
+    save_checkpoint(os.path.join(out, CODECS_FILE), {**codecs, "finished": False}, kind=CODECS_KIND, field="out")
+    write_pack_results(cfg.out, PACK, config, rows, meta_training=meta_info, run_id=run_id, codecs=codecs_rec)
+    _plots(rows, cfg, out)
+    save_checkpoint(os.path.join(out, CODECS_FILE), {**codecs, "finished": True}, kind=CODECS_KIND, field="out")
     s_plot = 5 if 5 in cfg.steps else cfg.steps[-1]
     e_plot = min(cfg.ebno_db, key=lambda x: abs(x - cfg.plot_ebno_db))
     table = [r for r in rows if r["steps"] == s_plot and r["ebno_db"] == e_plot and r["adc_bits"] == 0

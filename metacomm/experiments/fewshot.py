@@ -42,6 +42,8 @@ __all__ = ["FewShotConfig", "run_fewshot", "load_meta_checkpoint", "LEARNED", "a
 
 LEARNED = ("meta", "joint", "random", "genie")
 RESULTS_KIND = "metacomm-fewshot"
+#: the figures an evaluation may leave in its directory (``{metric}_vs_steps.png``, ``{metric}_vs_pilots.png``)
+FIGURES = ("bler_vs_steps.png", "bler_vs_pilots.png", "ser_vs_steps.png", "ser_vs_pilots.png")
 
 
 def all_schemes() -> tuple[str, ...]:
@@ -106,8 +108,10 @@ class FewShotConfig:
         check_nonneg("seed", self.seed)
         check_out_dir(self.out)
         from metacomm.artefacts import check_output_dir
-        check_output_dir(self.out, results="results.json", kind=RESULTS_KIND, field="out",
-                         others=("bler_vs_steps.png", "bler_vs_pilots.png", "ser_vs_steps.png", "ser_vs_pilots.png"))
+        check_output_dir(self.out, results="results.json", kind=RESULTS_KIND, field="out", others=FIGURES)
+        for name in FIGURES:  # would be refused only when written, after the results
+            if os.path.isdir(os.path.join(self.out, name)):
+                raise ConfigError("out", f"{os.path.join(self.out, name)!r} is a directory; refusing to replace it")
         return self
 
 
@@ -180,13 +184,21 @@ def run_fewshot(cfg: FewShotConfig, *, log: Callable[[str], None] = print, execu
         if s not in offered:
             raise ConfigError("schemes", f"scheme {s!r} is not offered by scenario {ck['scenario']}; "
                                          f"allowed: {', '.join(offered)}")
+    left_out = {}
+    if "joint" in schemes and joint_model is None:
+        why = "the checkpoint has no joint-training baseline (meta-train --joint-steps 0)"
+        if cfg.schemes is not None:  # asked for by name: refused
+            raise ConfigError("schemes", f"scheme 'joint' needs a joint-training baseline, but {cfg.checkpoint} "
+                                         "was meta-trained without one (meta-train --joint-steps 0); leave joint out "
+                                         "(the default schemes do)")
+        schemes.remove("joint")  # the default list: every scheme the checkpoint can offer
+        left_out["joint"] = why
+        log(f"fewshot: scheme joint left out: {why}")
     metric = sc.metric
     crn = bool(sc.common_random_numbers)
     if cfg.test_channels is not None:
         sc.set_test_tasks(cfg.test_channels)
     n_test = sc.num_test_tasks
-    if "joint" in schemes and joint_model is None:
-        raise ConfigError("schemes", "the checkpoint has no joint-training baseline (meta-train --joint-steps 0)")
     os.makedirs(cfg.out, exist_ok=True)
     rows = []
     seed, pilots, steps = int(cfg.seed), cfg.pilots, cfg.steps
@@ -231,16 +243,27 @@ def run_fewshot(cfg: FewShotConfig, *, log: Callable[[str], None] = print, execu
               "inner_rule": type(first).spec_name or type(first).__name__,
               "metric": metric, "common_random_numbers": crn, "pilots_meaning": sc.pilots_meaning,
               "checkpoint_finished": finished}
+    if left_out:
+        config["schemes_left_out"] = left_out
     # What a resumed evaluation must share with the interrupted one (each point depends on these only).
     key = {k: config[k] for k in ("checkpoint", "scenario", "scenario_config", "algo", "meta_steps", "pilots",
                                    "steps", "schemes", "test_channels", "test_blocks_per_channel", "adam_lr",
                                    "genie_steps", "seed")}
     key = json.loads(json.dumps(key))  # as it reads back from results.json (tuples -> lists)
     ids = [f"{kind}/{scheme}/{p}/{gseed}" for kind, scheme, p, gseed in specs]
-    outs: dict = _finished_points(cfg.out, key) if cfg.resume else {}
+    outs: dict = _finished_points(cfg.out, key, log) if cfg.resume else {}
     outs = {i: outs[i] for i in ids if i in outs}
-    if cfg.resume:
+    if cfg.resume and outs:
         log(f"fewshot: resuming {cfg.out}: {len(outs)} of {len(ids)} points finished, computing the rest")
+    retired = []
+
+    def write(doc):
+        # The previous run's figures describe results this run replaces: they go before its first write, so the
+        # directory never shows them beside this run's (partial or final) results.
+        if not retired:
+            _retire(cfg.out, FIGURES)
+            retired.append(True)
+        write_results(doc, cfg.out)
 
     def rows_of(done):
         rows.clear()
@@ -279,23 +302,38 @@ def run_fewshot(cfg: FewShotConfig, *, log: Callable[[str], None] = print, execu
                 outs[ids[j]] = res
                 report(kind, scheme, p, res)
                 if len(outs) < len(ids):  # every finished point is on disk at once (atomic): resume continues
-                    write_results({"config": dict(config, finished=False), "results": rows_of(outs),
-                                   "progress": progress()}, cfg.out)
+                    write({"config": dict(config, finished=False), "results": rows_of(outs),
+                           "progress": progress()})
         finally:
             if executor is None:
                 ex.close()
     results = {"config": config, "results": rows_of(outs), "progress": progress()}
-    write_results(results, cfg.out)
+    write(results)
     _plots(rows, pilots, steps, cfg.out, metric=metric, classical=tuple(classical))
     return results
 
 
-def _finished_points(out: str, key: dict) -> dict:
-    """The points an interrupted evaluation with the same settings left in ``out/results.json`` (by point id)."""
+def _retire(out: str, names) -> None:
+    """Remove the previous run's ``names`` in ``out`` (regular files only: checked as this command's by
+    :meth:`FewShotConfig.validate`)."""
+    for name in names:
+        p = os.path.join(out, name)
+        if os.path.isfile(p) and not os.path.islink(p):
+            try:
+                os.remove(p)
+            except OSError as e:
+                raise ConfigError("out", f"cannot replace {p!r} ({e.strerror or e})") from None
+
+
+def _finished_points(out: str, key: dict, log: Callable[[str], None] = print) -> dict:
+    """The points an interrupted evaluation with the same settings left in ``out/results.json`` (by point id);
+    none (the evaluation starts) when there is no results.json yet: a run killed before its first point finished
+    wrote nothing. A results file of another evaluation is refused."""
     from metacomm.artefacts import read_json
     path = os.path.join(out, "results.json")
-    if not os.path.exists(path):
-        raise ConfigError("resume", f"nothing to resume: no {path}")
+    if not os.path.lexists(path):
+        log(f"fewshot: nothing to resume in {out} (no results.json: no point had finished); starting the evaluation")
+        return {}
     old = read_json(path, kind=RESULTS_KIND, field="resume")
     prog = old.get("progress")
     if not isinstance(prog, dict) or not isinstance(prog.get("points"), dict):

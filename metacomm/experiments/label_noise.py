@@ -43,6 +43,7 @@ from metacomm.experiments._common import check_out_dir, resolve_device
 __all__ = ["LabelNoiseConfig", "run_label_noise", "METHODS", "train_mwnet", "train_robust_init"]
 
 PACK = "label-noise"
+FIGURE = "bler_vs_rate.png"
 METHODS = ("naive", "pilots-only", "l2rw", "mwnet", "robust-init", "gated", "gce", "meta-init")
 
 
@@ -140,7 +141,9 @@ class LabelNoiseConfig:
                 raise ConfigError(f, f"must be true or false, got {getattr(self, f)!r}")
         check_out_dir(self.out)
         check_output_dir(self.out, results="results.json", kind=pack_kind(PACK), field="out",
-                         others=["bler_vs_rate.png"])
+                         others=[FIGURE])
+        if os.path.isdir(os.path.join(self.out, FIGURE)):  # would be refused only when drawn, after the results
+            raise ConfigError("out", f"{os.path.join(self.out, FIGURE)!r} is a directory; refusing to replace it")
         return self
 
 
@@ -320,7 +323,16 @@ def run_label_noise(cfg: LabelNoiseConfig, *, log=print) -> dict:
     timing["total_s"] = time.time() - t0
     conf = asdict(cfg)
     conf["scenario_config"] = sc.config_dict()
-    write_pack_results(cfg.out, PACK, conf, records, reference=reference, timing=timing)
+    # The previous run's figure describes results this run replaces (and a run with plot=False draws none): it goes
+    # before results.json is written, so the directory never shows one run's figure beside another's results.
+    figure = os.path.join(cfg.out, FIGURE)
+    if os.path.isfile(figure) and not os.path.islink(figure):
+        try:
+            os.remove(figure)
+        except OSError as e:
+            raise ConfigError("out", f"cannot replace {figure!r} ({e.strerror or e})") from None
+    write_pack_results(cfg.out, PACK, conf, records, reference=reference, timing=timing,
+                       figures=[FIGURE] if cfg.plot else [])
     if cfg.plot:
         _plot(records, cfg)
     if not cfg.quiet:
@@ -351,5 +363,5 @@ def _plot(records, cfg: LabelNoiseConfig) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].legend(fontsize=6)
     fig.tight_layout()
-    save_figure(fig, os.path.join(cfg.out, "bler_vs_rate.png"), dpi=110)
+    save_figure(fig, os.path.join(cfg.out, FIGURE), dpi=110)
     plt.close(fig)

@@ -89,8 +89,14 @@ class TrainConfig:
         from metacomm.artefacts import check_writable_dir
         check_writable_dir(Path(self.out).parent, field="out")  # before training, not when the result is written
         stem = Path(self.out).with_suffix("")
-        existing = [str(p) for p in (Path(self.out), Path(f"{stem}_curve.csv"), Path(f"{stem}_curve.png"),
-                                     Path(f"{stem}_codec.png")) if p.exists()]
+        files = (Path(self.out), Path(f"{stem}_curve.csv"), Path(f"{stem}_curve.png"), Path(f"{stem}_codec.png"))
+        for p in files:  # what would refuse the write after training (and after the checkpoint): refused now
+            if p.is_symlink():
+                raise ConfigError("out", f"{str(p)!r} is a symbolic link; refusing to replace it (remove the link or "
+                                         "give another file name)")
+            if p.is_dir():
+                raise ConfigError("out", f"{str(p)!r} is a directory; give another checkpoint file name")
+        existing = [str(p) for p in files if p.exists()]
         if existing and not self.overwrite:
             raise ConfigError("out", f"{', '.join(existing)} exist(s); choose another output name or replace them "
                                      "with overwrite=True (--overwrite)")
@@ -212,8 +218,17 @@ def run_train(cfg: TrainConfig, *, log: Callable[[str], None] = print) -> dict:
         eb = ebno if not isinstance(ebno, tuple) else sum(ebno) / 2
         bmd = bmd_rate(codec, channel, eb, num_blocks=max(1, 200000 // codec.num_channel_uses), seed=seed + 11)
         meta["bmd_rate_bits_per_use"] = bmd
-    save_codec(out, codec, meta)
     stem = out.with_suffix("")
+    # The side files of a checkpoint being replaced (--overwrite) describe the old codec: they go before the new
+    # checkpoint is written, so a kill or an error between the writes never leaves them beside it. The side files
+    # are written after the checkpoint, from this run's history and codec.
+    for side in (Path(f"{stem}_curve.csv"), Path(f"{stem}_curve.png"), Path(f"{stem}_codec.png")):
+        if cfg.overwrite and side.is_file() and not side.is_symlink():
+            try:
+                side.unlink()
+            except OSError as e:
+                raise ConfigError("out", f"cannot replace {str(side)!r} ({e.strerror or e})") from None
+    save_codec(out, codec, meta)
     hist.to_csv(f"{stem}_curve.csv")
     plot_training_curve(hist, f"{stem}_curve.png", title=f"metacomm train --codec {cfg.codec}")
     plot_codec(codec, f"{stem}_codec.png")

@@ -71,7 +71,9 @@ def add_parser(subparsers, name: str = "ber") -> argparse.ArgumentParser:
                    help="earlier results.json files (or their directories) to overlay on ber.png")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted sweep in --out: finished points (written one by one as they "
-                        "finish) are kept, the rest are simulated; the result equals an uninterrupted sweep's")
+                        "finish) are kept, the rest are simulated; the result equals an uninterrupted sweep's. "
+                        "Without a results.json, or with one holding no finished point (killed before the first "
+                        "point finished), the sweep starts; a foreign file or another sweep's results are refused")
     p.add_argument("--quiet", action="store_true", help="no progress bars and no summary table")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output directory for results.json, results.csv and ber.png (created if missing; "

@@ -34,7 +34,8 @@ def add_parser(subparsers, name):
     p.add_argument("--steps", default="0,1,5,100", help="adaptation steps at which BLER is measured (>= 0)")
     p.add_argument("--schemes", default=None,
                    help=f"comma list of {', '.join(all_schemes())} (default: all the checkpoint's scenario offers: "
-                        "the learned ones and its classical references)")
+                        "the learned ones and its classical references; joint is left out, and the output and "
+                        "results.json say so, when the checkpoint has no joint baseline: meta-train --joint-steps 0)")
     p.add_argument("--test-channels", type=int, default=None,
                    help="number of new test tasks: channels / devices (default: the scenario's)")
     p.add_argument("--test-blocks", type=int, default=10000, help="test messages per channel and point")
@@ -48,7 +49,8 @@ def add_parser(subparsers, name):
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted evaluation in --out: finished (scheme, pilot count) points (written "
                         "to results.json one by one as they finish) are kept, the rest computed; the result equals "
-                        "an uninterrupted run's")
+                        "an uninterrupted run's. Without a results.json (killed before any point finished) the "
+                        "evaluation starts; the results of another evaluation are refused")
     p.add_argument("--out", required=True, help="output directory")
     add_executor_flags(p, "(scheme, pilot count) point")
     p.set_defaults(run=run)

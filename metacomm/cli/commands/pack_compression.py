@@ -8,6 +8,8 @@ MetaQuant) against the float32 codec, pilot-LS + ML and the genie.
 from its weights (``--meta-steps``). Writes ``DIR/results.json`` (one record per method x bits x sparsity x steps x
 Eb/N0 and per held-out setting: BLER with a Clopper-Pearson interval, model bytes, dB loss at BLER 1e-2 / 1e-3 vs
 float32), ``DIR/bler_vs_bits.png``, ``DIR/db_loss_vs_bytes.png`` and ``DIR/codecs.pt``; prints a summary table.
+Nothing is written until the run has finished; ``results.json`` and ``codecs.pt`` then record the same run id and
+the codecs' SHA-256, and ``codecs.pt`` stays marked unfinished until the results are written.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def run(args) -> int:
 
 def execute(cfg: CompressionConfig) -> int:
     """Run the pack of ``cfg`` and print where the results are (shared with ``metacomm run``)."""
-    run_compression(cfg)
-    print(f"pack compression: results -> {cfg.out}/results.json")
+    res = run_compression(cfg)
+    print(f"pack compression: results -> {cfg.out}/results.json, codecs -> {cfg.out}/codecs.pt (run "
+          f"{res['run_id']})")
     return 0
