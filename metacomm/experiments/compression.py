@@ -71,7 +71,9 @@ CODECS_KIND = "metacomm-compression-codecs"
 CODECS_FILE = "codecs.pt"
 FIGURES = ("bler_vs_bits.png", "db_loss_vs_bytes.png")
 register_kind(CODECS_KIND, 1, "the initialisations of a compression pack run (float weights per method, MetaQuant's "
-              "meta-network)", "`metacomm pack compression` (OUT/codecs.pt)")
+              "meta-network)", "`metacomm pack compression` (OUT/codecs.pt)",
+              schema={"scenario": str, "scenario_config": dict, "methods": {"*": {"model": dict}}},
+              weights=("methods/*/model", "methods/*/rule", "methods/*/inner_rule/tensors"))
 
 
 def _float_list(field: str, value, *, lo=None, hi=None, hi_open=False) -> list[float]:

@@ -111,6 +111,8 @@ def load_export_codec(path: str, method: str | None = None, device="cpu", field:
     from metacomm.scenarios import make_scenario
     ck = load_checkpoint(path, kinds=("metacomm-meta", CODECS_KIND), field=field)
     if "methods" in ck:
+        from metacomm.experiments.compression import check_codecs_pair
+        check_codecs_pair(ck, path, field=field)  # the weights the results beside them describe
         methods = list(ck["methods"])
         method = methods[0] if method is None else method
         if method not in methods:

@@ -55,7 +55,10 @@ __all__ = ["DecisionDirectedScheme", "dd_update", "codec_fingerprint", "dd_mwnet
 
 DD_MWNET_KIND = "metacomm-dd-mwnet"
 register_kind(DD_MWNET_KIND, 1, "metacomm dd-mwnet decision weighting (drift scheme dd-mwnet)",
-              "python -m metacomm.experiments.dd_mwnet, scripts/make_dd_mwnet_checkpoints.sh")
+              "python -m metacomm.experiments.dd_mwnet, scripts/make_dd_mwnet_checkpoints.sh",
+              schema={"net": {"*": "tensor"}, "hidden?": int, "lr?": float, "scenario?": str, "pilots?": int,
+                      "codec_fingerprint?": (str, None), "codec_checkpoint?": (str, None), "training?": dict},
+              weights=("net",))
 _CK_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "checkpoints")
 
 
