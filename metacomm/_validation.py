@@ -8,21 +8,38 @@ turns a ``ConfigError`` into that line on stderr and exit code 2, with no traceb
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
     "ConfigError",
+    "MAX_DB",
+    "MAX_WORK",
     "check_choice",
+    "check_db",
     "check_finite",
+    "check_int",
     "check_positive_int",
     "check_nonneg_int",
     "check_positive",
     "check_nonneg",
     "check_probability",
     "check_memory",
+    "check_model_memory",
+    "mlp_params",
     "memory_budget",
+    "error_message",
+    "reraise",
 ]
+
+#: largest magnitude of a value in dB that :func:`check_db` accepts: 300 dB is a power ratio of 10^30, far beyond
+#: any physical SNR, PSR, gain or back-off, and ``10 ** (x / 10)`` stays a finite float (1e308 dB would overflow)
+MAX_DB = 300.0
+
+#: documented bound on a work size (blocks per point, steps, frames, samples): a count above it would run for
+#: hours or days, so it is refused up front (``check_positive_int(field, n, maximum=MAX_WORK)``)
+MAX_WORK = 10**9
 
 
 class ConfigError(ValueError):
@@ -30,7 +47,33 @@ class ConfigError(ValueError):
 
     def __init__(self, field: str, message: str):
         self.field = field
+        self.message = message
         super().__init__(f"{field}: {message}")
+
+
+def error_message(err: BaseException) -> str:
+    """The message of ``err`` without its ``"<field>: "`` prefix (the whole text for other exceptions)."""
+    text = str(err)
+    field = getattr(err, "field", None)
+    if isinstance(field, str) and text.startswith(f"{field}: "):
+        return text[len(field) + 2:]
+    return text
+
+
+def reraise(field: str, err: ConfigError, *, inner: bool = True, prefix: str = "") -> ConfigError:
+    """A :class:`ConfigError` naming ``field`` (the flag/key the user gave, e.g. ``checkpoint``) for ``err``, raised
+    by a check inside what ``field`` points to (a file's config, a scenario): ``raise reraise("base", e) from None``.
+
+    The message is ``prefix`` + the inner field + the inner message (``"base: lr: must be > 0"``), so the user
+    sees both what they typed and which inner key is wrong, never the inner field in place of the outer one.
+    ``inner=False`` drops the inner field where it only repeats what ``field`` already says (e.g. the
+    ``scenario`` of "unknown scenario ..." re-raised under ``drift``); an inner field equal to ``field`` is always
+    dropped (no doubled prefix)."""
+    msg = error_message(err)
+    inner_field = getattr(err, "field", None)
+    if inner and isinstance(inner_field, str) and inner_field and inner_field != field:
+        msg = f"{inner_field}: {msg}"
+    return ConfigError(field, f"{prefix}{msg}")
 
 
 def check_choice(field: str, value: Any, choices: Iterable[Any]) -> Any:
@@ -56,6 +99,15 @@ def check_finite(field: str, value: Any) -> float:
     return v
 
 
+def check_db(field: str, value: Any, *, minimum: float = -MAX_DB, maximum: float = MAX_DB) -> float:
+    """A value in dB (SNR, PSR, gain, back-off, ...): a finite number in ``[minimum, maximum]``, by default the
+    physical range ``|x| <= MAX_DB`` (300 dB), so that converting it to linear never overflows."""
+    v = check_finite(field, value)
+    if not minimum <= v <= maximum:
+        raise ConfigError(field, f"must lie in [{minimum:g}, {maximum:g}] dB, got {value!r}")
+    return v
+
+
 def check_positive(field: str, value: Any) -> float:
     v = check_finite(field, value)
     if v <= 0:
@@ -78,32 +130,55 @@ def check_probability(field: str, value: Any) -> float:
 
 
 def _as_int(field: str, value: Any) -> int:
-    if isinstance(value, bool):
+    """An integer from an ``int`` (or anything with ``__index__``: numpy / 0-d torch integers), a float with an
+    integer value, or a string of digits. Refused: booleans (``True`` is no count), non-integer and non-finite
+    floats, anything else."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":  # Python and numpy booleans
         raise ConfigError(field, f"expected an integer, got {value!r}")
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
         return int(value)
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer():
+            return int(value)
+        raise ConfigError(field, f"expected an integer, got {value!r}")
     if isinstance(value, str):
         try:
             return int(value)
         except ValueError:
             pass
+    elif hasattr(value, "__index__") and not getattr(value, "is_floating_point", lambda: False)():
+        try:
+            return operator.index(value)
+        except (TypeError, ValueError, RuntimeError):
+            pass
     raise ConfigError(field, f"expected an integer, got {value!r}")
 
 
-def check_positive_int(field: str, value: Any) -> int:
+def _check_max(field: str, v: int, value: Any, maximum: int | None) -> int:
+    if maximum is not None and v > maximum:
+        raise ConfigError(field, f"must be <= {maximum} (larger sizes are refused up front), got {value!r}")
+    return v
+
+
+def check_int(field: str, value: Any) -> int:
+    """Any integer (e.g. a seed); booleans and non-integer floats refused."""
+    return _as_int(field, value)
+
+
+def check_positive_int(field: str, value: Any, *, maximum: int | None = None) -> int:
+    """An integer >= 1 (and <= ``maximum`` when given, e.g. :data:`MAX_WORK` for a work size)."""
     v = _as_int(field, value)
     if v <= 0:
         raise ConfigError(field, f"must be a positive integer, got {value!r}")
-    return v
+    return _check_max(field, v, value, maximum)
 
 
-def check_nonneg_int(field: str, value: Any) -> int:
+def check_nonneg_int(field: str, value: Any, *, maximum: int | None = None) -> int:
+    """An integer >= 0 (and <= ``maximum`` when given)."""
     v = _as_int(field, value)
     if v < 0:
         raise ConfigError(field, f"must be a non-negative integer, got {value!r}")
-    return v
+    return _check_max(field, v, value, maximum)
 
 
 #: environment variable that overrides the memory budget of :func:`check_memory` (GiB)
@@ -141,3 +216,18 @@ def check_memory(fields: str | tuple[str, ...], nbytes: float, what: str) -> Non
                                      f"reduce {', '.join(fields)}")
         err.fields = fields  # the CLI names them by their flags
         raise err
+
+
+def mlp_params(*widths: float) -> float:
+    """Parameters of a chain of dense layers ``widths[0] -> widths[1] -> ...`` (weights and biases), as a float
+    (an estimate for :func:`check_model_memory`; huge widths do not build a huge int)."""
+    w = [float(x) for x in widths]
+    return sum(a * b + b for a, b in zip(w[:-1], w[1:], strict=True))
+
+
+def check_model_memory(fields: str | tuple[str, ...], num_params: float, what: str, *,
+                       extra_bytes: float = 0.0) -> None:
+    """:func:`check_memory` for a model of ``num_params`` float32 parameters before it is built: 16 bytes each
+    (weights, gradients and two Adam moments; a lower bound, meta-batches hold more), plus ``extra_bytes`` of
+    data the config stores (e.g. the drawn training channels)."""
+    check_memory(fields, 16.0 * float(num_params) + float(extra_bytes), f"{what} ({float(num_params):.3g} parameters)")

@@ -400,11 +400,21 @@ class AdaptiveCodec(nn.Module):
         :param steps: override ``S`` for this call.
         :returns: ``{"pilot_loss": [B] before adapting, "adapted": bool [B], "fired": bool [B] or None,
             "latency_s": wall time of the adaptation}``.
+
+        A frame without pilots (``P = 0``) carries nothing to adapt on: the fast weights, the detector and the
+        online-meta buffer are left as they are and the result says so, ``adapted`` all False (``pilot_loss`` and
+        ``fired`` None, ``latency_s`` 0) -- a loss over no pilots would be NaN.
         """
         steps = self.steps if steps is None else check_nonneg_int("steps", steps)
         batch, loss_fn = self._pilot_batch(pilots_tx, pilots_rx, no, channel, state, noise)
-        t0 = time.perf_counter()
         B = self.num_links
+        if pilots_rx.shape[1] == 0:  # no pilots this frame: nothing to adapt on, and say so
+            self.last_latency_s = 0.0
+            self.last_fired = None
+            self.frames += 1
+            return {"pilot_loss": None, "adapted": torch.zeros(B, dtype=torch.bool, device=pilots_rx.device),
+                    "fired": None, "latency_s": 0.0}
+        t0 = time.perf_counter()
         fired = None
         before = None
         if self.detector is not None:

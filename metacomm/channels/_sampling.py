@@ -10,9 +10,35 @@ import math
 
 import torch
 
-from metacomm._validation import ConfigError, check_positive
+from metacomm._validation import (
+    ConfigError,
+    check_memory,
+    check_nonneg_int,
+    check_positive,
+    check_positive_int,
+)
 
-__all__ = ["check_state_key", "check_complex_dtype", "resolve_devices", "sample_uniform", "sample_gamma", "sample_beta", "real_dtype"]
+__all__ = ["check_state_key", "check_complex_dtype", "check_sample_args", "resolve_devices", "sample_uniform",
+           "sample_gamma", "sample_beta", "real_dtype"]
+
+
+def _size(field: str, value, positive: bool):
+    if isinstance(value, torch.SymInt):  # a symbolic size under tracing / torch.compile: nothing to check
+        return value
+    return check_positive_int(field, value) if positive else check_nonneg_int(field, value)
+
+
+def check_sample_args(batch_size, num_symbols, *, width: int = 1, positive: bool = False) -> tuple[int, int]:
+    """The one check of every channel's ``sample_state(batch_size, num_symbols, ...)`` arguments: integers
+    (booleans and non-integer floats refused) >= 0 (>= 1 with ``positive``), and a state of about
+    ``batch_size * max(num_symbols, width)`` complex128 entries (``width``: the channel's own state width, e.g.
+    its taps) within :func:`~metacomm._validation.check_memory`. Returns ``(batch_size, num_symbols)`` as ints;
+    ConfigError naming ``batch_size`` / ``num_symbols`` otherwise."""
+    b = _size("batch_size", batch_size, positive)
+    n = _size("num_symbols", num_symbols, positive)
+    if isinstance(b, int) and isinstance(n, int):
+        check_memory(("batch_size", "num_symbols"), 16.0 * b * max(n, int(width), 1), "a channel state draw")
+    return b, n
 
 
 def real_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -53,7 +53,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from metacomm._validation import ConfigError, check_finite, check_positive_int
+from metacomm._validation import MAX_WORK, ConfigError, check_db, check_positive, check_positive_int
 
 __all__ = ["ATTACKS", "ADVERSARIAL", "JAMMERS", "UNIVERSAL", "Support", "psr_linear", "budget", "psr_db_of",
            "block_ce", "fgm", "pgd_l2", "pgd_linf", "uap_sadeghi", "uap_pgd", "cyclic_shift", "jam_gauss",
@@ -131,8 +131,10 @@ class Support:
 
 
 def psr_linear(psr_db, field: str = "psr_db") -> float:
-    """PSR in dB -> linear :math:`\\|p\\|^2/\\|x\\|^2`; ConfigError naming ``field`` for NaN or infinite values."""
-    return 10.0 ** (check_finite(field, psr_db) / 10.0)
+    """PSR in dB -> linear :math:`\\|p\\|^2/\\|x\\|^2`; ConfigError naming ``field`` for NaN, infinite or
+    unphysical values (outside ``[-300, 300]`` dB, :func:`~metacomm._validation.check_db`: the power would
+    overflow)."""
+    return 10.0 ** (check_db(field, psr_db) / 10.0)
 
 
 def budget(x: torch.Tensor, psr_db, *, universal: bool = False) -> torch.Tensor:
@@ -421,15 +423,18 @@ class SegmentAttack:
     """An attacker switched on for a drift-run segment: ``kind`` (:data:`ATTACKS`) at ``psr_db`` [dB] per block.
 
     Use :meth:`make`: ``kind = "none"`` or ``psr_db = -inf`` mean *no attacker* and give ``None`` (the segment is
-    then exactly a segment without an attack). Other non-finite PSRs raise :class:`~metacomm.ConfigError`."""
+    then exactly a segment without an attack). Other non-finite PSRs, and PSRs outside ``[-300, 300]`` dB
+    (:func:`~metacomm._validation.check_db`), raise :class:`~metacomm.ConfigError`."""
 
     def __init__(self, kind: str, psr_db: float, *, steps: int = 10, step_size: float = 0.25,
                  uap_steps: int = 20):
         if kind not in ATTACKS:
             raise ConfigError("kind", f"unknown attack {kind!r}; allowed: none, {', '.join(ATTACKS)}")
         self.kind = kind
-        self.psr_db = check_finite("psr_db", psr_db)
-        self.steps, self.step_size, self.uap_steps = steps, step_size, uap_steps
+        self.psr_db = check_db("psr_db", psr_db)
+        self.steps = check_positive_int("steps", steps, maximum=MAX_WORK)
+        self.step_size = check_positive("step_size", step_size)
+        self.uap_steps = check_positive_int("uap_steps", uap_steps, maximum=MAX_WORK)
 
     @classmethod
     def make(cls, kind: str, psr_db: float, **kw) -> SegmentAttack | None:

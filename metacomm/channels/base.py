@@ -88,7 +88,10 @@ class Channel(nn.Module):
 
     def sample_state(self, batch_size: int, num_symbols: int, *, generator: torch.Generator | None = None,
                      device: str | torch.device | None = None, dtype=torch.complex64) -> State:
-        """Draw a channel realisation for ``batch_size`` blocks of ``num_symbols`` symbols."""
+        """Draw a channel realisation for ``batch_size`` blocks of ``num_symbols`` symbols (non-negative integers,
+        :func:`~metacomm.channels._sampling.check_sample_args`, which every channel's draw goes through)."""
+        from metacomm.channels._sampling import check_sample_args
+        check_sample_args(batch_size, num_symbols)
         return {}
 
     def apply(self, x: torch.Tensor, no: torch.Tensor, state: State, generator: torch.Generator | None,

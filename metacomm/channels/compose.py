@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from metacomm._validation import ConfigError
+from metacomm.channels._sampling import check_sample_args
 from metacomm.channels.base import Channel, State
 
 __all__ = ["Compose"]
@@ -30,6 +31,7 @@ class Compose(Channel):
         self.adds_noise = any(s.adds_noise for s in stages)
 
     def sample_state(self, batch_size, num_symbols, *, generator=None, device=None, dtype=torch.complex64):
+        batch_size, num_symbols = check_sample_args(batch_size, num_symbols)
         out: State = {}
         n = num_symbols
         for i, s in enumerate(self.stages):

@@ -45,7 +45,9 @@ from dataclasses import dataclass, field
 import torch
 
 from metacomm._validation import (
+    MAX_WORK,
     ConfigError,
+    check_db,
     check_finite,
     check_nonneg,
     check_positive,
@@ -60,6 +62,7 @@ from metacomm.channels.units import ebnodb_to_no
 __all__ = [
     "SPEED_OF_LIGHT",
     "DEFAULT_FADING_KEYS",
+    "MAX_SINUSOIDS",
     "doppler_frequency",
     "doppler_rho",
     "FadingProcess",
@@ -88,6 +91,9 @@ SPEED_OF_LIGHT = 299_792_458.0
 DEFAULT_FADING_KEYS = ("h", "taps")
 """State keys treated as zero-mean Gaussian fading coefficients (matched on the part after the last ``.``, so
 ``"1.taps"`` of a :class:`~metacomm.channels.Compose` state matches too)."""
+
+MAX_SINUSOIDS = 4096
+"""Most sinusoids of :class:`JakesFading` (each one is a full channel-state draw per link, held for the run)."""
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -288,7 +294,7 @@ class JakesFading(FadingProcess):
 
     :param doppler_hz: maximum Doppler :math:`f_D` [Hz]; or ``speed_mps`` [m/s] and ``carrier_hz`` [Hz].
     :param frame_duration_s: :math:`T_f` [s] (> 0).
-    :param num_sinusoids: :math:`M` (>= 1; default 16).
+    :param num_sinusoids: :math:`M` (1 .. :data:`MAX_SINUSOIDS`; default 16).
     :param start_time_s: :math:`t_0` [s] of frame 0.
     :param keys: state keys that fade (default ``("h", "taps")``); they must hold zero-mean Gaussian gains.
     """
@@ -305,7 +311,7 @@ class JakesFading(FadingProcess):
             raise ConfigError("frame_duration_s", "the Jakes process needs the frame duration [s] (> 0)")
         self.doppler_hz = fd
         self.frame_duration_s = check_positive("frame_duration_s", frame_duration_s)
-        self.num_sinusoids = check_positive_int("num_sinusoids", num_sinusoids)
+        self.num_sinusoids = check_positive_int("num_sinusoids", num_sinusoids, maximum=MAX_SINUSOIDS)
         self.start_time_s = check_finite("start_time_s", start_time_s)
         self.keys = tuple(keys)
 
@@ -400,12 +406,12 @@ class SNRRandomWalk(SNRProcess):
     """
 
     def __init__(self, step_db: float, min_db: float, max_db: float, start_db: float | None = None):
-        self.step_db = check_nonneg("step_db", step_db)
-        self.min_db = check_finite("min_db", min_db)
-        self.max_db = check_finite("max_db", max_db)
+        self.step_db = check_db("step_db", step_db, minimum=0.0)
+        self.min_db = check_db("min_db", min_db)
+        self.max_db = check_db("max_db", max_db)
         if self.max_db < self.min_db:
             raise ConfigError("max_db", f"must be >= min_db = {self.min_db}, got {self.max_db}")
-        start = 0.5 * (self.min_db + self.max_db) if start_db is None else check_finite("start_db", start_db)
+        start = 0.5 * (self.min_db + self.max_db) if start_db is None else check_db("start_db", start_db)
         if not self.min_db <= start <= self.max_db:
             raise ConfigError("start_db", f"must lie in [min_db, max_db] = [{self.min_db}, {self.max_db}], "
                               f"got {start}")
@@ -434,7 +440,7 @@ class SinusoidalShadowing(SNRProcess):
     """
 
     def __init__(self, amplitude_db: float, period_frames: float, phase_rad: float | None = None):
-        self.amplitude_db = check_nonneg("amplitude_db", amplitude_db)
+        self.amplitude_db = check_db("amplitude_db", amplitude_db, minimum=0.0)
         self.period_frames = check_positive("period_frames", period_frames)
         self.phase_rad = None if phase_rad is None else check_finite("phase_rad", phase_rad)
 
@@ -472,8 +478,8 @@ class DeepFades(SNRProcess):
 
     def __init__(self, rate_per_frame: float, depth_db: float, duration_frames: int):
         self.rate_per_frame = check_nonneg("rate_per_frame", rate_per_frame)
-        self.depth_db = check_nonneg("depth_db", depth_db)
-        self.duration_frames = check_positive_int("duration_frames", duration_frames)
+        self.depth_db = check_db("depth_db", depth_db, minimum=0.0)
+        self.duration_frames = check_positive_int("duration_frames", duration_frames, maximum=MAX_WORK)
 
     def __repr__(self) -> str:
         return (f"DeepFades(rate_per_frame={self.rate_per_frame}, depth_db={self.depth_db}, "
@@ -547,7 +553,7 @@ class LinearRamp(ParamProcess):
     def __init__(self, start: float, stop: float, frames: int):
         self.start = check_finite("start", start)
         self.stop = check_finite("stop", stop)
-        self.frames = check_positive_int("frames", frames)
+        self.frames = check_positive_int("frames", frames, maximum=MAX_WORK)
 
     def __repr__(self) -> str:
         return f"LinearRamp(start={self.start}, stop={self.stop}, frames={self.frames})"
@@ -671,7 +677,7 @@ class Segment:
     attack: object | None = None
 
     def __post_init__(self):
-        self.frames = check_positive_int("frames", self.frames)
+        self.frames = check_positive_int("frames", self.frames, maximum=MAX_WORK)
         if not isinstance(self.channel, Channel):
             raise ConfigError("channel", f"expected a metacomm Channel, got {type(self.channel).__name__}")
         if self.fading is not None and not isinstance(self.fading, FadingProcess):
@@ -681,7 +687,7 @@ class Segment:
         if self.impairment is not None and not isinstance(self.impairment, ImpairmentDrift):
             raise ConfigError("impairment", f"expected an ImpairmentDrift, got {type(self.impairment).__name__}")
         if self.ebno_db is not None:
-            self.ebno_db = check_finite("ebno_db", self.ebno_db)
+            self.ebno_db = check_db("ebno_db", self.ebno_db)
         if self.attack is not None:
             from metacomm.channels.attacks import SegmentAttack
             if not isinstance(self.attack, SegmentAttack):
@@ -737,7 +743,7 @@ class Timeline:
             if not isinstance(s, Segment):
                 raise ConfigError(f"segments[{i}]", f"expected a Segment, got {type(s).__name__}")
         self.segments = segments
-        self.ebno_db = check_finite("ebno_db", ebno_db)
+        self.ebno_db = check_db("ebno_db", ebno_db)
         self.bits_per_channel_use = check_positive("bits_per_channel_use", bits_per_channel_use)
         names = {"ebno_db", "gain_db", "segment"}
         for s in segments:
@@ -773,7 +779,8 @@ class Timeline:
         """Yield ``num_frames`` :class:`Frame` s (default :attr:`num_frames`) for ``batch_size`` independent links
         with blocks of ``num_symbols`` complex channel uses. Beyond the last boundary the last segment
         continues. All draws come from ``generator`` in a fixed order, so the same seed repeats the run."""
-        total = self.num_frames if num_frames is None else check_positive_int("num_frames", num_frames)
+        total = self.num_frames if num_frames is None else check_positive_int("num_frames", num_frames,
+                                                                              maximum=MAX_WORK)
         b = _check_batch(batch_size)
         n = check_positive_int("num_symbols", num_symbols)
         out_dev = _out_device(generator, device)

@@ -19,9 +19,10 @@ import math
 
 import torch
 
-from metacomm._validation import ConfigError, check_finite, check_nonneg
+from metacomm._validation import ConfigError, check_db, check_finite, check_nonneg
 from metacomm.channels._sampling import (
     check_complex_dtype,
+    check_sample_args,
     check_state_key,
     real_dtype,
     resolve_devices,
@@ -45,8 +46,9 @@ class RayleighBlockFading(Channel):
 
     def sample_state(self, batch_size, num_symbols, *, generator=None, device=None, dtype=torch.complex64):
         check_complex_dtype(dtype)
+        batch_size, _ = check_sample_args(batch_size, num_symbols)
         draw, out = resolve_devices(generator, device)
-        h = complex_normal((int(batch_size), 1), generator=generator, dtype=dtype, device=draw)
+        h = complex_normal((batch_size, 1), generator=generator, dtype=dtype, device=draw)
         return {"h": h.to(out)}
 
     def apply(self, x, no, state, generator, noise):
@@ -82,7 +84,7 @@ class RicianBlockFading(Channel):
         if k_factor_db is None and k_factor is None:
             k_factor_db = DEFAULT_K_FACTOR_DB
         if k_factor_db is not None:
-            k = 10.0 ** (check_finite("k_factor_db", k_factor_db) / 10.0)
+            k = 10.0 ** (check_db("k_factor_db", k_factor_db) / 10.0)
         else:
             k = check_nonneg("k_factor", k_factor)
         self.k_factor = float(k)
@@ -100,8 +102,8 @@ class RicianBlockFading(Channel):
 
     def sample_state(self, batch_size, num_symbols, *, generator=None, device=None, dtype=torch.complex64):
         check_complex_dtype(dtype)
+        b, _ = check_sample_args(batch_size, num_symbols)
         draw, out = resolve_devices(generator, device)
-        b = int(batch_size)
         k = self.k_factor
         rdt = real_dtype(dtype)
         if self.random_los_phase:

@@ -15,9 +15,17 @@ import math
 
 import torch
 
-from metacomm._validation import ConfigError, check_choice, check_finite, check_nonneg, check_positive
+from metacomm._validation import (
+    ConfigError,
+    check_choice,
+    check_db,
+    check_finite,
+    check_nonneg,
+    check_positive,
+)
 from metacomm.channels._sampling import (
     check_complex_dtype,
+    check_sample_args,
     check_state_key,
     real_dtype,
     resolve_devices,
@@ -130,9 +138,10 @@ class RandomIQImbalance(Channel):
 
     def sample_state(self, batch_size, num_symbols, *, generator=None, device=None, dtype=torch.complex64):
         check_complex_dtype(dtype)
+        batch_size, _ = check_sample_args(batch_size, num_symbols)
         draw, out = resolve_devices(generator, device)
         rdt = real_dtype(dtype)
-        shape = (int(batch_size), 1)
+        shape = (batch_size, 1)
         b1 = sample_beta(shape, self.beta_a, self.beta_b, generator=generator, dtype=rdt, device=draw)
         b2 = sample_beta(shape, self.beta_a, self.beta_b, generator=generator, dtype=rdt, device=draw)
         return {"epsilon": (self.epsilon_max * b1).to(out),
@@ -161,11 +170,12 @@ class PhaseOffset(Channel):
         return "random" if self.random else f"phase_deg={self.phase_deg}"
 
     def sample_state(self, batch_size, num_symbols, *, generator=None, device=None, dtype=torch.complex64):
+        batch_size, _ = check_sample_args(batch_size, num_symbols)
         if not self.random:
             return {}
         check_complex_dtype(dtype)
         draw, out = resolve_devices(generator, device)
-        phi = sample_uniform((int(batch_size), 1), -math.pi, math.pi, generator=generator,
+        phi = sample_uniform((batch_size, 1), -math.pi, math.pi, generator=generator,
                              dtype=real_dtype(dtype), device=draw)
         return {"phase": phi.to(out)}
 
@@ -219,9 +229,9 @@ class WienerPhaseNoise(Channel):
 
     def sample_state(self, batch_size, num_symbols, *, generator=None, device=None, dtype=torch.complex64):
         check_complex_dtype(dtype)
+        b, n = check_sample_args(batch_size, num_symbols)
         draw, out = resolve_devices(generator, device)
         rdt = real_dtype(dtype)
-        b, n = int(batch_size), int(num_symbols)
         w = math.sqrt(self.variance) * torch.randn((b, max(n - 1, 0)), generator=generator, dtype=rdt,
                                                    device=draw)
         if self.initial_phase == "uniform":
@@ -271,7 +281,7 @@ class RappPA(Channel):
         if saturation is not None and input_backoff_db is not None:
             raise ConfigError("input_backoff_db", "give saturation or input_backoff_db, not both")
         if input_backoff_db is not None:
-            self.saturation = 10.0 ** (check_finite("input_backoff_db", input_backoff_db) / 20.0)
+            self.saturation = 10.0 ** (check_db("input_backoff_db", input_backoff_db) / 20.0)
         else:
             self.saturation = 1.0 if saturation is None else check_positive("saturation", saturation)
 
@@ -318,8 +328,8 @@ class SalehPA(Channel):
         self.beta_a = check_positive("beta_a", beta_a)
         self.alpha_phi = check_finite("alpha_phi", alpha_phi)
         self.beta_phi = check_nonneg("beta_phi", beta_phi)
-        self.input_backoff_db = None if input_backoff_db is None else check_finite("input_backoff_db",
-                                                                                  input_backoff_db)
+        self.input_backoff_db = None if input_backoff_db is None else check_db("input_backoff_db",
+                                                                              input_backoff_db)
         self.normalize_gain = _check_bool("normalize_gain", normalize_gain)
 
     @property

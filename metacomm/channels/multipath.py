@@ -29,19 +29,37 @@ from collections.abc import Sequence
 
 import torch
 
-from metacomm._validation import ConfigError, check_choice, check_nonneg, check_positive_int
-from metacomm.channels._sampling import check_complex_dtype, check_state_key, real_dtype, resolve_devices
+from metacomm._validation import ConfigError, check_choice, check_db, check_memory, check_positive_int
+from metacomm.channels._sampling import (
+    check_complex_dtype,
+    check_sample_args,
+    check_state_key,
+    real_dtype,
+    resolve_devices,
+)
 from metacomm.channels.base import Channel, State, add_noise, complex_normal
 
-__all__ = ["MultipathBlockFading", "convolution_matrix", "convolve", "exponential_pdp", "MODES"]
+__all__ = ["MultipathBlockFading", "convolution_matrix", "convolve", "exponential_pdp", "MODES", "MAX_TAPS"]
 
 MODES = ("truncate", "full")
+
+MAX_TAPS = 4096
+"""Most taps :class:`MultipathBlockFading` accepts: its power-delay profile is a Python list and
+:func:`convolve` loops over the taps, so ``num_taps = 1e9`` would run for hours (and the PDP alone would need
+tens of GiB); blocks here are a few to a few hundred channel uses long, far fewer than this."""
+
+
+def _check_num_taps(field: str, num_taps) -> int:
+    """A tap count in 1..:data:`MAX_TAPS` whose PDP fits :func:`~metacomm._validation.check_memory`."""
+    L = check_positive_int(field, num_taps, maximum=MAX_TAPS)
+    check_memory(field, 64.0 * L, f"a power-delay profile of {L} taps")
+    return L
 
 
 def exponential_pdp(num_taps: int, decay_db_per_tap: float = 0.0) -> list[float]:
     r"""Normalised exponential PDP :math:`p_\ell = 10^{-\ell d/10} / \sum_k 10^{-k d/10}`, ``d`` in dB/tap."""
-    num_taps = check_positive_int("num_taps", num_taps)
-    d = check_nonneg("decay_db_per_tap", decay_db_per_tap)
+    num_taps = _check_num_taps("num_taps", num_taps)
+    d = check_db("decay_db_per_tap", decay_db_per_tap, minimum=0.0)
     p = [10.0 ** (-ell * d / 10.0) for ell in range(num_taps)]
     s = sum(p)
     return [v / s for v in p]
@@ -136,7 +154,7 @@ def convolution_matrix(taps: torch.Tensor, n: int, *, mode: str = "truncate", la
 class MultipathBlockFading(Channel):
     r"""L-tap Rayleigh multipath block fading, :math:`y = h * x + n` (see the module docstring).
 
-    :param num_taps: number of taps ``L`` (>= 1; ``L = 1`` is flat Rayleigh fading).
+    :param num_taps: number of taps ``L`` (1 .. :data:`MAX_TAPS`; ``L = 1`` is flat Rayleigh fading).
     :param decay_db_per_tap: exponential PDP decay ``d`` in dB per tap (>= 0; 0 = uniform PDP, taps
         :math:`\mathcal{CN}(0, 1/L)` as in Park et al.).
     :param pdp: alternatively, the tap powers (linear, non-negative, any scale; normalised to sum 1). Its length
@@ -157,6 +175,7 @@ class MultipathBlockFading(Channel):
                 p = [float(v) for v in pdp]
             except (TypeError, ValueError):
                 raise ConfigError("pdp", f"expected a sequence of non-negative tap powers, got {pdp!r}") from None
+            _check_num_taps("pdp", max(len(p), 1))
             if not p or any(not math.isfinite(v) or v < 0 for v in p) or sum(p) <= 0:
                 raise ConfigError("pdp", f"expected a non-empty sequence of finite powers >= 0 with a "
                                   f"positive sum, got {pdp!r}")
@@ -174,8 +193,9 @@ class MultipathBlockFading(Channel):
 
     def sample_state(self, batch_size, num_symbols, *, generator=None, device=None, dtype=torch.complex64):
         check_complex_dtype(dtype)
+        batch_size, _ = check_sample_args(batch_size, num_symbols, width=self.num_taps)
         draw, out = resolve_devices(generator, device)
-        g = complex_normal((int(batch_size), self.num_taps), generator=generator, dtype=dtype, device=draw)
+        g = complex_normal((batch_size, self.num_taps), generator=generator, dtype=dtype, device=draw)
         scale = torch.tensor(self.pdp, dtype=real_dtype(dtype), device=draw).sqrt()
         return {"taps": (g * scale).to(out)}
 

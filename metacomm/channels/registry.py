@@ -84,7 +84,7 @@ _REGISTRY: dict[str, _Entry] = {
         "random_los_phase": "True: LoS phase uniform per block, default False",
     }),
     "multipath": _Entry(MultipathBlockFading, "L-tap Rayleigh multipath (ISI) block fading, causal convolution", {
-        "num_taps": "number of taps L, default 3",
+        "num_taps": "number of taps L (1 .. 4096), default 3",
         "decay_db_per_tap": "exponential PDP decay [dB/tap], default 0 (uniform, taps CN(0, 1/L))",
         "pdp": "explicit tap powers (linear, normalised to sum 1) instead of the exponential PDP",
         "mode": "'truncate' (n outputs, default) or 'full' (n + L - 1 outputs)",

@@ -56,11 +56,18 @@ from metacomm._sionna import SionnaBlocks
 from metacomm._validation import (
     ConfigError,
     check_choice,
+    check_int,
+    check_memory,
     check_nonneg,
     check_positive,
     check_positive_int,
 )
-from metacomm.channels._sampling import check_complex_dtype, check_state_key, resolve_devices
+from metacomm.channels._sampling import (
+    check_complex_dtype,
+    check_sample_args,
+    check_state_key,
+    resolve_devices,
+)
 from metacomm.channels.base import Channel, State, add_noise, make_generator
 from metacomm.channels.multipath import MODES, convolution_matrix
 
@@ -143,12 +150,16 @@ class TDL(Channel):
         self.path_powers = ref.mean_powers.cpu().numpy().astype(np.float64)  # linear, sum 1
         self.los = bool(ref.los)
         d_min, d_max = time_lag_discrete_time_channel(self.bandwidth, float(self.path_delays.max()))
-        self.l_min = d_min if l_min is None else int(l_min)
-        self.l_max = d_max if l_max is None else int(l_max)
+        self.l_min = int(d_min) if l_min is None else check_int("l_min", l_min)
+        self.l_max = int(d_max) if l_max is None else check_int("l_max", l_max)
         if self.l_min > 0:
             raise ConfigError("l_min", f"must be <= 0 (the lag window must contain lag 0), got {l_min}")
         if self.l_max < 0:
             raise ConfigError("l_max", f"must be >= 0, got {l_max}")
+        # the lag window's sinc table [paths, L] and a draw's taps: refuse a window that cannot fit up front
+        # (e.g. an enormous bandwidth x delay product), naming the setting that made it
+        check_memory("bandwidth" if l_max is None else "l_max", 16.0 * (len(self.path_delays) + 4) * self.num_taps,
+                     f"a TDL lag window of {self.num_taps} taps")
         self._applies = SionnaBlocks(partial(_make_apply, num_taps=self.num_taps))
         lags = np.arange(self.l_min, self.l_max + 1, dtype=np.float64)
         sinc2 = np.sinc(lags[None, :] - self.bandwidth * self.path_delays[:, None]) ** 2
@@ -189,8 +200,9 @@ class TDL(Channel):
     # -- protocol -------------------------------------------------------------------------------------------
     def sample_state(self, batch_size, num_symbols, *, generator=None, device=None, dtype=torch.complex64):
         check_complex_dtype(dtype)
-        b = check_positive_int("batch_size", batch_size)
-        n = check_positive_int("num_symbols", num_symbols)
+        b, n = check_sample_args(batch_size, num_symbols, positive=True,
+                                 width=self.num_taps * ((num_symbols if isinstance(num_symbols, int) else 1)
+                                                        + self.num_taps if self.time_varying else 1))
         draw, out = resolve_devices(generator, device)
         if generator is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())  # from torch's default generator

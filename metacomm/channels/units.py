@@ -19,13 +19,15 @@ import math
 import torch
 from sionna.phy.utils import ebnodb2no as _sionna_ebnodb2no
 
-from metacomm._validation import ConfigError, check_finite, check_positive
+from metacomm._validation import ConfigError, check_db, check_positive
 
 __all__ = ["broadcast_no", "ebnodb_to_no", "esnodb_to_no", "ebnodb_to_esnodb", "esnodb_to_ebnodb", "db_to_lin", "lin_to_db"]
 
 
-def db_to_lin(x_db: float) -> float:
-    return 10.0 ** (x_db / 10.0)
+def db_to_lin(x_db: float, field: str = "x_db") -> float:
+    """``10^(x/10)``; ConfigError naming ``field`` outside the physical range (:func:`~metacomm._validation.check_db`,
+    ``|x| <= 300`` dB), where the power would overflow."""
+    return 10.0 ** (check_db(field, x_db) / 10.0)
 
 
 def lin_to_db(x: float) -> float:
@@ -36,18 +38,20 @@ def ebnodb_to_esnodb(ebno_db: float, bits_per_symbol: float, coderate: float = 1
     """Es/N0 [dB] = Eb/N0 [dB] + 10 log10(coderate * bits_per_symbol)."""
     check_positive("bits_per_symbol", bits_per_symbol)
     check_positive("coderate", coderate)
-    return float(ebno_db) + lin_to_db(coderate * bits_per_symbol)
+    return check_db("ebno_db", ebno_db) + lin_to_db(coderate * bits_per_symbol)
 
 
 def esnodb_to_ebnodb(esno_db: float, bits_per_symbol: float, coderate: float = 1.0) -> float:
-    return float(esno_db) - lin_to_db(coderate * bits_per_symbol)
+    check_positive("bits_per_symbol", bits_per_symbol)
+    check_positive("coderate", coderate)
+    return check_db("esno_db", esno_db) - lin_to_db(coderate * bits_per_symbol)
 
 
 def esnodb_to_no(esno_db) -> torch.Tensor | float:
     """N0 for ``Es = 1``: ``N0 = 10^(-Es/N0[dB] / 10)``."""
     if isinstance(esno_db, torch.Tensor):
         return torch.pow(10.0, -esno_db / 10.0)
-    return 10.0 ** (-check_finite("esno_db", esno_db) / 10.0)
+    return 10.0 ** (-check_db("esno_db", esno_db) / 10.0)
 
 
 def ebnodb_to_no(ebno_db, bits_per_symbol: float, coderate: float = 1.0, *, device=None):
@@ -61,12 +65,12 @@ def ebnodb_to_no(ebno_db, bits_per_symbol: float, coderate: float = 1.0, *, devi
         raise ConfigError("coderate", f"must be > 0, got {coderate!r}")
     if isinstance(ebno_db, torch.Tensor):
         return 1.0 / (torch.pow(10.0, ebno_db / 10.0) * coderate * bits_per_symbol)
-    ebno_db = check_finite("ebno_db", ebno_db)
+    ebno_db = check_db("ebno_db", ebno_db)
     if float(bits_per_symbol).is_integer() and coderate <= 1.0:
         no = _sionna_ebnodb2no(ebno_db, int(bits_per_symbol), coderate, precision="double", device="cpu")
         return float(no)
     # Non-integer bits per channel use (e.g. an AE with k/n_c = 4/3.5) or rate > 1 per symbol.
-    return 1.0 / (db_to_lin(ebno_db) * coderate * bits_per_symbol)
+    return 1.0 / (db_to_lin(ebno_db, "ebno_db") * coderate * bits_per_symbol)
 
 
 def _readable(t: torch.Tensor) -> bool:

@@ -82,8 +82,12 @@ def flag_of(parser: argparse.ArgumentParser | None, key: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:  # start-up (importing the subcommands, building the parsers) can take seconds: Ctrl-C there too
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("metacomm: interrupted", file=sys.stderr)
+        return 130
     if not getattr(args, "command", None):
         parser.print_help()
         return 2

@@ -80,6 +80,78 @@ def check_sparsity(field: str, s) -> float:
     return float(s)
 
 
+def _readable(t: torch.Tensor) -> bool:
+    """Whether the values of ``t`` may be read on the host (not inside vmap/grad transforms, tracing or
+    compiling): only then are tensor bit-widths and sparsities checked (inside a vmapped task batch the sampler
+    that drew them has checked them)."""
+    from metacomm.channels.units import _readable as readable
+    return readable(t)
+
+
+def _check_bits_arg(field: str, bits, *, minimum: int, off: str):
+    """A bit-width argument: a Python integer (or integer-valued float) >= ``minimum``, or a tensor of such values
+    (checked when readable). ``bits > MAX_BITS`` means float (no quantisation); ``off`` says what values below 1
+    mean in the message. NaN, infinite, fractional and boolean bit-widths are refused (ConfigError naming
+    ``field``): they would give NaN or silently wrong weights."""
+    allowed = f"integers >= {minimum}{off} (1-{MAX_BITS} quantise, more = float, e.g. {FLOAT_BITS})"
+    if isinstance(bits, torch.Tensor):
+        if bits.dtype == torch.bool or bits.is_complex():
+            raise ConfigError(field, f"bit-widths are {allowed}, got a {bits.dtype} tensor")
+        if bits.numel() and _readable(bits):
+            b = bits.detach().to(torch.float64)
+            bad = ~torch.isfinite(b) | (b < minimum) | (b != torch.round(b))
+            if bool(bad.any()):
+                raise ConfigError(field, f"bit-widths are {allowed}, got {float(b[bad].flatten()[0])!r}"
+                                         f"{'' if b.dim() == 0 else ' (one of its entries)'}")
+        return bits
+    ok = isinstance(bits, int | float) and not isinstance(bits, bool) and math.isfinite(float(bits)) \
+        and float(bits) == int(bits) and int(bits) >= minimum
+    if not ok:
+        raise ConfigError(field, f"bit-widths are {allowed}, got {bits!r}")
+    return bits
+
+
+def _check_sparsity_arg(field: str, s):
+    """A sparsity argument: a number in [0, 1) (:func:`check_sparsity`) or a tensor of such values (checked when
+    readable)."""
+    if isinstance(s, torch.Tensor):
+        if s.dtype == torch.bool or s.is_complex():
+            raise ConfigError(field, f"sparsity is a fraction in [0, 1), got a {s.dtype} tensor")
+        if s.numel() and _readable(s):
+            v = s.detach().to(torch.float64)
+            bad = ~((v >= 0) & (v < 1))  # NaN too
+            if bool(bad.any()):
+                raise ConfigError(field, f"sparsity is a fraction in [0, 1), got {float(v[bad].flatten()[0])!r}"
+                                         f"{'' if v.dim() == 0 else ' (one of its entries)'}")
+        return s
+    check_sparsity(field, s)
+    return s
+
+
+def _check_clip(field: str, clip):
+    """A clipping range: a finite number > 0, or a tensor of them (checked when readable)."""
+    if isinstance(clip, torch.Tensor):
+        if clip.numel() and _readable(clip) and not clip.is_complex():
+            c = clip.detach().to(torch.float64)
+            if not bool(((c > 0) & torch.isfinite(c)).all()):
+                raise ConfigError(field, "the clipping range must be finite and > 0")
+        return clip
+    ok = isinstance(clip, int | float) and not isinstance(clip, bool) and math.isfinite(float(clip)) and clip > 0
+    if not ok:
+        raise ConfigError(field, f"the clipping range must be a finite number > 0, got {clip!r}")
+    return clip
+
+
+def _check_weight(field: str, w) -> torch.Tensor:
+    if not isinstance(w, torch.Tensor) or not (w.is_floating_point()):
+        raise ConfigError(field, f"expected a real floating-point weight tensor, got "
+                                 f"{w.dtype if isinstance(w, torch.Tensor) else type(w).__name__}")
+    if w.numel() == 0:
+        raise ConfigError(field, f"empty weight of shape {tuple(w.shape)}: nothing to quantise (every row needs "
+                                 "at least one entry for its scale)")
+    return w
+
+
 def _as_tensor(v, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(v, dtype=like.dtype, device=like.device) if not isinstance(v, torch.Tensor) \
         else v.to(like.dtype)
@@ -98,14 +170,17 @@ def _row_shape(w: torch.Tensor) -> tuple[int, ...]:
 def _per_row_reduce(x: torch.Tensor, fn) -> torch.Tensor:
     """``fn`` over all dims but the first (keepdim); a 1-D tensor is one channel."""
     if x.dim() <= 1:
-        return fn(x.reshape(-1), 0).reshape((1,) * max(x.dim(), 1))
+        return fn(x.reshape(-1), 0).reshape((1,) * x.dim())  # a 0-d weight stays 0-d
     return fn(x.reshape(x.shape[0], -1), 1).reshape(_row_shape(x))
 
 
 def quantize_weight(w: torch.Tensor, bits) -> torch.Tensor:
     """:math:`Q_b(w)` of the module docstring (forward values only, no STE): per output row (dim 0),
-    ``w`` float ``[out, ...]``, ``bits`` a number or a 0-d tensor (inside ``vmap``: one task's bit-width).
-    Same shape and dtype as ``w``."""
+    ``w`` float ``[out, ...]`` (not empty), ``bits`` an integer >= 1 (> 16: float, unchanged) or a 0-d tensor
+    (inside ``vmap``: one task's bit-width). Same shape and dtype as ``w``. ConfigError naming ``w`` / ``bits``
+    for an empty or non-float weight and for bit-widths 0, negative, fractional, NaN or boolean."""
+    _check_weight("w", w)
+    _check_bits_arg("bits", bits, minimum=1, off="")
     b = _as_tensor(bits, w)
     amax = _per_row_reduce(w.abs(), lambda t, d: t.amax(d))
     q = levels(b).to(w.dtype)
@@ -119,7 +194,10 @@ def quantize_weight(w: torch.Tensor, bits) -> torch.Tensor:
 
 def quantize_uniform(x: torch.Tensor, bits, clip) -> torch.Tensor:
     """Symmetric mid-tread quantiser with a fixed range ``[-clip, clip]`` (``bits >= 2``; ``bits > 16``:
-    unchanged; ``bits`` 0: unchanged): :math:`s\\,\\mathrm{clip}(\\mathrm{round}(x/s), -q, q)`, :math:`s = c/q`."""
+    unchanged; ``bits`` 0: unchanged): :math:`s\\,\\mathrm{clip}(\\mathrm{round}(x/s), -q, q)`, :math:`s = c/q`.
+    ConfigError for negative, fractional or NaN bit-widths and a clip that is not a finite number > 0."""
+    _check_bits_arg("bits", bits, minimum=0, off=" (0 = off)")
+    _check_clip("clip", clip)
     b = _as_tensor(bits, x)
     c = _as_tensor(clip, x)
     q = levels(b).to(x.dtype)
@@ -141,7 +219,10 @@ def _adc_real(x: torch.Tensor, bits, clip) -> torch.Tensor:
 
 def quantize_adc(y: torch.Tensor, bits, clip) -> torch.Tensor:
     """Receiver ADC (module docstring): ``bits`` on Re and Im of the complex ``y`` (or on a real ``y``),
-    mid-rise, :math:`2^b` levels on ``[-clip, clip]``; ``bits`` 0 or > 16: unchanged. Same shape/dtype."""
+    mid-rise, :math:`2^b` levels on ``[-clip, clip]``; ``bits`` 0 or > 16: unchanged. Same shape/dtype.
+    ConfigError for negative, fractional or NaN bit-widths and a clip that is not a finite number > 0."""
+    _check_bits_arg("bits", bits, minimum=0, off=" (0 = off)")
+    _check_clip("clip", clip)
     if torch.is_complex(y):
         return torch.complex(_adc_real(y.real, bits, clip), _adc_real(y.imag, bits, clip))
     return _adc_real(y, bits, clip)
@@ -156,7 +237,8 @@ def ste(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 def magnitude_mask(w: torch.Tensor, sparsity) -> torch.Tensor:
     r"""0/1 mask (dtype of ``w``) zeroing the :math:`\lfloor s N\rfloor` smallest-magnitude entries of ``w``
     (:math:`N` = ``w.numel()``; ties: lower position first). ``sparsity`` a number or 0-d tensor in [0, 1).
-    The mask carries no gradient."""
+    The mask carries no gradient. ConfigError naming ``sparsity`` outside [0, 1) (NaN included)."""
+    _check_sparsity_arg("sparsity", sparsity)
     s = _as_tensor(sparsity, w).detach()
     flat = w.detach().abs().reshape(-1)
     order = torch.argsort(flat, stable=True)
@@ -172,7 +254,9 @@ def prune(w: torch.Tensor, sparsity) -> torch.Tensor:
 
 def fake_quant_weight(w: torch.Tensor, bits, sparsity=0.0) -> torch.Tensor:
     """Pruned and quantised weight with the STE: forward :math:`Q_b(w \\odot m)`, gradient w.r.t. ``w`` the
-    mask :math:`m` (:func:`magnitude_mask`)."""
+    mask :math:`m` (:func:`magnitude_mask`). ConfigError as :func:`quantize_weight` and :func:`magnitude_mask`."""
+    _check_weight("w", w)
+    _check_bits_arg("bits", bits, minimum=1, off="")
     wp = prune(w, sparsity)
     return ste(wp, quantize_weight(wp.detach(), bits))
 
@@ -189,6 +273,8 @@ def fake_quant_uniform(x: torch.Tensor, bits, clip) -> torch.Tensor:
 
 def fake_quant_adc(y: torch.Tensor, bits, clip) -> torch.Tensor:
     """ADC fake quantisation of complex ``y``, clipped STE per real dimension (bits 0 / > 16: identity)."""
+    _check_bits_arg("bits", bits, minimum=0, off=" (0 = off)")
+    _check_clip("clip", clip)
     def one(x):
         b = _as_tensor(bits, x)
         c = _as_tensor(clip, x)
@@ -231,7 +317,11 @@ def model_bytes(params: Mapping[str, torch.Tensor], bits: int, sparsity: float =
     ``prefix``): each quantised weight with :math:`N` entries, :math:`R` rows and sparsity :math:`s` takes
     :math:`\lceil (N - \lfloor sN\rfloor)\,b/8\rceil` bytes of values, :math:`\lceil N/8\rceil` bytes of
     bitmask when :math:`s > 0`, and :math:`4R` bytes of float32 per-row scales; every other tensor (biases) and
-    every tensor of a float model (``bits`` 32) 4 bytes per entry (float32)."""
+    every tensor of a float model (``bits`` 32) 4 bytes per entry (float32). ConfigError naming ``bits`` for a
+    bit-width that is not an integer >= 1 (0 would count a model of no bytes) and ``sparsity`` outside [0, 1)."""
+    _check_bits_arg("bits", bits, minimum=1, off="")
+    sparsity = check_sparsity("sparsity", sparsity)
+    bits = int(bits)
     sel = set(quantized_names(params, scope))
     total = 0
     for n, t in params.items():

@@ -44,14 +44,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metacomm._validation import ConfigError, check_finite, check_nonneg_int, check_positive_int
+from metacomm._validation import (
+    MAX_WORK,
+    ConfigError,
+    check_db,
+    check_finite,
+    check_model_memory,
+    check_nonneg_int,
+    check_positive_int,
+    mlp_params,
+)
 from metacomm.adaptation import MetaObjective, TaskBatch
 from metacomm.adaptation.finetune import finetune_batched
 from metacomm.adaptation.functional import SGD, Adam, batched_loss
 from metacomm.channels import attacks as A
 from metacomm.channels.base import complex_normal
 from metacomm.channels.units import ebnodb_to_no
-from metacomm.codecs.autoencoder import Autoencoder
+from metacomm.codecs.autoencoder import MAX_K, Autoencoder
 from metacomm.scenarios.base import FewShotScenario
 from metacomm.scenarios.registry import register_scenario
 
@@ -84,7 +93,7 @@ def parse_psrs(field: str, value) -> tuple[float, ...]:
             raise ConfigError(field, f"expected PSR values in dB, got {value!r}") from None
         if not math.isfinite(f):
             raise ConfigError(field, f"values must be finite numbers of dB, got {v!r}")
-        vals.append(f)
+        vals.append(check_db(field, f))
     if not vals:
         raise ConfigError(field, "give at least one PSR value (dB)")
     return tuple(vals)
@@ -121,23 +130,28 @@ class AdversarialScenarioConfig:
 
     def validate(self) -> AdversarialScenarioConfig:
         self.k = check_positive_int("k", self.k)
+        if self.k > MAX_K:
+            raise ConfigError("k", f"must be <= {MAX_K} (the autoencoder scores all 2^k messages), got {self.k}")
         self.n = check_positive_int("n", self.n)
         if not isinstance(self.real_uses, bool):
             raise ConfigError("real_uses", f"must be true or false, got {self.real_uses!r}")
         self.hidden = check_positive_int("hidden", self.hidden)
-        self.ebno_db = check_finite("ebno_db", self.ebno_db)
+        self.ebno_db = check_db("ebno_db", self.ebno_db)
         self.train_attacks = list(parse_attacks("train_attacks", self.train_attacks))
         self.test_attacks = list(parse_attacks("test_attacks", self.test_attacks))
         self.train_psr_db = list(parse_psrs("train_psr_db", self.train_psr_db))
         self.test_psr_db = list(parse_psrs("test_psr_db", self.test_psr_db))
         self.messages_per_task = check_positive_int("messages_per_task", self.messages_per_task)
-        self.pgd_steps = check_positive_int("pgd_steps", self.pgd_steps)
+        self.pgd_steps = check_positive_int("pgd_steps", self.pgd_steps, maximum=MAX_WORK)
         self.pgd_step_size = float(check_finite("pgd_step_size", self.pgd_step_size))
         if self.pgd_step_size <= 0:
             raise ConfigError("pgd_step_size", f"must be > 0, got {self.pgd_step_size}")
-        self.uap_steps = check_positive_int("uap_steps", self.uap_steps)
+        self.uap_steps = check_positive_int("uap_steps", self.uap_steps, maximum=MAX_WORK)
         self.num_test_tasks = check_positive_int("num_test_tasks", self.num_test_tasks)
         self.test_seed = check_nonneg_int("test_seed", self.test_seed)
+        M, d, h = 2 ** self.k, (self.n if self.real_uses else 2 * self.n), self.hidden
+        check_model_memory(("hidden", "n", "k"), mlp_params(M, h, d) + mlp_params(d, h, M),
+                           f"an autoencoder with hidden = {h}")
         return self
 
 

@@ -12,7 +12,7 @@ Top level (all keys other than those listed are rejected)::
 
     name = "doppler-fast"          # str, default: the file name without .toml
     description = "..."            # str
-    ebno_db = 10.0                 # nominal Eb/N0 [dB] (required)
+    ebno_db = 10.0                 # nominal Eb/N0 [dB] (required; |x| <= 300 dB, as every dB value)
     frame_duration_s = 1e-3        # frame duration T_f [s] (> 0); needed by Doppler-specified fading
     seed = 1                       # int >= 0: default seed of DriftScenario.frames
     plot = "ebno_db"               # optional: the drift quantity to plot (ebno_db, gain_db, segment, or an
@@ -23,7 +23,7 @@ Top level (all keys other than those listed are rejected)::
     n = 8                          # complex channel uses per block (> 0; fractional allowed, e.g. 3.5)
 
     [[segment]]                    # one or more, played in order (a regime switch at each boundary)
-    frames = 500                   # duration [frames] (positive integer, required)
+    frames = 500                   # duration [frames] (positive integer <= 1e9, required)
     label = "3-tap"                # optional name for plots
     channel = "multipath"          # a fading channel of metacomm.channels.registry (required)
     ebno_db = 12.0                 # optional: overrides the nominal Eb/N0 in this segment
@@ -76,11 +76,14 @@ from typing import Any
 import torch
 
 from metacomm._validation import (
+    MAX_WORK,
     ConfigError,
+    check_db,
     check_finite,
     check_nonneg_int,
     check_positive,
     check_positive_int,
+    error_message,
 )
 from metacomm.channels.base import make_generator
 from metacomm.channels.drift import (
@@ -189,11 +192,7 @@ class _Ctx:
         try:
             return fn(*args)
         except ConfigError as e:
-            msg = str(e)
-            inner = e.field
-            if msg.startswith(f"{inner}: "):
-                msg = msg[len(inner) + 2:]
-            raise self.error(path, msg) from None
+            raise self.error(path, error_message(e)) from None
 
     def table(self, path: str, value: Any, allowed, *, required=()) -> dict:
         if not isinstance(value, Mapping):
@@ -357,7 +356,7 @@ def parse_scenario(text: str, *, source: str = "<string>", default_name: str = "
     top = ctx.table("", raw, TOP_KEYS, required=("ebno_db", "codec", "segment"))
     name = ctx.string("name", top.get("name", default_name))
     description = ctx.string("description", top.get("description", ""))
-    ebno_db = ctx.number("ebno_db", top["ebno_db"])
+    ebno_db = ctx.number("ebno_db", top["ebno_db"], check_db)
     tf = top.get("frame_duration_s")
     tf = None if tf is None else ctx.number("frame_duration_s", tf, check_positive)
     seed = top.get("seed", 0)
@@ -394,7 +393,7 @@ def _segment(ctx: _Ctx, path: str, raw: Any, tf: float | None) -> Segment:
     frames = seg["frames"]
     if isinstance(frames, bool) or not isinstance(frames, int):
         raise ctx.error(f"{path}.frames", f"expected a positive integer number of frames, got {frames!r}")
-    frames = ctx.check(f"{path}.frames", check_positive_int, f"{path}.frames", frames)
+    frames = ctx.check(f"{path}.frames", _check_frames, f"{path}.frames", frames)
     label = ctx.string(f"{path}.label", seg.get("label", seg["channel"]))
     reg = _registry()
     chname = ctx.string(f"{path}.channel", seg["channel"], reg.FADING_CHANNEL_NAMES)
@@ -404,19 +403,24 @@ def _segment(ctx: _Ctx, path: str, raw: Any, tf: float | None) -> Segment:
         try:
             return reg.make_channel(chname, **args)
         except ConfigError as e:
-            raise ctx.error(f"{path}.channel_args.{e.field}", str(e)[len(e.field) + 2:]) from None
+            raise ctx.error(f"{path}.channel_args.{e.field}", error_message(e)) from None
         except TypeError as e:
             raise ctx.error(f"{path}.channel_args", str(e)) from None
 
     channel = build()
     ebno = seg.get("ebno_db")
-    ebno = None if ebno is None else ctx.number(f"{path}.ebno_db", ebno)
+    ebno = None if ebno is None else ctx.number(f"{path}.ebno_db", ebno, check_db)
     fading = _fading(ctx, f"{path}.drift", seg.get("drift"), tf)
     snr = _snr(ctx, f"{path}.snr", seg["snr"]) if "snr" in seg else None
     imp = _impairment(ctx, f"{path}.impairment", seg["impairment"], frames) if "impairment" in seg else None
     attack = _attack(ctx, f"{path}.attack", seg["attack"]) if "attack" in seg else None
     return Segment(frames=frames, channel=channel, fading=fading, snr=snr, impairment=imp, ebno_db=ebno,
                    label=label, attack=attack)
+
+
+def _check_frames(field: str, value) -> int:
+    """A segment's duration: a positive integer number of frames, at most :data:`~metacomm._validation.MAX_WORK`."""
+    return check_positive_int(field, value, maximum=MAX_WORK)
 
 
 def _attack(ctx: _Ctx, path: str, raw: Any):
@@ -429,7 +433,7 @@ def _attack(ctx: _Ctx, path: str, raw: Any):
     if isinstance(psr, bool) or not isinstance(psr, int | float) or math.isnan(psr) or psr == math.inf:
         raise ctx.error(f"{path}.psr_db", f"expected a PSR in dB (a finite number, or -inf for no attacker), "
                                           f"got {psr!r}")
-    return SegmentAttack.make(kind, float(psr))
+    return ctx.check(f"{path}.psr_db", SegmentAttack.make, kind, float(psr))
 
 
 class _AnyKey(tuple):
@@ -488,7 +492,7 @@ def _construct(ctx: _Ctx, path: str, fn):
     except ConfigError as e:
         sub = e.field if e.field != "frame_duration_s" else None
         full = f"{path}.{sub}" if sub else "frame_duration_s"
-        raise ctx.error(full, str(e)[len(e.field) + 2:]) from None
+        raise ctx.error(full, error_message(e)) from None
 
 
 def _snr(ctx: _Ctx, path: str, raw: Any) -> SNRProcess:
@@ -536,7 +540,7 @@ def _impairment(ctx: _Ctx, path: str, raw: Any, seg_frames: int) -> ImpairmentDr
         try:
             return reg.make_channel(kind, with_noise=False, **fixed, **vals)
         except ConfigError as e:
-            raise ctx.error(f"{path}.params.{e.field}", str(e)[len(e.field) + 2:]) from None
+            raise ctx.error(f"{path}.params.{e.field}", error_message(e)) from None
 
     imp = ImpairmentDrift(factory, drifting, position=position, state=state, name=kind)
     # build the first frame's and the last frame's stage now, so bad values fail at load time
@@ -575,5 +579,5 @@ def _param_process(ctx: _Ctx, path: str, raw: Mapping, seg_frames: int) -> Param
             return ParamRandomWalk(vals["start"], vals["step"], vals["min"], vals["max"])
         except ConfigError as e:
             inv = {v: k for k, v in names.items()}
-            raise ctx.error(f"{path}.walk.{inv.get(e.field, e.field)}", str(e)[len(e.field) + 2:]) from None
+            raise ctx.error(f"{path}.walk.{inv.get(e.field, e.field)}", error_message(e)) from None
     raise ctx.error(path, f"expected a number or a table with 'ramp' or 'walk', got keys {sorted(raw)}")

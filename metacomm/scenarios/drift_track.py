@@ -68,7 +68,18 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from metacomm._validation import ConfigError, check_finite, check_nonneg_int, check_positive_int
+from metacomm._validation import (
+    MAX_WORK,
+    ConfigError,
+    check_db,
+    check_finite,
+    check_memory,
+    check_model_memory,
+    check_nonneg_int,
+    check_positive_int,
+    mlp_params,
+    reraise,
+)
 from metacomm.adaptation import MetaObjective, TaskBatch
 from metacomm.adaptation.tracking import (  # noqa: F401  (track_frames: re-exported, it moved there)
     KalmanTracker,
@@ -161,14 +172,17 @@ class DriftTrackConfig:
             raise ConfigError("drift", f"expected a drift scenario name or .toml path, got {self.drift!r}")
         if os.path.isfile(self.drift):  # a file: stored absolute, so a checkpoint loads from any directory
             self.drift = os.path.abspath(self.drift)
-        for f in ("pilots", "query", "frames_per_task", "hidden", "num_test_sequences", "test_frames"):
+        for f in ("pilots", "query", "hidden", "num_test_sequences"):
             setattr(self, f, check_positive_int(f, getattr(self, f)))
+        for f in ("frames_per_task", "test_frames"):  # work sizes: frames of a sequence
+            setattr(self, f, check_positive_int(f, getattr(self, f), maximum=MAX_WORK))
+        from metacomm.channels.multipath import MAX_TAPS
         if self.num_taps is not None:
-            self.num_taps = check_positive_int("num_taps", self.num_taps)
+            self.num_taps = check_positive_int("num_taps", self.num_taps, maximum=MAX_TAPS)
         if self.precursor is not None:
-            self.precursor = check_nonneg_int("precursor", self.precursor)
+            self.precursor = check_nonneg_int("precursor", self.precursor, maximum=MAX_TAPS)
         if self.ebno_db is not None:
-            self.ebno_db = check_finite("ebno_db", self.ebno_db)
+            self.ebno_db = check_db("ebno_db", self.ebno_db)
         for f in ("soft", "decision_directed", "dd_redecode"):
             if not isinstance(getattr(self, f), bool):
                 raise ConfigError(f, f"must be true or false, got {getattr(self, f)!r}")
@@ -184,6 +198,8 @@ class DriftTrackConfig:
         if self.pa_correction is not None and not isinstance(self.pa_correction, bool):
             raise ConfigError("pa_correction", f"must be true, false or unset (auto), got {self.pa_correction!r}")
         self.pa_hidden = check_positive_int("pa_hidden", self.pa_hidden)
+        check_model_memory(("hidden", "pa_hidden"), mlp_params(2, self.hidden, 2) + mlp_params(2, self.pa_hidden, 2),
+                           f"a tracking codec with hidden = {self.hidden}")
         if self.phase_correction is not None and not isinstance(self.phase_correction, bool):
             raise ConfigError("phase_correction", f"must be true, false or unset (auto), got "
                                                   f"{self.phase_correction!r}")
@@ -361,8 +377,8 @@ class DriftTrackScenario(FewShotScenario):
         c = self.config
         try:
             self.drift = load_scenario(c.drift)
-        except ConfigError as e:
-            raise ConfigError("drift", str(e)) from None
+        except ConfigError as e:  # "unknown scenario" names the drift setting itself; a file's error its key
+            raise reraise("drift", e, inner=e.field != "scenario") from None
         d = self.drift
         if d.k > 12:
             raise ConfigError("drift", f"{d.source}: codec.k = {d.k}: the template decoder scores all 2^k "
@@ -414,6 +430,14 @@ class DriftTrackScenario(FewShotScenario):
                 raise ConfigError("num_taps", f"the receiver window (num_taps = {L}, precursor = {pre}) must "
                                               f"contain segment[{i}]'s lags {-l0}..{lw - 1 - l0}")
         self.num_taps, self.precursor = L, pre
+        # before any allocation: the codec (encoder 2^k x hidden, templates, the tracker's L x L belief per link,
+        # doubled when widely linear) and the test sequences' per-frame channels (taps, or the exact n x n pair)
+        M, w = 2.0 ** self.k, (2 * L if self.widely_linear else L)
+        check_model_memory(("hidden", "num_taps"), mlp_params(M, c.hidden, 2 * self.n) + M * self.n + w * w,
+                           f"a tracking codec with hidden = {c.hidden} and a {L}-tap window")
+        per_frame = 2 * self.n * self.n if self._exact else L
+        check_memory(("num_test_sequences", "test_frames"), 16.0 * c.num_test_sequences * c.test_frames * per_frame,
+                     "the test sequences' channels")
         self._ch_taps, self._ch_lag0 = ch_taps, ch_lag0
         # the shipped codebook fits any tap window (only the per-frame schemes' tap parameters depend on it)
         fits = {"k": self.k, "n": self.n, "hidden": c.hidden} == {k: _SHIPPED_GEOMETRY[k] for k in ("k", "n", "hidden")}
@@ -433,7 +457,7 @@ class DriftTrackScenario(FewShotScenario):
         try:
             d = load_scenario(config.drift)
         except ConfigError as e:
-            raise ConfigError("drift", str(e)) from None
+            raise reraise("drift", e, inner=e.field != "scenario") from None
         return d.k / d.n
 
     def config_dict(self) -> dict:

@@ -36,14 +36,22 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from metacomm._validation import ConfigError, check_finite, check_positive_int
+from metacomm._validation import (
+    ConfigError,
+    check_db,
+    check_int,
+    check_memory,
+    check_model_memory,
+    check_positive_int,
+    mlp_params,
+)
 from metacomm.adaptation import MetaObjective, TaskBatch
 from metacomm.adaptation.finetune import finetune_batched
 from metacomm.adaptation.functional import SGD, Adam, batched_loss
 from metacomm.channels.base import complex_normal
 from metacomm.channels.multipath import MultipathBlockFading
 from metacomm.channels.units import ebnodb_to_no
-from metacomm.codecs.autoencoder import Autoencoder
+from metacomm.codecs.autoencoder import MAX_K, Autoencoder
 from metacomm.codecs.detection import pilot_ls_decide
 from metacomm.scenarios.base import FewShotScenario
 from metacomm.scenarios.registry import register_scenario
@@ -73,12 +81,24 @@ class FadingAEConfig:
         for f in ("k", "n", "num_taps", "num_train_channels", "num_test_channels", "messages_per_task",
                   "hidden"):
             setattr(self, f, check_positive_int(f, getattr(self, f)))
-        self.ebno_db = check_finite("ebno_db", self.ebno_db)
+        if self.k > MAX_K:
+            raise ConfigError("k", f"must be <= {MAX_K} (the autoencoder scores all 2^k messages), got {self.k}")
+        self.ebno_db = check_db("ebno_db", self.ebno_db)
         if self.num_taps > self.n:
             raise ConfigError("num_taps", f"must be <= n = {self.n} (the channel is truncated to the block: tap l "
                                           f"only reaches samples t >= l), got {self.num_taps}")
         if not isinstance(self.rtn, bool):
             raise ConfigError("rtn", f"must be True or False, got {self.rtn!r}")
+        for f in ("channel_seed", "test_seed"):
+            setattr(self, f, check_int(f, getattr(self, f)))
+        M, n, h, L = 2 ** self.k, self.n, self.hidden, self.num_taps
+        params = mlp_params(M, h, 2 * n) + mlp_params(2 * n, h, M)
+        if self.rtn:
+            params += mlp_params(2 * n, 2 * n, 2 * n, 2 * L)
+        # before any allocation: the model, and the training / test tap draws the scenario keeps
+        check_model_memory(("hidden", "n", "k"), params, f"a fading-ae autoencoder with hidden = {h}")
+        check_memory(("num_train_channels", "num_test_channels"),
+                     16.0 * (self.num_train_channels + self.num_test_channels) * L, "the stored channel draws")
         return self
 
 

@@ -54,7 +54,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from metacomm._validation import ConfigError, check_choice, check_finite, check_nonneg, check_positive_int
+from metacomm._validation import (
+    ConfigError,
+    check_choice,
+    check_db,
+    check_int,
+    check_memory,
+    check_model_memory,
+    check_nonneg,
+    check_positive_int,
+    mlp_params,
+)
 from metacomm.adaptation import SGD, Adam, MetaObjective, TaskBatch, call
 from metacomm.adaptation.finetune import finetune_batched
 from metacomm.channels.base import complex_normal
@@ -116,7 +126,7 @@ class IQDemodConfig:
             raise ConfigError("support_pilots", f"support_pilots + query_pilots = "
                                                 f"{self.support_pilots + self.query_pilots} exceeds "
                                                 f"pilots_per_device = {self.pilots_per_device}")
-        self.snr_db = check_finite("snr_db", self.snr_db)
+        self.snr_db = check_db("snr_db", self.snr_db)
         self.epsilon_max = check_nonneg("epsilon_max", self.epsilon_max)
         if self.epsilon_max >= 1.0:
             raise ConfigError("epsilon_max", f"must lie in [0, 1), got {self.epsilon_max!r}")
@@ -130,7 +140,13 @@ class IQDemodConfig:
         self.hidden = tuple(check_positive_int("hidden", h) for h in hidden)
         check_choice("activation", self.activation, ACTIVATIONS)
         for f in ("channel_seed", "test_seed"):
-            setattr(self, f, int(getattr(self, f)))
+            setattr(self, f, check_int(f, getattr(self, f)))
+        # before any allocation: the demodulator, and the training devices' pilots the scenario keeps
+        # (symbols, noise, received samples and features: about 48 bytes per pilot)
+        check_model_memory("hidden", mlp_params(2, *self.hidden, M), f"a demodulator with hidden = {list(self.hidden)}")
+        check_memory(("num_train_devices", "pilots_per_device"),
+                     48.0 * self.num_train_devices * self.pilots_per_device + 64.0 * self.num_test_devices,
+                     "the stored training pilots")
         return self
 
 
