@@ -356,3 +356,32 @@ def test_adaptive_codec_does_not_adapt_on_zero_pilots_and_says_so():
         y = torch.complex(torch.randn(2, 6, 4, generator=g), torch.randn(2, 6, 4, generator=g))
         out = ac.observe(msg, y)
         assert torch.isfinite(out["pilot_loss"]).all() if out["pilot_loss"] is not None else True
+
+
+def test_step_lists_with_inf_or_booleans_are_one_line():
+    """``steps = [0, inf]`` in a file used to be an OverflowError (int(inf)) inside int_list."""
+    from metacomm._validation import ConfigError
+    from metacomm.experiments._common import int_list
+    for bad in ([0, float("inf")], [True], [1.5], [float("nan")]):
+        with pytest.raises(ConfigError, match="^steps: expected a list of integers"):
+            int_list("steps", bad, minimum=0)
+    assert int_list("steps", [2.0, 1], minimum=0) == [1, 2]
+
+
+def test_a_checkpoint_whose_scenario_settings_are_bad_names_the_flag(tmp_path, capsys):
+    """A meta checkpoint whose stored scenario settings fail validation: the error names --checkpoint, with the
+    inner key in the message (not the inner key in place of the flag)."""
+    from metacomm.artefacts import load_checkpoint, save_checkpoint
+    from metacomm.cli.main import main
+    src = tmp_path / "m.pt"
+    assert main(["meta-train", "--scenario", "fading-ae", "--meta-steps", "2", "--joint-steps", "0", "--val-every",
+                 "2", "--val-tasks", "2", "--restarts", "1", "--set", "num_train_channels=4", "--set",
+                 "num_test_channels=2", "--quiet", "--out", str(src)]) == 0
+    ck = load_checkpoint(src, kinds="metacomm-meta", field="checkpoint")
+    ck["scenario_config"]["k"] = -3
+    bad = tmp_path / "bad.pt"
+    save_checkpoint(bad, {k: v for k, v in ck.items() if k not in ("format", "kind")}, kind="metacomm-meta")
+    capsys.readouterr()
+    assert main(["fewshot", "--checkpoint", str(bad), "--out", str(tmp_path / "fs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("metacomm fewshot: error: --checkpoint: ") and "k: " in err[0], err

@@ -12,10 +12,8 @@ import argparse
 import importlib
 import sys
 
-import torch
-
 from metacomm import __version__
-from metacomm._validation import ConfigError
+from metacomm._validation import ConfigError, error_message
 
 # Subcommand name -> module under metacomm.cli.commands (a module that does not exist yet is skipped).
 SUBCOMMANDS: dict[str, str] = {
@@ -94,13 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         threads = getattr(args, "threads", None)
         if threads is not None:
+            import torch
+
             from metacomm._validation import check_positive_int
-            torch.set_num_threads(check_positive_int("--threads", threads))
+            torch.set_num_threads(check_positive_int("threads", threads))
         return int(args.run(args) or 0)
     except ConfigError as e:
         sub = getattr(args, "command_parser", None) or parser.commands.get(args.command)
         field = flag_of(sub, e.field)
-        message = str(e)[len(e.field) + 2:] if str(e).startswith(f"{e.field}: ") else str(e)
+        message = error_message(e)
         name = getattr(args, "command_name", None) or args.command
         fields = getattr(e, "fields", ())
         if fields:  # check_memory: "reduce a, b" -> the flags
@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (MemoryError, RuntimeError) as e:  # the allocator's answer to a size no up-front check caught
         text = str(e)
-        if not isinstance(e, (MemoryError, torch.OutOfMemoryError)) and "allocate" not in text \
+        oom = getattr(sys.modules.get("torch"), "OutOfMemoryError", MemoryError)
+        if not isinstance(e, (MemoryError, oom)) and "allocate" not in text \
                 and "out of memory" not in text:
             raise
         name = getattr(args, "command_name", None) or args.command

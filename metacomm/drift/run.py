@@ -40,6 +40,7 @@ from metacomm._validation import (
     check_nonneg_int,
     check_positive,
     check_positive_int,
+    error_message,
 )
 from metacomm.channels.base import make_generator
 from metacomm.drift.links import BlockCodecLink
@@ -138,7 +139,7 @@ def run_frame(ctx: DriftContext, schemes: Sequence[DriftScheme], frame, g_data: 
         try:
             counts = link.score(ctx, sig, dec)
         except ConfigError as e:
-            raise ConfigError("scheme", f"{s!r}: {str(e)[len(e.field) + 2:]}") from None
+            raise ConfigError("scheme", f"{s!r}: {error_message(e)}") from None
         rows[s.name] = {**counts, "latency_ms": dec.latency_ms}
     record = {"frame": frame.index, "segment": frame.segment, "drift": frame.drift_value,
               "ebno_db": float(frame.ebno_db.mean()), **link.frame_record(ctx, sig), "schemes": rows}

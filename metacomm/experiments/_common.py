@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from metacomm._validation import ConfigError
+from metacomm._validation import ConfigError, check_int
 
 __all__ = ["resolve_device", "int_list", "parse_seeds", "check_out_dir", "check_out_file", "MAX_SEEDS"]
 
@@ -25,12 +25,12 @@ def int_list(field: str, value, *, minimum: int) -> list[int]:
         except ValueError:
             raise ConfigError(field, f"expected a comma-separated list of integers, got {value!r}") from None
     else:
-        try:
-            vals = [int(v) for v in value]
-        except (TypeError, ValueError):
-            raise ConfigError(field, f"expected a list of integers, got {value!r}") from None
-        if any(isinstance(v, bool) or float(v) != int(v) for v in value):
+        if isinstance(value, bytes) or not hasattr(value, "__iter__"):
             raise ConfigError(field, f"expected a list of integers, got {value!r}")
+        try:  # check_int: booleans, fractions, inf and NaN refused (int(inf) would be an OverflowError)
+            vals = [check_int(field, v) for v in value]
+        except ConfigError:
+            raise ConfigError(field, f"expected a list of integers, got {value!r}") from None
     if not vals:
         raise ConfigError(field, "give at least one value")
     for v in vals:

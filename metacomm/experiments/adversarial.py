@@ -60,6 +60,7 @@ from metacomm._validation import (
     check_nonneg_int,
     check_positive,
     check_positive_int,
+    reraise,
 )
 from metacomm.channels import attacks as A
 from metacomm.channels.base import complex_normal
@@ -378,7 +379,7 @@ def load_base(path: str, device):
         try:
             codec, meta = load_codec(path, device=device)
         except ConfigError as e:
-            raise ConfigError("base", str(e)[len(e.field) + 2:]) from None
+            raise reraise("base", e) from None
         info = {"kind": "codec", "train_ebno_db": meta.get("train_ebno_db"), "meta_adv": False}
     else:
         from metacomm.experiments.fewshot import load_meta_checkpoint

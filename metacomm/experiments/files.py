@@ -37,7 +37,7 @@ import tomllib
 import typing
 from typing import Any
 
-from metacomm._validation import ConfigError
+from metacomm._validation import ConfigError, error_message
 
 __all__ = ["COMMANDS", "load_experiment", "experiment_record", "write_experiment_record", "config_class",
            "record_path", "check_experiment_record", "FILE_OUT_COMMANDS"]
@@ -226,7 +226,7 @@ def _validate_collecting(cls, values: dict, fields: dict):
             return cls(**copy.deepcopy(values)).validate(), problems
         except ConfigError as e:
             key = e.field.lstrip("-").replace("-", "_")
-            message = str(e)[len(e.field) + 2:] if str(e).startswith(f"{e.field}: ") else str(e)
+            message = error_message(e)
             problems.append((key, message))
             f = fields.get(key)
             if f is None or key not in values or (f.default is dataclasses.MISSING

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from metacomm._validation import ConfigError
+from metacomm._validation import ConfigError, reraise
 from metacomm.adaptation.update_rules import SGD, MetaSGD, UpdateRule, rule_from_spec, rule_spec
 
 __all__ = ["MetaInit", "load_meta_init", "checkpoint_rule", "rule_entry", "RULE_KEY", "KIND"]
@@ -95,7 +95,10 @@ def load_meta_init(path: str, *, device="cpu", field: str = "checkpoint", allow_
     from metacomm.artefacts import load_checkpoint
     from metacomm.scenarios import make_scenario
     ck = load_checkpoint(path, kinds=KIND, field=field, allow_partial=allow_partial)
-    sc = make_scenario(ck["scenario"], device=device, **ck["scenario_config"])
+    try:  # the checkpoint's own scenario settings: an error names the flag, the inner key in its message
+        sc = make_scenario(ck["scenario"], device=device, **ck["scenario_config"])
+    except ConfigError as e:
+        raise reraise(field, e, prefix=f"{path}: the checkpoint's scenario settings: ") from None
     model = sc.build_model(0)
     init = _init_of(ck)  # selected initialisation (meta-train)
     try:

@@ -32,6 +32,7 @@ from metacomm._validation import (
     check_finite,
     check_nonneg_int,
     check_positive_int,
+    error_message,
 )
 from metacomm.adaptation import ALGORITHMS, MetaConfig, MetaTrainer
 from metacomm.experiments._common import check_out_file, resolve_device
@@ -150,7 +151,7 @@ def build(cfg: MetaTrainConfig):
         sc = make_scenario(cfg.scenario, device=dev, **overrides)
     except ConfigError as e:  # the scenario's support field is set by support_pilots: name that key
         if cfg.support_pilots is not None and e.field == cls.support_field:
-            raise ConfigError("support_pilots", str(e).split(": ", 1)[1]) from None
+            raise ConfigError("support_pilots", error_message(e)) from None
         raise
     d = sc.meta_defaults
     meta_steps = d["meta_steps"] if cfg.meta_steps is None else cfg.meta_steps

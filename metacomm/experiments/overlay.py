@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from metacomm._validation import ConfigError
+from metacomm._validation import ConfigError, reraise
 from metacomm.experiments.packs import PACKS
 
 __all__ = ["Run", "load_run", "plot_overlay", "parse_where", "DEFAULT_X", "swept_fields", "check_shape"]
@@ -88,7 +88,7 @@ def _sweep(data: dict, path: str, field: str):
     try:
         return SweepResult.from_dict(data, where=path)
     except ConfigError as e:
-        raise ConfigError(field, str(e)) from None
+        raise reraise(field, e) from None
 
 
 def _number(v: Any) -> bool:
