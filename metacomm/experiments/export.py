@@ -108,7 +108,7 @@ def load_export_codec(path: str, method: str | None = None, device="cpu", field:
     """``(model, description)``: the float codec of a meta-train checkpoint or of a pack's ``codecs.pt``."""
     from metacomm.artefacts import load_checkpoint
     from metacomm.experiments.compression import CODECS_KIND, load_base
-    from metacomm.scenarios import make_scenario
+    from metacomm.scenarios import make_scenario, scenario_class
     ck = load_checkpoint(path, kinds=("metacomm-meta", CODECS_KIND), field=field)
     if "methods" in ck:
         from metacomm.experiments.compression import check_codecs_pair
@@ -117,6 +117,7 @@ def load_export_codec(path: str, method: str | None = None, device="cpu", field:
         method = methods[0] if method is None else method
         if method not in methods:
             raise ConfigError("method", f"{path} holds {', '.join(methods)}; got {method!r}")
+        scenario_class(ck["scenario"], field=field).check_stored_config(ck["scenario_config"], field=field)
         sc = make_scenario(ck["scenario"], device=device, **ck["scenario_config"])
         model = sc.build_model(0)
         model.load_state_dict(ck["methods"][method]["model"])

@@ -93,9 +93,10 @@ def load_meta_init(path: str, *, device="cpu", field: str = "checkpoint", allow_
     checkpoint of an unfinished run refused unless ``allow_partial``); ConfigError naming ``field`` for a missing
     or foreign file, weights of another codec or a rule entry it cannot read."""
     from metacomm.artefacts import load_checkpoint
-    from metacomm.scenarios import make_scenario
+    from metacomm.scenarios import make_scenario, scenario_class
     ck = load_checkpoint(path, kinds=KIND, field=field, allow_partial=allow_partial)
     try:  # the checkpoint's own scenario settings: an error names the flag, the inner key in its message
+        scenario_class(ck["scenario"], field=field).check_stored_config(ck["scenario_config"], field=field)
         sc = make_scenario(ck["scenario"], device=device, **ck["scenario_config"])
     except ConfigError as e:
         raise reraise(field, e, prefix=f"{path}: the checkpoint's scenario settings: ") from None

@@ -102,6 +102,13 @@ class FewShotScenario(abc.ABC):
         """The validated settings as a plain dict (stored in checkpoints and results)."""
         return asdict(self.config)
 
+    @classmethod
+    def check_stored_config(cls, config: dict, *, field: str = "checkpoint") -> None:
+        """Refuse settings read back from a checkpoint that the scenario cannot rebuild from the checkpoint alone
+        (ConfigError naming ``field``); called by the checkpoint loaders before the scenario is built. Default:
+        nothing to refuse (every setting is a value)."""
+        return None
+
     # --- models and tasks -------------------------------------------------------------------------------
     @abc.abstractmethod
     def build_model(self, seed: int) -> nn.Module:

@@ -139,7 +139,10 @@ class DriftTrackConfig:
     frame, so that sequences cover every segment and the switches between them; ``None``: random when the
     timeline has several segments or an impairment); ``pa_correction``: learn the memoryless PA correction
     ``f_theta`` (and train today's linear tracker next to it, ``linear_tracker``, as the baseline; ``None``: when
-    the scenario has a PA), ``pa_hidden``: its MLP width.
+    the scenario has a PA), ``pa_hidden``: its MLP width. ``drift_toml``: the TOML text of a scenario *file*
+    (filled from the file by :meth:`validate`; ``None`` for a built-in name), stored in the checkpoint so that it
+    is self-contained: a checkpoint loads with the scenario it was trained on even when the file has been moved,
+    edited or deleted, and never opens the path it names.
     """
 
     drift: str = "doppler-slow"
@@ -166,12 +169,21 @@ class DriftTrackConfig:
     pa_hidden: int = 16
     phase_correction: bool | None = None
     phase_init: float = 0.02
+    drift_toml: str | None = None
 
     def validate(self) -> DriftTrackConfig:
+        from metacomm.scenarios.drift_builtins import builtin_scenario_text
         if not isinstance(self.drift, str) or not self.drift:
             raise ConfigError("drift", f"expected a drift scenario name or .toml path, got {self.drift!r}")
-        if os.path.isfile(self.drift):  # a file: stored absolute, so a checkpoint loads from any directory
-            self.drift = os.path.abspath(self.drift)
+        if self.drift_toml is not None and not isinstance(self.drift_toml, str):
+            raise ConfigError("drift_toml", f"expected the scenario's TOML text, got {type(self.drift_toml).__name__}")
+        if self.drift_toml is None and builtin_scenario_text(self.drift) is None and os.path.isfile(self.drift):
+            self.drift = os.path.abspath(self.drift)  # a file: its path for reports, its content for the checkpoint
+            try:
+                with open(self.drift, encoding="utf-8") as f:
+                    self.drift_toml = f.read()
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigError("drift", f"{self.drift}: cannot read scenario file: {e}") from None
         for f in ("pilots", "query", "hidden", "num_test_sequences"):
             setattr(self, f, check_positive_int(f, getattr(self, f)))
         for f in ("frames_per_task", "test_frames"):  # work sizes: frames of a sequence
@@ -358,6 +370,17 @@ class DriftTrackScenario(FewShotScenario):
     name = NAME
     config_class = DriftTrackConfig
     metric = "bler"
+
+    @classmethod
+    def check_stored_config(cls, config: dict, *, field: str = "checkpoint") -> None:
+        """A checkpoint of a scenario *file* must carry the file's content (``drift_toml``): one written before that
+        (or crafted) names a path, which is never opened -- meta-train it again."""
+        from metacomm.scenarios.drift_builtins import builtin_scenario_text
+        drift = config.get("drift")
+        if isinstance(drift, str) and builtin_scenario_text(drift) is None and not config.get("drift_toml"):
+            raise ConfigError(field, f"the checkpoint names the drift scenario file {drift!r} but does not hold its "
+                                     "content (written before checkpoints stored it); its path is not opened: "
+                                     "meta-train it again (`metacomm meta-train --scenario drift --drift FILE`)")
     support_field = "pilots"
     snr_field, snr_kind = "ebno_db", "ebno"
     classical_schemes = {"pilot-ls-ml": "pilot_ls_ml"}
@@ -376,7 +399,12 @@ class DriftTrackScenario(FewShotScenario):
         self.device = torch.device(device)
         c = self.config
         try:
-            self.drift = load_scenario(c.drift)
+            if c.drift_toml is not None:  # the stored content: the path is only a name here
+                from metacomm.scenarios.drift_scenarios import parse_scenario
+                stem = os.path.splitext(os.path.basename(c.drift))[0] or "scenario"
+                self.drift = parse_scenario(c.drift_toml, source=c.drift, default_name=stem)
+            else:
+                self.drift = load_scenario(c.drift)
         except ConfigError as e:  # "unknown scenario" names the drift setting itself; a file's error its key
             raise reraise("drift", e, inner=e.field != "scenario") from None
         d = self.drift

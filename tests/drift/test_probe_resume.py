@@ -113,3 +113,46 @@ def test_dd_mwnet_weighting_is_chosen_by_content_not_by_the_scenario_name(tmp_pa
             "1", "--payload", "4", "--schemes", "dd-mwnet", "--quiet", "--out", str(tmp_path / "o")]
     assert main(argv) == 2
     assert "dd-mwnet has no meta-learned weighting" in _err_line(capsys)
+
+
+def test_a_tracker_checkpoint_of_a_scenario_file_is_self_contained(tmp_path, capsys):
+    """meta-train --drift FILE stores FILE's content: moved, deleted or edited afterwards, the checkpoint still loads
+    the scenario it was trained on; a checkpoint naming a path without its content is refused without opening it."""
+    import torch
+
+    from metacomm.artefacts import load_checkpoint, save_checkpoint
+    here = Path(__file__).resolve().parents[1] / "scenarios" / "data" / "drift_k4n4.toml"
+    f = tmp_path / "mine.toml"
+    shutil.copy(here, f)
+    ck = tmp_path / "ck.pt"
+    assert main(["meta-train", "--scenario", "drift", "--set", f"drift={f}", "--set", "pilots=2", "--set",
+                 "frames_per_task=4", "--set", "query=8", "--set", "hidden=8", "--meta-steps", "2", "--meta-batch",
+                 "2", "--val-every", "2", "--val-tasks", "2", "--out", str(ck), "--quiet"]) == 0
+    saved = torch.load(ck, weights_only=True)
+    assert saved["scenario_config"]["drift_toml"] == here.read_text()
+    f.unlink()  # the file is gone: the checkpoint still loads
+    from metacomm.experiments.meta_init import load_meta_init
+    sc = load_meta_init(str(ck)).scenario
+    assert sc.drift.k == 4 and sc.drift.n == 4
+    # a checkpoint that names a path but not its content: refused, and the path is never opened
+    ck_d = load_checkpoint(ck, kinds="metacomm-meta", field="checkpoint")
+    target = tmp_path / "secret.toml"
+    target.write_text(here.read_text())
+    ck_d["scenario_config"] = {**ck_d["scenario_config"], "drift": str(target), "drift_toml": None}
+    bad = tmp_path / "bad.pt"
+    save_checkpoint(bad, {k: v for k, v in ck_d.items() if k not in ("format", "kind")}, kind="metacomm-meta")
+    import builtins
+    real_open, opened = builtins.open, []
+
+    def spy(path, *a, **k):
+        opened.append(str(path))
+        return real_open(path, *a, **k)
+    builtins.open = spy
+    try:
+        capsys.readouterr()
+        assert main(["fewshot", "--checkpoint", str(bad), "--out", str(tmp_path / "fs")]) == 2
+    finally:
+        builtins.open = real_open
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--checkpoint" in err[0] and "does not hold its content" in err[0], err
+    assert str(target) not in opened
