@@ -524,6 +524,20 @@ def _write(path: Path, data: bytes, field: str) -> Path:
         raise ConfigError(field, f"cannot write {str(path)!r} ({e.strerror or e})") from None
 
 
+def retire_files(out: str | os.PathLike, names: Iterable[str], *, field: str = "out") -> None:
+    """Remove the previous run's files ``names`` in ``out`` before a new run writes (they describe results that
+    are being replaced; a directory must never show one run's side files beside another's results). Regular files
+    only -- a link or a directory is left alone (the command's validation refused it already); an OS error is one
+    line naming ``field``."""
+    for name in names:
+        p = os.path.join(os.fspath(out), name)
+        if os.path.isfile(p) and not os.path.islink(p):
+            try:
+                os.remove(p)
+            except OSError as e:
+                raise ConfigError(field, f"cannot replace {p!r} ({e.strerror or e})") from None
+
+
 def check_writable_dir(out: str | os.PathLike, *, field: str = "out") -> Path:
     """Raise ``ConfigError(field, ...)`` unless files can be created in the directory ``out`` -- or, when it does
     not exist yet, in its nearest existing ancestor (where it would be created). Probed by creating and removing a

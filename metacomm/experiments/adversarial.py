@@ -640,7 +640,7 @@ def _retire_figures(cfg: AdversarialConfig) -> None:
     """Remove the figures of the results ``cfg.out/results.json`` holds now (checked as this pack's by
     :meth:`AdversarialConfig.validate`): those its Eb/N0 grid named, and those this run will draw. Regular files
     only."""
-    from metacomm.artefacts import read_json
+    from metacomm.artefacts import read_json, retire_files
     from metacomm.experiments.packs import pack_kind, results_path
     names = {_figure_name(e) for e in cfg.ebno_db}
     rp = results_path(cfg.out)
@@ -659,12 +659,7 @@ def _retire_figures(cfg: AdversarialConfig) -> None:
     for name in sorted(names):
         if not (name.startswith("bler_vs_psr_") and name.endswith("dB.png")):
             continue
-        p = os.path.join(cfg.out, name)
-        if os.path.isfile(p) and not os.path.islink(p):
-            try:
-                os.remove(p)
-            except OSError as e:
-                raise ConfigError("out", f"cannot replace {p!r} ({e.strerror or e})") from None
+        retire_files(cfg.out, [name])
 
 
 def _plots(records, cfg: AdversarialConfig) -> None:

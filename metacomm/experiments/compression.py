@@ -57,7 +57,7 @@ from dataclasses import dataclass
 import torch
 
 from metacomm._validation import ConfigError, check_nonneg_int, check_positive, check_positive_int
-from metacomm.artefacts import register_kind
+from metacomm.artefacts import register_kind, retire_files
 from metacomm.experiments._common import check_out_dir, int_list, resolve_device
 
 __all__ = ["CompressionConfig", "run_compression", "METHODS", "load_base", "PACK", "TARGETS", "CODECS_KIND",
@@ -325,18 +325,6 @@ def load_base(path: str, device, *, field: str = "base", **quant):
     return sc, qmodel, inner_lr, ck
 
 
-def _retire(out: str, names) -> None:
-    """Remove the previous run's ``names`` in ``out`` (regular files only; checked as this pack's by
-    :meth:`CompressionConfig.validate`) before the new run writes: they describe results that are being replaced."""
-    for name in names:
-        p = os.path.join(out, name)
-        if os.path.isfile(p) and not os.path.islink(p):
-            try:
-                os.remove(p)
-            except OSError as e:
-                raise ConfigError("out", f"cannot replace {p!r} ({e.strerror or e})") from None
-
-
 def _meta_train(sc, model, method: str, cfg: CompressionConfig, inner_lr: float, dev, log) -> tuple:
     """Train ``method``'s initialisation from ``model``'s weights; returns ``(model, step-1 rule, info)``."""
     from metacomm.adaptation import MetaConfig, MetaTrainer
@@ -554,7 +542,7 @@ def run_compression(cfg: CompressionConfig, *, log: Callable[[str], None] = prin
     # run completes), then results.json (recording the codecs' run id and SHA-256), the figures, and codecs.pt again,
     # finished. A kill in between leaves files of one run only, the codecs marked unfinished.
     out = os.path.abspath(cfg.out)
-    _retire(out, ("results.json", *FIGURES))
+    retire_files(out, ("results.json", *FIGURES))
     save_checkpoint(os.path.join(out, CODECS_FILE), {**codecs, "finished": False}, kind=CODECS_KIND, field="out")
     write_pack_results(cfg.out, PACK, config, rows, meta_training=meta_info, run_id=run_id, codecs=codecs_rec)
     _plots(rows, cfg, out)

@@ -36,6 +36,7 @@ from metacomm._validation import (
 )
 from metacomm.adaptation.functional import SGD, Adam
 from metacomm.adaptation.params import params_of
+from metacomm.artefacts import retire_files
 from metacomm.experiments._common import check_out_dir, int_list, resolve_device
 
 __all__ = ["FewShotConfig", "run_fewshot", "load_meta_checkpoint", "LEARNED", "all_schemes"]
@@ -261,7 +262,7 @@ def run_fewshot(cfg: FewShotConfig, *, log: Callable[[str], None] = print, execu
         # The previous run's figures describe results this run replaces: they go before its first write, so the
         # directory never shows them beside this run's (partial or final) results.
         if not retired:
-            _retire(cfg.out, FIGURES)
+            retire_files(cfg.out, FIGURES)
             retired.append(True)
         write_results(doc, cfg.out)
 
@@ -311,18 +312,6 @@ def run_fewshot(cfg: FewShotConfig, *, log: Callable[[str], None] = print, execu
     write(results)
     _plots(rows, pilots, steps, cfg.out, metric=metric, classical=tuple(classical))
     return results
-
-
-def _retire(out: str, names) -> None:
-    """Remove the previous run's ``names`` in ``out`` (regular files only: checked as this command's by
-    :meth:`FewShotConfig.validate`)."""
-    for name in names:
-        p = os.path.join(out, name)
-        if os.path.isfile(p) and not os.path.islink(p):
-            try:
-                os.remove(p)
-            except OSError as e:
-                raise ConfigError("out", f"cannot replace {p!r} ({e.strerror or e})") from None
 
 
 def _finished_points(out: str, key: dict, log: Callable[[str], None] = print) -> dict:

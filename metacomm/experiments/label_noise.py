@@ -38,6 +38,7 @@ from metacomm.adaptation.label_noise import (
     check_rate,
     parse_noise_models,
 )
+from metacomm.artefacts import retire_files
 from metacomm.experiments._common import check_out_dir, resolve_device
 
 __all__ = ["LabelNoiseConfig", "run_label_noise", "METHODS", "train_mwnet", "train_robust_init"]
@@ -325,12 +326,7 @@ def run_label_noise(cfg: LabelNoiseConfig, *, log=print) -> dict:
     conf["scenario_config"] = sc.config_dict()
     # The previous run's figure describes results this run replaces (and a run with plot=False draws none): it goes
     # before results.json is written, so the directory never shows one run's figure beside another's results.
-    figure = os.path.join(cfg.out, FIGURE)
-    if os.path.isfile(figure) and not os.path.islink(figure):
-        try:
-            os.remove(figure)
-        except OSError as e:
-            raise ConfigError("out", f"cannot replace {figure!r} ({e.strerror or e})") from None
+    retire_files(cfg.out, [FIGURE])
     write_pack_results(cfg.out, PACK, conf, records, reference=reference, timing=timing,
                        figures=[FIGURE] if cfg.plot else [])
     if cfg.plot:
