@@ -9,6 +9,8 @@
 * drift processes (:mod:`metacomm.channels.drift`): :class:`GaussMarkovFading`, :class:`JakesFading`, SNR
   drift (:class:`SNRRandomWalk`, :class:`SinusoidalShadowing`, :class:`DeepFades`), :class:`ImpairmentDrift`,
   and the segment :class:`Timeline` that yields one :class:`Frame` (state + N0) per frame
+* OFDM (lazily imported): :class:`OFDMChannel` -- 3GPP CDL/TDL/UMi frequency responses on a resource grid
+  (:mod:`metacomm.channels.ofdm`)
 * :class:`Compose` chains stages; :func:`make_channel` builds any of :data:`CHANNEL_NAMES` by name.
 * units (:mod:`metacomm.channels.units`): Eb/N0 <-> N0 conversions and :func:`broadcast_no` (N0 against samples).
 """
@@ -99,3 +101,17 @@ __all__ = [
     "make_channel",
     "make_generator",
 ]
+
+# imported on first use (metacomm.channels.ofdm pulls in Sionna's 3GPP channel models and OFDM blocks)
+_LAZY = {"OFDMChannel": ("metacomm.channels.ofdm", "OFDMChannel")}
+__all__ += list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,6 +7,9 @@ tap estimation with a known prior and Kalman tracking over frames (:mod:`metacom
 LS and detection for IQ imbalance (:mod:`metacomm.codecs.widely_linear`);
 by name via :func:`make_codec` / :func:`make_link`.
 
+Coded OFDM (lazily imported, Sionna's OFDM blocks): :class:`OFDMLink` with :class:`OFDMLinkConfig` (presets and TOML
+files, :func:`load_link_config`) and the receivers :data:`OFDM_RECEIVERS` (:mod:`metacomm.codecs.ofdm`).
+
 Learned codecs: the (n, k) :class:`Autoencoder` (O'Shea & Hoydis), :class:`TrainableConstellation` (learned
 geometry + neural or APP demapper), the pilot-aided :class:`NeuralReceiver`; :func:`train` trains any of them
 end to end through a differentiable channel; :func:`save_codec` / :func:`load_codec` for checkpoints.
@@ -112,3 +115,21 @@ __all__ = [
     "wl_ls_taps",
     "wl_pilot_matrix",
 ]
+
+# coded OFDM: imported on first use (metacomm.codecs.ofdm pulls in Sionna's OFDM and 3GPP channel modules)
+_LAZY = {"OFDMLink": ("metacomm.codecs.ofdm", "OFDMLink"), "OFDMSlot": ("metacomm.codecs.ofdm", "OFDMSlot"),
+         "OFDMLinkConfig": ("metacomm.codecs.ofdm_config", "OFDMLinkConfig"),
+         "load_link_config": ("metacomm.codecs.ofdm_config", "load_link_config"),
+         "OFDMReceiver": ("metacomm.codecs.ofdm_receivers", "OFDMReceiver"),
+         "OFDM_RECEIVERS": ("metacomm.codecs.ofdm_receivers", "RECEIVERS")}
+__all__ += list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,8 @@
 """A Monte-Carlo BER/BLER sweep as a library call: :class:`BerConfig` -> :func:`run_ber` -> results + plot.
 
 Builds the link (a classical codec with its decoder, or a learned codec from a checkpoint, over a channel with
-the stated receiver CSI), runs :func:`metacomm.sims.engine.simulate` over the Eb/N0 points (point ``i`` seeded
+the stated receiver CSI; or, with ``link``, a coded OFDM link from a preset or TOML file with one of its receivers,
+:mod:`metacomm.codecs.ofdm`), runs :func:`metacomm.sims.engine.simulate` over the Eb/N0 points (point ``i`` seeded
 from ``(seed, i)``: each sweep point is a pure function of the config), and writes ``results.json`` (schema in
 :mod:`metacomm.sims.results`), ``results.csv`` and ``ber.png`` (BER and BLER vs Eb/N0 with confidence intervals,
 the closed-form curve where one exists, and any ``compare`` results overlaid). Eb/N0 is in dB per information
@@ -23,7 +24,16 @@ from metacomm._validation import (
     check_nonneg_int,
     check_positive_int,
 )
-from metacomm.sims.links import CLASSICAL_CODECS, CODECS, CSI_CHOICES, DECODERS
+from metacomm.sims.links import (
+    CLASSICAL_CODECS,
+    CODECS,
+    CSI_CHOICES,
+    DECODERS,
+    LINK_EXCLUSIVE,
+    OFDM_DEFAULT_RECEIVER,
+    load_ofdm_link_config,
+    ofdm_receivers,
+)
 
 __all__ = ["BerConfig", "run_ber", "parse_ebno_range", "CHANNELS"]
 
@@ -77,12 +87,17 @@ class BerConfig:
     ``START:STOP:STEP`` / comma string; ``decoder``/``block_length``/``num_pilots``: ``None`` = the codec's
     default; ``checkpoint``: learned codecs; ``compare``: earlier results files overlaid on the plot; ``resume``:
     continue the interrupted sweep in ``out`` (its finished points are kept, the rest computed: the result equals an
-    uninterrupted sweep's)."""
+    uninterrupted sweep's). ``link``: a coded OFDM link (preset name or TOML file) with ``receiver`` (default
+    ``ls-nn``), instead of ``codec``/``channel`` (required otherwise); a block is then one LDPC codeword.
+    ``ebno_db`` and ``out`` are required (checked by :meth:`validate`, so that a file naming neither ``codec`` nor
+    ``link`` is told which of the two to give)."""
 
-    codec: str
-    channel: str
-    ebno_db: object
-    out: str
+    codec: str | None = None
+    channel: str | None = None
+    ebno_db: object = None
+    out: str | None = None
+    link: str | None = None
+    receiver: str | None = None
     decoder: str | None = None
     checkpoint: str | None = None
     csi: str = "ls"
@@ -103,10 +118,16 @@ class BerConfig:
 
     def validate(self) -> BerConfig:
         from metacomm.experiments.executors import check_executor_settings
-        check_choice("codec", self.codec, CODECS)
-        check_choice("channel", self.channel, CHANNELS)
+        link_cfg = self._check_link()
+        if link_cfg is None:
+            check_choice("codec", self.codec, CODECS)
+            check_choice("channel", self.channel, CHANNELS)
         if self.decoder is not None:
             check_choice("decoder", self.decoder, DECODERS)
+        if self.ebno_db is None:
+            raise ConfigError("ebno_db", "required: the Eb/N0 points in dB (START:STOP:STEP or a list)")
+        if not isinstance(self.out, str) or not self.out.strip():
+            raise ConfigError("out", f"required: the output directory, got {self.out!r}")
         if isinstance(self.ebno_db, str):
             self.ebno_db = parse_ebno_range(self.ebno_db)
         else:
@@ -121,6 +142,9 @@ class BerConfig:
         self.max_blocks = check_positive_int("max_blocks", self.max_blocks)
         self.target_block_errors = check_positive_int("target_block_errors", self.target_block_errors)
         self.seed = check_nonneg_int("seed", self.seed)
+        if link_cfg is not None:  # one batch of OFDM grids (received grids, estimates, LMMSE, decoder messages)
+            check_memory("batch_size", link_cfg.bytes_per_block() * min(self.batch_size, self.max_blocks),
+                         "one batch of OFDM blocks")
         if self.block_length is not None:
             self.block_length = check_positive_int("block_length", self.block_length)
             # bits, LLRs, symbols, noise and received samples of one batch: ~64 bytes per information bit
@@ -133,6 +157,23 @@ class BerConfig:
         self.executor, self.ray_address, self.num_gpus = check_executor_settings(self.executor, self.ray_address,
                                                                                  self.num_gpus, self.device)
         return self
+
+    def _check_link(self):
+        """With ``link``: refuse the codec-link keys, check ``receiver`` and the link file; returns its config."""
+        if self.link is None:
+            if self.receiver is not None:
+                raise ConfigError("receiver", "selects the receiver of an OFDM link and needs --link NAME")
+            for key in ("codec", "channel"):
+                if getattr(self, key) is None:
+                    raise ConfigError(key, "required: give --codec NAME and --channel NAME, or --link NAME (an "
+                                           "OFDM link preset or TOML file)")
+            return None
+        for key in LINK_EXCLUSIVE:
+            if getattr(self, key) is not None:
+                raise ConfigError(key, "cannot be combined with --link: the link preset or TOML file describes the "
+                                       "whole link (code, grid, channel); give either --link or --codec/--channel")
+        self.receiver = check_choice("receiver", self.receiver or OFDM_DEFAULT_RECEIVER, ofdm_receivers())
+        return load_ofdm_link_config(self.link)
 
 
 def run_ber(cfg: BerConfig, *, log: Callable[[str], None] = print, executor=None):
@@ -157,6 +198,8 @@ def run_ber(cfg: BerConfig, *, log: Callable[[str], None] = print, executor=None
 
     link_cfg = {"codec": cfg.codec, "decoder": cfg.decoder, "channel": cfg.channel, "block_length": cfg.block_length,
                 "checkpoint": cfg.checkpoint, "device": str(device), "csi": cfg.csi, "num_pilots": cfg.num_pilots}
+    if cfg.link is not None:
+        link_cfg = {"link": cfg.link, "receiver": cfg.receiver, "device": str(device)}
     link = build_link(link_cfg)
     decoder = cfg.decoder
     if decoder is None and cfg.codec in CLASSICAL_CODECS:
@@ -167,6 +210,8 @@ def run_ber(cfg: BerConfig, *, log: Callable[[str], None] = print, executor=None
               "block_length": cfg.block_length, "checkpoint": cfg.checkpoint, "ebno_db": cfg.ebno_db,
               "csi": cfg.csi if cfg.channel != "awgn" else "perfect", "num_pilots": cfg.num_pilots,
               "argv": " ".join(sys.argv[1:]) if sys.argv else ""}
+    if cfg.link is not None:
+        config.update(csi=None, label=f"{cfg.link}/{cfg.receiver}")
     config.update(link_info(link))
     from metacomm.sims.results import SweepResult
 
@@ -193,7 +238,8 @@ def run_ber(cfg: BerConfig, *, log: Callable[[str], None] = print, executor=None
                               executor=executor)
     result = simulate(link, cfg.ebno_db, batch_size=cfg.batch_size, max_blocks=cfg.max_blocks,
                       target_block_errors=cfg.target_block_errors, seed=cfg.seed, device=device,
-                      quiet=not cfg.progress, ci_method=cfg.ci, progress_desc=f"{cfg.codec}/{cfg.channel}",
+                      quiet=not cfg.progress, ci_method=cfg.ci,
+                      progress_desc=config.get("label") or f"{cfg.codec}/{cfg.channel}",
                       config=config, done_points=done, on_point=save_so_far)
     result.config["sweep"] = _sweep_key(cfg)
     if "block_length_bits" not in result.config:
@@ -265,10 +311,14 @@ def _remote_points(cfg: BerConfig, link_cfg: dict, done: dict, device, save, exe
 
 
 def _sweep_key(cfg: BerConfig) -> dict:
-    """What a resumed sweep must share with the interrupted one (the points' draws depend on these only)."""
-    return {k: getattr(cfg, k) for k in ("codec", "decoder", "channel", "checkpoint", "csi", "num_pilots",
-                                         "block_length", "target_block_errors", "max_blocks", "batch_size", "seed",
-                                         "ci", "ebno_db")}
+    """What a resumed sweep must share with the interrupted one (the points' draws depend on these only); an OFDM
+    link adds its name, receiver and resolved settings (a changed TOML file is another sweep)."""
+    key = {k: getattr(cfg, k) for k in ("codec", "decoder", "channel", "checkpoint", "csi", "num_pilots",
+                                        "block_length", "target_block_errors", "max_blocks", "batch_size", "seed",
+                                        "ci", "ebno_db")}
+    if cfg.link is not None:
+        key.update(link=cfg.link, receiver=cfg.receiver, link_config=load_ofdm_link_config(cfg.link).to_dict())
+    return key
 
 
 def _retire(out, names) -> None:

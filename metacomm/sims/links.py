@@ -15,7 +15,12 @@
 * ``block_length`` -- information bits per block, or ``None`` for the codec's default;
 * ``csi`` -- receiver channel knowledge on block-fading channels: ``"ls"`` (least-squares estimate from
   ``num_pilots`` pilot symbols per block, default) or ``"perfect"`` (genie); ignored on channels without fading;
-* ``checkpoint`` -- path of a learned codec; ``device`` -- ``cpu``/``cuda``.
+* ``checkpoint`` -- path of a learned codec; ``device`` -- ``cpu``/``cuda``;
+* ``link`` -- instead of ``codec``/``channel``: a coded OFDM link, a built-in preset name (:func:`ofdm_link_presets`,
+  e.g. ``sionna-nrx-tutorial``) or a TOML file of :class:`metacomm.codecs.ofdm_config.OFDMLinkConfig` keys, built
+  as :class:`metacomm.codecs.ofdm.OFDMLink` with ``receiver`` (:func:`ofdm_receivers`: ``ls-nn`` by default,
+  ``ls-lin``, ``lmmse-cov``, ``perfect-csi``); ``codec``, ``channel``, ``decoder``, ``checkpoint``,
+  ``block_length`` and ``num_pilots`` must then be absent (the link file describes all of it).
 
 The registries and the checkpoint loader are imported lazily, so the engine itself has no dependency on them.
 """
@@ -28,8 +33,9 @@ from typing import Any
 
 from metacomm._validation import ConfigError, check_choice, check_positive_int
 
-__all__ = ["CLASSICAL_CODECS", "LEARNED_CODECS", "CODECS", "DECODERS", "CSI_CHOICES", "build_link", "link_info",
-           "learned_channel_kwargs", "check_learned_channel"]
+__all__ = ["CLASSICAL_CODECS", "LEARNED_CODECS", "CODECS", "DECODERS", "CSI_CHOICES", "OFDM_DEFAULT_RECEIVER",
+           "build_link", "build_ofdm_link", "link_info", "learned_channel_kwargs", "check_learned_channel",
+           "ofdm_receivers", "ofdm_link_presets", "load_ofdm_link_config", "LINK_EXCLUSIVE"]
 
 CLASSICAL_CODECS = ("bpsk", "qpsk", "qam16", "qam64", "hamming74", "ldpc5g")
 LEARNED_CODECS = ("ae", "constellation", "neural-rx")
@@ -38,6 +44,28 @@ CODECS = CLASSICAL_CODECS + LEARNED_CODECS
 LEARNED_CLASSES = {"ae": "Autoencoder", "constellation": "TrainableConstellation", "neural-rx": "NeuralReceiver"}
 DECODERS = ("app", "maxlog", "ml", "hard", "bp")
 CSI_CHOICES = ("ls", "perfect")
+OFDM_DEFAULT_RECEIVER = "ls-nn"
+#: keys that describe a codec link and must not be given together with ``link``
+LINK_EXCLUSIVE = ("codec", "channel", "decoder", "checkpoint", "block_length", "num_pilots")
+
+
+def ofdm_receivers() -> tuple[str, ...]:
+    """The receivers of an OFDM link (``--receiver``): :data:`metacomm.codecs.ofdm_receivers.RECEIVERS`."""
+    from metacomm.codecs.ofdm_receivers import RECEIVERS
+    return RECEIVERS
+
+
+def ofdm_link_presets() -> tuple[str, ...]:
+    """The built-in OFDM link presets (``--link NAME``)."""
+    from metacomm.codecs.ofdm_config import preset_names
+    return preset_names()
+
+
+def load_ofdm_link_config(spec):
+    """The validated :class:`~metacomm.codecs.ofdm_config.OFDMLinkConfig` of ``--link`` ``spec`` (preset name or
+    TOML path); ConfigError ``link`` otherwise. Cheap (reads and checks the file, builds nothing)."""
+    from metacomm.codecs.ofdm_config import load_link_config
+    return load_link_config(spec)
 
 
 def _get(cfg: Any, name: str, default=None):
@@ -56,6 +84,11 @@ def build_link(cfg: Any) -> Callable:
     """
     if isinstance(cfg, dict):
         cfg = SimpleNamespace(**cfg)
+    if _get(cfg, "link") is not None:
+        return build_ofdm_link(cfg)
+    if _get(cfg, "receiver") is not None:
+        raise ConfigError("receiver", "selects the receiver of an OFDM link and needs --link NAME (a preset: "
+                                      f"{', '.join(ofdm_link_presets())}, or a TOML file)")
     codec = check_choice("codec", _get(cfg, "codec"), CODECS)
     decoder = _get(cfg, "decoder")
     if decoder is not None:
@@ -110,8 +143,30 @@ def build_link(cfg: Any) -> Callable:
     return make_link(codec, channel, **kwargs)
 
 
+def build_ofdm_link(cfg: Any):
+    """The :class:`~metacomm.codecs.ofdm.OFDMLink` of ``cfg.link`` (preset name or TOML path) with
+    ``cfg.receiver`` (default :data:`OFDM_DEFAULT_RECEIVER`) on ``cfg.device``. Any of :data:`LINK_EXCLUSIVE`
+    given as well -> ConfigError naming it."""
+    if isinstance(cfg, dict):
+        cfg = SimpleNamespace(**cfg)
+    for key in LINK_EXCLUSIVE:
+        if _get(cfg, key) not in (None, ""):
+            raise ConfigError(key, "cannot be combined with --link: the link preset or TOML file describes the "
+                                   "whole link (code, grid, channel); give either --link or --codec/--channel")
+    receiver = _get(cfg, "receiver") or OFDM_DEFAULT_RECEIVER
+    check_choice("receiver", receiver, ofdm_receivers())
+    from metacomm.codecs.ofdm import OFDMLink
+
+    link_cfg = load_ofdm_link_config(_get(cfg, "link"))
+    device = _get(cfg, "device", "cpu") or "cpu"
+    return OFDMLink(link_cfg, receiver, device=device)
+
+
 def link_info(link: Any) -> dict[str, Any]:
     """Descriptive numbers of a link for ``results.json`` (information bits per block, rate), where known."""
+    describe = getattr(link, "describe", None)
+    if callable(describe):
+        return dict(describe())
     info: dict[str, Any] = {}
     codec = getattr(link, "codec", None)
     k = getattr(link, "num_info_bits", None) or getattr(codec, "num_info_bits", None)

@@ -1,4 +1,5 @@
-"""``metacomm ber``: Monte-Carlo BER/BLER sweep of a classical or learned link over Eb/N0.
+"""``metacomm ber``: Monte-Carlo BER/BLER sweep of a classical or learned link, or of a coded OFDM link
+(``--link NAME --receiver R``), over Eb/N0.
 
 Writes ``OUT/results.json`` (schema in :mod:`metacomm.sims.results`), ``OUT/results.csv`` and ``OUT/ber.png``
 (BER and BLER vs Eb/N0 with confidence intervals, the closed-form curve where one exists, and any ``--compare``
@@ -11,7 +12,15 @@ import argparse
 
 from metacomm.cli.commands._executor import add_executor_flags, executor_kwargs
 from metacomm.experiments.ber import CHANNELS, BerConfig, parse_ebno_range, run_ber
-from metacomm.sims.links import CLASSICAL_CODECS, CODECS, DECODERS, LEARNED_CODECS
+from metacomm.sims.links import (
+    CLASSICAL_CODECS,
+    CODECS,
+    DECODERS,
+    LEARNED_CODECS,
+    OFDM_DEFAULT_RECEIVER,
+    ofdm_link_presets,
+    ofdm_receivers,
+)
 
 __all__ = ["add_parser", "run", "parse_ebno_range", "CHANNELS"]
 
@@ -24,11 +33,29 @@ def add_parser(subparsers, name: str = "ber") -> argparse.ArgumentParser:
         "dB; Es = 1 per complex channel use and N0 = 1/(Eb/N0 * rate) with rate = information bits per complex "
         "channel use. Each point runs batches until --target-block-errors block errors or --max-blocks blocks; "
         "the sweep stops after the first point without any block error (later points: not simulated). Writes "
-        "OUT/results.json, OUT/results.csv and OUT/ber.png with 95% confidence intervals.",
+        "OUT/results.json, OUT/results.csv and OUT/ber.png with 95% confidence intervals. Either --codec and "
+        "--channel, or --link (a coded OFDM link: one block = one 5G LDPC codeword; Eb/N0 by the link's "
+        "ebno_convention, 'data' by default: N0 = 1/(Eb/N0 * coderate * bits per symbol), pilots and guards not "
+        "charged to Eb, as in Sionna's neural-receiver tutorial).",
     )
-    p.add_argument("--codec", required=True, metavar="NAME",
-                   help=f"link to simulate: uncoded {', '.join(CLASSICAL_CODECS[:4])} (Gray, Sionna mapper); "
-                   "hamming74 (Hamming(7,4), BPSK); ldpc5g (5G NR LDPC, rate 1/2, k=512 by default, QPSK); learned "
+    p.add_argument("--link", default=None, metavar="NAME|FILE.toml",
+                   help=f"a coded OFDM link instead of --codec/--channel: a built-in preset "
+                   f"({', '.join(ofdm_link_presets())}: Sionna's neural-receiver tutorial link, CDL-C 100 ns, "
+                   "3.5 GHz, UE 10 m/s, 30 kHz x 128 subcarriers x 14 symbols, QPSK, LDPC rate 1/2 n = 2784, 1x2 "
+                   "antennas) or a TOML file with the keys of metacomm.codecs.ofdm_config.OFDMLinkConfig (fft_size, "
+                   "subcarrier_spacing [Hz], num_ofdm_symbols, pilot_ofdm_symbol_indices, num_guard_carriers, "
+                   "bits_per_symbol, coderate, codeword_length [bits], channel, delay_spread [s], carrier_frequency "
+                   "[Hz], speed [m/s], num_rx_ant, ...; missing keys take the tutorial's values)")
+    p.add_argument("--receiver", default=None, metavar="NAME",
+                   help=f"receiver of the --link: {', '.join(ofdm_receivers())} (ls-nn/ls-lin: least-squares "
+                   "pilot estimates with nearest-neighbour/linear interpolation; lmmse-cov: LMMSE estimation with the "
+                   "channel's time/frequency/space covariance estimated from cov_draws channel draws; perfect-csi: "
+                   "the true channel, genie reference; each + LMMSE equalisation and APP demapping into the LDPC "
+                   f"decoder) (default {OFDM_DEFAULT_RECEIVER})")
+    p.add_argument("--codec", default=None, metavar="NAME",
+                   help="(required without --link) link to simulate: uncoded "
+                   f"{', '.join(CLASSICAL_CODECS[:4])} (Gray, Sionna mapper); hamming74 (Hamming(7,4), BPSK); "
+                   "ldpc5g (5G NR LDPC, rate 1/2, k=512 by default, QPSK); learned "
                    f"{', '.join(LEARNED_CODECS)} (needs --checkpoint). Choices: {', '.join(CODECS)}")
     p.add_argument("--decoder", default=None, metavar="NAME",
                    help=f"decoder/demapper of a classical codec: {', '.join(DECODERS)} (app = exact LLR "
@@ -36,11 +63,11 @@ def add_parser(subparsers, name: str = "ber") -> argparse.ArgumentParser:
                    "syndrome decoding, bp = belief propagation); default: the codec's own default")
     p.add_argument("--checkpoint", default=None, metavar="PATH",
                    help="checkpoint file of a learned codec (--codec ae|constellation|neural-rx)")
-    p.add_argument("--channel", required=True, metavar="NAME",
-                   help=f"channel model: {', '.join(CHANNELS)} (awgn: additive noise of N0 per complex sample; "
-                   "rayleigh/rician: flat block fading, one gain per block (receiver CSI: see --csi); "
-                   "multipath: L-tap block fading with exponential power-delay profile; tdl-*: 3GPP TR 38.901 "
-                   "TDL profiles)")
+    p.add_argument("--channel", default=None, metavar="NAME",
+                   help=f"(required without --link) channel model: {', '.join(CHANNELS)} (awgn: additive noise "
+                   "of N0 per complex sample; rayleigh/rician: flat block fading, one gain per block (receiver "
+                   "CSI: see --csi); multipath: L-tap block fading with exponential power-delay profile; tdl-*: "
+                   "3GPP TR 38.901 TDL profiles)")
     p.add_argument("--csi", default="ls", metavar="MODE",
                    help="receiver channel knowledge on fading channels: ls (least-squares estimate from "
                    "--num-pilots QPSK pilot symbols per block; pilot energy not counted in Eb) or perfect (genie "
@@ -60,7 +87,8 @@ def add_parser(subparsers, name: str = "ber") -> argparse.ArgumentParser:
     p.add_argument("--max-blocks", type=str, default="100000", metavar="N",
                    help="per point, simulate at most N blocks (default 100000)")
     p.add_argument("--batch-size", type=str, default="1000", metavar="N",
-                   help="blocks per batch (one link call) (default 1000)")
+                   help="blocks per batch (one link call) (default 1000; with --link a block is one codeword on "
+                   "its share of a resource grid, a few MB of working memory each: e.g. 128)")
     p.add_argument("--seed", type=str, default="0", metavar="S",
                    help="master random seed (non-negative integer); point i uses a seed derived from (S, i), so "
                    "a run is reproducible bit-for-bit on CPU (default 0)")
@@ -84,7 +112,8 @@ def add_parser(subparsers, name: str = "ber") -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    return execute(BerConfig(codec=args.codec, channel=args.channel, ebno_db=args.ebno_db, out=args.out, decoder=args.decoder,
+    return execute(BerConfig(codec=args.codec, channel=args.channel, link=args.link, receiver=args.receiver,
+                    ebno_db=args.ebno_db, out=args.out, decoder=args.decoder,
                     checkpoint=args.checkpoint, csi=args.csi, num_pilots=args.num_pilots,
                     block_length=args.block_length, target_block_errors=args.target_block_errors,
                     max_blocks=args.max_blocks, batch_size=args.batch_size, seed=args.seed, device=args.device,
