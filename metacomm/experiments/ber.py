@@ -221,7 +221,8 @@ def run_ber(cfg: BerConfig, *, log: Callable[[str], None] = print, executor=None
         # results.csv and ber.png are written only when the sweep ends: the previous run's would sit beside this
         # run's partial results.json, describing another sweep. They go before this run's first write.
         if not retired:
-            _retire(out, ("results.csv", "ber.png"))
+            from metacomm.artefacts import retire_files
+            retire_files(out, ("results.csv", "ber.png"))
             retired.append(True)
 
     def save_so_far(i, points):  # every finished point is on disk at once (atomic): resume continues from there
@@ -319,18 +320,6 @@ def _sweep_key(cfg: BerConfig) -> dict:
     if cfg.link is not None:
         key.update(link=cfg.link, receiver=cfg.receiver, link_config=load_ofdm_link_config(cfg.link).to_dict())
     return key
-
-
-def _retire(out, names) -> None:
-    """Remove the previous run's ``names`` in ``out`` (regular files only; checked as metacomm's before the run)."""
-    import os
-    for name in names:
-        p = os.path.join(out, name)
-        if os.path.isfile(p) and not os.path.islink(p):
-            try:
-                os.remove(p)
-            except OSError as e:
-                raise ConfigError("out", f"cannot replace {p!r} ({e.strerror or e})") from None
 
 
 def _finished_points(cfg: BerConfig, out, log: Callable[[str], None] = print) -> dict:
