@@ -15,8 +15,8 @@ from scipy import integrate
 from scipy.special import erfc
 
 from metacomm.adaptation import meta_gradients, params_of
-from metacomm.scenarios import make_scenario
 from metacomm.cli.main import main
+from metacomm.scenarios import make_scenario
 
 SMALL = {"num_train_devices": 40, "num_test_devices": 8}
 
