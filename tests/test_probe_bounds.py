@@ -385,3 +385,45 @@ def test_a_checkpoint_whose_scenario_settings_are_bad_names_the_flag(tmp_path, c
     assert main(["fewshot", "--checkpoint", str(bad), "--out", str(tmp_path / "fs")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("metacomm fewshot: error: --checkpoint: ") and "k: " in err[0], err
+
+
+def test_ber_refuses_a_huge_ebno_before_any_point_runs(tmp_path, capsys):
+    from metacomm.cli.main import main
+    out = tmp_path / "b"
+    assert main(["ber", "--codec", "bpsk", "--channel", "awgn", "--ebno-db", "0,1e308", "--max-blocks", "10",
+                 "--quiet", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--ebno-db" in err[0] and "300" in err[0], err
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("command", [["fewshot", "--checkpoint", "x.pt"],
+                                     ["pack", "label-noise", "--base", "scratch"],
+                                     ["pack", "compression", "--base", "x.pt"]])
+def test_test_blocks_beyond_the_work_bound_are_refused(tmp_path, capsys, command):
+    from metacomm.cli.main import main
+    assert main([*command, "--test-blocks", str(10 ** 12), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--test-blocks" in err[0], err
+
+
+def test_ber_out_with_a_fifo_results_file_is_refused_not_blocked(tmp_path, capsys):
+    import os
+    import threading
+
+    from metacomm.cli.main import main
+    out = tmp_path / "b"
+    out.mkdir()
+    os.mkfifo(out / "results.json")
+    done = {}
+    t = threading.Thread(target=lambda: done.setdefault("rc", main(
+        ["ber", "--codec", "bpsk", "--channel", "awgn", "--ebno-db", "0", "--max-blocks", "10", "--quiet", "--out",
+         str(out)])), daemon=True)
+    t.start()
+    t.join(30)
+    if t.is_alive():  # unblock the reader so the test process can end, then fail
+        with open(out / "results.json", "w"):
+            pass
+        pytest.fail("ber --out blocked on a FIFO results.json")
+    assert done["rc"] == 2
+    assert "--out" in capsys.readouterr().err

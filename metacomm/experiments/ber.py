@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from metacomm._validation import (
     ConfigError,
     check_choice,
+    check_db,
     check_finite,
     check_memory,
     check_nonneg_int,
@@ -58,7 +59,7 @@ def parse_ebno_range(text: str, field: str = "ebno_db") -> list[float]:
                                      "START:STOP:STEP, e.g. 0:10:2, or a comma list, e.g. 0,3,6") from None
         if not math.isfinite(v):
             raise ConfigError(field, f"values must be finite numbers of dB, got {tok.strip()!r}")
-        return v
+        return check_db(field, v)  # within +-MAX_DB: refused here, before any point runs
 
     if ":" in s:
         parts = s.split(":")

@@ -56,7 +56,7 @@ from dataclasses import dataclass
 
 import torch
 
-from metacomm._validation import ConfigError, check_nonneg_int, check_positive, check_positive_int
+from metacomm._validation import MAX_WORK, ConfigError, check_nonneg_int, check_positive, check_positive_int
 from metacomm.artefacts import register_kind, retire_files
 from metacomm.experiments._common import check_out_dir, int_list, resolve_device
 
@@ -177,7 +177,7 @@ class CompressionConfig:
             raise ConfigError("plot_ebno_db", f"must be finite, got {self.plot_ebno_db!r}")
         if self.test_channels is not None:
             self.test_channels = check_positive_int("test_channels", self.test_channels)
-        self.test_blocks = check_positive_int("test_blocks", self.test_blocks)
+        self.test_blocks = check_positive_int("test_blocks", self.test_blocks, maximum=MAX_WORK)
         self.train_bits = _bits("train_bits", self.train_bits)
         self.train_sparsity = _float_list("train_sparsity", self.train_sparsity, lo=0.0, hi=1.0, hi_open=True)
         self.meta_steps = check_nonneg_int("meta_steps", self.meta_steps)

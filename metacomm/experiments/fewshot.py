@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from metacomm._validation import (
+    MAX_WORK,
     ConfigError,
     check_nonneg,
     check_nonneg_int,
@@ -98,7 +99,7 @@ class FewShotConfig:
                 raise ConfigError("schemes", f"unknown scheme {s!r}; allowed: {', '.join(known)}")
         if self.test_channels is not None:
             self.test_channels = check_positive_int("test_channels", self.test_channels)
-        self.test_blocks = check_positive_int("test_blocks", self.test_blocks)
+        self.test_blocks = check_positive_int("test_blocks", self.test_blocks, maximum=MAX_WORK)
         from metacomm._validation import check_memory
         # per test task: pilots and test blocks with their codewords, noise and block logits (~1 KiB each)
         check_memory(("pilots", "test_blocks", "test_channels"),

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from metacomm._validation import ConfigError, check_nonneg_int, check_positive, check_positive_int
+from metacomm._validation import MAX_WORK, ConfigError, check_nonneg_int, check_positive, check_positive_int
 from metacomm.adaptation.label_noise import (
     NOISE_MODELS,
     TRAIN_NOISE_MODELS,
@@ -115,7 +115,7 @@ class LabelNoiseConfig:
         self.rate = parse_rates("rate", self.rate)
         self.method = _split("method", self.method, METHODS)
         for f in ("pilots", "data", "test_channels", "test_blocks", "meta_batch"):
-            setattr(self, f, check_positive_int(f, getattr(self, f)))
+            setattr(self, f, check_positive_int(f, getattr(self, f), maximum=MAX_WORK))
         for f in ("steps", "meta_steps", "base_steps", "seed"):
             setattr(self, f, check_nonneg_int(f, getattr(self, f)))
         if self.mwnet_input not in ("loss", "lookahead"):

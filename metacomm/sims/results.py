@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -249,10 +248,12 @@ class SweepResult:
 
 
 def _is_metacomm_json(path: Path) -> bool:
+    """Whether ``path`` is a BER results file of ours (what ``--out`` may replace): a regular file, strict JSON."""
+    if not Path(path).is_file():  # a FIFO would block the read; a directory or socket is not ours
+        return False
     try:
-        with open(path, encoding="utf-8") as f:
-            d = json.load(f)
-    except (OSError, ValueError, UnicodeDecodeError):
+        d = artefacts.read_json(path, kind=KIND, field="out", allow_untagged=True)
+    except ConfigError:
         return False
     if not isinstance(d, dict) or not isinstance(d.get("config"), dict) or not isinstance(d.get("points"), list):
         return False
