@@ -36,9 +36,11 @@ from metacomm.experiments.drift_session import (
     DEFAULT_CHECKPOINT,
     RUN_STATE,
     SEEDS_KIND,
+    TRANSFER_NOTE,
     DriftSession,
     check_drift_memory,
     check_seeds_output,
+    jamming_twin,
     load_drift_codec,
     read_run_state,
     save_run,
@@ -155,7 +157,17 @@ class DriftOutcome:
         if self.pooled is not None:
             from metacomm.drift.pooled import pooled_table
             return pooled_table(self.pooled)
-        return self.result.summary_table()
+        table = self.result.summary_table()
+        twin = self.result.config.get("jamming_twin")
+        if twin:
+            summ = self.result.summary()
+            lines = [f"{'':16s} with the attacker vs Gaussian jamming of equal power (same frames; the attacker is a "
+                     "transfer attack for these receivers):"]
+            for s, r in twin["summary"].items():
+                if s in summ:
+                    lines.append(f"{s:16s} {summ[s]['bler']:10.4g} vs {r['bler']:.4g} (jamming)")
+            table += "\n" + "\n".join(lines)
+        return table
 
 
 def _resolve_schemes(cfg: DriftConfig, session: DriftSession) -> None:
@@ -196,8 +208,29 @@ def run_drift_experiment(cfg: DriftConfig, *, log=print, executor=None) -> Drift
         return DriftOutcome(pooled=doc, paths={"results": os.path.join(cfg.out, "results.json"),
                                                "plot": os.path.join(cfg.out, "seeds.png")})
     res = session.play(cfg)
+    twin = jamming_twin(session.scenario)
+    if twin is not None:  # the attack is a transfer attack for every scheme: jamming of equal power beside it
+        log("drift: the scenario has a white-box attacker (a transfer attack for the schemes): running the same "
+            "frames with Gaussian jamming of equal power beside it")
+        jam = dataclasses.replace(session, scenario=twin).play(
+            dataclasses.replace(cfg, save_every=0, resume=False, progress=False))
+        res.config["attack_model"] = TRANSFER_NOTE
+        res.config["jamming_twin"] = {"summary": {s: {k: r[k] for k in ("bler", "bler_ci", "block_errors", "blocks")}
+                                                  for s, r in jam.summary().items()},
+                                      "segments": _segment_bler(jam)}
     pj, pc, png = save_run(res, cfg.out, cfg.checkpoint, session.ck, session.recorded())
     return DriftOutcome(result=res, paths={"results": pj, "csv": pc, "plot": png})
+
+
+def _segment_bler(res) -> dict:
+    """Mean BLER per segment and scheme of a run: ``{segment: {scheme: bler}}`` (segment indices as strings)."""
+    out: dict[str, dict] = {}
+    for f in res.frames:
+        seg = out.setdefault(str(f["segment"]), {})
+        for s, r in f["schemes"].items():
+            e, n = seg.get(s, (0, 0))
+            seg[s] = (e + r["block_errors"], n + r["blocks"])
+    return {k: {s: e / n for s, (e, n) in v.items()} for k, v in out.items()}
 
 
 def run_drift_seeds(cfg: DriftConfig, *, log=print, executor=None) -> dict:

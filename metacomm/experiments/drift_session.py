@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from metacomm._validation import ConfigError, check_positive_int
 from metacomm.scenarios.drift_builtins import builtin_match, builtin_scenario_text, scenario_text
 
-__all__ = ["RUN_STATE", "RUN_KIND", "SEEDS_KIND", "DEFAULT_CHECKPOINT", "CodecSettings", "DriftSession",
+__all__ = ["jamming_twin", "TRANSFER_NOTE", "RUN_STATE", "RUN_KIND", "SEEDS_KIND", "DEFAULT_CHECKPOINT", "CodecSettings", "DriftSession",
            "load_drift_codec", "shipped_tracker", "builtin_match", "check_drift_memory", "save_run", "fingerprint", "read_run_state",
            "seed_dir", "check_seeds_output"]
 
@@ -173,6 +173,30 @@ def read_run_state(path: str, fp: dict) -> dict:
         raise ConfigError("resume", f"the saved run {path} was made with other settings ({', '.join(diff)}); resume "
                                     "with the settings of the interrupted run")
     return state
+
+
+#: what a drift run's white-box attack is (recorded in results.json as ``attack_model``)
+TRANSFER_NOTE = ("transfer attack: white-box kinds (fgm, pgd-*, uap*) are crafted once per frame against the "
+                 "meta-initialisation's decoder (the codec the run loads, unadapted), and every scheme decides the same "
+                 "attacked signals -- for the adapted, classical and genie receivers it is a transfer attack, which "
+                 "can be weaker than jamming; 'jamming_twin' reports the same run with Gaussian jamming of equal "
+                 "power (same PSR) in its place")
+
+
+def jamming_twin(scenario):
+    """The scenario with every white-box / universal attack replaced by Gaussian jamming of equal power (``jam-gauss``
+    at the same PSR per block), or ``None`` when it has none. Its attacker draws from the attacker's own generator,
+    so the twin run has the same channels, messages and noise."""
+    from metacomm.channels.attacks import JAMMERS, SegmentAttack
+    from metacomm.channels.drift import Timeline
+    segs = scenario.timeline.segments
+    if not any(s.attack is not None and s.attack.kind not in JAMMERS for s in segs):
+        return None
+    twin = [dataclasses.replace(s, attack=SegmentAttack("jam-gauss", s.attack.psr_db))
+            if s.attack is not None and s.attack.kind not in JAMMERS else s for s in segs]
+    tl = scenario.timeline
+    return dataclasses.replace(scenario, timeline=Timeline(twin, ebno_db=tl.ebno_db,
+                                                           bits_per_channel_use=tl.bits_per_channel_use, plot=tl.plot))
 
 
 @dataclass

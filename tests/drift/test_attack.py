@@ -110,3 +110,58 @@ def test_defended_and_undefended_schemes_run_side_by_side_on_the_same_attacked_d
     assert res.schemes[:4] == ["static", "meta", "meta-adv", "genie"]  # + the genie's yardsticks
     for f in res.frames:
         assert all(f["schemes"][s]["blocks"] == 32 for s in res.schemes)
+
+
+def test_a_white_box_attack_never_helps_the_decoder_it_is_crafted_against():
+    """The drift attacker (`attack_frame`) crafted against a decision function -- here the exact ML detector of the
+    shipped codebook on AWGN, logits -||y - c_m||^2 / N0 -- never lowers that detector's block errors on the same
+    draws, block by block (a perturbation that helped its own target would be a sign error in the attack); for
+    every other receiver of a drift run it is a transfer attack (next test)."""
+    from metacomm.channels.attacks import SegmentAttack, attack_frame
+    from metacomm.channels.base import complex_normal
+    from metacomm.experiments.drift import DEFAULT_CHECKPOINT, load_drift_codec
+    model, _, _ = load_drift_codec(DEFAULT_CHECKPOINT)
+    with torch.no_grad():
+        book = model.encoder.codebook()  # [256, 8], Es = 1
+    g = torch.Generator().manual_seed(11)
+    B, P, no = 4, 64, 0.4
+    msg = torch.randint(0, book.shape[0], (B, P), generator=g)
+    x = book[msg]
+    y = x + no ** 0.5 * complex_normal(x.shape, generator=g)
+
+    def logits(yy):
+        return -(yy[:, None, :] - book[None]).abs().square().sum(-1) / no
+
+    def errors(yy):
+        return logits(yy.reshape(-1, yy.shape[-1])).argmax(-1).reshape(B, P) != msg
+    clean = errors(y)
+    assert 0 < int(clean.sum()) < B * P // 2  # a working detector, not saturated
+    for kind in ("pgd-l2", "fgm", "pgd-linf"):
+        (y_att,) = attack_frame(SegmentAttack(kind, -8.0), logits, [(x, y, msg)], torch.Generator().manual_seed(5))
+        hit = errors(y_att)
+        assert bool((hit | ~clean).all()), kind  # no block the clean detector got wrong is decided right
+        assert int(hit.sum()) > int(clean.sum()), kind
+
+
+def test_a_drift_run_with_a_white_box_attacker_reports_equal_power_jamming_beside_it(tmp_path, capsys):
+    """The CLI labels the attack a transfer attack and runs the same frames with Gaussian jamming of equal power;
+    the twin's frames outside the attacked segment equal the main run's (same draws)."""
+    import json
+
+    from metacomm.cli.main import main
+    f = tmp_path / "atk.toml"
+    f.write_text(BASE.format(attack='[segment.attack]\nkind = "pgd-l2"\npsr_db = -6.0'))
+    assert main(["drift", "--scenario", str(f), "--frames", "4", "--pilots", "4", "--links", "2", "--payload", "16",
+                 "--schemes", "meta,pilot-ls,genie", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "Gaussian jamming of equal power" in out
+    cfg = json.loads((tmp_path / "o" / "results.json").read_text())["config"]
+    assert cfg["attack_model"].startswith("transfer attack")
+    twin = cfg["jamming_twin"]
+    assert set(twin["summary"]) == {"meta", "pilot-ls", "genie", "genie-1dB"}
+    assert set(twin["segments"]) == {"0", "1"}
+    # the clean segment is the same frames in both runs
+    doc = json.loads((tmp_path / "o" / "results.json").read_text())
+    seg0 = {s: sum(fr["schemes"][s]["block_errors"] for fr in doc["frames"][:2]) / sum(
+        fr["schemes"][s]["blocks"] for fr in doc["frames"][:2]) for s in twin["summary"]}
+    assert seg0 == pytest.approx(twin["segments"]["0"], abs=0)
