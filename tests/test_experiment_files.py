@@ -109,7 +109,7 @@ BAD = [
     ("deep", 'command = "meta-train"\nscenario = "iq-demod"\nout = "m.pt"\nscenario_config = ' + "[" * 40 + "1"
      + "]" * 40 + "\n", ["nesting"]),
     ("scenario typo", 'command = "meta-train"\nscenario = "iq-demod"\nout = "m.pt"\n[scenario_config]\nsnr = 3\n',
-     ["snr", "not a iq-demod setting"]),
+     ["snr", "scenario 'iq-demod' has no setting 'snr'"]),
 ]
 
 

@@ -427,3 +427,14 @@ def test_ber_out_with_a_fifo_results_file_is_refused_not_blocked(tmp_path, capsy
         pytest.fail("ber --out blocked on a FIFO results.json")
     assert done["rc"] == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_a_setting_of_another_scenario_says_whose_it_is(tmp_path, capsys):
+    """`meta-train --scenario fading-ae --drift X` used to print "--drift: not a fading-ae setting; allowed: ...":
+    now it says which scenario takes the setting."""
+    from metacomm.cli.main import main
+    assert main(["meta-train", "--scenario", "fading-ae", "--drift", "doppler-slow", "--out",
+                 str(tmp_path / "m.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("metacomm meta-train: error: --drift: scenario 'fading-ae' has no "
+                                               "setting 'drift' (a setting of scenario drift)"), err

@@ -96,5 +96,8 @@ def make_scenario(name: str, *, device="cpu", **config) -> FewShotScenario:
     fields = [f.name for f in dataclasses.fields(cls.config_class)]
     bad = [k for k in config if k not in fields]
     if bad:
-        raise ConfigError(bad[0], f"not a {name} setting; allowed: {', '.join(fields)}")
+        takers = [n for n, c in _REGISTRY.items() if bad[0] in {f.name for f in dataclasses.fields(c.config_class)}]
+        where = f" (a setting of scenario {', '.join(takers)})" if takers else ""
+        raise ConfigError(bad[0], f"scenario {name!r} has no setting {bad[0]!r}{where}; its settings: "
+                                  f"{', '.join(fields)}")
     return cls(cls.config_class(**config), device=device)

@@ -285,5 +285,5 @@ def test_registration_rejects_broken_declarations():
 def test_make_scenario_names_the_bad_key_and_the_allowed_values():
     with pytest.raises(ConfigError, match="unknown scenario 'nope'; allowed: fading-ae, iq-demod"):
         make_scenario("nope")
-    with pytest.raises(ConfigError, match="^num_tapz: not a fading-ae setting; allowed: k, n, num_taps"):
+    with pytest.raises(ConfigError, match="^num_tapz: scenario 'fading-ae' has no setting 'num_tapz'; its settings: k, n, num_taps"):
         make_scenario("fading-ae", num_tapz=3)
