@@ -18,8 +18,8 @@ DOC = os.path.join(ROOT, "docs", "ARCHITECTURE.md")
 
 #: bottom-up: a module may import from its own layer and the layers below it, never from one above
 LAYERS = [
-    ("base", ("metacomm", "metacomm._validation", "metacomm._io", "metacomm._sionna", "metacomm.artefacts",
-              "metacomm.checkpoints")),
+    ("base", ("metacomm", "metacomm._validation", "metacomm._io", "metacomm._lazy", "metacomm._sionna",
+              "metacomm.artefacts", "metacomm.checkpoints")),
     ("channels", ("metacomm.channels",)),
     ("codecs", ("metacomm.codecs",)),
     ("adaptation", ("metacomm.adaptation",)),
@@ -196,7 +196,8 @@ if __name__ == "__main__":
             text = f.read()
         head, rest = text.split("<!-- layers:begin -->", 1)
         tail = rest.split("<!-- layers:end -->", 1)[1]
+        new = f"{head}<!-- layers:begin -->\n{picture(import_graph())}\n<!-- layers:end -->{tail}"  # before opening
         with open(DOC, "w", encoding="utf-8") as f:
-            f.write(f"{head}<!-- layers:begin -->\n{picture(import_graph())}\n<!-- layers:end -->{tail}")
+            f.write(new)
     else:
         print(picture(import_graph()))

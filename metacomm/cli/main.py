@@ -9,11 +9,11 @@ allowed>`` on stderr and exits with code 2, without a traceback.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from metacomm import __version__
 from metacomm._validation import ConfigError, error_message
+from metacomm.cli.commands import add_command
 
 # Subcommand name -> module under metacomm.cli.commands (a module that does not exist yet is skipped).
 SUBCOMMANDS: dict[str, str] = {
@@ -46,17 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     parser.commands = {}
     for name, module in SUBCOMMANDS.items():
-        try:
-            mod = importlib.import_module(f"metacomm.cli.commands.{module}")
-        except ModuleNotFoundError as e:
-            if e.name == f"metacomm.cli.commands.{module}":
-                continue
-            raise
-        p = mod.add_parser(sub, name)
-        if p is not None and "--threads" not in p._option_string_actions:
-            p.add_argument("--threads", type=int, default=1, metavar="N",
-                           help="torch intra-op threads (default 1: the built-in models are small, and extra "
-                                "threads only spin on a shared machine)")
+        p = add_command(sub, name, module)
+        if p is None:
+            continue
         parser.commands[name] = p
     return parser
 

@@ -126,10 +126,5 @@ __all__ += list(_LAZY)
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-        module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(module), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from metacomm._lazy import lazy_getattr
+    return lazy_getattr(globals(), _LAZY, name)

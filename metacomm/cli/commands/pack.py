@@ -7,10 +7,9 @@ Each pack's command lives in its own module ``metacomm.cli.commands.pack_<name>`
 
 from __future__ import annotations
 
-import importlib
-
 __all__ = ["PACKS", "add_parser"]
 
+from metacomm.cli.commands import add_command
 from metacomm.experiments.packs import PACKS as _DECLARED
 
 #: pack name -> module under metacomm.cli.commands (the packs declared in metacomm.experiments.packs.PACKS)
@@ -25,17 +24,9 @@ def add_parser(subparsers, name: str = "pack"):
     sub = p.add_subparsers(dest="pack", metavar="PACK", parser_class=type(p))
     p.packs = {}
     for pack, module in PACKS.items():
-        try:
-            mod = importlib.import_module(f"metacomm.cli.commands.{module}")
-        except ModuleNotFoundError as e:
-            if e.name == f"metacomm.cli.commands.{module}":
-                continue
-            raise
-        sp = mod.add_parser(sub, pack)
-        if "--threads" not in sp._option_string_actions:
-            sp.add_argument("--threads", type=int, default=1, metavar="N",
-                            help="torch intra-op threads (default 1: the built-in models are small, and extra "
-                                 "threads only spin on a shared machine)")
+        sp = add_command(sub, pack, module)
+        if sp is None:
+            continue
         sp.set_defaults(command_parser=sp, command_name=f"{name} {pack}")
         p.packs[pack] = sp
     p.set_defaults(run=_no_pack, command_parser=p)
