@@ -120,84 +120,121 @@ def pooled_table(doc: Mapping) -> str:
     if c is not None:
         ratio = "n/a" if math.isnan(c["ratio"]) else f"{c['ratio']:.3g} x"
         lines.append(f"best adaptive: {c['adaptive']} {c['adaptive_bler']:.4g} vs best classical: {c['classical']} "
-                     f"{c['classical_bler']:.4g} -> {ratio} (pooled 95 % intervals "
+                     f"{c['classical_bler']:.4g} -> {ratio}: {c['adaptive']} is {c['verdict']} {c['classical']} "
+                     "(pooled 95 % intervals "
                      f"{'apart' if c['intervals_apart'] else 'overlap'}; per seed adaptive lower in "
                      f"{c['seeds_adaptive_better']}, higher in {c['seeds_adaptive_worse']} of {c['seeds']})")
     return "\n".join(lines)
 
 
-def seeds_panel(ax, docs: Sequence[tuple[Mapping, str]], schemes: Sequence[str] | None = None) -> None:
-    """Per-seed mean BLER of every scheme (markers over the seeds, one colour per scheme) and, at the right under
-    "pooled", the pooled BLER with its Clopper-Pearson 95 % interval; ``docs``: ``(pooled doc, label)`` pairs (line
-    style per doc when several, else per kind: adaptive solid, classical dash-dot, genie black dashed, genie at a
-    dB offset grey dotted)."""
-    import numpy as np
-    doc_styles = ["-", "--", ":", "-."]
-    palette = [_color(i) for i in range(20)]
-    colors: dict[str, str] = {}
+def seeds_panel(ax, docs: Sequence[tuple[Mapping, str]], schemes: Sequence[str] | None = None) -> dict:
+    """Per-seed mean BLER of every scheme as points with their Clopper-Pearson 95 % intervals (from that seed's
+    counts; the seeds are independent runs, so nothing joins them), side by side within each seed's slot, and at
+    the right under "pooled" the pooled BLER with its Clopper-Pearson 95 % interval. ``docs``: ``(pooled doc,
+    label)`` pairs (one colour and marker per scheme, :func:`metacomm.drift.result.scheme_styles`; with several
+    docs, filled markers for the first, open ones for the second, then half-filled). Rows at BLER ~1
+    (:data:`~metacomm.drift.result.OFF_SCALE_BLER`) are left out unless named in ``schemes`` and listed under the
+    axes. Returns ``{"rows": [(label, scheme)], "off_scale": [(label, scheme)]}``."""
+    from metacomm.drift.result import OFF_SCALE_BLER, scheme_styles
+    fills = ["full", "none", "left", "bottom"]
     seeds_all: list[int] = []
-    for doc, _ in docs:
-        for r in (doc.get("summary") or {}).values():
-            seeds_all += [s for s in r["seeds"] if s not in seeds_all]
-            break
-    pos = {s: i for i, s in enumerate(seeds_all)}
-    n_rows = sum(len(doc.get("summary") or {}) for doc, _ in docs)
-    row = 0
-    for di, (doc, label) in enumerate(docs):
+    names_all: list[str] = []
+    kinds: dict[str, str] = {}
+    for doc, label in docs:
         summ = doc.get("summary") or {}
         if not summ:
             raise ConfigError("results", f"{label}: no finished seed to plot")
+        for name, r in summ.items():
+            seeds_all += [s for s in r["seeds"] if s not in seeds_all]
+            if name not in names_all:
+                names_all.append(name)
+                kinds[name] = r.get("kind", "adaptive")
+    styles = scheme_styles(names_all, kinds)
+    pos = {s: i for i, s in enumerate(seeds_all)}
+    picked: list[tuple[int, str]] = []
+    off: list[tuple[str, str, float]] = []
+    for di, (doc, label) in enumerate(docs):
+        summ = doc["summary"]
         names = [s for s in summ if schemes is None or s in schemes]
         if schemes is not None and not names:
             raise ConfigError("schemes", f"{label}: none of {', '.join(schemes)} in its schemes ({', '.join(summ)})")
-        for name in names:
-            r = summ[name]
-            if name == "genie":
-                color, ls = "k", "--"
-            elif name.startswith("genie"):
-                color, ls = "0.45", ":"
-            else:
-                color = colors.setdefault(name, palette[len(colors) % len(palette)])
-                ls = "-." if r["kind"] == "classical" else "-"
-            if len(docs) > 1:
-                ls = doc_styles[di % len(doc_styles)]
-            x = np.asarray([pos[s] for s in r["seeds"]], float)
-            blocks = [int(doc["seeds"][str(s)][name]["blocks"]) for s in r["seeds"]]
-            y = np.maximum(np.asarray(r["seed_bler"], float), [0.5 / b for b in blocks])
-            lab = f"{label}: {name}" if len(docs) > 1 else name
-            ax.plot(x, y, color=color, ls=ls, lw=1.0, marker="o", ms=3.5, label=lab)
-            floor = 0.5 / r["blocks"]
-            xp = len(seeds_all) + 0.6 * (row + 0.5) / max(n_rows, 1) - 0.3
-            m, lo, hi = max(r["bler"], floor), max(r["bler_ci"][0], floor), max(r["bler_ci"][1], floor)
-            ax.errorbar([xp], [m], yerr=[[m - lo], [hi - m]], color=color, marker="s", ms=4, capsize=2, lw=1.2)
-            row += 1
+        if schemes is None:
+            far = [s for s in names if summ[s]["bler"] >= OFF_SCALE_BLER]
+            if len(names) - len(far) >= 2:
+                off += [(label, s, summ[s]["bler"]) for s in far]
+                names = [s for s in names if s not in far]
+        picked += [(di, s) for s in names]
+    n_rows = max(len(picked), 1)
+    width = 0.8
+    for row, (di, name) in enumerate(picked):
+        doc, label = docs[di]
+        r = doc["summary"][name]
+        st = styles[name]
+        fill = fills[di % len(fills)] if len(docs) > 1 else "full"
+        dx = -width / 2 + width * (row + 0.5) / n_rows
+        x, y, lo, hi, zero_x, zero_y = [], [], [], [], [], []
+        for s in r["seeds"]:
+            c = doc["seeds"][str(s)][name]
+            be, bl = int(c["block_errors"]), int(c["blocks"])
+            clo, chi = clopper_pearson(be, bl)
+            if be == 0:  # an upper limit: log axes cannot show 0
+                zero_x.append(pos[s] + dx)
+                zero_y.append(chi)
+                continue
+            x.append(pos[s] + dx)
+            y.append(be / bl)
+            lo.append(be / bl - clo)
+            hi.append(chi - be / bl)
+        lab = f"{label}: {name}" if len(docs) > 1 else name
+        kw = {"color": st["color"], "marker": st["marker"], "ms": 4.5, "ls": "none", "fillstyle": fill}
+        if x:
+            ax.errorbar(x, y, yerr=[lo, hi], capsize=1.5, lw=0.9, label=lab, **kw)
+        if zero_x:
+            ax.plot(zero_x, zero_y, **{**kw, "marker": "v", "fillstyle": "none"},
+                    label=None if x else f"{lab} (no errors: upper bound)")
+        floor = 0.5 / r["blocks"]
+        m, clo, chi = max(r["bler"], floor), max(r["bler_ci"][0], floor), max(r["bler_ci"][1], floor)
+        ax.errorbar([len(seeds_all) + dx], [m], yerr=[[m - clo], [chi - m]], capsize=2, lw=1.4,
+                    **{**kw, "ms": 5.5})
+    for i in range(len(seeds_all)):
+        ax.axvspan(i - 0.5, i + 0.5, color="0.5" if i % 2 else "1.0", alpha=0.06, lw=0)
     ax.set_xticks(range(len(seeds_all) + 1))
     ax.set_xticklabels([str(s) for s in seeds_all] + ["pooled"], fontsize=8)
     ax.axvline(len(seeds_all) - 0.5, color="0.6", lw=0.8)
+    ax.set_xlim(-0.5, len(seeds_all) + 0.5)
     ax.set_yscale("log")
-    ax.set_xlabel("seed")
+    from metacomm.drift.result import _log_ticks
+    _log_ticks(ax.yaxis, ax.get_ylim())
+    ax.set_xlabel("seed (independent runs; points: per-seed BLER with its 95 % CI)")
     ax.set_ylabel("mean BLER (per seed; pooled with 95% CI)")
-    ax.grid(True, which="both", alpha=0.3)
+    ax.grid(True, which="both", axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-
-
-def _color(i: int) -> str:
-    """The ``i``-th colour of matplotlib's ``tab20`` (as hex), skipping the greys kept for the genie rows."""
-    from matplotlib import colormaps
-    from matplotlib.colors import to_hex
-    cols = [c for j, c in enumerate(colormaps["tab20"].colors) if j not in (14, 15)]
-    return to_hex(cols[(2 * i) % len(cols)] if i < len(cols) // 2 else cols[(2 * i + 1) % len(cols)])
+    if off:
+        ax.text(0.0, -0.2, "off the scale (BLER ~1): " + ", ".join(
+            (f"{lab}: " if len(docs) > 1 else "") + f"{s} {bler:.3g}" for lab, s, bler in off),
+            transform=ax.transAxes, fontsize=7, color="0.3", va="top")
+    return {"rows": [(docs[di][1], s) for di, s in picked], "off_scale": [(lab, s) for lab, s, _ in off]}
 
 
 def plot_seeds(doc: Mapping, out, *, title: str | None = None) -> Path:
-    """``seeds.png`` of a pooled run: :func:`seeds_panel` of ``doc``."""
+    """``seeds.png`` of a pooled run: at the left the headline of the pooled summary
+    (:func:`metacomm.drift.result.headline_panel`: pooled BLER per scheme, ranked, best adaptive and best classical
+    highlighted), at the right :func:`seeds_panel` (per-seed points with intervals, and the pooled column)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from metacomm.artefacts import save_figure
+    from metacomm.drift.result import headline_panel
     c = doc.get("config", {})
-    fig, ax = plt.subplots(figsize=(10, 4.5), constrained_layout=True)
+    summ = doc.get("summary") or {}
+    if not summ:
+        raise ConfigError("results", "no finished seed to plot")
+    fig = plt.figure(figsize=(16, max(5.0, 1.6 + 0.3 * len(summ))), layout="constrained")
+    gs = fig.add_gridspec(1, 2, width_ratios=[1.0, 1.55])
+    axh, ax = fig.add_subplot(gs[0, 0]), fig.add_subplot(gs[0, 1])
+    n = len(next(iter(summ.values()))["seeds"])
+    headline_panel(axh, summ, title=f"who wins, pooled over {n} seed(s): mean BLER, best at the top")
     seeds_panel(ax, [(doc, str(c.get("scenario", "")))])
     ax.set_title(title or f"{c.get('scenario')}: mean BLER per seed ({c.get('frames')} frames x {c.get('links')} "
                           "links each); right: pooled over the seeds, Clopper-Pearson 95 % of the pooled blocks",
@@ -205,4 +242,3 @@ def plot_seeds(doc: Mapping, out, *, title: str | None = None) -> Path:
     p = Path(out)
     save_figure(fig, p, dpi=110, field="out")
     return p
-

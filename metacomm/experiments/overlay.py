@@ -253,35 +253,55 @@ def _records_panel(ax, runs: Sequence[Run], x: str, y: str, where: Mapping[str, 
     ax.set_xlabel(x)
     ax.set_ylabel(y.upper() if y in ("bler", "ber", "ser") else y)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
 def _drift_panel(ax, runs: Sequence[Run], window: int | None, schemes: Sequence[str] | None) -> None:
     import numpy as np
 
-    from metacomm.drift.result import DriftResult, _rolling
-    styles = ["-", "--", ":", "-."]
-    colors: dict[str, str] = {}
-    for ri, run in enumerate(runs):
+    from metacomm.drift.result import OFF_SCALE_BLER, DriftResult, _rolling, scheme_styles
+    run_ls = ["-", "--", ":", "-."]
+    results = []
+    for run in runs:
         res = DriftResult.from_dict(run.data)
-        T = len(res.frames)
-        if T == 0:
+        if not res.frames:
             raise ConfigError("results", f"{run.path}: no frames to plot")
+        results.append(res)
+    names_all: list[str] = []
+    kinds: dict[str, str] = {}
+    for res in results:
+        for s, k in res.kinds.items():
+            if s not in names_all:
+                names_all.append(s)
+                kinds[s] = k
+    styles = scheme_styles(names_all, kinds)
+    off: list[str] = []
+    for ri, (run, res) in enumerate(zip(runs, results, strict=True)):
+        T = len(res.frames)
         w = max(1, min(T, window or max(10, T // 15)))
         t = np.arange(T)[w - 1:] - (w - 1) / 2
         names = [s for s in res.schemes if schemes is None or s in schemes]
         if schemes is not None and not names:
             raise ConfigError("schemes", f"{run.path}: none of {', '.join(schemes)} in its schemes "
                                          f"({', '.join(res.schemes)})")
-        for s in names:
-            color = colors.setdefault(s, "k" if s == "genie" else f"C{len(colors) % 10}")
+        if schemes is None:  # rows at BLER ~1 out of the way (named with schemes= they are drawn)
+            summ = res.summary()
+            far = [s for s in names if summ[s]["bler"] >= OFF_SCALE_BLER]
+            if len(names) - len(far) >= 2:
+                off += [f"{run.label}: {s}" if len(runs) > 1 else s for s in far]
+                names = [s for s in names if s not in far]
+        every = max(1, len(t) // 10)
+        for n_s, s in enumerate(names):
+            st = styles[s]
             m, lo, hi = _rolling(res.series(s, "block_errors"), res.series(s, "blocks"), w)
             floor = 0.5 / max(sum(res.series(s, "blocks")), 1)
             lab = f"{run.label}: {s}" if len(runs) > 1 else s
-            ax.plot(t, np.maximum(m, floor), color=color, ls=styles[ri % len(styles)], lw=1.3, label=lab)
-            ax.fill_between(t, np.maximum(lo, floor), np.maximum(hi, floor), color=color, alpha=0.1, lw=0)
+            ls = run_ls[ri % len(run_ls)] if len(runs) > 1 else st["ls"]
+            ax.plot(t, np.maximum(m, floor), color=st["color"], ls=ls, lw=1.3, marker=st["marker"], ms=4,
+                    markevery=(n_s % every, every), label=lab)
+            ax.fill_between(t, np.maximum(lo, floor), np.maximum(hi, floor), color=st["color"], alpha=0.1, lw=0)
     ax.set_yscale("log")
-    ax.set_xlabel("frame")
+    ax.set_xlabel("frame" + (f"  (not drawn, BLER ~1: {', '.join(off)})" if off else ""))
     ax.set_ylabel("BLER (rolling mean)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
@@ -327,10 +347,10 @@ def plot_overlay(runs: Sequence[Run], out: str | os.PathLike, *, title: str | No
         raise ConfigError("window", f"must be an integer >= 1, got {window!r}")
     if family == "drift-seeds":
         from metacomm.drift.pooled import seeds_panel
-        fig, ax = plt.subplots(figsize=(10, 4.5), constrained_layout=True)
+        fig, ax = plt.subplots(figsize=(11, 4.8), constrained_layout=True)
         seeds_panel(ax, [(r.data, r.label) for r in runs], schemes)
-        ax.set_title(title or "mean BLER per seed (lines: pooled BLER; bands: Clopper-Pearson 95% of the pooled "
-                              "blocks)", fontsize=10)
+        ax.set_title(title or "mean BLER per seed (points with 95% CI; right: pooled, Clopper-Pearson 95% of the "
+                              "pooled blocks)", fontsize=10)
         save_figure(fig, out, dpi=120, field="out")
         return out
     if family == "drift":

@@ -53,6 +53,7 @@ __all__ = [
     "write_csv",
     "CSV_COLUMNS",
     "check_output_dir",
+    "records_dataframe",
 ]
 
 KIND = "metacomm-results"
@@ -233,6 +234,55 @@ class SweepResult:
     def save(self, out_dir: str | os.PathLike, *, csv_file: bool = True) -> Path:
         return save_results(self, out_dir, csv_file=csv_file)
 
+    def __repr__(self) -> str:
+        """One line: what was simulated, the Eb/N0 range [dB], how many points ran and the BER/BLER range."""
+        c = self.config
+        what = ", ".join(f"{k}={c[k]!r}" for k in ("label", "codec", "decoder", "channel", "csi", "link", "receiver")
+                         if c.get(k) not in (None, ""))
+        n = len(self.points)
+        sim = [p for p in self.points if p.simulated]
+        parts = [what] if what else []
+        if n:
+            x = self.ebno_db
+            parts.append(f"points={n} at Eb/N0 {x.min():g}..{x.max():g} dB ({len(sim)} simulated)")
+        else:
+            parts.append("points=0")
+        for name in ("ber", "bler"):
+            v = [getattr(p, name) for p in sim]
+            v = [r for r in v if r is not None]
+            if v:
+                parts.append(f"{name.upper()} {max(v):.3g}..{min(v):.3g}")
+        if c.get("finished") is False:
+            parts.append("unfinished")
+        return f"SweepResult({', '.join(parts)})"
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """Long format, one dict per Eb/N0 point (in sweep order): ``ebno_db`` [dB], ``ber``, ``ber_ci_lo``,
+        ``ber_ci_hi``, ``bler``, ``bler_ci_lo``, ``bler_ci_hi`` (NaN where not simulated; 95 % binomial intervals),
+        the counts (``bit_errors``, ``bits``, ``block_errors``, ``blocks``), ``simulated``, ``stop_reason``,
+        ``ber_ci_block_lo``/``_hi`` (the block-level BER interval) and ``runtime_s`` -- the columns of
+        ``results.csv`` plus the runtime."""
+        nan = float("nan")
+        rows = []
+        for p in self.points:
+            rec: dict[str, Any] = {"ebno_db": float(p.ebno_db)}
+            for name, ci in (("ber", p.ber_ci), ("bler", p.bler_ci)):
+                v = getattr(p, name)
+                rec[name] = nan if v is None else float(v)
+                rec[f"{name}_ci_lo"], rec[f"{name}_ci_hi"] = (nan, nan) if ci is None else map(float, ci)
+            rec.update(bit_errors=p.bit_errors, bits=p.bits, block_errors=p.block_errors, blocks=p.blocks,
+                       simulated=bool(p.simulated), stop_reason=p.stop_reason)
+            blk = p.ber_ci_block
+            rec["ber_ci_block_lo"], rec["ber_ci_block_hi"] = (nan, nan) if blk is None else map(float, blk)
+            rec["runtime_s"] = float(p.runtime_s)
+            rows.append(rec)
+        return rows
+
+    def to_dataframe(self):
+        """:meth:`to_records` as a ``pandas.DataFrame`` (one row per point; pandas is optional:
+        :func:`records_dataframe`)."""
+        return records_dataframe(self.to_records())
+
     def summary(self) -> str:
         """A plain-text table of the points."""
         lines = [f"{'Eb/N0 [dB]':>10} {'BER':>11} {'BLER':>11} {'bit err':>10} {'bits':>12} {'blk err':>9} "
@@ -245,6 +295,17 @@ class SweepResult:
                 lines.append(f"{p.ebno_db:10.2f} {'-':>11} {'-':>11} {'-':>10} {'-':>12} {'-':>9} {'-':>10}  "
                              f"{p.stop_reason}")
         return "\n".join(lines)
+
+
+def records_dataframe(records: list[dict]):
+    """``pandas.DataFrame.from_records(records)``; a ConfigError naming ``pandas`` (with the install command) when
+    pandas is missing -- pandas is an optional dependency of the result objects' ``to_dataframe()``."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ConfigError("pandas", "to_dataframe() needs pandas, which is not installed (pip install pandas); "
+                                    "to_records() gives the same rows as a list of dicts") from None
+    return pd.DataFrame.from_records(records)
 
 
 def _is_metacomm_json(path: Path) -> bool:
