@@ -45,7 +45,7 @@ from torch import nn
 from metacomm._validation import ConfigError, check_nonneg_int, check_positive_int
 from metacomm.codecs.widely_linear import widely_linear_regressor
 
-__all__ = ["track_frames", "KalmanTracker", "PACorrection", "phase_prior", "position_matrix", "phase_frame_update",
+__all__ = ["track_frames", "track_frame_decide", "redecode_candidates", "KalmanTracker", "PACorrection", "phase_prior", "position_matrix", "phase_frame_update",
            "phase_block_logits", "phase_nll", "pa_params", "pa_apply", "tap_conv_matrix", "regressor_matrix", "stacked_conv_matrix", "tracker_init", "tracker_predict",
            "tracker_update", "tracker_step", "gaussian_block_logits", "gaussian_nll", "inv_softplus", "logit"]
 
@@ -493,6 +493,129 @@ def track_frames(model, msg_p, y_p, y_d, no, state=None, *, detach_templates: bo
     if msg_d is not None:
         return torch.stack(out, dim=-3), (m, P), torch.stack(nlls, dim=-2)
     return torch.stack(out, dim=-3), (m, P)
+
+
+def _sqnorm(z: torch.Tensor) -> torch.Tensor:
+    """``||z||^2`` over the last dim of a complex tensor (real ``[...]``), without the complex ``abs``."""
+    return torch.view_as_real(z).square().sum((-1, -2))
+
+
+def _mean_images(T: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    r""":math:`\mathbf T_m\mathbf m_b` for every message and link: ``T`` ``[M, n, L]``, ``m`` ``[B, L]`` ->
+    ``[B, M, n]`` (one matrix product; the same numbers as ``einsum("mnl,bl->bmn")``)."""
+    M, n, L = T.shape
+    return (m @ T.reshape(M * n, L).transpose(0, 1)).reshape(m.shape[0], M, n)
+
+
+def redecode_candidates(y: torch.Tensor, smax: torch.Tensor, S: torch.Tensor, scale: torch.Tensor,
+                        images: torch.Tensor, new_images: torch.Tensor, *, slack: float = 1e-2) -> torch.Tensor:
+    r"""Which blocks' decisions can change when the codeword images move from ``images`` to ``new_images`` (bool
+    ``[B, N]``; every other block's arg-max is provably the same under the new images).
+
+    ``y`` complex ``[B, N, n]``; ``smax`` ``[B, N]``, ``S`` ``[B, N]`` the first pass's maximum score and
+    :math:`S_j = \sum_m e^{s_{jm} - \max s_j}` (:func:`~metacomm.codecs.detection.score_decide` with
+    ``scale = 1/N0``); ``scale`` real ``[B]``; ``images``, ``new_images`` complex ``[B, M, n]``.
+
+    The bound: with :math:`A = \max_m \|\mathbf r'_m - \mathbf r_m\|` per link and :math:`e = \|\mathbf y_j -
+    \mathbf r_{\hat m}\|`, the triangle inequality gives :math:`\|\mathbf y - \mathbf r'_m\| \ge \|\mathbf y -
+    \mathbf r_m\| - A` and :math:`\|\mathbf y - \mathbf r'_{\hat m}\| \le e + A`, so message ``m`` can overtake the
+    decided one only if :math:`\|\mathbf y - \mathbf r_m\|^2 - e^2 \le 4Ae + 4A^2`. The left side is at least the
+    first pass's margin over the runner-up, and that margin is at least :math:`-\log(S_j - 1)` (all other
+    messages' terms sum to :math:`S_j - 1`); ``S`` carries float32 summation error, so :math:`S_j - 1` is taken
+    as :math:`\max(S_j - 1, 0) + 2^{-23} M S_j` (never a larger margin than the exact one). A block is a candidate
+    when that margin, in squared-distance units (:math:`\times N_0`), is at most :math:`4Ae + 4A^2` plus
+    ``slack`` nats (:math:`\times N_0`; covers the rounding of the scores themselves)."""
+    M = images.shape[-2]
+    A = _sqnorm(new_images - images).amax(-1).sqrt()  # [B]
+    yy = _sqnorm(y)  # [B, N]
+    no = 1.0 / scale
+    e = (yy - smax * no[:, None]).clamp_min(0.0).sqrt() + 1e-3 * yy.sqrt()  # ||y - r_best|| (+ its rounding)
+    rest = (S - 1.0).clamp_min(0.0) + S * (M * 2.0 ** -23)
+    margin = -torch.log(rest)  # nats, a lower bound on s_best - s_m for every m != best
+    reach = 4.0 * A[:, None] * e + 4.0 * A[:, None].square()  # squared-distance units
+    return (margin - slack) * no[:, None] <= reach
+
+
+def _redecode_some(y: torch.Tensor, images: torch.Tensor, scale: torch.Tensor, best: torch.Tensor,
+                   cand: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Decide again the candidate blocks ``cand`` bool ``[B, N]`` of ``y`` ``[B, N, n]`` against ``images``
+    ``[B, M, n]`` (scores :func:`~metacomm.codecs.detection.codeword_scores`), the others keep ``best``.
+    Links are split by their candidate count at the ``k`` that minimises the blocks scored: links with more than
+    ``k`` candidates are scored whole, the others on their first ``k`` candidates (padded with other blocks of
+    the link, whose decision comes out the same). Returns ``(best, blocks scored)``."""
+    from metacomm.codecs.detection import codeword_scores
+
+    B, N = cand.shape
+    counts = cand.sum(-1)  # [B]
+    cs, order = torch.sort(counts)
+    i = torch.arange(B, device=counts.device)
+    cost = cs * (i + 1) + N * (B - 1 - i)  # links order[:i+1] padded to cs[i], the rest whole
+    j = int(torch.argmin(cost))
+    k = int(cs[j])
+    if k >= N or int(cost[j]) >= B * N:
+        j, k = -1, 0
+    best = best.clone()
+    done = 0
+    whole = order[j + 1:]
+    if whole.numel():
+        s = codeword_scores(y[whole], images[whole], scale[whole])
+        best[whole] = s.argmax(-1)
+        done += whole.numel() * N
+    part = order[:j + 1]
+    if k > 0 and part.numel():
+        c = cand[part]
+        idx = torch.sort((~c).to(torch.int8), dim=-1, stable=True).indices[:, :k]  # candidates first
+        yp = y[part]
+        ysel = torch.gather(yp, 1, idx[..., None].expand(*idx.shape, y.shape[-1]))
+        s = codeword_scores(ysel, images[part], scale[part])
+        best[part] = best[part].scatter(1, idx, s.argmax(-1))
+        done += part.numel() * k
+    return best, done
+
+
+def track_frame_decide(tr: KalmanTracker, opts: dict, tmpl: torch.Tensor, T: torch.Tensor, m: torch.Tensor,
+                       P: torch.Tensor, msg_p: torch.Tensor, y_p: torch.Tensor, y_d: torch.Tensor,
+                       no: torch.Tensor, *, workspace=None, stats: dict | None = None, redecode: str = "changed"):
+    r"""One frame of :func:`track_frames` for inference (no gradients, a tracker without phase noise, decisions at
+    the belief mean -- ``soft = False``), through the fused kernel
+    (:func:`~metacomm.codecs.detection.score_decide`): predict and update on the pilots, score the payload once
+    against the images :math:`\mathbf T_m\mathbf m` (one ``baddbmm``; the decision and the confidence
+    :math:`\max - \operatorname{logsumexp}` from the same pass), the decision-directed update on the blocks whose
+    posterior probability exceeds ``dd_threshold``, and, with ``dd_redecode``, the re-decode with the refined
+    belief -- ``redecode="changed"``: only the blocks whose decision can change (:func:`redecode_candidates`, a
+    proven bound: the other blocks keep their decision exactly), ``"all"``: every block (the reference).
+
+    ``tmpl`` complex ``[M, n]`` (the templates, after any PA correction), ``T`` complex ``[M, n, L]`` their
+    regressors (:meth:`KalmanTracker.regressors`), belief ``m`` ``[B, L]``, ``P`` ``[B, L, L]``, ``msg_p`` int64
+    ``[B, P]``, ``y_p`` complex ``[B, P, n]``, ``y_d`` complex ``[B, N, n]``, ``no`` real ``[B]``. Returns
+    ``(msg_hat int64 [B, N], (m, P))``. ``stats`` (a dict, optional) gets ``redecoded`` (blocks scored again)
+    and ``blocks`` added. Same decisions as :func:`track_frames` up to score rounding (the scores drop the
+    constant :math:`\|\mathbf y\|^2/N_0`; the confidence is the same log-posterior to ~1e-5 nats; measured: 1
+    decision in 640k differs, a near-tie, ``benchmarks/drift_track_speed.py`` at 2000 links)."""
+    from metacomm.codecs.detection import score_decide
+
+    m, P = tr.step(m, P, tmpl[msg_p], y_p, no)
+    scale = 1.0 / no.to(y_d.real.dtype)
+    r = _mean_images(T, m)  # [B, M, n]
+    dd = bool(opts["decision_directed"])
+    best, kappa, S, smax = score_decide(y_d, r, scale, confidence=dd, workspace=workspace, key="track")
+    B, N = best.shape
+    redone = 0
+    if dd:
+        conf = (kappa > math.log(opts["dd_threshold"])).to(no.dtype)
+        m, P = tr.update(m, P, tmpl[best], y_d, no, conf)
+        if opts.get("dd_redecode", False):
+            r2 = _mean_images(T, m)
+            if redecode == "all":
+                best = score_decide(y_d, r2, scale, confidence=False, workspace=workspace, key="track")[0]
+                redone = B * N
+            else:
+                cand = redecode_candidates(y_d, smax, S, scale, r, r2)
+                best, redone = _redecode_some(y_d, r2, scale, best, cand)
+    if stats is not None:
+        stats["redecoded"] = stats.get("redecoded", 0) + redone
+        stats["blocks"] = stats.get("blocks", 0) + B * N
+    return best, (m, P)
 
 
 def _track_frames_phase(tr, opts, tmpl, msg_p, y_p, y_d, no, m, P, msg_d):

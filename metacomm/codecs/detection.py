@@ -19,6 +19,12 @@ Toeplitz matrix, :func:`metacomm.channels.multipath.convolution_matrix`).
   :func:`ml_block_logits`): :math:`\hat m = \arg\min_m \|\mathbf y - \mathbf r_m\|^2` over the images
   :math:`\mathbf r_m`; with Gaussian noise and the true images this is the ML decision, with estimated taps the
   plug-in (mismatched) ML decision.
+* **The fused score-and-decide kernel** (:func:`codeword_scores`, :func:`score_decide`,
+  :class:`ScoreWorkspace`): every block receiver's search over the codebook as one ``baddbmm`` against the
+  codeword images, :math:`s_{jm} = (2\,\Re\langle\mathbf y_j,\mathbf r_m\rangle - \|\mathbf r_m\|^2)/N_0`
+  (the log-likelihood up to the block's constant :math:`-\|\mathbf y_j\|^2/N_0`, which is never formed), the
+  decision and its confidence :math:`\max_m s_{jm} - \log\sum_m e^{s_{jm}}` (the log posterior probability of
+  the decided message) from one max pass and one exp pass into reused buffers.
 * **Pilot-LS + ML** (:func:`pilot_ls_decide`, the one implementation): LS taps from the pilot codewords, then
   minimum-distance detection through the images of the estimated taps.
 * **LMMSE flat gain** (:func:`lmmse_flat`): :math:`\hat h = \sum_p x_p^* y_p / (\sum_p |x_p|^2 + N_0)` for
@@ -46,6 +52,9 @@ from metacomm.channels.units import broadcast_no
 __all__ = [
     "RIDGE",
     "IMAGE_FORMS",
+    "ScoreWorkspace",
+    "codeword_scores",
+    "score_decide",
     "LS_METHODS",
     "convolve_codewords",
     "lmmse_flat",
@@ -221,7 +230,12 @@ def sq_distances(y: torch.Tensor, images: torch.Tensor, *, expanded: bool = Fals
     if expanded:
         yr = torch.view_as_real(y).flatten(-2)
         ir = torch.view_as_real(images).flatten(-2)
-        return -2.0 * yr @ ir.transpose(-1, -2) + ir.square().sum(-1).unsqueeze(-2)
+        rr = ir.square().sum(-1).unsqueeze(-2)
+        if yr.dim() == 3 and ir.dim() == 3 and yr.shape[0] == ir.shape[0]:
+            # one baddbmm: the same numbers as -2 (y @ r^T) + ||r||^2 (a power-of-two scale is exact and the
+            # kernel adds the bias after the product; checked bit for bit in tests/codecs/test_detection.py)
+            return torch.baddbmm(rr, yr, ir.transpose(-1, -2), alpha=-2.0)
+        return -2.0 * yr @ ir.transpose(-1, -2) + rr
     return (y.unsqueeze(-2) - images.unsqueeze(-3)).abs().square().sum(-1)
 
 
@@ -230,6 +244,107 @@ def min_distance_decide(y: torch.Tensor, images: torch.Tensor, *, expanded: bool
     the true images): ``y`` ``[..., N, n]``, ``images`` ``[..., M, n]`` -> int64 ``[..., N]``
     (:func:`sq_distances`; ties go to the lowest index)."""
     return sq_distances(y, images, expanded=expanded).argmin(-1)
+
+
+class ScoreWorkspace:
+    """Reused buffers for :func:`score_decide` (one per receiver): the ``[..., N, M]`` score tensors of a large
+    run are tens of MB, and a fresh allocation of that size is mapped and page-faulted anew on every call (on CPU
+    that costs more than the matrix product). :meth:`get` returns a buffer of the asked shape, dtype and device,
+    reallocated only when one of them changes. Not thread-safe; holds at most one buffer per name."""
+
+    def __init__(self):
+        self._bufs: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device) -> torch.Tensor:
+        b = self._bufs.get(name)
+        shape = tuple(int(d) for d in shape)
+        if b is None or tuple(b.shape) != shape or b.dtype != dtype or b.device != torch.device(device):
+            b = torch.empty(shape, dtype=dtype, device=device)
+            self._bufs[name] = b
+        return b
+
+    def clear(self) -> None:
+        self._bufs.clear()
+
+
+def _real3(t: torch.Tensor) -> torch.Tensor:
+    """complex ``[..., K, n]`` -> real ``[prod(...), K, 2n]`` (``[Re, Im]`` interleaved per sample)."""
+    r = torch.view_as_real(t.resolve_conj()).flatten(-2)
+    return r.reshape(-1, *r.shape[-2:])
+
+
+def codeword_scores(y: torch.Tensor, images: torch.Tensor, scale=None, *, out: torch.Tensor | None = None
+                    ) -> torch.Tensor:
+    r"""The fused codebook scores :math:`s_{jm} = c\,(2\,\Re\langle\mathbf y_j, \mathbf r_m
+angle -
+    \|\mathbf r_m\|^2) = c\,(\|\mathbf y_j\|^2 - \|\mathbf y_j - \mathbf r_m\|^2)`, float ``[..., N, M]``.
+
+    :param y: received blocks, complex ``[..., N, n]``.
+    :param images: codeword images :math:`\mathbf r_m`, complex ``[..., M, n]`` (the same leading dims as ``y``)
+        or ``[M, n]`` (one set for every leading entry).
+    :param scale: :math:`c` per leading entry (e.g. :math:`1/N_0`, real, broadcastable to ``[...]``), or ``None``
+        (:math:`c = 1`). With :math:`c = 1/N_0` the scores are the Gaussian log-likelihoods
+        :math:`-\|\mathbf y_j - \mathbf r_m\|^2/N_0` up to the per-block constant :math:`\|\mathbf y_j\|^2/N_0`,
+        which is not formed (it changes no decision and no posterior).
+    :param out: optional real buffer ``[prod(...), N, M]`` (contiguous) the scores are written into.
+
+    One ``baddbmm``: the images, scaled by :math:`2c` (``[..., M, 2n]``, small), against the received blocks as
+    real vectors, with the bias :math:`-c\|\mathbf r_m\|^2` -- no ``[..., N, M, n]`` difference tensor and no
+    extra pass over the ``[..., N, M]`` scores.
+    """
+    lead = y.shape[:-2]
+    N, n = y.shape[-2:]
+    yr = _real3(y)  # [G, N, 2n]
+    G = yr.shape[0]
+    ir = _real3(images)
+    if images.dim() == 2:
+        ir = ir.expand(G, *ir.shape[-2:])
+    elif ir.shape[0] != G:
+        raise ConfigError("images", f"expected images [{', '.join(map(str, lead))}, M, {n}] or [M, {n}], got "
+                                    f"{tuple(images.shape)}")
+    rr = ir.square().sum(-1)  # [G, M]
+    if scale is None:
+        w, bias = 2.0 * ir, -rr
+    else:
+        c = torch.as_tensor(scale, dtype=yr.dtype, device=yr.device).expand(lead).reshape(G)
+        w, bias = ir * (2.0 * c)[:, None, None], -rr * c[:, None]
+    s = torch.baddbmm(bias[:, None, :], yr, w.transpose(-1, -2), out=out)
+    return s.reshape(*lead, N, ir.shape[-2])
+
+
+def score_decide(y: torch.Tensor, images: torch.Tensor, scale=None, *, confidence: bool = True,
+                 workspace: ScoreWorkspace | None = None, key: str = "s"):
+    r"""The fused score-and-decide kernel: :func:`codeword_scores`, then the decision
+    :math:`\hat m_j = rg\max_m s_{jm}` (int64 ``[..., N]``; ties to the lowest index) and, with
+    ``confidence``, :math:`\kappa_j = \max_m s_{jm} - \log\sum_m e^{s_{jm}} \le 0` -- with ``scale = 1/N0`` the
+    log posterior probability of the decided message under a uniform prior (float ``[..., N]``), and the sum
+    :math:`S_j = \sum_m e^{s_{jm} - \max_m s_{jm}} \ge 1` it comes from (float ``[..., N]``).
+
+    Returns ``(msg_hat, kappa, S, smax)`` (``kappa``, ``S`` ``None`` without ``confidence``; ``smax`` the
+    maximum score ``[..., N]``). ``workspace``: buffers reused across calls (:class:`ScoreWorkspace`; ``key``
+    names this call's buffers in it). One max pass (values and indices together), one subtract-and-exp pass in
+    place, one sum -- against ``log_softmax`` + ``argmax`` + ``max`` over freshly allocated tensors.
+    """
+    lead = y.shape[:-2]
+    N = y.shape[-2]
+    M = images.shape[-2]
+    G = 1
+    for d in lead:
+        G *= int(d)
+    rdt = y.real.dtype
+    out = None if workspace is None else workspace.get(key, (G, N, M), rdt, y.device)
+    s = codeword_scores(y, images, scale, out=out).reshape(G, N, M)
+    smax, best = s.max(-1)
+    if not confidence:
+        return best.reshape(*lead, N), None, None, smax.reshape(*lead, N)
+    e = torch.empty_like(s) if workspace is None else workspace.get(key + ".exp", (G, N, M), rdt, y.device)
+    torch.sub(s, smax[..., None], out=e)
+    # exp(-80) = 1.8e-35 is still a normal float32: terms below it (they change S by < M e^-80) would underflow
+    # to subnormals, which the CPU's exp handles ~10x slower than normals
+    e.clamp_(min=-80.0).exp_()
+    S = e.sum(-1)
+    kappa = -torch.log(S)
+    return best.reshape(*lead, N), kappa.reshape(*lead, N), S.reshape(*lead, N), smax.reshape(*lead, N)
 
 
 def ml_block_logits(y: torch.Tensor, codebook: torch.Tensor, taps: torch.Tensor, no) -> torch.Tensor:

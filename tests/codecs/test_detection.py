@@ -195,3 +195,49 @@ def test_pilot_ls_decide_rejects_bad_windows_and_shapes():
         pilot_ls_decide(x, x[:1], x, book, 3)
     with pytest.raises(ConfigError, match="num_pilots"):  # no ridge: needs P n >= L
         pilot_ls_decide(x[:, :1, :2], x[:, :1, :2], x, book[:, :2], 3, ridge=0.0)
+
+
+# --- the fused score-and-decide kernel ---------------------------------------------------------------------------
+def _np_loglik(y, imgs, no):
+    """-||y - r||^2 / N0 per block and codeword by brute force (NumPy), [B, N, M]."""
+    return -(np.abs(y[:, :, None, :] - imgs[:, None, :, :]) ** 2).sum(-1) / no[:, None, None]
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_codeword_scores_are_the_log_likelihoods_up_to_the_block_constant(shared):
+    from metacomm.codecs.detection import codeword_scores
+    B, N, M, n = 3, 9, 16, 5
+    y, imgs, no = crandn(B, N, n), crandn(M, n) if shared else crandn(B, M, n), np.array([0.1, 1.0, 3.0])
+    full = np.broadcast_to(imgs, (B, M, n)) if shared else imgs
+    ref = _np_loglik(y, full, no) + (np.abs(y) ** 2).sum(-1)[..., None] / no[:, None, None]  # + ||y||^2 / N0
+    got = codeword_scores(torch.tensor(y, dtype=C128), torch.tensor(imgs, dtype=C128), torch.tensor(1 / no))
+    np.testing.assert_allclose(got.numpy(), ref, atol=1e-10)
+    got1 = codeword_scores(torch.tensor(y, dtype=C128), torch.tensor(imgs, dtype=C128))  # scale 1
+    np.testing.assert_allclose(got1.numpy(), ref * no[:, None, None], atol=1e-10)
+
+
+def test_score_decide_gives_the_ml_decision_and_its_log_posterior():
+    from metacomm.codecs.detection import ScoreWorkspace, score_decide
+    B, N, M, n = 4, 33, 64, 6
+    y, imgs, no = crandn(B, N, n), crandn(B, M, n), np.array([0.05, 0.2, 1.0, 4.0])
+    ref = _np_loglik(y, imgs, no)
+    ref_lp = ref - np.log(np.exp(ref - ref.max(-1, keepdims=True)).sum(-1, keepdims=True)) - ref.max(-1, keepdims=True)
+    ws = ScoreWorkspace()
+    for dt in (C128, torch.complex64):
+        best, kappa, S, smax = score_decide(torch.tensor(y, dtype=dt), torch.tensor(imgs, dtype=dt),
+                                            torch.tensor(1 / no), workspace=ws)
+        np.testing.assert_array_equal(best.numpy(), ref.argmax(-1))
+        np.testing.assert_allclose(kappa.numpy(), ref_lp.max(-1), atol=1e-9 if dt == C128 else 2e-4)
+        np.testing.assert_allclose(S.numpy(), np.exp(-ref_lp.max(-1)), rtol=1e-9 if dt == C128 else 1e-4)
+    best2, k2, _, _ = score_decide(torch.tensor(y, dtype=C128), torch.tensor(imgs, dtype=C128), torch.tensor(1 / no),
+                                   confidence=False)
+    assert k2 is None and torch.equal(best2, best)
+
+
+def test_expanded_distances_by_baddbmm_are_bit_identical_to_the_matmul_form():
+    g = torch.Generator().manual_seed(3)
+    y = torch.randn(16, 64, 8, dtype=torch.complex64, generator=g)
+    r = torch.randn(16, 256, 8, dtype=torch.complex64, generator=g)
+    yr, ir = torch.view_as_real(y).flatten(-2), torch.view_as_real(r).flatten(-2)
+    old = -2.0 * yr @ ir.transpose(-1, -2) + ir.square().sum(-1).unsqueeze(-2)  # the form the golden runs used
+    assert torch.equal(sq_distances(y, r, expanded=True), old)

@@ -7,6 +7,13 @@ the receiver is not told the scenario's correlation): every frame it predicts, u
 log-likelihood under the belief (:func:`~metacomm.scenarios.drift_track.track_frames`, exactly the recursion the
 codec was meta-trained through; with the codec's ``decision_directed`` option, confidently decided payload blocks
 update the belief too). Knows: the pilots, N0 per link (as every scheme), and what meta-training learned.
+
+Speed: for a tracker without phase noise deciding at the belief mean (every shipped checkpoint but the
+phase-noise one), a frame goes through :func:`~metacomm.adaptation.tracking.track_frame_decide` -- the fused
+score-and-decide kernel (one ``baddbmm`` per pass, confidence as max minus logsumexp, buffers reused across
+frames) and, after the decision-directed update, a re-decode of only the blocks whose decision can change (a proven
+bound; ``redecode = "all"`` re-decodes every block, the reference). Same decisions as the recursion
+:func:`~metacomm.adaptation.tracking.track_frames` (``tests/drift/test_track_fused.py``).
 """
 
 from __future__ import annotations
@@ -33,6 +40,11 @@ class TrackScheme(DriftScheme):
     state_attrs = ("belief",)
     #: run the codec's ``linear_tracker`` (no PA correction) instead of its ``tracker``
     linear = False
+    #: the fused path's re-decode after the decision-directed update: ``"changed"`` (only the blocks whose
+    #: decision can change) or ``"all"`` (the reference); the decisions are the same (not a result setting)
+    redecode = "changed"
+    #: use the fused path where it applies (``False``: always :func:`~metacomm.adaptation.tracking.track_frames`)
+    fused = True
 
     def setup(self, ctx: DriftContext) -> None:
         super().setup(ctx)
@@ -50,6 +62,16 @@ class TrackScheme(DriftScheme):
             if problem is not None:
                 raise ConfigError("scenario", f"scheme '{self.name}': {problem}")
         self.belief = None
+        self._fast = None
+        self.stats: dict = {}
+        tr = ctx.model.linear_tracker if self.linear else ctx.model.tracker
+        if not tr.phase_noise and not ctx.model.track_options["soft"]:
+            from metacomm.codecs.detection import ScoreWorkspace
+            with torch.no_grad():
+                tmpl = ctx.model.decoder.template_symbols()
+                if not self.linear and hasattr(ctx.model, "pa"):
+                    tmpl = ctx.model.pa(tmpl)
+                self._fast = (tr, tmpl, tr.regressors(tmpl), ScoreWorkspace())
 
     def decide(self, sig: FrameSignals) -> Decision:
         from metacomm.adaptation.tracking import track_frames
@@ -60,10 +82,18 @@ class TrackScheme(DriftScheme):
                                           f"scenario's channel gives {sig.y_p.shape[-1]} (use mode = \"truncate\")")
         t0 = time.perf_counter()
         with torch.no_grad():
-            logits, self.belief = track_frames(self.ctx.model, sig.msg_p[:, None], sig.y_p[:, None],
-                                               sig.y_d[:, None], sig.no[:, None], self.belief,
-                                               linear=self.linear)
-            msg_hat = logits[:, 0].argmax(-1)
+            if self._fast is not None and self.fused:
+                from metacomm.adaptation.tracking import track_frame_decide
+                tr, tmpl, T, ws = self._fast
+                m, P = tr.init((sig.y_p.shape[0],), dtype=sig.y_p.dtype) if self.belief is None else self.belief
+                msg_hat, self.belief = track_frame_decide(tr, self.ctx.model.track_options, tmpl, T, m, P,
+                                                          sig.msg_p, sig.y_p, sig.y_d, sig.no, workspace=ws,
+                                                          stats=self.stats, redecode=self.redecode)
+            else:
+                logits, self.belief = track_frames(self.ctx.model, sig.msg_p[:, None], sig.y_p[:, None],
+                                                   sig.y_d[:, None], sig.no[:, None], self.belief,
+                                                   linear=self.linear)
+                msg_hat = logits[:, 0].argmax(-1)
         return Decision(msg_hat, (time.perf_counter() - t0) * 1e3)
 
 
