@@ -214,9 +214,11 @@ class OFDMLink(nn.Module):
     # -- one slot --------------------------------------------------------------------------------------------
     @torch.no_grad()
     def draw(self, batch_size: int, ebno_db: float, generator: torch.Generator | None = None, *,
-             no: torch.Tensor | float | None = None) -> OFDMSlot:
+             no: torch.Tensor | float | None = None, state: dict | None = None) -> OFDMSlot:
         """Draw the signals of ``batch_size`` blocks (codewords) at ``ebno_db`` [dB] (or at the explicit N0 ``no``,
-        a number or ``[G]`` per grid), in the order of the module docstring."""
+        a number or ``[G]`` per grid), in the order of the module docstring. ``state``: a given channel
+        realisation ``{"h_freq": [G, 1, R, 1, 1, S, F]}`` for the ``G`` grids (a drift run's slot; the channel draw
+        is then skipped)."""
         c = self.config
         B = check_positive_int("batch_size", batch_size)
         G = -(-B // c.num_codewords)
@@ -229,7 +231,10 @@ class OFDMLink(nn.Module):
         if c.pad_bits:
             cw = torch.cat([cw, random_bits(G, c.pad_bits, generator=generator, device=dev, dtype=rdt)], dim=-1)
         x = rg_mapper(mapper(cw)[:, None, None, :])  # [G, 1, 1, S, F]
-        state = self.channel.sample_state(G, generator=generator, device=dev, dtype=self.dtype)
+        if state is None:
+            state = self.channel.sample_state(G, generator=generator, device=dev, dtype=self.dtype)
+        else:
+            state = {"h_freq": self.channel.check_state(state, G).to(device=dev, dtype=self.dtype)}
         if no is None:
             no_t = torch.full((G,), self.no(ebno_db), dtype=rdt, device=dev)
         else:

@@ -34,7 +34,8 @@ __all__ = ["register_scheme", "scheme_names", "make_scheme", "build_schemes", "p
 
 #: modules whose import registers the built-in schemes, in the order of the help text and the default list
 BUILTIN_MODULES = ("metacomm.drift.schemes.adaptive", "metacomm.drift.schemes.tracking", "metacomm.drift.schemes.ls",
-                   "metacomm.drift.schemes.model_based", "metacomm.drift.schemes.reference")
+                   "metacomm.drift.schemes.model_based", "metacomm.drift.schemes.reference",
+                   "metacomm.drift.schemes.ofdm")
 #: modules whose import registers the scenario packs' schemes (adversarial, label noise, compression)
 PACK_MODULES = ("metacomm.drift.schemes.adversarial", "metacomm.drift.schemes.label_noise",
                 "metacomm.drift.schemes.quantized")
@@ -250,6 +251,10 @@ def parse_schemes(text: str | Sequence[str], field: str = "schemes") -> tuple[li
 
 def default_schemes(scenario=None, codec=None) -> list[str]:
     """The default scheme list of a run of ``scenario`` (a loaded DriftScenario, or None) with ``codec`` (or
-    None): every ``default=True`` scheme whose needs both meet (module docstring), in registration order."""
+    None): every ``default=True`` scheme whose needs both meet (module docstring) and that decides the scenario's
+    kind of link (``scenario.link_kind``: ``"block"`` unless the scenario says otherwise, e.g. ``"ofdm"``), in
+    registration order."""
     _load()
-    return [e.name for e in _ordered() if e.default and all(NEEDS[need](scenario, codec) for need in e.needs)]
+    link = getattr(scenario, "link_kind", "block")
+    return [e.name for e in _ordered() if e.default and link in getattr(e.cls, "links", ("block",))
+            and all(NEEDS[need](scenario, codec) for need in e.needs)]

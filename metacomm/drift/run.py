@@ -175,7 +175,8 @@ class DriftRun:
         modified (a private copy is made).
     :param config: a :class:`DriftRunConfig` (validated here).
     :param schemes: scheme objects to use instead of the registry's (``config.schemes`` is then ignored).
-    :param link: the :class:`~metacomm.drift.protocol.DriftLink` (default :class:`BlockCodecLink`).
+    :param link: the :class:`~metacomm.drift.protocol.DriftLink` (default: :class:`BlockCodecLink`, or
+        :class:`~metacomm.drift.ofdm_link.OFDMSlotLink` for an OFDM scenario, ``scenario.link_kind == "ofdm"``).
     :param rule: the checkpoint's inner update rule for the adaptive schemes (``ctx.rule``), or ``None``.
 
     :meth:`step` plays the next frame; :meth:`run` plays the remaining ones; :attr:`result` accumulates;
@@ -188,7 +189,12 @@ class DriftRun:
             raise ConfigError("config", f"expected a DriftRunConfig, got {type(config).__name__}")
         c = replace(config).validate()
         dev = torch.device(c.device)
-        link = BlockCodecLink() if link is None else link
+        if link is None:  # the scenario's kind of link: block codec frames, or slots of coded OFDM links
+            if getattr(scenario, "link_kind", "block") == "ofdm":
+                from metacomm.drift.ofdm_link import OFDMSlotLink
+                link = OFDMSlotLink()
+            else:
+                link = BlockCodecLink()
         self.ctx = link.context(scenario, model, c, dev)
         self.ctx.rule = rule
         if schemes is None:
@@ -222,7 +228,8 @@ class DriftRun:
             "inner_rule": None if rule is None else getattr(rule, "name", type(rule).__name__),
             "scheme_settings": {s.name: s.settings() for s in self.schemes},
             "scheme_kinds": {s.name: getattr(s, "kind", "adaptive") for s in self.schemes},
-            "ci": "Clopper-Pearson 95% over blocks (BLER) / bits (BER) pooled over frames and links"},
+            "ci": "Clopper-Pearson 95% over blocks (BLER) / bits (BER) pooled over frames and links",
+            **(link.config_record(ctx) if hasattr(link, "config_record") else {})},
             bler_target=c.bler_target)
         self.position = 0  # frames played or skipped so far
         self._frames: Iterator = scenario.frames(c.frames, batch_size=c.links, generator=self.g_ch, device=dev,
@@ -289,7 +296,8 @@ class DriftRun:
         for _ in tqdm(range(left), total=left, disable=quiet, desc=f"drift {self.scenario.name}", leave=False):
             _, sig = self.step()
             if on_frame is not None:
-                on_frame(sig.frame, {"msg_p": sig.msg_p, "y_p": sig.y_p, "msg_d": sig.msg_d, "y_d": sig.y_d})
+                on_frame(sig.frame, sig.shared() if hasattr(sig, "shared") else
+                         {"msg_p": sig.msg_p, "y_p": sig.y_p, "msg_d": sig.msg_d, "y_d": sig.y_d})
         return self.result
 
 

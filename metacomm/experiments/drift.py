@@ -40,6 +40,7 @@ from metacomm.experiments.drift_session import (
     DriftSession,
     check_drift_memory,
     check_seeds_output,
+    is_ofdm,
     jamming_twin,
     load_drift_codec,
     read_run_state,
@@ -198,9 +199,12 @@ def run_drift_experiment(cfg: DriftConfig, *, log=print, executor=None) -> Drift
     dev = resolve_device(cfg.device, field="device")
     cfg.validate()
     choice = getattr(cfg, "_choice", None)
+    scenario = load_scenario(cfg.scenario)
+    if is_ofdm(scenario) and choice:  # the defaulted block codec is not for OFDM slots
+        cfg.checkpoint, choice = None, None
     if choice:
         log(f"drift: no checkpoint given: {choice}")
-    session = DriftSession.open(load_scenario(cfg.scenario), cfg.checkpoint, dev)
+    session = DriftSession.open(scenario, cfg.checkpoint, dev)
     session.choice = choice
     _resolve_schemes(cfg, session)
     if cfg.seeds is not None:
@@ -220,6 +224,10 @@ def run_drift_experiment(cfg: DriftConfig, *, log=print, executor=None) -> Drift
                                       "segments": _segment_bler(jam)}
     pj, pc, png = save_run(res, cfg.out, cfg.checkpoint, session.ck, session.recorded())
     return DriftOutcome(result=res, paths={"results": pj, "csv": pc, "plot": png})
+
+
+def _abspath(path):
+    return None if path is None else os.path.abspath(path)
 
 
 def _segment_bler(res) -> dict:
@@ -271,7 +279,7 @@ def _expected(scfg, session: DriftSession) -> dict:
     out = {**session.digests, "scenario": sc.name, "frames": scfg.frames, "pilots": scfg.pilots, "steps": scfg.steps,
            "links": scfg.links, "payload_blocks_per_link": scfg.payload, "seed": scfg.seed,
            "lr": mcfg.inner_lr if scfg.lr is None else scfg.lr, "schemes": names,
-           "bler_target": scfg.bler_target, "checkpoint": os.path.abspath(scfg.checkpoint)}
+           "bler_target": scfg.bler_target, "checkpoint": _abspath(scfg.checkpoint)}
     if "retrain" in names:  # the retrain scheme's settings (recorded with their defaults otherwise)
         out.update(retrain_every=scfg.retrain_every, retrain_steps=scfg.retrain_steps)
     return out
@@ -339,7 +347,7 @@ def _run_seeds(cfg: DriftConfig, session: DriftSession, *, log=print, executor=N
         log(f"drift: resuming {cfg.out}: {len(per_seed)} of {len(seeds)} seeds finished, {len(states)} continue "
             "from their run state, the rest start")
 
-    config = {**key, "checkpoint": os.path.abspath(cfg.checkpoint), "scenario_name": sc.name, "seeds": seeds,
+    config = {**key, "checkpoint": _abspath(cfg.checkpoint), "scenario_name": sc.name, "seeds": seeds,
               "seed_dirs": {str(s): os.path.basename(seed_dir(cfg.out, s)) for s in seeds},
               "lr": mcfg.inner_lr if cfg.lr is None else cfg.lr, "adapt": mcfg.adapt, "inner_loss": mcfg.inner_loss,
               "checkpoint_meta": ck.get("meta", {}), "executor": cfg.executor,

@@ -19,7 +19,7 @@ from metacomm.scenarios.drift_builtins import builtin_match, builtin_scenario_te
 
 __all__ = ["jamming_twin", "TRANSFER_NOTE", "RUN_STATE", "RUN_KIND", "SEEDS_KIND", "DEFAULT_CHECKPOINT", "CodecSettings", "DriftSession",
            "load_drift_codec", "shipped_tracker", "builtin_match", "check_drift_memory", "save_run", "fingerprint", "read_run_state",
-           "seed_dir", "check_seeds_output"]
+           "seed_dir", "check_seeds_output", "is_ofdm", "drift_link"]
 
 #: the run-state file a drift run with ``save_every`` writes into its output directory
 RUN_STATE = "run-state.pt"
@@ -100,6 +100,19 @@ def shipped_tracker(scenario, pilots) -> str | None:
     return path if os.path.exists(path) else None
 
 
+def is_ofdm(scenario) -> bool:
+    """Whether ``scenario`` (a loaded drift scenario) plays slots of coded OFDM links."""
+    return getattr(scenario, "link_kind", "block") == "ofdm"
+
+
+def drift_link(scenario):
+    """The :class:`~metacomm.drift.protocol.DriftLink` that plays ``scenario``'s frames (None: the block link)."""
+    if is_ofdm(scenario):
+        from metacomm.drift.ofdm_link import OFDMSlotLink
+        return OFDMSlotLink()
+    return None
+
+
 def check_drift_memory(cfg) -> None:
     """Refuse up front sizes whose tensors cannot fit: per frame the links' pilot and payload blocks with every
     scheme's working set (codewords, noise, received samples, 2^k block logits and their temporaries), and a record
@@ -151,7 +164,7 @@ def save_run(res, out: str, checkpoint: str, ck: dict, digests: dict | None = No
     ``digests`` -- ``scenario_sha256``, ``checkpoint_sha256`` -- in its config), ``results.csv`` and ``drift.png``;
     returns the three paths."""
     from metacomm.drift.result import plot_drift
-    res.config["checkpoint"] = os.path.abspath(checkpoint)
+    res.config["checkpoint"] = None if checkpoint is None else os.path.abspath(checkpoint)
     res.config["checkpoint_meta"] = ck.get("meta", {})
     res.config.update(digests or {})
     os.makedirs(out, exist_ok=True)
@@ -195,6 +208,8 @@ def jamming_twin(scenario):
     so the twin run has the same channels, messages and noise."""
     from metacomm.channels.attacks import JAMMERS, SegmentAttack
     from metacomm.channels.drift import Timeline
+    if is_ofdm(scenario):
+        return None
     segs = scenario.timeline.segments
     if not any(s.attack is not None and s.attack.kind not in JAMMERS for s in segs):
         return None
@@ -232,9 +247,16 @@ class DriftSession:
         TOML text, read from its source when not given) and check that the codec fits the scenario's geometry
         (ConfigError ``checkpoint``)."""
         from metacomm.drift.links import check_codec_fits
-        digest_ck = file_sha256(checkpoint) if os.path.isfile(checkpoint) else None
-        model, settings, ck = load_drift_codec(checkpoint, device=device)
-        check_codec_fits(scenario, model, field="checkpoint")
+        if is_ofdm(scenario):  # slots of coded OFDM links: the classical receivers need no codec
+            if checkpoint is not None:
+                raise ConfigError("checkpoint", f"scenario {scenario.name!r} is an OFDM drift scenario, whose "
+                                                "receivers (ls-nn, ls-lin, lmmse-cov, perfect-csi) take no "
+                                                "checkpoint; leave it out")
+            model, settings, ck, digest_ck = None, CodecSettings(0.1, "none", "ce", None), {}, None
+        else:
+            digest_ck = file_sha256(checkpoint) if os.path.isfile(checkpoint) else None
+            model, settings, ck = load_drift_codec(checkpoint, device=device)
+            check_codec_fits(scenario, model, field="checkpoint")
         if text is None:
             src = str(scenario.source)
             text = builtin_scenario_text(src[len("<builtin>/"):-len(".toml")]) if src.startswith("<builtin>/") \
@@ -256,7 +278,7 @@ class DriftSession:
         else:
             from pathlib import Path
             scen = ("text", Path(src).read_text(encoding="utf-8"), src, sc.name)
-        return scen, os.path.abspath(self.checkpoint)
+        return scen, None if self.checkpoint is None else os.path.abspath(self.checkpoint)
 
     @classmethod
     def from_ref(cls, ref: tuple, device: str) -> DriftSession:
@@ -299,7 +321,8 @@ class DriftSession:
 
         from metacomm.artefacts import save_checkpoint
         from metacomm.drift.run import DriftRun
-        run = DriftRun(self.scenario, self.model, self.run_config(cfg), rule=self.codec.rule)
+        run = DriftRun(self.scenario, self.model, self.run_config(cfg), rule=self.codec.rule, link=drift_link(
+            self.scenario))
         path = os.path.join(cfg.out, RUN_STATE)
         fp = self.fingerprint(cfg)
         if state is not None:

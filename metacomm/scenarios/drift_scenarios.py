@@ -10,6 +10,8 @@ Schema
 ------
 Top level (all keys other than those listed are rejected)::
 
+    kind = "block"                 # optional; "ofdm" = an OFDM drift scenario (slots of coded OFDM links, another
+                                   #   schema: metacomm.scenarios.ofdm_drift)
     name = "doppler-fast"          # str, default: the file name without .toml
     description = "..."            # str
     ebno_db = 10.0                 # nominal Eb/N0 [dB] (required; |x| <= 300 dB, as every dB value)
@@ -108,7 +110,9 @@ from metacomm.channels.drift import (
 __all__ = ["BUILTIN_SCENARIOS", "DriftScenario", "load_scenario", "parse_scenario", "list_scenarios"]
 
 BUILTIN_SCENARIOS = ("doppler-slow", "doppler-fast", "snr-drift", "regime-switch", "iq-drift", "pa-drift",
-                     "phase-noise-drift")
+                     "phase-noise-drift", "ofdm-speed-ramp", "ofdm-high-doppler", "ofdm-profile-switch")
+#: the built-ins that play slots of coded OFDM links (``kind = "ofdm"``, :mod:`metacomm.scenarios.ofdm_drift`)
+OFDM_SCENARIOS = ("ofdm-speed-ramp", "ofdm-high-doppler", "ofdm-profile-switch")
 
 TOP_KEYS = ("name", "description", "ebno_db", "frame_duration_s", "seed", "plot", "codec", "segment")
 CODEC_KEYS = ("k", "n")
@@ -347,12 +351,19 @@ def load_scenario(name_or_path: str | Path) -> DriftScenario:
 
 
 def parse_scenario(text: str, *, source: str = "<string>", default_name: str = "scenario") -> DriftScenario:
-    """Parse and validate the TOML ``text`` of a scenario (``source`` names it in error messages)."""
+    """Parse and validate the TOML ``text`` of a scenario (``source`` names it in error messages); a file with
+    ``kind = "ofdm"`` gives an :class:`~metacomm.scenarios.ofdm_drift.OFDMDriftScenario`."""
     ctx = _Ctx(source, text)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(source, f"invalid TOML: {e}") from None
+    kind = raw.pop("kind", "block") if raw.get("kind", "block") == "block" else raw.get("kind")
+    if kind == "ofdm":  # consecutive slots of coded OFDM links (metacomm.scenarios.ofdm_drift)
+        from metacomm.scenarios.ofdm_drift import parse_ofdm_scenario
+        return parse_ofdm_scenario(ctx, raw, default_name=default_name)
+    if kind != "block":
+        raise ctx.error("kind", f"unknown scenario kind {kind!r}; allowed: block (the default), ofdm")
     top = ctx.table("", raw, TOP_KEYS, required=("ebno_db", "codec", "segment"))
     name = ctx.string("name", top.get("name", default_name))
     description = ctx.string("description", top.get("description", ""))

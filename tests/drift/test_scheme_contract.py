@@ -28,9 +28,30 @@ NEEDS = {"track": ("pa-drift", "tracker", 16), "track-linear": ("pa-drift", "tra
          "pa-kalman": ("pa-drift", "online", 4), "pn-ls": ("phase-noise-drift", "online", 4),
          "pn-kalman": ("phase-noise-drift", "online", 4), "dd-mwnet": ("doppler-slow", "tracker", 1)}
 FRAMES, HALF = 4, 2
+#: the OFDM link's schemes run on a tiny OFDM drift scenario (32 subcarriers, QPSK, LDPC n = 648)
+TINY_OFDM = """
+kind = "ofdm"
+link = "tdl-b-400hz"
+ebno_db = 4.0
+[link_overrides]
+fft_size = 32
+num_guard_carriers = [2, 2]
+bits_per_symbol = 2
+num_bp_iter = 5
+[[segment]]
+slots = 4
+speed = { ramp = [10.0, 30.0] }
+"""
+
+
+def _is_ofdm(name):
+    return registry.scheme_entry(name).cls.links == ("ofdm",)
 
 
 def _setting(name):
+    if _is_ofdm(name):
+        from metacomm.scenarios.drift_scenarios import parse_scenario
+        return parse_scenario(TINY_OFDM, default_name="tiny-ofdm"), None, dict(frames=FRAMES, links=2, seed=1)
     scenario, ck, pilots = NEEDS.get(name, ("doppler-fast", "online", 4))
     path = shipped_tracker(scenario, pilots) if ck == "tracker" else DEFAULT_CHECKPOINT
     model, codec, _ = load_drift_codec(path)
@@ -58,15 +79,18 @@ def test_decide_returns_payload_shaped_int64_decisions(name):
 
         def spy(sig, decide=decide):
             d = decide(sig)
-            seen.append((d, tuple(sig.msg_d.shape)))
+            seen.append((d, tuple(sig.slot.bits.shape) if _is_ofdm(name) else tuple(sig.msg_d.shape)))
             return d
         s.decide = spy
     run.run()
     assert len(seen) == FRAMES * len(run.schemes)
     for d, shape in seen:
         assert isinstance(d, Decision)
-        assert d.msg_hat.dtype == torch.int64 and tuple(d.msg_hat.shape) == shape
-        assert int(d.msg_hat.min()) >= 0 and int(d.msg_hat.max()) < 2 ** run.ctx.k
+        if _is_ofdm(name):  # decoded information bits (0/1) of every codeword
+            assert tuple(d.msg_hat.shape) == shape and set(d.msg_hat.unique().tolist()) <= {0.0, 1.0}
+        else:
+            assert d.msg_hat.dtype == torch.int64 and tuple(d.msg_hat.shape) == shape
+            assert int(d.msg_hat.min()) >= 0 and int(d.msg_hat.max()) < 2 ** run.ctx.k
         assert d.latency_ms is None or d.latency_ms >= 0.0
     assert all(getattr(s, "kind", None) in ("adaptive", "classical", "reference") for s in run.schemes)
 
@@ -99,15 +123,20 @@ def test_an_extra_scheme_registered_outside_the_package_changes_no_other_numbers
         kind = "adaptive"
         state_attrs = ()
 
+        links = ("block", "ofdm")
+
         def decide(self, sig):
             torch.randn(17)  # global generator: must not be what any other scheme's numbers depend on
+            if hasattr(sig, "slot"):  # an OFDM slot: random information bits
+                return Decision(torch.randint(0, 2, sig.slot.bits.shape).to(sig.slot.bits.dtype), 0.0)
             return Decision(torch.randint(0, 2 ** self.ctx.k, sig.msg_d.shape), 0.0)
 
     assert "test-random" in scheme_names("pack")
     by_setting: dict = {}
     for name in scheme_names():
         if name != "test-random":
-            by_setting.setdefault(NEEDS.get(name, ("doppler-fast", "online", 4)), []).append(name)
+            key = "ofdm" if _is_ofdm(name) else NEEDS.get(name, ("doppler-fast", "online", 4))
+            by_setting.setdefault(key, []).append(name)
     for names in by_setting.values():
         sc, model, kw = _setting(names[0])
         torch.manual_seed(0)
