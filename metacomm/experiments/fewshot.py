@@ -344,50 +344,95 @@ def write_results(results: dict, out: str) -> str:
 
 
 def _plots(rows, pilots, steps, out, metric="bler", classical=("pilot-ls-ml",)):
-    """``{metric}_vs_steps.png`` (learned schemes at 16 pilots or the largest P; genie and classical lines) and
-    ``{metric}_vs_pilots.png`` (learned schemes after 1 step or the first step > 0; classical curves)."""
+    """``{metric}_vs_steps.png`` (learned schemes at 16 pilots or the largest P against the adaptation steps, on a
+    symmetric-log axis so that 0 steps sits at 0; genie and classical references as horizontal lines) and
+    ``{metric}_vs_pilots.png`` (learned schemes after 1 step or the first step > 0; classical curves). Every point
+    has its 95 % interval (``{metric}_ci``); a rate with no error is drawn as an open downward triangle at the
+    interval's upper bound (a reference line with no error: at that bound, labelled so), with one legend entry
+    saying so; legends sit outside the data."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     from metacomm.artefacts import save_figure
     label = metric.upper()
     p_ref = 16 if 16 in pilots else pilots[-1]
     s_ref = 1 if 1 in steps else next((s for s in steps if s > 0), steps[0])
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for scheme in ("meta", "joint", "random"):
-        pts = sorted((r["steps"], r["bler"]) for r in rows if r["scheme"] == scheme and r["pilots"] == p_ref)
+    learned = {"meta": ("C0", "o"), "joint": ("C1", "s"), "random": ("C2", "^")}
+
+    def rate(r):
+        return float(r.get(metric, r["bler"]))
+
+    def ci(r):
+        c = r.get(f"{metric}_ci") or r.get("bler_ci")
+        return (float(c[0]), float(c[1])) if c else (rate(r), rate(r))
+
+    def curve(ax, pts, color, marker, ls, lab):
+        """``pts``: (x, record) pairs; error bars, zero-error points as upper limits. Returns whether any was 0."""
+        pos = [(x, r) for x, r in pts if rate(r) > 0]
+        zero = [(x, r) for x, r in pts if rate(r) <= 0]
+        if pos:
+            y = [rate(r) for _, r in pos]
+            err = [[v - ci(r)[0] for v, (_, r) in zip(y, pos, strict=True)],
+                   [ci(r)[1] - v for v, (_, r) in zip(y, pos, strict=True)]]
+            ax.errorbar([x for x, _ in pos], y, yerr=err, color=color, marker=marker, ms=5, ls=ls, lw=1.3,
+                        capsize=2, label=lab)
+        if zero:
+            ax.plot([x for x, _ in zero], [ci(r)[1] for _, r in zero], "v", mfc="none", ms=7, color=color,
+                    ls="none", label="_nolegend_" if pos else f"{lab} (no errors)")
+        return bool(zero)
+
+    def finish(ax, any_zero, xlabel, title):
+        if any_zero:
+            ax.plot([], [], "v", mfc="none", ms=7, color="0.35", ls="none", label="no errors: 95% upper bound")
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(label)
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+    fig, ax = plt.subplots(figsize=(7.5, 4), layout="constrained")
+    zero = False
+    for scheme, (color, marker) in learned.items():
+        pts = sorted(((r["steps"], r) for r in rows if r["scheme"] == scheme and r["pilots"] == p_ref),
+                     key=lambda xr: xr[0])
         if pts:
-            ax.plot([max(s, 0.5) for s, _ in pts], [max(b, 1e-6) for _, b in pts], "o-", label=scheme)
-    for r in rows:
-        if r["scheme"] == "genie":
-            ax.axhline(max(r["bler"], 1e-6), ls="--", c="k", label="genie")
-        if r["scheme"] in classical and r["pilots"] == p_ref:
-            ax.axhline(max(r["bler"], 1e-6), ls=":", c="gray", label=f"{r['scheme']} ({p_ref} pilots)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("adaptation steps (0 plotted at 0.5)")
-    ax.set_ylabel(label)
-    ax.set_title(f"{label} vs steps, {p_ref} pilots")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
+            zero |= curve(ax, pts, color, marker, "-", scheme)
+    refs = [r for r in rows if r["scheme"] == "genie"] + \
+        [r for r in rows if r["scheme"] in classical and r["pilots"] == p_ref]
+    for r in refs:
+        genie = r["scheme"] == "genie"
+        j = classical.index(r["scheme"]) if r["scheme"] in classical else 0
+        lab = ("genie" if genie else f"{r['scheme']} ({p_ref} pilots)")
+        y = rate(r)
+        if y <= 0:
+            y, lab = ci(r)[1], lab + ": no errors, at its 95% upper bound"
+        ax.axhline(y, ls="--" if genie else ":", c="k" if genie else ("gray", "tab:brown", "tab:olive")[j % 3],
+                   lw=1.2, label=lab)
+    ax.set_xscale("symlog", linthresh=1.0, linscale=0.6)
+    ax.xaxis.set_major_locator(ticker.FixedLocator(sorted(set(steps))))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
+    finish(ax, zero, "adaptation steps (symmetric log axis: 0 at 0)", f"{label} vs steps, {p_ref} pilots "
+           "(95% intervals)")
     save_figure(fig, os.path.join(out, f"{metric}_vs_steps.png"), dpi=120)
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for scheme in ("meta", "joint", "random"):
-        pts = sorted((r["pilots"], r["bler"]) for r in rows if r["scheme"] == scheme and r["steps"] == s_ref)
+    fig, ax = plt.subplots(figsize=(7.5, 4), layout="constrained")
+    zero = False
+    for scheme, (color, marker) in learned.items():
+        pts = sorted(((r["pilots"], r) for r in rows if r["scheme"] == scheme and r["steps"] == s_ref),
+                     key=lambda xr: xr[0])
         if pts:
-            ax.plot([p for p, _ in pts], [max(b, 1e-6) for _, b in pts], "o-", label=f"{scheme} ({s_ref} step)")
-    for name in classical:
-        pts = sorted((r["pilots"], r["bler"]) for r in rows if r["scheme"] == name)
+            zero |= curve(ax, pts, color, marker, "-", f"{scheme} ({s_ref} step{'s' if s_ref != 1 else ''})")
+    for j, name in enumerate(classical):
+        pts = sorted(((r["pilots"], r) for r in rows if r["scheme"] == name), key=lambda xr: xr[0])
         if pts:
-            ax.plot([p for p, _ in pts], [max(b, 1e-6) for _, b in pts], "s:", c="gray", label=name)
+            zero |= curve(ax, pts, ("gray", "tab:brown", "tab:olive")[j % 3], "D", ":", name)
     ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("pilots")
-    ax.set_ylabel(label)
-    ax.set_title(f"{label} vs pilots")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
+    ax.xaxis.set_major_locator(ticker.FixedLocator(sorted(set(pilots))))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
+    finish(ax, zero, "pilots", f"{label} vs pilots (95% intervals)")
     save_figure(fig, os.path.join(out, f"{metric}_vs_pilots.png"), dpi=120)

@@ -4,8 +4,9 @@
 (BER and BLER, log y, Eb/N0 in dB on x) with confidence intervals as error bars and,
 where a closed form exists for the link (``config["codec"]``, ``config["channel"]``, see
 :func:`metacomm.sims.theory.theory_curves`), the theory curve dashed underneath. Points with zero errors are
-drawn as a downward triangle at the interval's upper bound (an upper limit, since log axes cannot show 0);
-points that were not simulated are omitted.
+drawn as an open downward triangle at the interval's upper bound (an upper limit, since log axes cannot show 0),
+with one legend entry saying so; points that were not simulated are omitted; an axis with nothing labelled has no
+legend.
 
 BER error bars use the block-level interval (``ber_ci_block``, the block as the independent unit, see
 :mod:`metacomm.sims.stats`), which is the bit-level Clopper-Pearson interval when bit errors are independent and
@@ -64,15 +65,11 @@ def _draw(ax, result: SweepResult, which: str, label: str, color) -> bool:
         elif ci is not None:
             ul_x.append(p.ebno_db)
             ul_y.append(ci[1])
-    drawn = False
     if xs:
         ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o-", ms=4, capsize=3, lw=1.2, color=color, label=label)
-        drawn = True
-    if ul_x:
-        ax.plot(ul_x, ul_y, "v", color=color, ms=6, mfc="none",
-                label=None if drawn else f"{label} (no errors: upper bound)")
-        drawn = True
-    return drawn
+    if ul_x:  # its legend entry is the shared "no errors" one (plot_results), or this curve's when it has no point
+        ax.plot(ul_x, ul_y, "v", color=color, ms=6, mfc="none", label="_nolegend_" if xs else label)
+    return bool(ul_x)
 
 
 def plot_results(results: SweepResult | Sequence[SweepResult], out: str | os.PathLike, *,
@@ -103,10 +100,11 @@ def plot_results(results: SweepResult | Sequence[SweepResult], out: str | os.Pat
     all_x = np.concatenate([r.ebno_db for r in results])
     grid = np.linspace(all_x.min(), all_x.max(), 200) if all_x.size else np.zeros(0)
     floors = [np.inf, np.inf]
+    zero = [False, False]  # whether an axis has a zero-error point (drawn as an upper limit)
     for i, (r, lab) in enumerate(zip(results, labels, strict=True)):
         color = colors[i % len(colors)]
         for j, (ax, which) in enumerate(zip(axes, ("ber", "bler"), strict=True)):
-            _draw(ax, r, which, lab, color)
+            zero[j] |= _draw(ax, r, which, lab, color)
             for p in r.points:
                 ci = (p.ber_ci_block or p.ber_ci) if which == "ber" else p.bler_ci
                 if ci is not None:
@@ -128,12 +126,15 @@ def plot_results(results: SweepResult | Sequence[SweepResult], out: str | os.Pat
                 floor = floors[j] / 10.0 if np.isfinite(floors[j]) else 1e-7
                 ax.plot(grid, np.where(y >= floor, y, np.nan), "--", color=color, lw=1.0, alpha=0.7,
                         label=th["label"])
-    for ax, name in zip(axes, ("BER", "BLER"), strict=True):
+    for ax, name, z in zip(axes, ("BER", "BLER"), zero, strict=True):
         ax.set_yscale("log")
         ax.set_xlabel(r"$E_b/N_0$ [dB]")
         ax.set_ylabel(name)
         ax.grid(True, which="both", alpha=0.3)
-        if ax.has_data():
+        if z:  # one legend entry says what the open triangles are
+            ax.plot([], [], "v", color="0.35", ms=6, mfc="none", ls="none",
+                    label=f"no errors: {100 * float(results[0].config.get('confidence', 0.95)):g}% upper bound")
+        if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     conf = results[0].config.get("confidence", 0.95)
     fig.suptitle(title or f"Monte-Carlo error rates (error bars: {100 * float(conf):g}% confidence intervals)",

@@ -1,0 +1,72 @@
+"""fewshot's figures: 0 steps on the axis (symmetric log, not a log axis hiding 0), intervals on every point,
+zero-error rates as labelled upper bounds, legends outside the data and never empty; BER plots: the zero-error
+marker has a legend entry."""
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+from metacomm.experiments.fewshot import _plots  # noqa: E402
+from metacomm.sims.plots import plot_results  # noqa: E402
+from metacomm.sims.results import PointResult, SweepResult  # noqa: E402
+
+
+@pytest.fixture
+def figs(monkeypatch):
+    import metacomm.artefacts as art
+    kept = []
+
+    def keep(fig, path, **kw):
+        kept.append(fig)
+        fig.savefig(path)
+        return path
+
+    monkeypatch.setattr(art, "save_figure", keep)
+    import metacomm.sims.plots as sp
+    monkeypatch.setattr(sp, "save_figure", keep)
+    return kept
+
+
+def _rec(scheme, pilots, steps, errors, blocks=1000):
+    b = errors / blocks
+    return {"scheme": scheme, "pilots": pilots, "steps": steps, "bler": b, "block_errors": errors,
+            "blocks": blocks, "bler_ci": [max(0.0, b - 0.01), b + 0.01] if errors else [0.0, 0.0037]}
+
+
+def test_fewshot_steps_axis_shows_zero_and_zero_errors_are_labelled(figs, tmp_path):
+    rows = [_rec(s, p, k, e) for s in ("meta", "joint", "random") for p in (4, 16)
+            for k, e in ((0, 800), (1, 100), (10, 20))]
+    rows[4] = _rec("meta", 16, 1, 0)  # one learned point without an error (in both figures)
+    rows += [_rec("genie", None, 2000, 0), _rec("pilot-ls-ml", 4, None, 13), _rec("pilot-ls-ml", 16, None, 12)]
+    _plots(rows, [4, 16], [0, 1, 10], str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bler_vs_pilots.png", "bler_vs_steps.png"]
+    steps_ax, pilots_ax = figs[0].axes[0], figs[1].axes[0]
+    assert steps_ax.get_xscale() == "symlog"
+    assert [t.get_text() for t in steps_ax.get_xticklabels()] == ["0", "1", "10"]
+    labels = [t.get_text() for t in steps_ax.get_legend().get_texts()]
+    assert "genie: no errors, at its 95% upper bound" in labels and "meta" in labels
+    assert "no errors: 95% upper bound" in labels and all(labels)
+    genie_line = [ln for ln in steps_ax.get_lines() if ln.get_label().startswith("genie")][0]
+    assert genie_line.get_ydata()[0] == pytest.approx(0.0037)  # at the bound, not at an arbitrary floor
+    assert all(len(c) > 0 for c in steps_ax.containers)  # error bars
+    plabels = [t.get_text() for t in pilots_ax.get_legend().get_texts()]
+    assert "no errors: 95% upper bound" in plabels and all(plabels)
+    assert [t.get_text() for t in pilots_ax.get_xticklabels()] == ["4", "16"]
+    for fig in figs:
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1 - 1
+
+
+def test_ber_plot_zero_error_marker_in_the_legend(figs, tmp_path):
+    pts = [PointResult(ebno_db=0.0, bit_errors=50, bits=1000, block_errors=40, blocks=100, bits_per_block=10,
+                       simulated=True),
+           PointResult(ebno_db=5.0, bit_errors=0, bits=1000, block_errors=0, blocks=100, bits_per_block=10,
+                       simulated=True)]
+    plot_results(SweepResult(points=pts, config={"label": "x"}), tmp_path / "f.png", theory=False)
+    for ax in figs[0].axes:
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert sorted(labels) == ["no errors: 95% upper bound", "x"]
+    plot_results(SweepResult(points=pts[:1], config={"label": "y"}), tmp_path / "g.png", theory=False)
+    assert [t.get_text() for t in figs[1].axes[0].get_legend().get_texts()] == ["y"]
