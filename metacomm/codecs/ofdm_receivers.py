@@ -23,6 +23,8 @@ The receivers (:data:`RECEIVERS`) and what each knows:
   same model (seeded ``cov_seed``, independent of the simulated draws; Sionna's channel-estimation tutorial's
   Monte-Carlo estimator, :meth:`metacomm.channels.ofdm.OFDMChannel.covariances`), computed once per link
   configuration and cached for the process. It does not know the realisation.
+* ``adaptive`` / ``lmmse-cov-turbo``: the adaptive receiver and its classical turbo baseline
+  (:mod:`metacomm.codecs.ofdm_adaptive`).
 * ``perfect-csi``: the true channel of the slot (``h_freq`` with the nulled subcarriers removed) and N0, error
   variance 0 -- the genie reference (the tutorial's "Perfect CSI" baseline).
 
@@ -45,6 +47,7 @@ from torch import nn
 from metacomm._sionna import SionnaBlocks
 from metacomm._validation import ConfigError, check_choice
 from metacomm.codecs.ofdm_config import OFDMLinkConfig, build_resource_grid
+from metacomm.codecs.ofdm_receiver_base import OFDMReceiver
 
 __all__ = ["RECEIVERS", "RECEIVER_HELP", "OFDMReceiver", "LSReceiver", "LMMSECovReceiver", "PerfectCSIReceiver",
            "make_receiver"]
@@ -56,6 +59,12 @@ RECEIVER_HELP = {
     "lmmse-cov": "LS + LMMSE filtering with the channel's time/frequency/space covariance estimated from cov_draws "
                  "draws of the same model + LMMSE equalisation (knows the pilots, N0 and the channel statistics)",
     "perfect-csi": "the true channel of the slot + LMMSE equalisation (genie reference: knows H and N0)",
+    "adaptive": "LMMSE estimation with time/frequency statistics inferred per slot from a prior bank learned over a "
+                "family of 3GPP channels (the shipped checkpoint for the grid, or a checkpoint), then 2 data-aided "
+                "(turbo) re-estimations from its own decoder's a-posteriori LLRs (knows the pilots, N0, the code "
+                "and the family; not the link's statistics)",
+    "lmmse-cov-turbo": "lmmse-cov's true covariances in the same 2-iteration data-aided (turbo) loop as adaptive "
+                       "(classical baseline of the turbo part: knows the pilots, N0, the code and the statistics)",
 }
 RECEIVERS = tuple(RECEIVER_HELP)
 
@@ -86,39 +95,6 @@ def _lmmse_blocks(cfg_dict: dict, covs: tuple, precision: str, *, device: str):
     est = LMMSEChannelEstimator(rg, ct, cf, cs if "s" in order.split("-") else None, order=order,
                                 precision=precision, device=device)
     return est, eq, dm
-
-
-class OFDMReceiver(nn.Module):
-    """Base class: ``(y [G, 1, R, S, F], no [G], *, h_freq=None) -> LLR [G, 1, 1, N_data m]`` (module docstring).
-
-    Subclasses set ``name``, ``needs_channel`` and implement :meth:`estimate` (or override :meth:`forward`).
-    """
-
-    name = "receiver"
-    needs_channel = False
-
-    def __init__(self, link):
-        super().__init__()
-        self.config: OFDMLinkConfig = link.config
-        self.precision: str = link.precision
-
-    def estimate(self, blocks, y, no, h_freq):
-        raise NotImplementedError
-
-    def blocks(self, device):
-        return self._blocks.get(device, self.precision)
-
-    def forward(self, y: torch.Tensor, no: torch.Tensor, *, h_freq: torch.Tensor | None = None) -> torch.Tensor:
-        if self.needs_channel and h_freq is None:
-            raise ConfigError("receiver", f"{self.name!r} needs the true channel h_freq")
-        blocks = self.blocks(y.device)
-        est, eq, dm = blocks
-        h_hat, err_var = self.estimate(blocks, y, no, h_freq)
-        x_hat, no_eff = eq(y, h_hat, err_var, no)
-        return dm(x_hat, no_eff)
-
-    def extra_repr(self) -> str:
-        return f"name={self.name!r}"
 
 
 class LSReceiver(OFDMReceiver):
@@ -170,14 +146,23 @@ class PerfectCSIReceiver(OFDMReceiver):
         return h_hat, torch.zeros((), dtype=y.real.dtype, device=y.device)
 
 
-def make_receiver(receiver, link) -> OFDMReceiver:
+def make_receiver(receiver, link, *, checkpoint=None) -> OFDMReceiver:
     """A receiver for ``link`` by name (:data:`RECEIVERS`), or ``receiver`` itself if it is an nn.Module with the
-    receiver interface. ConfigError ``receiver`` otherwise."""
+    receiver interface. ConfigError ``receiver`` otherwise. ``checkpoint``: the prior bank of ``adaptive``
+    (default: the shipped one for the link's grid; :mod:`metacomm.codecs.ofdm_adaptive`); refused for the others."""
     if isinstance(receiver, nn.Module):
         if not callable(receiver):
             raise ConfigError("receiver", "a receiver module must be callable (y, no, *, h_freq) -> LLRs")
         return receiver
     check_choice("receiver", receiver, RECEIVERS)
+    if checkpoint is not None and receiver != "adaptive":
+        raise ConfigError("checkpoint", f"receiver {receiver!r} takes no checkpoint (only adaptive does)")
+    if receiver in ("adaptive", "lmmse-cov-turbo"):
+        from metacomm.codecs import ofdm_adaptive  # imports this module: loaded on first use
+
+        if receiver == "adaptive":
+            return ofdm_adaptive.AdaptiveOFDMReceiver(link, checkpoint)
+        return ofdm_adaptive.classical_turbo_receiver(link)
     if receiver == "ls-nn":
         return LSReceiver(link, "nn")
     if receiver == "ls-lin":
