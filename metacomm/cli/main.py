@@ -4,16 +4,23 @@ Each subcommand lives in its own module under :mod:`metacomm.cli.commands` and e
 ``add_parser(subparsers)`` (registering its flags, with units in every help string) and ``run(args) -> int``.
 A :class:`~metacomm.ConfigError` (any bad input) prints one line ``metacomm <cmd>: error: <field>: <what is
 allowed>`` on stderr and exits with code 2, without a traceback.
+
+Start-up is cheap: no parser imports torch, Sionna or :mod:`metacomm.experiments` (each command imports what it
+needs when it runs), so ``--help``, ``--version`` and usage errors answer at once. ``-q/--quiet`` and
+``-v/--verbose`` (before or after the command) set the level of the ``metacomm`` logger (INFO by default; records
+below WARNING go to stdout, warnings and errors to stderr) for the duration of the command.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from metacomm import __version__
 from metacomm._validation import ConfigError, error_message
-from metacomm.cli.commands import add_command
+from metacomm.cli._text import PlainFormatter
+from metacomm.cli.commands import QUIET_HELP, VERBOSE_HELP, add_command
 
 # Subcommand name -> module under metacomm.cli.commands (a module that does not exist yet is skipped).
 SUBCOMMANDS: dict[str, str] = {
@@ -27,10 +34,18 @@ SUBCOMMANDS: dict[str, str] = {
     "run": "run",
     "pack": "pack",
     "export": "export",
+    "scenario": "scenario",
 }
 
 
 class _Parser(argparse.ArgumentParser):
+    """argparse with plain-text help pages (:class:`~metacomm.cli._text.PlainFormatter`) and one-line usage
+    errors."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", PlainFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):  # argparse's own usage errors: one line, exit 2
         self.exit(2, f"{self.prog}: error: {message}\n")
 
@@ -43,13 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
         "channel use.",
     )
     parser.add_argument("--version", action="version", version=f"metacomm {__version__}")
+    parser.add_argument("-q", "--quiet", dest="global_quiet", action="store_true", help=QUIET_HELP)
+    parser.add_argument("-v", "--verbose", dest="global_verbose", action="count", default=0, help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    parser.commands = {}
     for name, module in SUBCOMMANDS.items():
-        p = add_command(sub, name, module)
-        if p is None:
-            continue
-        parser.commands[name] = p
+        add_command(sub, name, module)  # lazily: a command's flags are declared when it is looked up
+    parser.commands = sub.choices  # name -> parser (built on access)
     return parser
 
 
@@ -71,6 +85,56 @@ def flag_of(parser: argparse.ArgumentParser | None, key: str) -> str:
     return KEY_TO_FLAG.get(key, key)
 
 
+class _StdHandler(logging.Handler):
+    """Records below WARNING to ``sys.stdout``, the others to ``sys.stderr`` (looked up at each record, so that a
+    redirected stream is followed), as their message alone (warnings prefixed ``metacomm: warning:``)."""
+
+    def emit(self, record):
+        try:
+            text = self.format(record)
+            if record.levelno >= logging.WARNING:
+                stream = sys.stderr
+                text = f"metacomm: {record.levelname.lower()}: {text}"
+            else:
+                stream = sys.stdout
+            stream.write(text + "\n")
+            stream.flush()
+        except Exception:  # pragma: no cover -- logging must never end a run
+            self.handleError(record)
+
+
+def log_level(args: argparse.Namespace) -> int:
+    """The ``metacomm`` logger's level for parsed ``args``: WARNING with ``--quiet``, DEBUG with ``-v``, else INFO
+    (``-v`` wins over ``--quiet``)."""
+    if getattr(args, "global_verbose", 0) or getattr(args, "verbose", 0):
+        return logging.DEBUG
+    if getattr(args, "global_quiet", False) or getattr(args, "quiet", False):
+        return logging.WARNING
+    return logging.INFO
+
+
+class _Logging:
+    """Configure the ``metacomm`` logger for one command and restore it afterwards (the library only logs; the
+    command line decides where the records go)."""
+
+    def __init__(self, level: int):
+        self.level = level
+
+    def __enter__(self):
+        self.logger = logging.getLogger("metacomm")
+        self.saved = self.logger.level
+        self.handler = _StdHandler(self.level)
+        self.handler.setFormatter(logging.Formatter("%(message)s"))
+        self.logger.addHandler(self.handler)
+        self.logger.setLevel(self.level)
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.saved)
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     try:  # start-up (importing the subcommands, building the parsers) can take seconds: Ctrl-C there too
         parser = build_parser()
@@ -81,9 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    with _Logging(log_level(args)):
+        return _run(parser, args)
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         threads = getattr(args, "threads", None)
-        if threads is not None:
+        if threads is not None and not getattr(args, "torch_free", False):  # a torch-free command skips the import
             import torch
 
             from metacomm._validation import check_positive_int

@@ -9,26 +9,49 @@ results overlaid).
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
+from metacomm._lazy import lazy_getattr
+from metacomm.cli import _names
+from metacomm.cli._text import RANGE_HELP
 from metacomm.cli.commands._executor import add_executor_flags, executor_kwargs
-from metacomm.experiments.ber import CHANNELS, BerConfig, parse_ebno_range, run_ber
-from metacomm.sims.links import (
+from metacomm.sims.links import (  # torch-free (tests/cli/test_startup.py)
     CLASSICAL_CODECS,
     CODECS,
     DECODERS,
     LEARNED_CODECS,
     OFDM_DEFAULT_RECEIVER,
-    ofdm_link_presets,
-    ofdm_receivers,
 )
 
-__all__ = ["add_parser", "run", "parse_ebno_range", "CHANNELS"]
+if TYPE_CHECKING:
+    from metacomm.experiments.ber import BerConfig
+
+__all__ = ["add_parser", "run", "parse_ebno_range", "CHANNELS"]  # noqa: F822 (lazy: __getattr__)
+
+#: names this module exports without importing them at start-up (they pull in torch and Sionna)
+_LAZY = {"parse_ebno_range": ("metacomm.experiments.ber", "parse_ebno_range"),
+         "CHANNELS": ("metacomm.experiments.ber", "CHANNELS"),
+         "BerConfig": ("metacomm.experiments.ber", "BerConfig"),
+         "run_ber": ("metacomm.experiments.ber", "run_ber")}
+
+
+def __getattr__(name: str):
+    return lazy_getattr(globals(), _LAZY, name)
+
+
+def _receiver_names() -> str:
+    from metacomm.sims.links import ofdm_receivers
+    return "\n".join(ofdm_receivers())
+
+
+#: the one-line help in metacomm --help (read without building this parser)
+COMMAND_HELP = "Monte-Carlo BER/BLER sweep over Eb/N0 (writes results.json, results.csv, ber.png)"
 
 
 def add_parser(subparsers, name: str = "ber") -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         name,
-        help="Monte-Carlo BER/BLER sweep over Eb/N0 (writes results.json, results.csv, ber.png)",
+        help=COMMAND_HELP,
         description="Monte-Carlo BER/BLER sweep of a link over Eb/N0. Eb/N0 is the SNR per information bit in "
         "dB; Es = 1 per complex channel use and N0 = 1/(Eb/N0 * rate) with rate = information bits per complex "
         "channel use. Each point runs batches until --target-block-errors block errors or --max-blocks blocks; "
@@ -40,14 +63,15 @@ def add_parser(subparsers, name: str = "ber") -> argparse.ArgumentParser:
     )
     p.add_argument("--link", default=None, metavar="NAME|FILE.toml",
                    help=f"a coded OFDM link instead of --codec/--channel: a built-in preset "
-                   f"({', '.join(ofdm_link_presets())}: Sionna's neural-receiver tutorial link, CDL-C 100 ns, "
-                   "3.5 GHz, UE 10 m/s, 30 kHz x 128 subcarriers x 14 symbols, QPSK, LDPC rate 1/2 n = 2784, 1x2 "
+                   f"({', '.join(_names.ofdm_link_presets())}; sionna-nrx-tutorial is Sionna's neural-receiver "
+                   "tutorial link, CDL-C 100 ns, 3.5 GHz, UE 10 m/s, 30 kHz x 128 subcarriers x 14 symbols, QPSK, LDPC rate 1/2 n = 2784, 1x2 "
                    "antennas) or a TOML file with the keys of metacomm.codecs.ofdm_config.OFDMLinkConfig (fft_size, "
                    "subcarrier_spacing [Hz], num_ofdm_symbols, pilot_ofdm_symbol_indices, num_guard_carriers, "
                    "bits_per_symbol, coderate, codeword_length [bits], channel, delay_spread [s], carrier_frequency "
                    "[Hz], speed [m/s], num_rx_ant, ...; missing keys take the tutorial's values)")
-    p.add_argument("--receiver", default=None, metavar="NAME",
-                   help=f"receiver of the --link: {', '.join(ofdm_receivers())} (ls-nn/ls-lin: least-squares "
+    p.add_argument("--receiver", default=None, metavar="NAME", action=_names.ListNames, lister=_receiver_names,
+                   help="receiver of the --link: "
+                   f"{_names.listing('metacomm.codecs.ofdm_receivers', 'RECEIVERS')} (ls-nn/ls-lin: least-squares "
                    "pilot estimates with nearest-neighbour/linear interpolation; lmmse-cov: LMMSE estimation with the "
                    "channel's time/frequency/space covariance estimated from cov_draws channel draws; perfect-csi: "
                    "the true channel, genie reference; each + LMMSE equalisation and APP demapping into the LDPC "
@@ -64,8 +88,8 @@ def add_parser(subparsers, name: str = "ber") -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, metavar="PATH",
                    help="checkpoint file of a learned codec (--codec ae|constellation|neural-rx)")
     p.add_argument("--channel", default=None, metavar="NAME",
-                   help=f"(required without --link) channel model: {', '.join(CHANNELS)} (awgn: additive noise "
-                   "of N0 per complex sample; rayleigh/rician: flat block fading, one gain per block (receiver "
+                   help="(required without --link) channel model: "
+                   f"{_names.listing('metacomm.experiments.ber', 'CHANNELS')} (awgn: additive noise of N0 per complex sample; rayleigh/rician: flat block fading, one gain per block (receiver "
                    "CSI: see --csi); multipath: L-tap block fading with exponential power-delay profile; tdl-*: "
                    "3GPP TR 38.901 TDL profiles)")
     p.add_argument("--csi", default="ls", metavar="MODE",
@@ -76,8 +100,8 @@ def add_parser(subparsers, name: str = "ber") -> argparse.ArgumentParser:
                    help="pilot symbols (complex channel uses) per block for --csi ls on fading channels "
                    "(default 16)")
     p.add_argument("--ebno-db", required=True, metavar="START:STOP:STEP",
-                   help="Eb/N0 points in dB: START:STOP:STEP (STOP included when on the grid, STEP > 0) or a "
-                   "comma list (e.g. 0,3,6); write --ebno-db=-2:4:1 for negative values")
+                   help=f"Eb/N0 points in dB: START:STOP:STEP ({RANGE_HELP}) or a comma list (e.g. 0,3,6); write "
+                   "--ebno-db=-2:4:1 for negative values")
     p.add_argument("--block-length", type=str, default=None, metavar="K",
                    help="information bits per block (codeword) k; default: the codec's default. Must be a "
                    "multiple of the bits per symbol (uncoded), of 4 (hamming74), or a 5G LDPC k (ldpc5g)")
@@ -112,6 +136,8 @@ def add_parser(subparsers, name: str = "ber") -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from metacomm.experiments.ber import BerConfig
+
     return execute(BerConfig(codec=args.codec, channel=args.channel, link=args.link, receiver=args.receiver,
                     ebno_db=args.ebno_db, out=args.out, decoder=args.decoder,
                     checkpoint=args.checkpoint, csi=args.csi, num_pilots=args.num_pilots,
@@ -123,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
 
 def execute(cfg: BerConfig) -> int:
     """Run the sweep of ``cfg`` and print what was written (shared with ``metacomm run``)."""
+    run_ber = globals().get("run_ber") or __getattr__("run_ber")  # a test may have replaced the module's run_ber
     result, jp, fig = run_ber(cfg)
     if cfg.progress:
         print(result.summary())

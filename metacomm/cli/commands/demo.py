@@ -15,20 +15,25 @@ against the genie and the best classical receiver, and where the plot is. About 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from metacomm.experiments.demo import DemoConfig, run_demo
-from metacomm.experiments.drift import DEFAULT_CHECKPOINT
+if TYPE_CHECKING:
+    from metacomm.experiments.demo import DemoConfig
+
+
+#: the one-line help in metacomm --help (read without building this parser)
+COMMAND_HELP = "run the adaptive-codec demo (doppler-fast, under a minute on CPU)"
 
 
 def add_parser(subparsers, name):
-    p = subparsers.add_parser(name, help="run the adaptive-codec demo (doppler-fast, under a minute on CPU)",
+    p = subparsers.add_parser(name, help=COMMAND_HELP,
                               description=__doc__.splitlines()[0])
     p.add_argument("--out", default="metacomm-demo", help="output directory (default ./metacomm-demo)")
     p.add_argument("--frames", type=int, default=150, help="number of frames (default 150)")
     p.add_argument("--scenario", default="doppler-fast", help="drift scenario (default doppler-fast)")
     p.add_argument("--checkpoint", default=None,
                    help="codec checkpoint (default: the shipped meta-learned tracker for the scenario when there is "
-                        f"one, which adds the `track` scheme; else {os.path.basename(DEFAULT_CHECKPOINT)})")
+                        "one, which adds the `track` scheme; else the shipped online-drift codec)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:N)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -36,12 +41,16 @@ def add_parser(subparsers, name):
 
 
 def run(args) -> int:
+    from metacomm.experiments.demo import DemoConfig
+
     return execute(DemoConfig(out=args.out, frames=args.frames, scenario=args.scenario, checkpoint=args.checkpoint,
                               device=args.device, progress=not args.quiet))
 
 
 def execute(cfg: DemoConfig) -> int:
     """Run the demo and print where its plot and results are (shared with ``metacomm run``)."""
+    from metacomm.experiments.demo import run_demo
+
     r = run_demo(cfg)
     print(f"demo: plot -> {os.path.abspath(r['plot'])}")
     print(f"demo: results -> {os.path.abspath(r['results_json'])}, {os.path.abspath(r['results_csv'])}")

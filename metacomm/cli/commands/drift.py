@@ -9,70 +9,97 @@ yardstick); every summary entry says its kind. A scheme's settings go in bracket
 meta,retrain[every=5,steps=50],wide-ls[pre=3]``. Writes ``DIR/results.json``, ``DIR/results.csv`` and
 ``DIR/drift.png`` (BLER/BER over frames with the drift parameter on a second axis) and prints a summary table.
 
-Many seeds: ``--seeds 0:8`` (or ``0,1,2``) runs one independent drift run per seed, each a task of
-``--executor`` (local or ray), writes ``DIR/seed-<s>/`` exactly as ``--seed s --out DIR/seed-<s>`` would, and
-pools them into ``DIR/results.json`` (pooled BLER with its Clopper-Pearson interval, the per-seed BLERs and their
-spread) and ``DIR/seeds.png``; ``--resume`` skips the finished seeds.
+Many seeds: ``--seeds 0:7:1`` (the seeds 0..7; a range START:STOP:STEP includes STOP, as every range of the
+command line does) or ``0,1,2`` runs one independent drift run per seed, each a task of ``--executor`` (local or
+ray), writes ``DIR/seed-<s>/`` exactly as ``--seed s --out DIR/seed-<s>`` would, and pools them into
+``DIR/results.json`` (pooled BLER with its Clopper-Pearson interval, the per-seed BLERs and their spread) and
+``DIR/seeds.png``; ``--resume`` skips the finished seeds. The output states the seeds that ran.
 """
 
 from __future__ import annotations
 
-import os
+from typing import TYPE_CHECKING
 
+from metacomm.cli import _names
 from metacomm.cli.commands._executor import add_executor_flags, executor_kwargs
-from metacomm.experiments.drift import DEFAULT_CHECKPOINT, DriftConfig, run_drift_experiment
+
+if TYPE_CHECKING:
+    from metacomm.experiments.drift import DriftConfig
+
+__all__ = ["add_parser", "run", "execute", "scheme_table", "describe_seeds"]
 
 
-def _scheme_help() -> str:
-    """The ``--schemes`` help: every registered scheme with its kind and first docstring line, the default list."""
+def scheme_table() -> str:
+    """``--schemes list``: every registered scheme with its kind and what it needs to be a default (imports the
+    scheme registry)."""
     from metacomm.drift.registry import default_schemes, scheme_entry, scheme_names
 
-    def line(name):
-        e = scheme_entry(name)
-        needs = f" (default when: {', '.join(e.needs)})" if e.default and e.needs else ""
-        return f"{name} [{getattr(e.cls, 'kind', 'adaptive')}{', pack' if e.group == 'pack' else ''}]{needs}"
-
-    return ("comma list of: " + "; ".join(line(n) for n in scheme_names()) + ". Default: "
-            + ",".join(default_schemes()) + ", plus each scheme marked 'default when' whose need the scenario and "
-            "codec meet (tracker: the codec has a meta-learned tracker, e.g. the shipped one; tx_pa / phase_noise: "
-            "a segment has a transmitter PA / receiver phase noise; linear_tracker: the tracker was trained with a "
-            "correction). Settings in brackets: retrain[every=5]. dd-mwnet needs a meta-learned weighting for "
-            "--scenario and --pilots, shipped for doppler-slow with 1 or 2 pilots (python -m "
-            "metacomm.experiments.dd_mwnet trains one)")
+    lines = ["drift schemes (name [kind] -- what it is; default when: what it needs):"]
+    for n in scheme_names():
+        e = scheme_entry(n)
+        doc = (e.cls.__doc__ or "").strip().splitlines()
+        needs = f"; default when: {', '.join(e.needs)}" if e.default and e.needs else ""
+        group = ", pack" if e.group == "pack" else ""
+        lines.append(f"  {n} [{getattr(e.cls, 'kind', 'adaptive')}{group}]"
+                     + (f" -- {doc[0].strip()}" if doc else "") + needs)
+    lines.append("default: " + ",".join(default_schemes()) + ", plus each scheme marked 'default when' whose need "
+                 "the scenario and codec meet")
+    return "\n".join(lines)
 
 
 def _shipped() -> str:
     """The shipped trackers as ``scenario with P pilots`` phrases, read from the checkpoints folder."""
-    import glob
-    import re
-    found: dict[str, list[str]] = {}
-    for p in sorted(glob.glob(os.path.join(os.path.dirname(DEFAULT_CHECKPOINT), "drift_track_*_p*.pt"))):
-        m = re.match(r"drift_track_(.+)_p(\d+)\.pt$", os.path.basename(p))
-        if m:
-            found.setdefault(m.group(1), []).append(m.group(2))
-    return "; ".join(f"{sc} with {' or '.join(sorted(ps, key=int))} pilots" for sc, ps in found.items())
+    return "; ".join(f"{sc} with {' or '.join(str(p) for p in ps)} pilots"
+                     for sc, ps in _names.shipped_trackers().items())
+
+
+def describe_seeds(seeds) -> str:
+    """``[0, 1, 2, 3, 7]`` -> ``"5 seeds: 0..3, 7"`` (runs of consecutive seeds as A..B)."""
+    seeds = list(seeds)
+    parts, i = [], 0
+    while i < len(seeds):
+        j = i
+        while j + 1 < len(seeds) and seeds[j + 1] == seeds[j] + 1:
+            j += 1
+        parts.append(str(seeds[i]) if j == i else f"{seeds[i]}..{seeds[j]}" if j > i + 1
+                     else f"{seeds[i]}, {seeds[j]}")
+        i = j + 1
+    return f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}: {', '.join(parts)}"
+
+
+#: the one-line help in metacomm --help (read without building this parser)
+COMMAND_HELP = "frame-by-frame drift run: adaptive codec vs baselines"
 
 
 def add_parser(subparsers, name):
-    from metacomm.scenarios.drift_scenarios import list_scenarios
-
-    p = subparsers.add_parser(name, help="frame-by-frame drift run: adaptive codec vs baselines",
+    p = subparsers.add_parser(name, help=COMMAND_HELP,
                               description=__doc__.splitlines()[0],
-                              epilog="many seeds: metacomm drift --scenario doppler-fast --frames 50 --seeds 0:4 --out "
-                                     "runs/ds  (seeds 0..3, one task each; runs/ds/seed-<s>/ per seed, pooled "
+                              epilog="many seeds: metacomm drift --scenario doppler-fast --frames 50 --seeds 0:3:1 --out "
+                                     "runs/ds  (seeds 0, 1, 2, 3, one task each; runs/ds/seed-<s>/ per seed, pooled "
                                      "runs/ds/results.json; add --executor ray to run them as Ray tasks)")
     p.add_argument("--scenario", required=True,
-                   help=f"built-in drift scenario name ({', '.join(list_scenarios())}) or a .toml file")
+                   help=f"built-in drift scenario name ({', '.join(_names.drift_scenarios())}) or a .toml file "
+                        "(metacomm scenario show NAME prints a built-in's file, metacomm scenario new NAME starts "
+                        "one)")
     p.add_argument("--checkpoint", default=None,
                    help="codec checkpoint: an online-drift codec or a `meta-train --scenario drift` tracker (default: "
                         f"the shipped tracker for --scenario and --pilots when there is one -- {_shipped()} -- which "
                         "adds the `track` scheme (with a PA or phase-noise correction also `track-linear`, the same "
-                        f"run's tracker without the correction); else {os.path.basename(DEFAULT_CHECKPOINT)})")
+                        f"run's tracker without the correction); else the shipped online-drift codec)")
     p.add_argument("--frames", type=int, default=200, help="number of frames (default 200)")
     p.add_argument("--pilots", type=int, default=16, help="pilot messages per link and frame (default 16)")
     p.add_argument("--steps", type=int, default=1, help="adaptation SGD steps per frame (default 1)")
     p.add_argument("--lr", type=float, default=None, help="adaptation SGD rate (default: the checkpoint's, 0.1)")
-    p.add_argument("--schemes", default=None, help=_scheme_help())
+    p.add_argument("--schemes", default=None, action=_names.ListNames, lister=scheme_table, metavar="LIST",
+                   help="comma list of drift schemes, each with optional settings in brackets "
+                        "(meta,retrain[every=5,steps=50],wide-ls[pre=3]); --schemes list prints every registered "
+                        "scheme with its kind (adaptive, classical, reference) and the default list. Default: the "
+                        "registry's defaults, plus each scheme whose need the scenario and codec meet (tracker: the "
+                        "codec has a meta-learned tracker, e.g. the shipped one; tx_pa / phase_noise: a segment "
+                        "has a transmitter PA / receiver phase noise; linear_tracker: the tracker was trained with "
+                        "a correction). dd-mwnet needs a meta-learned weighting for --scenario and --pilots, "
+                        "shipped for doppler-slow with 1 or 2 pilots (python -m metacomm.experiments.dd_mwnet "
+                        "trains one)")
     p.add_argument("--links", type=int, default=8, help="independent links adapted per call (default 8)")
     p.add_argument("--payload", type=int, default=64, help="data blocks per link and frame (default 64)")
     p.add_argument("--retrain-every", type=int, default=10, help="retrain scheme: period in frames (default 10)")
@@ -81,7 +108,9 @@ def add_parser(subparsers, name):
     p.add_argument("--seed", type=int, default=None, help="seed of the channel draws (default: the scenario's)")
     p.add_argument("--seeds", default=None, metavar="SPEC",
                    help="run one independent drift run per seed instead of one run: a comma list (0,1,2), a range "
-                        "A:B meaning A..B-1 (0:8), or both (0:4,10); non-negative, no repeats; not with --seed. "
+                        "START:STOP:STEP with STOP included (0:7:1 = the seeds 0..7, 0:8:2 = 0, 2, 4, 6, 8; a "
+                        "two-number A:B, which meant A..B-1 before, is refused), or both (0:3:1,10); non-negative, "
+                        "no repeats; not with --seed. "
                         "Writes OUT/seed-<s>/ (what --seed s --out OUT/seed-<s> writes) and the pooled "
                         "OUT/results.json and OUT/seeds.png; with --resume the finished seeds are skipped")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:N)")
@@ -100,6 +129,8 @@ def add_parser(subparsers, name):
 
 
 def run(args) -> int:
+    from metacomm.experiments.drift import DriftConfig
+
     return execute(DriftConfig(scenario=args.scenario, out=args.out, checkpoint=args.checkpoint, frames=args.frames,
                       pilots=args.pilots, steps=args.steps, lr=args.lr, schemes=args.schemes, links=args.links,
                       payload=args.payload, retrain_every=args.retrain_every, retrain_steps=args.retrain_steps,
@@ -110,11 +141,13 @@ def run(args) -> int:
 
 def execute(cfg: DriftConfig) -> int:
     """Run the drift run of ``cfg`` (one seed or many) and print its table (shared with ``metacomm run``)."""
+    from metacomm.experiments.drift import run_drift_experiment
+
     out = run_drift_experiment(cfg, log=print if cfg.progress else (lambda s: None))
     if cfg.progress:
         print(out.table())
     if out.pooled is not None:
-        print(f"drift: {len(cfg.seeds)} seeds pooled -> {cfg.out}/results.json, plot -> {cfg.out}/seeds.png; "
+        print(f"drift: {describe_seeds(cfg.seeds)} pooled -> {cfg.out}/results.json, plot -> {cfg.out}/seeds.png; "
               f"each seed in {cfg.out}/seed-<s>/")
     else:
         print(f"drift: results -> {out.paths['results']}, {out.paths['csv']}; plot -> {out.paths['plot']}")

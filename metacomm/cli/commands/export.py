@@ -10,15 +10,24 @@ exported by metacomm, or with ``--overwrite``.
 
 from __future__ import annotations
 
-from metacomm.experiments.export import FORMATS, ExportConfig, run_export
+from typing import TYPE_CHECKING
+
+from metacomm.cli import _names
+
+if TYPE_CHECKING:
+    from metacomm.experiments.export import ExportConfig
+
+
+#: the one-line help in metacomm --help (read without building this parser)
+COMMAND_HELP = "export the (quantised) decoder to ONNX"
 
 
 def add_parser(subparsers, name):
-    p = subparsers.add_parser(name, help="export the (quantised) decoder to ONNX", description=__doc__.splitlines()[0])
+    p = subparsers.add_parser(name, help=COMMAND_HELP, description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True, help="fading-ae meta-train checkpoint or a compression codecs.pt")
     p.add_argument("--bits", type=int, default=8, help="weight bit-width 1-16 (32: float)")
     p.add_argument("--sparsity", type=float, default=0.0, help="magnitude-pruning fraction in [0, 1)")
-    p.add_argument("--format", default="onnx", help=f"output format: {', '.join(FORMATS)}")
+    p.add_argument("--format", default="onnx", help=f"output format: {_names.listing('metacomm.experiments.export', 'FORMATS')}")
     p.add_argument("--method", default=None, help="initialisation of a codecs.pt (ptq, qat, maml-ste, metaquant)")
     p.add_argument("--out", required=True, help="output file, e.g. codec.onnx")
     p.add_argument("--overwrite", action="store_true",
@@ -28,10 +37,14 @@ def add_parser(subparsers, name):
 
 
 def run(args) -> int:
+    from metacomm.experiments.export import ExportConfig
+
     return execute(ExportConfig(checkpoint=args.checkpoint, out=args.out, bits=args.bits, sparsity=args.sparsity,
                                 format=args.format, method=args.method, overwrite=args.overwrite))
 
 
 def execute(cfg: ExportConfig) -> int:
+    from metacomm.experiments.export import run_export
+
     run_export(cfg)
     return 0

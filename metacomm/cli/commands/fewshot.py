@@ -22,18 +22,40 @@ step, as Park et al. 2021) and ``common_random_numbers`` (all schemes see the sa
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from metacomm.cli import _names
+from metacomm.cli._text import RANGE_HELP
 from metacomm.cli.commands._executor import add_executor_flags, executor_kwargs
-from metacomm.experiments.fewshot import FewShotConfig, all_schemes, run_fewshot
+
+if TYPE_CHECKING:
+    from metacomm.experiments.fewshot import FewShotConfig
+
+
+def _schemes() -> str:
+    """``--schemes list``: every scheme some registered scenario offers (imports the scenarios)."""
+    from metacomm.experiments.fewshot import all_schemes
+    return "fewshot schemes (the checkpoint's scenario decides which are available):\n" + "\n".join(
+        f"  {s}" for s in all_schemes())
+
+
+#: the one-line help in metacomm --help (read without building this parser)
+COMMAND_HELP = "few-shot adaptation of a meta-trained codec on new channels"
 
 
 def add_parser(subparsers, name):
-    p = subparsers.add_parser(name, help="few-shot adaptation of a meta-trained codec on new channels",
+    p = subparsers.add_parser(name, help=COMMAND_HELP,
                               description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True, help="meta-train checkpoint (metacomm meta-train --out)")
-    p.add_argument("--pilots", default="1,4,16,64", help="pilot messages per adaptation step, comma list (>= 1)")
-    p.add_argument("--steps", default="0,1,5,100", help="adaptation steps at which BLER is measured (>= 0)")
-    p.add_argument("--schemes", default=None,
-                   help=f"comma list of {', '.join(all_schemes())} (default: all the checkpoint's scenario offers: "
+    p.add_argument("--pilots", default="1,4,16,64",
+                   help=f"pilot messages per adaptation step (>= 1): a comma list, ranges START:STOP:STEP among its "
+                        f"items ({RANGE_HELP})")
+    p.add_argument("--steps", default="0,1,5,100",
+                   help="adaptation steps at which BLER is measured (>= 0): a comma list, ranges START:STOP:STEP "
+                        "among its items (0:10:5 = 0, 5, 10)")
+    p.add_argument("--schemes", default=None, action=_names.ListNames, lister=_schemes, metavar="LIST",
+                   help="comma list of schemes (--schemes list prints every name a registered scenario offers: "
+                        "meta, joint, random, genie and the scenarios' classical references) (default: all the checkpoint's scenario offers: "
                         "the learned ones and its classical references; joint is left out, and the output and "
                         "results.json say so, when the checkpoint has no joint baseline: meta-train --joint-steps 0)")
     p.add_argument("--test-channels", type=int, default=None,
@@ -58,6 +80,8 @@ def add_parser(subparsers, name):
 
 
 def run(args) -> int:
+    from metacomm.experiments.fewshot import FewShotConfig
+
     return execute(FewShotConfig(checkpoint=args.checkpoint, out=args.out, pilots=args.pilots, steps=args.steps,
                         schemes=args.schemes, test_channels=args.test_channels, test_blocks=args.test_blocks,
                         adam_lr=args.adam_lr, genie_steps=args.genie_steps, seed=args.seed, device=args.device,
@@ -67,6 +91,8 @@ def run(args) -> int:
 
 def execute(cfg: FewShotConfig) -> int:
     """Run the evaluation of ``cfg`` and print where the results are (shared with ``metacomm run``)."""
+    from metacomm.experiments.fewshot import run_fewshot
+
     run_fewshot(cfg)
     print(f"fewshot: results -> {cfg.out}/results.json")
     return 0

@@ -20,45 +20,61 @@ to 0.17 across seeds), so a few restarts buy a reliable result. The shipped init
 
 from __future__ import annotations
 
-from metacomm.adaptation import ALGORITHMS
+from typing import TYPE_CHECKING
+
+from metacomm.cli import _names
 from metacomm.cli.commands._executor import add_executor_flags, executor_kwargs
 from metacomm.cli.commands._settings import parse_settings
-from metacomm.experiments.meta_train import MetaTrainConfig, run_meta_train
+
+if TYPE_CHECKING:
+    from metacomm.experiments.meta_train import MetaTrainConfig
 
 
-def _per_scenario(key: str, default=None) -> str:
-    """``"fading-ae 20000, iq-demod 3000"``: a meta-training default of every registered scenario."""
+def scenario_table() -> str:
+    """``--scenario list``: every registered few-shot scenario with its meta-training defaults and support field
+    (imports the scenario registry)."""
     from metacomm.scenarios import scenario_class, scenario_names
-    return ", ".join(f"{n} {scenario_class(n).meta_defaults.get(key, default):g}" for n in scenario_names())
+
+    lines = ["few-shot scenarios (meta-training defaults; the field --support-pilots sets):"]
+    for n in scenario_names():
+        cls = scenario_class(n)
+        d = dict(getattr(cls, "meta_defaults", {}) or {})
+        d.setdefault("restarts", 1)
+        shown = ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else f"{k} {v}"
+                          for k, v in d.items())
+        lines.append(f"  {n}: {shown}; support field {getattr(cls, 'support_field', None)}")
+    return "\n".join(lines)
 
 
-def _support_fields() -> str:
-    from metacomm.scenarios import scenario_class, scenario_names
-    return ", ".join(f"{n} {scenario_class(n).support_field}" for n in scenario_names())
+#: the one-line help in metacomm --help (read without building this parser)
+COMMAND_HELP = "meta-train a codec initialisation (MAML family) for a scenario"
 
 
 def add_parser(subparsers, name):
-    from metacomm.scenarios import scenario_names
-    p = subparsers.add_parser(name, help="meta-train a codec initialisation (MAML family) for a scenario",
+    p = subparsers.add_parser(name, help=COMMAND_HELP,
                               description=__doc__.splitlines()[0])
-    p.add_argument("--scenario", required=True, help=f"registered few-shot scenario: {', '.join(scenario_names())}")
-    p.add_argument("--algo", default="maml", help=f"algorithm: {', '.join(ALGORITHMS)} (default maml)")
+    p.add_argument("--scenario", required=True, action=_names.ListNames, lister=scenario_table, metavar="NAME",
+                   help="registered few-shot scenario (--scenario list prints every one with its meta-training "
+                        "defaults)")
+    p.add_argument("--algo", default="maml",
+                   help=f"algorithm: {_names.listing('metacomm.adaptation.algorithms', 'ALGORITHMS')} "
+                        "(default maml)")
     p.add_argument("--meta-steps", type=int, default=None,
-                   help=f"outer (meta) updates per restart (default: the scenario's; {_per_scenario('meta_steps')})")
+                   help="outer (meta) updates per restart (default: the scenario's; --scenario list shows them)")
     p.add_argument("--restarts", type=int, default=None,
                    help="independent meta-trainings (seeds seed, seed+1, ...); the one with the lowest held-out "
-                        f"loss is shipped (default: the scenario's; {_per_scenario('restarts', 1)})")
+                        "loss is shipped (default: the scenario's, else 1; --scenario list shows them)")
     p.add_argument("--select", default="best",
                    help="initialisation shipped from a run: best (lowest held-out loss at a validation) or last "
                         "(default best)")
     p.add_argument("--meta-batch", type=int, default=None,
-                   help=f"tasks (channels/devices) per meta-update (default: the scenario's; "
-                        f"{_per_scenario('meta_batch')})")
+                   help="tasks (channels/devices) per meta-update (default: the scenario's; --scenario list "
+                        "shows them)")
     p.add_argument("--inner-steps", type=int, default=None,
                    help="inner SGD steps per task (default: the scenario's, else 1)")
     p.add_argument("--inner-lr", type=float, default=0.1, help="inner SGD learning rate (default 0.1)")
     p.add_argument("--outer-lr", type=float, default=None,
-                   help=f"outer Adam learning rate (default: the scenario's; {_per_scenario('outer_lr')})")
+                   help="outer Adam learning rate (default: the scenario's; --scenario list shows them)")
     p.add_argument("--adapt", default=None,
                    help="parameters adapted in the inner loop: all, encoder, decoder, encoder+decoder, head, "
                         "or a glob over parameter names (default: all; anil: head)")
@@ -78,7 +94,7 @@ def add_parser(subparsers, name):
                         "(default: the scenario's)")
     p.add_argument("--support-pilots", type=int, default=None,
                    help="pilots per task support set during meta-training (sets the scenario's support field: "
-                        f"{_support_fields()}; default: the scenario's); meta-train with the pilot count used at "
+                        "--scenario list shows each; default: the scenario's); meta-train with the pilot count used at "
                         "run time")
     p.add_argument("--val-every", type=int, default=250, help="validate on held-out channels every N steps")
     p.add_argument("--val-tasks", type=int, default=200,
@@ -97,6 +113,8 @@ def add_parser(subparsers, name):
 
 def config_from_args(args) -> MetaTrainConfig:
     """The :class:`~metacomm.experiments.meta_train.MetaTrainConfig` of parsed flags."""
+    from metacomm.experiments.meta_train import MetaTrainConfig
+
     sc_cfg = parse_settings(args.scenario_set)
     if args.rtn:
         sc_cfg["rtn"] = True
@@ -117,6 +135,8 @@ def run(args) -> int:
 
 def execute(cfg: MetaTrainConfig) -> int:
     """Run the meta-training of ``cfg`` and print its summary line (shared with ``metacomm run``)."""
+    from metacomm.experiments.meta_train import run_meta_train
+
     r = run_meta_train(cfg)
     if r.get("rank", 0) != 0:  # torchrun: rank 0 speaks
         return 0

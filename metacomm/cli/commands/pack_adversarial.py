@@ -12,14 +12,19 @@ summary table. See :mod:`metacomm.experiments.adversarial`.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
-from metacomm.experiments.adversarial import AdversarialConfig, run_adversarial
+from metacomm.cli import _names
+from metacomm.cli._text import RANGE_HELP
+
+if TYPE_CHECKING:
+    from metacomm.experiments.adversarial import AdversarialConfig
 
 HELP = {
     "attack": "comma list of fgm, pgd-l2, pgd-linf, uap, uap-shifted, jam-gauss, jam-tone",
     "psr_db": "perturbation-to-signal ratio ||p||^2/||x||^2 per block [dB]: START:STOP:STEP or a comma list "
-              "(write --psr-db=-20:-2:2 for negative values)",
-    "ebno_db": "Eb/N0 per information bit [dB]: START:STOP:STEP or a comma list",
+              f"(write --psr-db=-20:-2:2 for negative values; {RANGE_HELP})",
+    "ebno_db": f"Eb/N0 per information bit [dB]: START:STOP:STEP or a comma list ({RANGE_HELP})",
     "defence": "comma list of none, adv-train, augment, meta-adv, ae-ml, hamming-ml",
     "test_blocks": "blocks per evaluated point", "pgd_steps": "PGD iterations at evaluation",
     "pgd_step_size": "PGD step relative to the radius", "uap_samples": "received blocks Alg. 1 iterates over",
@@ -37,12 +42,16 @@ HELP = {
 }
 
 
+#: the one-line help in metacomm --help (read without building this parser)
+COMMAND_HELP = "adversarial attacks and defences on a learned codec"
+
+
 def add_parser(subparsers, name="adversarial"):
-    p = subparsers.add_parser(name, help="adversarial attacks and defences on a learned codec",
+    p = subparsers.add_parser(name, help=COMMAND_HELP,
                               description=__doc__.splitlines()[0])
     p.add_argument("--base", required=True, help="codec checkpoint (metacomm train) or meta-train checkpoint")
     p.add_argument("--out", required=True, help="output directory")
-    for f in dataclasses.fields(AdversarialConfig):
+    for f in _names.dataclass_fields("metacomm.experiments.adversarial", "AdversarialConfig"):  # read from the source: no torch here
         if f.name in ("base", "out", "uar", "quiet"):
             continue
         p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None, metavar="V",
@@ -55,6 +64,8 @@ def add_parser(subparsers, name="adversarial"):
 
 
 def run(args) -> int:
+    from metacomm.experiments.adversarial import AdversarialConfig
+
     kw = {f.name: getattr(args, f.name) for f in dataclasses.fields(AdversarialConfig)
           if getattr(args, f.name, None) is not None}
     for f in dataclasses.fields(AdversarialConfig):  # numbers typed on the command line
@@ -74,6 +85,8 @@ def _number(field: str, text: str, kind):
 
 def execute(cfg: AdversarialConfig) -> int:
     """Run the sweep of ``cfg`` and print where the results are (shared with ``metacomm run``)."""
+    from metacomm.experiments.adversarial import run_adversarial
+
     run_adversarial(cfg)
     print(f"pack adversarial: results -> {cfg.out}/results.json")
     return 0

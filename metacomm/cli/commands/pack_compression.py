@@ -14,18 +14,29 @@ the codecs' SHA-256, and ``codecs.pt`` stays marked unfinished until the results
 
 from __future__ import annotations
 
-from metacomm.experiments.compression import METHODS, CompressionConfig, run_compression
+from typing import TYPE_CHECKING
+
+from metacomm.cli import _names
+
+if TYPE_CHECKING:
+    from metacomm.experiments.compression import CompressionConfig
+
+
+
+#: the one-line help in metacomm --help (read without building this parser)
+COMMAND_HELP = "quantised / pruned codecs that still adapt (PTQ, QAT, MAML-STE, MetaQuant)"
 
 
 def add_parser(subparsers, name):
-    p = subparsers.add_parser(name, help="quantised / pruned codecs that still adapt (PTQ, QAT, MAML-STE, MetaQuant)",
+    p = subparsers.add_parser(name, help=COMMAND_HELP,
                               description=__doc__.splitlines()[0])
     p.add_argument("--base", required=True, help="fading-ae meta-train checkpoint (metacomm meta-train --scenario "
                                                  "fading-ae --out CKPT)")
     p.add_argument("--bits", default="8,6,4,3,2,1", help="weight bit-widths, comma list of integers 1-16 "
                                                          "(1 = sign x per-row mean |w|)")
     p.add_argument("--sparsity", default="0,0.5,0.75", help="magnitude-pruning fractions in [0, 1), comma list")
-    p.add_argument("--method", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)}")
+    methods = _names.listing("metacomm.experiments.compression", "METHODS")
+    p.add_argument("--method", default=None, help=f"comma list of {methods} (default: all)")
     p.add_argument("--steps", default="0,1,5", help="adaptation steps at which BLER is recorded (>= 0)")
     p.add_argument("--pilots", type=int, default=16, help="pilot messages per adaptation step")
     p.add_argument("--ebno-db", default="10,15,20,25",
@@ -61,15 +72,20 @@ def add_parser(subparsers, name):
 
 
 def run(args) -> int:
+    from metacomm.experiments.compression import CompressionConfig
+
     keys = ("base", "out", "bits", "sparsity", "method", "steps", "pilots", "ebno_db", "plot_ebno_db",
             "test_channels", "test_blocks", "train_bits", "train_sparsity", "meta_steps", "meta_batch", "outer_lr", "metaquant_hidden",
             "quantize", "adc_bits", "adc_clip", "heldout_channel", "heldout_at_bits", "genie_steps", "adam_lr", "seed",
             "device", "quiet")
-    return execute(CompressionConfig(**{k: getattr(args, k) for k in keys}))
+    return execute(CompressionConfig(**{k: getattr(args, k) for k in keys
+                                        if not (k == "method" and args.method is None)}))
 
 
 def execute(cfg: CompressionConfig) -> int:
     """Run the pack of ``cfg`` and print where the results are (shared with ``metacomm run``)."""
+    from metacomm.experiments.compression import run_compression
+
     res = run_compression(cfg)
     print(f"pack compression: results -> {cfg.out}/results.json, codecs -> {cfg.out}/codecs.pt (run "
           f"{res['run_id']})")

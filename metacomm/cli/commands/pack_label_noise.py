@@ -12,8 +12,12 @@ method x noise x rate with ``bler``, ``bler_ci``, ``block_errors``, ``blocks``, 
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
-from metacomm.experiments.label_noise import LabelNoiseConfig, run_label_noise
+from metacomm.cli import _names
+
+if TYPE_CHECKING:
+    from metacomm.experiments.label_noise import LabelNoiseConfig
 
 HELP = {
     "noise": "comma list of symmetric, pair, decision-directed, bursty, contaminated-pilots",
@@ -31,12 +35,16 @@ HELP = {
 }
 
 
+#: the one-line help in metacomm --help (read without building this parser)
+COMMAND_HELP = "few-shot adaptation from noisy / decision-directed labels"
+
+
 def add_parser(subparsers, name="label-noise"):
-    p = subparsers.add_parser(name, help="few-shot adaptation from noisy / decision-directed labels",
+    p = subparsers.add_parser(name, help=COMMAND_HELP,
                               description=__doc__.splitlines()[0])
     p.add_argument("--base", required=True, help="fading-ae meta-train checkpoint (or 'scratch')")
     p.add_argument("--out", required=True, help="output directory")
-    for f in dataclasses.fields(LabelNoiseConfig):
+    for f in _names.dataclass_fields("metacomm.experiments.label_noise", "LabelNoiseConfig"):  # read from the source: no torch here
         if f.name in ("base", "out", "plot", "quiet"):
             continue
         p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None, metavar="V",
@@ -48,6 +56,8 @@ def add_parser(subparsers, name="label-noise"):
 
 
 def run(args) -> int:
+    from metacomm.experiments.label_noise import LabelNoiseConfig
+
     kw = {f.name: getattr(args, f.name) for f in dataclasses.fields(LabelNoiseConfig)
           if getattr(args, f.name, None) is not None}
     for f in dataclasses.fields(LabelNoiseConfig):  # numbers typed on the command line
@@ -67,6 +77,8 @@ def _number(field: str, text: str, kind):
 
 def execute(cfg: LabelNoiseConfig) -> int:
     """Run the sweep of ``cfg`` and print where the results are (shared with ``metacomm run``)."""
+    from metacomm.experiments.label_noise import run_label_noise
+
     run_label_noise(cfg)
     print(f"pack label-noise: results -> {cfg.out}/results.json")
     return 0

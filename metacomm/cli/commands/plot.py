@@ -17,10 +17,14 @@ from metacomm._validation import ConfigError
 __all__ = ["add_parser", "run"]
 
 
+#: the one-line help in metacomm --help (read without building this parser)
+COMMAND_HELP = "overlay runs' results.json of any kind (BER sweeps, drift runs, fewshot, packs) in one figure"
+
+
 def add_parser(subparsers, name: str = "plot") -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         name,
-        help="overlay runs' results.json of any kind (BER sweeps, drift runs, fewshot, packs) in one figure",
+        help=COMMAND_HELP,
         description=__doc__.split("\n\n")[0] + " " + __doc__.split("\n\n")[2].replace("\n", " "),
     )
     p.add_argument("results", nargs="+", metavar="RESULTS",

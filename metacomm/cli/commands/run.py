@@ -16,20 +16,19 @@ from __future__ import annotations
 
 import importlib
 
+from metacomm.cli import _names
 from metacomm.cli.commands._settings import parse_settings
-from metacomm.experiments.files import (
-    COMMANDS,
-    check_experiment_record,
-    load_experiment,
-    write_experiment_record,
-)
+
+#: the one-line help in metacomm --help (read without building this parser)
+COMMAND_HELP = "run an experiment file (TOML: command + settings)"
 
 
 def add_parser(subparsers, name):
-    p = subparsers.add_parser(name, help="run an experiment file (TOML: command + settings)",
+    p = subparsers.add_parser(name, help=COMMAND_HELP,
                               description=__doc__.splitlines()[0])
     p.add_argument("experiment", metavar="EXPERIMENT.toml",
-                   help=f"experiment file: command = one of {', '.join(COMMANDS)}, then that command's settings")
+                   help="experiment file: command = one of "
+                        f"{_names.listing('metacomm.experiments.files', 'COMMANDS')}, then that command's settings")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a setting of the file (repeatable)")
     p.add_argument("--out", default=None, help="override the file's out")
@@ -43,6 +42,8 @@ def add_parser(subparsers, name):
 
 
 def run(args) -> int:
+    from metacomm.experiments.files import check_experiment_record, load_experiment, write_experiment_record
+
     overrides = parse_settings(args.overrides)
     for key in ("out", "seed", "device"):
         if getattr(args, key) is not None:

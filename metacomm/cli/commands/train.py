@@ -10,18 +10,26 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from typing import TYPE_CHECKING
 
-from metacomm.experiments.train import CODECS, TrainConfig, run_train
+from metacomm.cli import _names
+
+if TYPE_CHECKING:
+    from metacomm.experiments.train import TrainConfig
+
+
+#: the one-line help in metacomm --help (read without building this parser)
+COMMAND_HELP = "train a learned codec (autoencoder, constellation, neural receiver) and save a checkpoint"
 
 
 def add_parser(subparsers, name: str = "train") -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        name, help="train a learned codec (autoencoder, constellation, neural receiver) and save a checkpoint",
+        name, help=COMMAND_HELP,
         description="Train a learned codec end to end through a differentiable channel with Adam. Eb/N0 in dB; "
         "Es = 1 per complex channel use; N0 = 1/(Eb/N0 * rate), rate = information bits per complex channel "
         "use (k / n_c). Writes the checkpoint --out and, next to it, <stem>_curve.csv/.png and <stem>_codec.png.")
     p.add_argument("--codec", required=True, metavar="NAME",
-                   help=f"learned codec: {', '.join(CODECS)} (ae: (n,k) autoencoder of O'Shea & Hoydis; "
+                   help=f"learned codec: {_names.listing('metacomm.experiments.train', 'CODECS')} (ae: (n,k) autoencoder of O'Shea & Hoydis; "
                    "constellation: trainable 2^m-point geometry + demapper; neural-rx: pilot-aided receiver "
                    "for multipath channels)")
     p.add_argument("--n", default=None, metavar="N",
@@ -64,7 +72,8 @@ def add_parser(subparsers, name: str = "train") -> argparse.ArgumentParser:
     p.add_argument("--channel", default="awgn", metavar="NAME",
                    help="training channel name (metacomm.channels.registry), e.g. awgn, multipath (default awgn)")
     p.add_argument("--train-ebno-db", required=True, metavar="DB",
-                   help="training Eb/N0 in dB, one value (e.g. 7) or a range LOW:HIGH drawn uniformly per block")
+                   help="training Eb/N0 in dB, one value (e.g. 7) or an interval LOW:HIGH (both ends included, not a "
+                   "grid: each block's Eb/N0 is drawn uniformly from it)")
     p.add_argument("--steps", default="5000", metavar="N", help="optimiser steps per restart (default 5000)")
     p.add_argument("--batch-size", default="1000", metavar="B", help="blocks per step (default 1000)")
     p.add_argument("--lr", default="0.005", metavar="LR", help="Adam learning rate (default 0.005)")
@@ -88,12 +97,16 @@ def add_parser(subparsers, name: str = "train") -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    from metacomm.experiments.train import TrainConfig
+
     keys = {f.name for f in dataclasses.fields(TrainConfig)}
     return execute(TrainConfig(**{k: v for k, v in vars(args).items() if k in keys}, progress=not args.quiet))
 
 
 def execute(cfg: TrainConfig) -> int:
     """Train the codec of ``cfg`` and print the files written (shared with ``metacomm run``)."""
+    from metacomm.experiments.train import run_train
+
     r = run_train(cfg)
     if cfg.progress:
         print(f"wrote {', '.join(r['files'])}")
