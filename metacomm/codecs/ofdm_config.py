@@ -331,7 +331,7 @@ def link_config_from_dict(d: dict, *, source: str = "link") -> OFDMLinkConfig:
 def load_link_config(spec) -> OFDMLinkConfig:
     """A link config from a preset name (:data:`LINK_PRESETS`), a TOML file path, an :class:`OFDMLinkConfig` or a
     dict. Errors: ConfigError ``link`` (unknown preset / missing or unreadable file / invalid TOML / bad key)."""
-    if isinstance(spec, OFDMLinkConfig):
+    if isinstance(spec, OFDMLinkConfig) or type(spec).__name__ == "PUSCHLinkConfig":
         return spec.validate()
     if isinstance(spec, dict):
         return link_config_from_dict(dict(spec))
@@ -354,6 +354,13 @@ def load_link_config(spec) -> OFDMLinkConfig:
     except OSError as err:
         raise ConfigError("link", f"cannot read {source!r}: {err.strerror or err}") from None
     data.setdefault("name", path.stem)
+    if data.get("kind") == "nr-pusch":  # a 5G NR PUSCH link (metacomm.codecs.nr_pusch)
+        from metacomm.codecs.nr_pusch import pusch_config_from_dict
+        try:
+            return pusch_config_from_dict(data, source=source)
+        except ConfigError as err:
+            raise reraise("link", err, prefix=f"{source}: ") from None
+    data.pop("kind", None) if data.get("kind") == "ofdm" else None
     return link_config_from_dict(data, source=source)
 
 

@@ -173,8 +173,13 @@ class BerConfig:
             if getattr(self, key) is not None:
                 raise ConfigError(key, "cannot be combined with --link: the link preset or TOML file describes the "
                                        "whole link (code, grid, channel); give either --link or --codec/--channel")
-        self.receiver = check_choice("receiver", self.receiver or OFDM_DEFAULT_RECEIVER, ofdm_receivers())
-        return load_ofdm_link_config(self.link)
+        link_cfg = load_ofdm_link_config(self.link)
+        if getattr(link_cfg, "kind", "ofdm") == "nr-pusch":  # PUSCHReceiver's own default: LS + linear
+            from metacomm.codecs.nr_pusch import PUSCH_RECEIVERS
+            self.receiver = check_choice("receiver", self.receiver or "ls-lin", PUSCH_RECEIVERS)
+        else:
+            self.receiver = check_choice("receiver", self.receiver or OFDM_DEFAULT_RECEIVER, ofdm_receivers())
+        return link_cfg
 
 
 def run_ber(cfg: BerConfig, *, log: Callable[[str], None] = print, executor=None):

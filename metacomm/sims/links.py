@@ -159,6 +159,9 @@ def build_ofdm_link(cfg: Any):
 
     link_cfg = load_ofdm_link_config(_get(cfg, "link"))
     device = _get(cfg, "device", "cpu") or "cpu"
+    if getattr(link_cfg, "kind", "ofdm") == "nr-pusch":  # Sionna's PUSCHTransmitter / PUSCHReceiver
+        from metacomm.codecs.nr_pusch import PUSCHLink
+        return PUSCHLink(link_cfg, _get(cfg, "receiver") or "ls-lin", device=device)
     return OFDMLink(link_cfg, receiver, device=device)
 
 
