@@ -219,13 +219,16 @@ def noiseless_images(channel, x: torch.Tensor, state: dict) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------------------------
 # Minimum-distance / ML detection
 # ------------------------------------------------------------------------------------------------------------
-def sq_distances(y: torch.Tensor, images: torch.Tensor, *, expanded: bool = False) -> torch.Tensor:
+def sq_distances(y: torch.Tensor, images: torch.Tensor, *, expanded: bool = False,
+                 out: torch.Tensor | None = None) -> torch.Tensor:
     r"""Squared Euclidean distances :math:`\|\mathbf y_j - \mathbf r_m\|^2` of received blocks to images.
 
     ``y`` complex ``[..., N, n]``, ``images`` complex ``[..., M, n]`` (same leading dims, broadcastable) ->
     real ``[..., N, M]``. ``expanded=False``: every difference formed (exact distances); ``expanded=True``:
     :math:`-2\,\Re\langle \mathbf y_j, \mathbf r_m\rangle + \|\mathbf r_m\|^2` as one real matmul -- the distance
-    *minus* the common :math:`\|\mathbf y_j\|^2` (same arg-min, much less memory for large ``M``).
+    *minus* the common :math:`\|\mathbf y_j\|^2` (same arg-min, much less memory for large ``M``); with
+    ``[B, N, n]`` / ``[B, M, n]`` operands one ``baddbmm``, written into ``out`` (a real ``[B, N, M]`` buffer)
+    when given.
     """
     if expanded:
         yr = torch.view_as_real(y).flatten(-2)
@@ -234,16 +237,22 @@ def sq_distances(y: torch.Tensor, images: torch.Tensor, *, expanded: bool = Fals
         if yr.dim() == 3 and ir.dim() == 3 and yr.shape[0] == ir.shape[0]:
             # one baddbmm: the same numbers as -2 (y @ r^T) + ||r||^2 (a power-of-two scale is exact and the
             # kernel adds the bias after the product; checked bit for bit in tests/codecs/test_detection.py)
-            return torch.baddbmm(rr, yr, ir.transpose(-1, -2), alpha=-2.0)
+            return torch.baddbmm(rr, yr, ir.transpose(-1, -2), alpha=-2.0, out=out)
         return -2.0 * yr @ ir.transpose(-1, -2) + rr
     return (y.unsqueeze(-2) - images.unsqueeze(-3)).abs().square().sum(-1)
 
 
-def min_distance_decide(y: torch.Tensor, images: torch.Tensor, *, expanded: bool = True) -> torch.Tensor:
+def min_distance_decide(y: torch.Tensor, images: torch.Tensor, *, expanded: bool = True,
+                        workspace: ScoreWorkspace | None = None) -> torch.Tensor:
     r"""Minimum-distance decision :math:`\hat m = \arg\min_m \|\mathbf y_j - \mathbf r_m\|^2` (ML for AWGN with
     the true images): ``y`` ``[..., N, n]``, ``images`` ``[..., M, n]`` -> int64 ``[..., N]``
-    (:func:`sq_distances`; ties go to the lowest index)."""
-    return sq_distances(y, images, expanded=expanded).argmin(-1)
+    (:func:`sq_distances`; ties go to the lowest index). ``workspace`` (:class:`ScoreWorkspace`): the
+    ``[B, N, M]`` distances of ``[B, N, n]`` / ``[B, M, n]`` operands go into its reused buffer (the same numbers;
+    no fresh tens-of-MB allocation per call)."""
+    out = None
+    if workspace is not None and expanded and y.dim() == 3 and images.dim() == 3 and y.shape[0] == images.shape[0]:
+        out = workspace.get("s", (y.shape[0], y.shape[1], images.shape[1]), y.real.dtype, y.device)
+    return sq_distances(y, images, expanded=expanded, out=out).argmin(-1)
 
 
 class ScoreWorkspace:
@@ -364,7 +373,8 @@ def ml_block_logits(y: torch.Tensor, codebook: torch.Tensor, taps: torch.Tensor,
 # ------------------------------------------------------------------------------------------------------------
 def pilot_ls_decide(x_p: torch.Tensor, y_p: torch.Tensor, y_d: torch.Tensor, codebook: torch.Tensor,
                     num_taps: int, *, lag0: int = 0, dtype: torch.dtype | None = None, ridge: float = RIDGE,
-                    method: str = "normal", images: str = "matrix", expanded: bool = True) -> torch.Tensor:
+                    method: str = "normal", images: str = "matrix", expanded: bool = True,
+                    workspace: ScoreWorkspace | None = None) -> torch.Tensor:
     r"""Pilot-LS + ML, the one implementation: LS taps from known pilot codewords, then minimum-distance (plug-in
     ML) detection of the payload over the codebook through them.
 
@@ -394,6 +404,7 @@ def pilot_ls_decide(x_p: torch.Tensor, y_p: torch.Tensor, y_d: torch.Tensor, cod
         taps. The same images up to floating-point summation order (kept so that each caller's numbers stay
         bit-identical).
     :param expanded: distance form of :func:`min_distance_decide`.
+    :param workspace: reused distance buffer (:class:`ScoreWorkspace`, see :func:`min_distance_decide`).
     :returns: int64 ``[..., N]``, the decided codeword indices.
     """
     _check_complex("x_p", x_p, tuple(range(2, 9)))
@@ -418,7 +429,7 @@ def pilot_ls_decide(x_p: torch.Tensor, y_p: torch.Tensor, y_d: torch.Tensor, cod
     else:
         T = pilot_matrix(book, L, _default_conv_matrix(lag0) if lag0 else None)  # [M, n, L]
         r = torch.einsum("mnl,...l->...mn", T, h.reshape(*lead, L))
-    return min_distance_decide(y_d[..., :n], r.to(y_d.dtype), expanded=expanded)
+    return min_distance_decide(y_d[..., :n], r.to(y_d.dtype), expanded=expanded, workspace=workspace)
 
 
 # ------------------------------------------------------------------------------------------------------------

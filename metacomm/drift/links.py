@@ -20,7 +20,19 @@ from metacomm.codecs.detection import noiseless_images
 from metacomm.codecs.learned_base import index_to_bits
 from metacomm.drift.protocol import Decision, DriftContext, DriftLink, FrameSignals
 
-__all__ = ["BlockCodecLink", "check_codec_fits"]
+__all__ = ["BlockCodecLink", "check_codec_fits", "score_workspace"]
+
+
+def score_workspace(ctx: DriftContext):
+    """The run's one :class:`~metacomm.codecs.detection.ScoreWorkspace`: the ``[links, N, 2^k]`` score buffers
+    every block receiver of the run writes its codebook search into, one after the other (schemes decide in turn,
+    so one set of buffers serves them all: the working set of a run is one score tensor, not one per scheme).
+    Kept on the context (attribute ``_score_workspace``) for the run's lifetime."""
+    from metacomm.codecs.detection import ScoreWorkspace
+    ws = ctx.__dict__.get("_score_workspace")
+    if ws is None:
+        ws = ctx.__dict__["_score_workspace"] = ScoreWorkspace()
+    return ws
 
 
 def check_codec_fits(scenario, model, field: str = "model") -> tuple[int, int]:

@@ -65,17 +65,17 @@ def test_registry_lists_every_builtin_then_the_packs_in_module_list_order():
 def test_default_schemes_are_declared_by_the_schemes_not_built_by_list_surgery():
     """What each scheme needs decides whether it is in the default list (tracker, transmitter PA, phase noise)."""
     from metacomm.experiments.drift import DEFAULT_CHECKPOINT, load_drift_codec, shipped_tracker
-    plain = ["static", "retrain", "meta", "warm", "online-meta", "pilot-ls", "wide-ls", "wl-ls", "pilot-lmmse",
-             "kalman", "genie"]
+    plain = ["static", "meta", "warm", "online-meta", "pilot-ls", "wide-ls", "wl-ls", "pilot-lmmse", "kalman",
+             "genie"]  # retrain: by name only (issue 24: most of a frame's time, decodes at chance)
     assert default_schemes() == plain
     online, _, _ = load_drift_codec(DEFAULT_CHECKPOINT)
     assert default_schemes(load_scenario("doppler-fast"), online) == plain
-    assert default_schemes(load_scenario("pa-drift"), online) == plain[:8] + ["pa-ls", "pilot-lmmse", "kalman",
+    assert default_schemes(load_scenario("pa-drift"), online) == plain[:7] + ["pa-ls", "pilot-lmmse", "kalman",
                                                                               "pa-kalman", "genie"]
     tracker, _, _ = load_drift_codec(shipped_tracker("doppler-fast", 16))
-    assert default_schemes(load_scenario("doppler-fast"), tracker) == plain[:5] + ["track"] + plain[5:]
+    assert default_schemes(load_scenario("doppler-fast"), tracker) == plain[:4] + ["track"] + plain[4:]
     pa_tracker, _, _ = load_drift_codec(shipped_tracker("pa-drift", 16))
-    assert default_schemes(load_scenario("pa-drift"), pa_tracker)[5:7] == ["track", "track-linear"]
+    assert default_schemes(load_scenario("pa-drift"), pa_tracker)[4:6] == ["track", "track-linear"]
     pn = default_schemes(load_scenario("phase-noise-drift"), online)
     assert "pn-ls" in pn and "pn-kalman" in pn and "pa-ls" not in pn
 

@@ -66,3 +66,21 @@ def test_blocks_outside_the_redecode_bound_keep_their_decision_under_a_full_rede
         assert torch.equal(best[keep], full[keep]), trial
         left_out += int(keep.sum())
     assert left_out > 0.3 * 20 * B * N  # the bound is not vacuous
+
+
+@pytest.mark.parametrize("checkpoint", ["tracker", "online"])
+def test_template_decisions_of_the_adaptive_schemes_equal_decide_block(checkpoint):
+    """The adaptive schemes decide through template_decide (no functional_call): the same decisions as the
+    AdaptiveCodec's own decide_block, for every policy, over frames of fast weights."""
+    from metacomm.experiments.drift import DEFAULT_CHECKPOINT
+    path = shipped_tracker("doppler-fast", 16) if checkpoint == "tracker" else DEFAULT_CHECKPOINT
+    model, _, _ = load_drift_codec(path)
+    run = DriftRun(load_scenario("doppler-fast"), model, DriftRunConfig(
+        frames=3, links=16, seed=2, schemes=["static", "meta", "warm", "online-meta", "on-detection"]))
+    for _ in range(3):
+        sig = run.ctx.link.draw(run.ctx, next(run._frames), run.g_data)
+        for s in run.schemes:
+            got = s.decide(sig).msg_hat
+            assert torch.equal(got, s.codec.decide_block(sig.y_d)), s.name
+            if s.name == "meta":  # a working receiver (static is frozen at frame 0: rho = 0.5 leaves it behind)
+                assert (got == sig.msg_d).float().mean() > 0.5

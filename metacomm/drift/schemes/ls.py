@@ -31,6 +31,7 @@ from metacomm.codecs.detection import (  # pilot_ls_decide: re-exported (model_b
     pilot_ls_decide,
 )
 from metacomm.codecs.widely_linear import stacked_conv_pilot_matrix, wl_images, wl_ls_taps
+from metacomm.drift.links import score_workspace
 from metacomm.drift.protocol import Decision, DriftContext, DriftScheme, FrameSignals
 from metacomm.drift.registry import register_scheme
 
@@ -61,8 +62,11 @@ def pa_map(sig: FrameSignals, x: torch.Tensor) -> torch.Tensor:
     return x if pa is None else pa.apply(x, None, {}, None, None)
 
 
-def _decide(y_d: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    return min_distance_decide(y_d, images.to(y_d.dtype), expanded=True)
+def _decide(y_d: torch.Tensor, images: torch.Tensor, ctx: DriftContext | None = None) -> torch.Tensor:
+    """Minimum distance over ``images`` (cast to the payload's dtype), in the run's score buffer when ``ctx`` is
+    given (:func:`~metacomm.drift.links.score_workspace`)."""
+    ws = None if ctx is None else score_workspace(ctx)
+    return min_distance_decide(y_d, images.to(y_d.dtype), expanded=True, workspace=ws)
 
 
 class LSScheme(DriftScheme):
@@ -96,7 +100,8 @@ class PilotLSScheme(LSScheme):
     codebook through :math:`\hat h` (truncated convolution): :func:`pilot_ls_decide`. Knows only the pilots."""
 
     def decide(self, sig: FrameSignals) -> Decision:
-        return self.timed(lambda: pilot_ls_decide(sig.x_p, sig.y_p, sig.y_d, self.ctx.codebook, self.L))
+        return self.timed(lambda: pilot_ls_decide(sig.x_p, sig.y_p, sig.y_d, self.ctx.codebook, self.L,
+                                                  workspace=score_workspace(self.ctx)))
 
 
 def _window_conv(lag0: int, mode: str = "truncate"):
@@ -132,7 +137,7 @@ class WideLSScheme(LSScheme):
             B = X.shape[0]
             h = ls_solve(X, sig.y_p[..., :n].reshape(B, -1, 1).to(torch.complex128), ridge=RIDGE).squeeze(-1)
             images = matrix_images(self.conv(h, n), ctx.codebook.to(torch.complex128))
-            msg_hat = _decide(sig.y_d[..., :n], images)
+            msg_hat = _decide(sig.y_d[..., :n], images, ctx)
         return Decision(msg_hat, (time.perf_counter() - t0) * 1e3)
 
 
@@ -156,7 +161,7 @@ class WidelyLinearLSScheme(LSScheme):
             h1, h2 = wl_ls_taps(sig.x_p.to(torch.complex128), sig.y_p[..., :n].to(torch.complex128), self.L,
                                 ridge=RIDGE, conv_matrix=self.conv)
             images = wl_images(ctx.codebook.to(torch.complex128), h1, h2, self.conv)
-            msg_hat = _decide(sig.y_d[..., :n], images)
+            msg_hat = _decide(sig.y_d[..., :n], images, ctx)
         return Decision(msg_hat, (time.perf_counter() - t0) * 1e3)
 
 
@@ -167,7 +172,8 @@ class PALSScheme(LSScheme):
 
     def decide(self, sig):
         return self.timed(lambda: pilot_ls_decide(pa_map(sig, sig.x_p), sig.y_p, sig.y_d,
-                                                  pa_map(sig, self.ctx.codebook), self.L, dtype=torch.complex128))
+                                                  pa_map(sig, self.ctx.codebook), self.L, dtype=torch.complex128,
+                                                  workspace=score_workspace(self.ctx)))
 
 
 def frame_phase_variance(frame) -> float:
@@ -201,7 +207,7 @@ class PhaseLSScheme(LSScheme):
             H = ls_solve(X, y, ridge=RIDGE)[..., 0].reshape(B, n, L)
             Tc = tap_conv_matrix(ctx.codebook.to(c128), self.L)  # [M, n, L]
             images = torch.einsum("mnl,bnl->bmn", Tc, H)  # [B, M, n]
-            msg_hat = _decide(sig.y_d[..., :n], images)
+            msg_hat = _decide(sig.y_d[..., :n], images, ctx)
         return Decision(msg_hat, (time.perf_counter() - t0) * 1e3)
 
 

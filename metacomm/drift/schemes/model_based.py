@@ -62,6 +62,7 @@ from metacomm.channels.multipath import convolution_matrix
 from metacomm.codecs.detection import matrix_images
 from metacomm.codecs.tracking import kalman_step, lmmse_taps, lmmse_update
 from metacomm.codecs.widely_linear import stacked_conv_pilot_matrix
+from metacomm.drift.links import score_workspace
 from metacomm.drift.protocol import Decision, DriftContext, DriftScheme, FrameSignals
 from metacomm.drift.registry import register_scheme
 from metacomm.drift.schemes.ls import _decide, frame_phase_variance, pa_map, pilot_ls_decide
@@ -140,7 +141,8 @@ def _ls_fallback(ctx: DriftContext, sig: FrameSignals, pa_aware: bool = False) -
     """The pilot-ls decision of a frame without a tap model (``ctx.num_taps`` causal taps, complex128;
     ``pa_aware``: through the frame's exact transmitter PA)."""
     x_p, book = (pa_map(sig, sig.x_p), pa_map(sig, ctx.codebook)) if pa_aware else (sig.x_p, ctx.codebook)
-    return pilot_ls_decide(x_p, sig.y_p, sig.y_d, book, ctx.num_taps, dtype=torch.complex128)
+    return pilot_ls_decide(x_p, sig.y_p, sig.y_d, book, ctx.num_taps, dtype=torch.complex128,
+                           workspace=score_workspace(ctx))
 
 
 def _segments(ctx: DriftContext):
@@ -212,7 +214,7 @@ class ModelBasedScheme(DriftScheme):
                 h = self.estimate(tm, seg, sig)
                 book = pa_map(sig, self.ctx.codebook) if self.pa_aware else self.ctx.codebook
                 images = matrix_images(tm.conv_matrix(h, self.ctx.n), book.to(torch.complex128))
-                msg_hat = _decide(sig.y_d, images)
+                msg_hat = _decide(sig.y_d, images, self.ctx)
         return Decision(msg_hat, (time.perf_counter() - t0) * 1e3)
 
     def on_fallback(self, segment: int) -> None:

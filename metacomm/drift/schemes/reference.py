@@ -10,6 +10,7 @@ import torch
 
 from metacomm._validation import ConfigError, check_finite
 from metacomm.codecs.detection import min_distance_decide, noiseless_images
+from metacomm.drift.links import score_workspace
 from metacomm.drift.protocol import Decision, DriftScheme, FrameSignals, genie_name
 from metacomm.drift.registry import register_scheme
 
@@ -59,7 +60,7 @@ class GenieScheme(DriftScheme):
             else:
                 clean = sig.clean_d
                 y = clean + (sig.no * 10 ** (-self.offset_db / 10)).sqrt()[:, None, None].to(clean.dtype) * sig.w_d
-            return Decision(min_distance_decide(y, images, expanded=True), None)
+            return Decision(min_distance_decide(y, images, expanded=True, workspace=score_workspace(self.ctx)), None)
 
 
 register_scheme("genie", default=True)(GenieScheme)

@@ -66,12 +66,12 @@ class TrackScheme(DriftScheme):
         self.stats: dict = {}
         tr = ctx.model.linear_tracker if self.linear else ctx.model.tracker
         if not tr.phase_noise and not ctx.model.track_options["soft"]:
-            from metacomm.codecs.detection import ScoreWorkspace
+            from metacomm.drift.links import score_workspace
             with torch.no_grad():
                 tmpl = ctx.model.decoder.template_symbols()
                 if not self.linear and hasattr(ctx.model, "pa"):
                     tmpl = ctx.model.pa(tmpl)
-                self._fast = (tr, tmpl, tr.regressors(tmpl), ScoreWorkspace())
+                self._fast = (tr, tmpl, tr.regressors(tmpl), score_workspace(ctx))
 
     def decide(self, sig: FrameSignals) -> Decision:
         from metacomm.adaptation.tracking import track_frames
