@@ -39,6 +39,17 @@ def __getattr__(name: str):
     return lazy_getattr(globals(), _LAZY, name)
 
 
+def _receivers() -> str:
+    """``name (what it knows); ...`` from the receivers' own table (``RECEIVER_HELP``, read without importing it)."""
+    try:
+        table = _names.constant("metacomm.codecs.ofdm_receivers", "RECEIVER_HELP")
+    except _names.StaticReadError:
+        table = None
+    if isinstance(table, dict) and all(isinstance(v, str) for v in table.values()):
+        return "; ".join(f"{k}: {v}" for k, v in table.items())
+    return _names.listing("metacomm.codecs.ofdm_receivers", "RECEIVERS")
+
+
 def _receiver_names() -> str:
     from metacomm.sims.links import ofdm_receivers
     return "\n".join(ofdm_receivers())
@@ -70,12 +81,8 @@ def add_parser(subparsers, name: str = "ber") -> argparse.ArgumentParser:
                    "bits_per_symbol, coderate, codeword_length [bits], channel, delay_spread [s], carrier_frequency "
                    "[Hz], speed [m/s], num_rx_ant, ...; missing keys take the tutorial's values)")
     p.add_argument("--receiver", default=None, metavar="NAME", action=_names.ListNames, lister=_receiver_names,
-                   help="receiver of the --link: "
-                   f"{_names.listing('metacomm.codecs.ofdm_receivers', 'RECEIVERS')} (ls-nn/ls-lin: least-squares "
-                   "pilot estimates with nearest-neighbour/linear interpolation; lmmse-cov: LMMSE estimation with the "
-                   "channel's time/frequency/space covariance estimated from cov_draws channel draws; perfect-csi: "
-                   "the true channel, genie reference; each + LMMSE equalisation and APP demapping into the LDPC "
-                   f"decoder) (default {OFDM_DEFAULT_RECEIVER})")
+                   help=f"receiver of the --link (default {OFDM_DEFAULT_RECEIVER}): {_receivers()}; each followed "
+                   "by APP demapping into the LDPC decoder")
     p.add_argument("--codec", default=None, metavar="NAME",
                    help="(required without --link) link to simulate: uncoded "
                    f"{', '.join(CLASSICAL_CODECS[:4])} (Gray, Sionna mapper); hamming74 (Hamming(7,4), BPSK); "
