@@ -612,6 +612,10 @@ def _plots(rows, cfg: CompressionConfig, out: str) -> None:
     ax.set_ylabel("Eb/N0 loss at BLER 1e-2 vs float32 [dB]")
     ax.set_title(f"dB loss vs size, {s_plot} steps")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    else:  # no method reached BLER 1e-2 (a null dB loss everywhere): say so instead of an empty legend
+        ax.text(0.5, 0.5, "no dB loss to draw: no codec reached BLER 1e-2\nat these settings (db_loss_at_1e-2 "
+                "is null)", transform=ax.transAxes, ha="center", va="center", fontsize=8, color="0.3")
     fig.tight_layout()
     save_figure(fig, os.path.join(out, "db_loss_vs_bytes.png"), dpi=120)

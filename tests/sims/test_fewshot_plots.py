@@ -70,3 +70,19 @@ def test_ber_plot_zero_error_marker_in_the_legend(figs, tmp_path):
         assert sorted(labels) == ["no errors: 95% upper bound", "x"]
     plot_results(SweepResult(points=pts[:1], config={"label": "y"}), tmp_path / "g.png", theory=False)
     assert [t.get_text() for t in figs[1].axes[0].get_legend().get_texts()] == ["y"]
+
+
+def test_compression_db_loss_figure_without_losses_says_so_instead_of_an_empty_legend(figs, tmp_path):
+    from types import SimpleNamespace
+
+    from metacomm.experiments.compression import _plots as cmp_plots
+    cfg = SimpleNamespace(steps=[0, 1], ebno_db=[15.0], plot_ebno_db=15.0, method=["ptq"], sparsity=[0.0], pilots=16)
+    rows = [{"method": "ptq", "bits": b, "sparsity": 0.0, "steps": 1, "ebno_db": 15.0, "adc_bits": 0,
+             "channel": "fading-ae", "bler": 0.1, "model_bytes": 100 * b, "db_loss_at_1e-2": None} for b in (8, 4)]
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "No artists with labels found to put in legend" was a warning
+        cmp_plots(rows, cfg, str(tmp_path))
+    ax = figs[1].axes[0]
+    assert ax.get_legend() is None and "no codec reached BLER 1e-2" in " ".join(t.get_text() for t in ax.texts)
+    assert [t.get_text() for t in figs[0].axes[0].get_legend().get_texts()] == ["ptq"]
