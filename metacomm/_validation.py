@@ -45,6 +45,8 @@ MAX_WORK = 10**9
 class ConfigError(ValueError):
     """A bad user input. ``field`` is the flag/key/argument name; ``str(err)`` is the full one-line message."""
 
+    fields: tuple[str, ...]  # set by check_memory only: every key to reduce (the CLI names them by their flags)
+
     def __init__(self, field: str, message: str):
         self.field = field
         self.message = message

@@ -111,8 +111,8 @@ print(again)
 # %% [markdown]
 # ## Who wins
 #
-# With 150 frames the meta-learned tracker reaches BLER 0.0190 against 0.0271 for the Kalman tracker that knows
-# rho (0.70x; the [drift results](../drift.md) page has every scenario): it learned the dynamics from data, and it
+# With 150 frames (this tutorial's full size) the meta-learned tracker reaches BLER 0.0190 [0.0180, 0.0199]
+# against 0.0271 [0.0260, 0.0283] for the Kalman tracker that knows rho (0.70x, intervals apart; the [drift results](../drift.md) page has every scenario): it learned the dynamics from data, and it
 # also updates its belief with its own confident payload decisions -- information the pilot-only classical
 # receivers do not use. The per-frame adaptive schemes, which throw the past away, lose to Kalman (0.0407-0.0784).
 #

@@ -77,9 +77,10 @@ print(f"Meta-SGD after 1 step: SER {meta:.3f};  LMMSE + ML: SER {classical:.3f} 
 assert 0.0 < classical < 0.75, "LMMSE + ML on 16-QAM at 20 dB with 4 pilots"
 
 # %% [markdown]
-# Meta-training length matters: measured here, after 3000 meta-updates Meta-SGD is still *worse* than LMMSE + ML
-# (SER 0.283 vs 0.185: the classical receiver wins); after 12000 it wins (0.147 vs 0.185 in the
-# [few-shot results](../fewshot.md)), and meta-trained for each pilot count it wins at every count from 1 to 64. Plain MAML with a fixed inner rate does not: the learned
+# Measured with this tutorial's full size (12000 meta-updates, 102 CPU-seconds): Meta-SGD after one step SER 0.145
+# against 0.185 for LMMSE + ML -- **the learned demodulator wins** (genie 0.056). Meta-training length matters:
+# after 3000 meta-updates it was still *worse* (0.283 vs 0.185: the classical receiver wins); meta-trained for each
+# pilot count it wins at every count from 1 to 64 ([few-shot results](../fewshot.md)). Plain MAML with a fixed inner rate does not: the learned
 # per-parameter rates are what makes one step on 4 symbols useful. Without meta-learning (`joint`) one step does
 # nothing useful at all.
 #

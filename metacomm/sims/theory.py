@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scipy import integrate, special
@@ -207,7 +208,7 @@ def theory_curves(codec: str, channel: str, *, decoder: str | None = None,
     over ``awgn`` (BLER). ``decoder="app"`` for 16/64-QAM gets the max-log (min-distance) curve, which bit-wise
     APP decisions match to within a few percent at low SNR (and beat slightly).
     """
-    out: dict[str, Callable | None] = {"ber": None, "bler": None, "label": ""}
+    out: dict[str, Any] = {"ber": None, "bler": None, "label": ""}
     if codec in _BITS:
         m = _BITS[codec]
         M = 2 ** m
