@@ -204,6 +204,8 @@ def _records_panel(ax, runs: Sequence[Run], x: str, y: str, where: Mapping[str, 
     markers = ["o", "s", "^", "v", "D", "P", "X", "*"]
     n_curves = 0
     xs_all: list[float] = []
+    log_y = y in ("bler", "ber", "ser")
+    any_zero = False
     for ri, run in enumerate(runs):
         records = [r for r in run.data.get("results", []) if isinstance(r, dict)]
         if not records:
@@ -232,23 +234,42 @@ def _records_panel(ax, runs: Sequence[Run], x: str, y: str, where: Mapping[str, 
             lab = ", ".join(f"{k}={v}" for k, v in key)
             lab = f"{run.label}: {lab}" if len(runs) > 1 else (lab or run.label)
             color = f"C{n_curves % 10}"
-            if all(isinstance(c, (list, tuple)) and len(c) == 2 and all(_number(v) for v in c) for c in ci):
-                lo = np.asarray([c[0] for c in ci], float)
-                hi = np.asarray([c[1] for c in ci], float)
-                err = np.vstack([np.clip(yv - lo, 0, None), np.clip(hi - yv, 0, None)])
-                ax.errorbar(xv, yv, yerr=err, color=color, ls=styles[ri % len(styles)],
+            has_ci = all(isinstance(c, (list, tuple)) and len(c) == 2 and all(_number(v) for v in c) for c in ci)
+            zero = (yv <= 0) if log_y else np.zeros(len(yv), bool)  # a log axis cannot show 0: an upper limit
+            pos = ~zero
+            if pos.any() and has_ci:
+                lo = np.asarray([c[0] for c in ci], float)[pos]
+                hi = np.asarray([c[1] for c in ci], float)[pos]
+                err = np.vstack([np.clip(yv[pos] - lo, 0, None), np.clip(hi - yv[pos], 0, None)])
+                ax.errorbar(xv[pos], yv[pos], yerr=err, color=color, ls=styles[ri % len(styles)],
                             marker=markers[gi % len(markers)], ms=4, capsize=2, lw=1.2, label=lab)
-            else:
-                ax.plot(xv, yv, color=color, ls=styles[ri % len(styles)], marker=markers[gi % len(markers)],
-                        ms=4, lw=1.2, label=lab)
+            elif pos.any():
+                ax.plot(xv[pos], yv[pos], color=color, ls=styles[ri % len(styles)],
+                        marker=markers[gi % len(markers)], ms=4, lw=1.2, label=lab)
+            if zero.any():
+                top = [float(c[1]) if has_ci and c[1] > 0 else np.nan for c in ci]
+                zx = xv[zero]
+                zy = np.asarray(top, float)[zero]
+                if np.isfinite(zy).any():
+                    ax.plot(zx, zy, "v", mfc="none", ms=7, color=color, ls="none",
+                            label="_nolegend_" if pos.any() else f"{lab} (no errors)")
+                    any_zero = True
             xs_all += list(xv)
             n_curves += 1
     if n_curves == 0:
         raise ConfigError("where", "no records left to plot")
     xs = np.asarray(xs_all)
     if xs.size and xs.min() >= 0 and xs.max() >= 100 * max(xs[xs > 0].min(initial=1.0), 1e-12):
-        ax.set_xscale("symlog", linthresh=1.0)
-    if y in ("bler", "ber", "ser"):
+        from matplotlib import ticker
+        ax.set_xscale("symlog", linthresh=1.0, linscale=0.6)
+        ticks = sorted(set(xs.tolist()))
+        if len(ticks) <= 12:  # the swept values themselves, as plain numbers (0 included)
+            ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
+            ax.xaxis.set_minor_locator(ticker.NullLocator())
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    if any_zero:
+        ax.plot([], [], "v", mfc="none", ms=7, color="0.35", ls="none", label="no errors: 95% upper bound")
+    if log_y:
         ax.set_yscale("log")
     ax.set_xlabel(x)
     ax.set_ylabel(y.upper() if y in ("bler", "ber", "ser") else y)

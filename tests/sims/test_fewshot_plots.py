@@ -86,3 +86,18 @@ def test_compression_db_loss_figure_without_losses_says_so_instead_of_an_empty_l
     ax = figs[1].axes[0]
     assert ax.get_legend() is None and "no codec reached BLER 1e-2" in " ".join(t.get_text() for t in ax.texts)
     assert [t.get_text() for t in figs[0].axes[0].get_legend().get_texts()] == ["ptq"]
+
+
+def test_plot_overlay_records_zero_steps_on_the_axis_and_zero_errors_as_bounds(figs, tmp_path):
+    from metacomm.experiments.overlay import Run, plot_overlay
+    recs = [_rec("meta", 16, k, e) for k, e in ((0, 500), (1, 50), (10, 5))] + [_rec("genie", None, 2000, 0)]
+    run = Run("metacomm-fewshot", {"config": {"pilots": [16], "steps": [0, 1, 10]}, "results": recs},
+              str(tmp_path / "results.json"), "fs")
+    plot_overlay([run], tmp_path / "o.png")
+    ax = figs[0].axes[0]
+    assert ax.get_xscale() == "symlog"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "10", "2000"]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "no errors: 95% upper bound" in labels
+    tri = [ln for ln in ax.get_lines() if ln.get_marker() == "v" and len(ln.get_xdata())]
+    assert len(tri) == 1 and tri[0].get_ydata()[0] == pytest.approx(0.0037)
