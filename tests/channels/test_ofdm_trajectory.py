@@ -14,7 +14,12 @@ from scipy.special import j0
 
 from metacomm._validation import ConfigError
 from metacomm.channels.ofdm import OFDMChannel
-from metacomm.channels.ofdm_trajectory import SPEED_OF_LIGHT, TDLTrajectory, sos_time_correlation, tdl_covariances
+from metacomm.channels.ofdm_trajectory import (
+    SPEED_OF_LIGHT,
+    TDLTrajectory,
+    sos_time_correlation,
+    tdl_covariances,
+)
 from metacomm.scenarios.drift_scenarios import parse_scenario
 
 torch.set_num_threads(1)
@@ -91,7 +96,7 @@ def test_a_speed_ramp_gives_the_doppler_it_claims():
     for t, f in enumerate(frames):
         assert abs(f.speed - (5.0 + 15.0 * t)) < 1e-9
         rho = _corr(h[:, t, 0], h[:, t, 13])
-        x = brentq(lambda z: j0(z) - rho, 0.0, 2.4)  # J0 is monotone on [0, 2.4]
+        x = brentq(lambda z, r=rho: j0(z) - r, 0.0, 2.4)  # J0 is monotone on [0, 2.4]
         fd_est = x / (2 * math.pi * 13 * T)
         assert abs(fd_est - f.doppler_hz) < 0.15 * f.doppler_hz + 5.0, (t, fd_est, f.doppler_hz)
 

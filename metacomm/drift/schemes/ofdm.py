@@ -18,8 +18,6 @@ from __future__ import annotations
 import time
 from functools import partial
 
-import torch
-
 from metacomm._sionna import SionnaBlocks
 from metacomm.codecs.ofdm_receivers import OFDMReceiver, _lmmse_blocks
 from metacomm.drift.protocol import Decision, DriftScheme
