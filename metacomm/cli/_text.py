@@ -7,7 +7,7 @@ import re
 
 __all__ = ["plain", "PlainFormatter", "RANGE_HELP"]
 
-_ROLE = re.compile(r":(?:mod|func|class|data|meth|attr|obj|exc|ref|doc|py:\w+):`(~?)([^`<]+?)(?:\s*<[^>]*>)?`")
+_ROLE = re.compile(r":(?:mod|func|class|data|meth|attr|obj|exc|ref|doc|math|py:\w+):`(~?)([^`<]+?)(?:\s*<[^>]*>)?`")
 _LITERAL = re.compile(r"``(.+?)``", re.S)
 _INTERPRETED = re.compile(r"(?<![\w`])`([^`\n]+?)`(?![\w`])")
 

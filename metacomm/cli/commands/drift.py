@@ -18,6 +18,7 @@ ray), writes ``DIR/seed-<s>/`` exactly as ``--seed s --out DIR/seed-<s>`` would,
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from metacomm.cli import _names
@@ -29,19 +30,30 @@ if TYPE_CHECKING:
 __all__ = ["add_parser", "run", "execute", "scheme_table", "describe_seeds"]
 
 
+def _first_sentence(doc: str | None, limit: int = 100) -> str:
+    """The first sentence of a docstring as plain text, at most ``limit`` characters."""
+    from metacomm.cli._text import plain
+
+    para = plain(" ".join((doc or "").strip().split("\n\n")[0].split()))
+    text = re.split(r"(?<=[^.][.;])\s+(?=[A-Z])", para, maxsplit=1)[0].rstrip(".;:")
+    return text if len(text) <= limit else text[:limit - 3].rstrip() + "..."
+
+
 def scheme_table() -> str:
-    """``--schemes list``: every registered scheme with its kind and what it needs to be a default (imports the
-    scheme registry)."""
+    """``--schemes list``: every registered scheme with its kind, the links it runs on and what it needs to be a
+    default (imports the scheme registry)."""
     from metacomm.drift.registry import default_schemes, scheme_entry, scheme_names
 
-    lines = ["drift schemes (name [kind] -- what it is; default when: what it needs):"]
+    lines = ["drift schemes: name [kind, group, links] -- what it is (default when: what it needs)"]
     for n in scheme_names():
         e = scheme_entry(n)
-        doc = (e.cls.__doc__ or "").strip().splitlines()
-        needs = f"; default when: {', '.join(e.needs)}" if e.default and e.needs else ""
-        group = ", pack" if e.group == "pack" else ""
-        lines.append(f"  {n} [{getattr(e.cls, 'kind', 'adaptive')}{group}]"
-                     + (f" -- {doc[0].strip()}" if doc else "") + needs)
+        tags = [getattr(e.cls, "kind", "adaptive")] + (["pack"] if e.group == "pack" else [])
+        links = tuple(getattr(e.cls, "links", ("block",)) or ())
+        if links != ("block",):
+            tags.append("links " + "/".join(links))
+        needs = f" (default when: {', '.join(e.needs)})" if e.default and e.needs else ""
+        doc = _first_sentence(e.cls.__doc__)
+        lines.append(f"  {n} [{', '.join(tags)}]" + (f" -- {doc}" if doc else "") + needs)
     lines.append("default: " + ",".join(default_schemes()) + ", plus each scheme marked 'default when' whose need "
                  "the scenario and codec meet")
     return "\n".join(lines)
