@@ -31,7 +31,7 @@ from metacomm.drift.result import compare_best
 from metacomm.sims.stats import clopper_pearson
 
 __all__ = ["FORMAT", "KIND", "seed_summary", "pool_seeds", "pooled_table", "comparison", "plot_seeds",
-           "seeds_panel"]
+           "seeds_panel", "seed_records", "seeds_dataframe"]
 
 KIND = "metacomm-drift-seeds"
 FORMAT = f"{KIND}/1"
@@ -86,6 +86,25 @@ def pool_seeds(per_seed: Mapping[int, Mapping[str, dict]], seeds: Sequence[int],
                      "frames": frames * len(done),
                      "latency_ms_mean": sum(lat) / len(lat) if lat else None}
     return out
+
+
+def seed_records(doc: Mapping) -> list[dict]:
+    """Long format of a pooled document: one dict per finished seed x scheme (seeds in run order, schemes in the
+    summary's order) with ``seed``, ``scheme``, ``kind`` and that seed's ``block_errors``, ``blocks``, ``bler``,
+    ``bit_errors``, ``bits``, ``ber``, ``frames_above_target``, ``latency_ms_mean`` [ms]."""
+    rows = []
+    for seed, per in (doc.get("seeds") or {}).items():
+        for name, r in per.items():
+            rows.append({"seed": int(seed), "scheme": name, "kind": r.get("kind"),
+                         **{k: r.get(k) for k in (*_COUNTS[:2], "bler", *_COUNTS[2:], "ber", "frames_above_target",
+                                                  "latency_ms_mean")}})
+    return rows
+
+
+def seeds_dataframe(doc: Mapping):
+    """:func:`seed_records` as a ``pandas.DataFrame`` (pandas optional: a ConfigError naming ``pandas``)."""
+    from metacomm.sims.results import records_dataframe
+    return records_dataframe(seed_records(doc))
 
 
 def comparison(doc: Mapping) -> dict | None:

@@ -65,3 +65,17 @@ def test_to_dataframe_without_pandas_names_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas -> ImportError
     with pytest.raises(ConfigError, match=r"^pandas: .*pip install pandas"):
         _result(frames=2).to_dataframe()
+
+
+def test_seed_records_of_a_pooled_document():
+    from metacomm.drift.pooled import pool_seeds, seed_records, seed_summary, seeds_dataframe
+    per = {s: seed_summary(_result(frames=5 + s)) for s in (3, 7)}
+    doc = {"seeds": {str(s): v for s, v in per.items()}, "summary": pool_seeds(per, [3, 7], 5)}
+    rows = seed_records(doc)
+    assert [(r["seed"], r["scheme"]) for r in rows[:6]] == [(3, s) for s in per[3]] + [(7, "meta")]
+    assert all(r["blocks"] == 512 * (5 + r["seed"]) for r in rows)
+    for name, pooled in doc["summary"].items():
+        assert sum(r["block_errors"] for r in rows if r["scheme"] == name) == pooled["block_errors"]
+    pd = pytest.importorskip("pandas")
+    df = seeds_dataframe(doc)
+    assert isinstance(df, pd.DataFrame) and len(df) == 10 and set(df["seed"]) == {3, 7}
