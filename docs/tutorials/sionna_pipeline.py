@@ -21,7 +21,7 @@
 #
 # Next to it, on the **same** draws and with the **same** decoder: the classical receiver that knows the same
 # things (LS taps from the same pilots, then exact ML bit LLRs over the same codebook) and the genie (the true
-# taps). This is `examples/sionna_pipeline.py` with the references added. About a minute on one CPU thread
+# taps). This is `examples/sionna_pipeline.py` with the references added. About 20 CPU-seconds on one thread
 # (`METACOMM_TUTORIAL_QUICK=1`: a few frames).
 
 # %%
@@ -110,9 +110,11 @@ assert errors["genie"] <= errors["pilot-LS + ML"] + codewords // 20, "the genie 
 # ## Who wins
 #
 # On this fast-fading channel (rho = 0.5: the past frames say little about this one) the pilots of the frame are
-# all a receiver has, and exact ML with the LS taps is the classical receiver that uses them best; the adaptive
-# codec's one gradient step from its meta-learned initialisation does not beat it (compare the two lines above: in
-# the uncoded drift runs on this channel `meta` is 1.10x pilot-LS, see [drift runs](../drift.md)). In a coded
+# all a receiver has, and exact ML with the LS taps is the classical receiver that uses them best. Measured with
+# this tutorial's full size (60 frames x 16 links = 960 LDPC codewords, 18 CPU-seconds): coded BLER adaptive
+# 0.0792, pilot-LS + ML 0.0635, genie 0.0604 -- **the classical receiver wins**; the adaptive codec's one gradient
+# step from its meta-learned initialisation does not reach it (in the uncoded drift runs on this channel `meta` is
+# 1.10x pilot-LS, see [drift runs](../drift.md)). In a coded
 # link the classical chain is the one to beat; where the meta-learned *tracker* carries information across frames
 # (slowly drifting channels) it wins, uncoded -- `examples/sionna_tdl_ldpc.py` puts the tracker into a Sionna LDPC
 # link and compares it with Sionna's LS + LMMSE + APP chain.

@@ -60,7 +60,7 @@ def finetune_batched(model: nn.Module, params: Mapping[str, torch.Tensor], loss_
             batch = draw_batch(step)
             phi = {n: t.requires_grad_(True) for n, t in phi.items()}
             losses = batched_loss(model, shared, loss_fn, batch, phi)
-            grads = _zeros_if_unused(torch.autograd.grad(losses.sum(), [phi[n] for n in names], allow_unused=True),
+            grads: Any = _zeros_if_unused(torch.autograd.grad(losses.sum(), [phi[n] for n in names], allow_unused=True),
                                      [phi[n] for n in names])
             grads = dict(zip(names, grads, strict=True))
             with torch.no_grad():

@@ -84,7 +84,7 @@ class _Bound(nn.Module):
         return self._fn(self.m, *args)
 
 
-_BOUND_CACHE: dict[tuple[int, int], _Bound] = {}
+_BOUND_CACHE: dict[tuple[int, int, int], _Bound] = {}
 
 
 def _zeros_if_unused(grads, tensors) -> tuple:
