@@ -26,7 +26,9 @@ import argparse
 import ast
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import metacomm
 
@@ -108,7 +110,7 @@ def _binding(module: str, name: str):
     """``(module, node)``: the value node assigned to ``name`` at the top of ``module``, following
     ``from X import name``."""
     tree = _tree(module)
-    found = None
+    found: tuple[str, ast.expr | str] | None = None
     for stmt in tree.body:
         if isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in stmt.targets):
             found = (module, stmt.value)
@@ -154,7 +156,9 @@ def _eval(module: str, node, depth: int):
         func = node.func
         if isinstance(func, ast.Name) and func.id in ("tuple", "list", "sorted", "set", "frozenset"):
             arg = _eval(module, node.args[0], depth)
-            return {"tuple": tuple, "list": list, "sorted": sorted, "set": set, "frozenset": frozenset}[func.id](arg)
+            makers: dict[str, Callable[[Any], Any]] = {"tuple": tuple, "list": list, "sorted": sorted, "set": set,
+                                                       "frozenset": frozenset}
+            return makers[func.id](arg)
         if isinstance(func, ast.Attribute) and func.attr == "join" and isinstance(func.value, ast.Constant) \
                 and isinstance(func.value.value, str):
             return func.value.value.join(_eval(module, node.args[0], depth))

@@ -42,6 +42,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse with plain-text help pages (:class:`~metacomm.cli._text.PlainFormatter`) and one-line usage
     errors."""
 
+    #: the top-level parser's subcommands: name -> parser (declared on first access)
+    commands: dict
+
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", PlainFormatter)
         super().__init__(*args, **kwargs)
@@ -50,7 +53,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> _Parser:
     parser = _Parser(
         prog="metacomm",
         description="metacomm: adaptive communications simulator (differentiable channels, learned codecs, "
@@ -149,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run(parser, args)
 
 
-def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def _run(parser: _Parser, args: argparse.Namespace) -> int:
     try:
         threads = getattr(args, "threads", None)
         if threads is not None and not getattr(args, "torch_free", False):  # a torch-free command skips the import
