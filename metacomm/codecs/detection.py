@@ -41,6 +41,7 @@ replaced, so results stay bit-identical.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -78,8 +79,21 @@ ConvMatrixFn = Callable[[torch.Tensor, int], torch.Tensor]
 
 def _default_conv_matrix(lag0: int = 0) -> ConvMatrixFn:
     if lag0:
-        return lambda taps, n: convolution_matrix(taps, n, lag0=lag0)
-    return lambda taps, n: convolution_matrix(taps, n)
+        def f(taps, n):
+            return convolution_matrix(taps, n, lag0=lag0)
+    else:
+        def f(taps, n):
+            return convolution_matrix(taps, n)
+    f.lag0 = int(lag0)  # recognised by pilot_matrix: its unit-tap matrices are then cached
+    return f
+
+
+@functools.lru_cache(maxsize=64)
+def _unit_conv(L: int, n: int, lag0: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``convolution_matrix(eye(L), n, lag0)`` ``[L, n_rx, n]``, computed once per geometry (a constant of every
+    pilot and codebook regressor; read-only)."""
+    unit = torch.eye(L, dtype=dtype, device=device)
+    return _default_conv_matrix(lag0)(unit, n)
 
 
 def _check_complex(name: str, t: torch.Tensor, dims: tuple[int, ...]) -> None:
@@ -104,8 +118,12 @@ def pilot_matrix(pilots: torch.Tensor, num_taps: int, conv_matrix: ConvMatrixFn 
     L = check_positive_int("num_taps", num_taps)
     conv_matrix = conv_matrix or _default_conv_matrix()
     p = pilots if pilots.dim() == 2 else pilots.unsqueeze(0)
-    unit = torch.eye(L, dtype=p.dtype, device=p.device)  # L "channels", each a unit tap at one lag
-    c = conv_matrix(unit, p.shape[-1])  # [L, n_rx, P]
+    lag0 = getattr(conv_matrix, "lag0", None)
+    if lag0 is not None:  # the default convolution: the unit-tap matrices do not depend on the pilots
+        c = _unit_conv(L, p.shape[-1], lag0, p.dtype, p.device)  # [L, n_rx, P], cached
+    else:
+        unit = torch.eye(L, dtype=p.dtype, device=p.device)  # L "channels", each a unit tap at one lag
+        c = conv_matrix(unit, p.shape[-1])  # [L, n_rx, P]
     return torch.einsum("lrp,bp->brl", c, p)
 
 

@@ -105,13 +105,22 @@ class BlockCodecLink(DriftLink):
                             w_d=w_d, y_d=y_d, clean_d=clean_d)
 
     def score(self, ctx: DriftContext, sig: FrameSignals, decision: Decision) -> dict:
+        """Block and bit errors of a decision: bit errors are the popcounts of ``msg_hat XOR msg`` (the natural
+        binary labels of the message index; a ``2^k`` popcount table for ``k <= 16``, else the bits themselves),
+        both counts read in one host sync."""
         msg_hat, msg, k = decision.msg_hat, sig.msg_d, ctx.k
         if tuple(msg_hat.shape) != tuple(msg.shape):
             raise ConfigError("scheme", f"decided {tuple(msg_hat.shape)} messages, expected {tuple(msg.shape)}")
-        be = int((msg_hat != msg).sum())
-        bits_hat = index_to_bits(msg_hat, k, dtype=torch.bool)
-        bits = index_to_bits(msg, k, dtype=torch.bool)
-        bi = int((bits_hat != bits).sum())
+        if k <= 16:
+            table = ctx.__dict__.get("_popcount")
+            if table is None or table.device != msg.device or table.numel() != 2 ** k:
+                table = index_to_bits(torch.arange(2 ** k, device=msg.device), k, dtype=torch.int64).sum(-1)
+                ctx.__dict__["_popcount"] = table
+            x = torch.bitwise_xor(msg_hat.to(torch.int64), msg)
+            be, bi = torch.stack(((x != 0).sum(), table[x].sum())).tolist()
+        else:
+            be = int((msg_hat != msg).sum())
+            bi = int((index_to_bits(msg_hat, k, dtype=torch.bool) != index_to_bits(msg, k, dtype=torch.bool)).sum())
         bl, nb = msg.numel(), msg.numel() * k
         return {"block_errors": be, "blocks": bl, "bit_errors": bi, "bits": nb, "bler": be / bl, "ber": bi / nb}
 

@@ -87,8 +87,12 @@ def template_decide(codec: AdaptiveCodec, y: torch.Tensor, workspace=None) -> to
     with torch.no_grad():
         taps, warp, templates = prm("taps"), prm("warp"), prm("templates")
         bias, log_beta, log_scale = prm("bias"), prm("log_beta"), prm("log_scale")
-        h = torch.vmap(torch.mv, in_dims=(0 if warp.dim() == 3 else None, 0 if taps.dim() == 2 else None))(
-            warp, taps) if (warp.dim() == 3 or taps.dim() == 2) else (warp @ taps)[None]
+        if warp.dim() == 2 and taps.dim() == 2:  # per-link taps, shared warp (the default adapt = decoder.taps)
+            h = torch.mm(warp, taps.t()).t()  # the kernel vmap's batching rule of W @ taps runs: the same bits
+        elif warp.dim() == 2:
+            h = (warp @ taps)[None]
+        else:
+            h = torch.vmap(torch.mv, in_dims=(0, 0 if taps.dim() == 2 else None))(warp, taps)
         h = h * log_scale.exp().reshape(-1, 1)
         hc = torch.complex(h[:, :L], h[:, L:])  # [B or 1, L]
         t = torch.complex(templates[..., :n], templates[..., n:])  # [(B,) M, n]

@@ -41,8 +41,9 @@ class TrackScheme(DriftScheme):
     #: run the codec's ``linear_tracker`` (no PA correction) instead of its ``tracker``
     linear = False
     #: the fused path's re-decode after the decision-directed update: ``"changed"`` (only the blocks whose
-    #: decision can change) or ``"all"`` (the reference); the decisions are the same (not a result setting)
-    redecode = "changed"
+    #: decision can change), ``"all"`` (the reference) or ``"auto"`` (by size,
+    #: :func:`~metacomm.adaptation.tracking.track_frame_decide`); the decisions are the same (not a result setting)
+    redecode = "auto"
     #: use the fused path where it applies (``False``: always :func:`~metacomm.adaptation.tracking.track_frames`)
     fused = True
 
