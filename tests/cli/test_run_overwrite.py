@@ -3,6 +3,7 @@
 
 import json
 import os
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 from metacomm.cli.main import main
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "train_ae74.toml"
+OUT = tomllib.loads(EXAMPLE.read_text())["out"]  # runs/ae74.pt: the file the README's train command writes
+RECORD = f"{os.path.splitext(OUT)[0]}.experiment.json"
 TINY = ["--set", "steps=2", "--set", "batch_size=16", "--set", "hidden=8"]
 
 
@@ -17,8 +20,8 @@ TINY = ["--set", "steps=2", "--set", "batch_size=16", "--set", "hidden=8"]
 def collided(tmp_path, monkeypatch):
     """The README's runs/ae74.pt already there (a foreign file: not a checkpoint of this run)."""
     monkeypatch.chdir(tmp_path)
-    os.makedirs("runs")
-    Path("runs/ae74.pt").write_bytes(b"written by the README's train command")
+    os.makedirs(os.path.dirname(OUT) or ".", exist_ok=True)
+    Path(OUT).write_bytes(b"written by the README's train command")
     return tmp_path
 
 
@@ -26,13 +29,13 @@ def test_run_refuses_the_collision_without_overwrite(collided, capsys):
     assert main(["run", str(EXAMPLE), *TINY]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "overwrite" in err, err
-    assert Path("runs/ae74.pt").read_bytes() == b"written by the README's train command"
+    assert Path(OUT).read_bytes() == b"written by the README's train command"
 
 
 def test_run_with_overwrite_replaces_it_and_records_the_setting(collided, capsys):
     assert main(["run", str(EXAMPLE), "--overwrite", *TINY, "--quiet"]) == 0
-    assert Path("runs/ae74.pt").read_bytes() != b"written by the README's train command"
-    record = json.loads(Path("runs/ae74.experiment.json").read_text())
-    assert "run: settings and versions -> runs/ae74.experiment.json" in capsys.readouterr().out
+    assert Path(OUT).read_bytes() != b"written by the README's train command"
+    record = json.loads(Path(RECORD).read_text())
+    assert f"run: settings and versions -> {RECORD}" in capsys.readouterr().out
     text = json.dumps(record)
     assert '"overwrite": true' in text and '"steps": 2' in text, text[:400]
