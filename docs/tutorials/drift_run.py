@@ -20,7 +20,7 @@
 # The schemes (each says what it knows): the meta-learned tracker `track` (its dynamics learned from the scenario's
 # frame sequences, never told rho), the per-frame adaptive codec (`meta`, `warm`, `online-meta`), the classical
 # `pilot-ls`, `pilot-lmmse` (knows the tap prior), `kalman` (knows rho, the prior and N0: the Bayesian tracker for
-# this channel), and the genie (knows the channel). 150 frames take about a minute on one CPU thread
+# this channel), and the genie (knows the channel). 150 frames take about 10 CPU-seconds on one thread
 # (`METACOMM_TUTORIAL_QUICK=1`: 20 frames).
 
 # %%

@@ -15,7 +15,7 @@
 # played in order, each with a fading channel, how its state drifts from frame to frame, and optionally SNR drift,
 # an impairment with drifting parameters and an attacker. The full format is on the
 # [scenario files](../scenario-files.md) page. Here we write one, check it, look at the frames it yields, and run
-# every receiver on it. About a minute on one CPU thread (`METACOMM_TUTORIAL_QUICK=1`: seconds).
+# every receiver on it. About 10 CPU-seconds on one thread (`METACOMM_TUTORIAL_QUICK=1`: a few seconds).
 
 # %%
 import os
