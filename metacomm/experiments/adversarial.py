@@ -663,23 +663,31 @@ def _retire_figures(cfg: AdversarialConfig) -> None:
 
 
 def _plots(records, cfg: AdversarialConfig) -> None:
+    """``bler_vs_psr_<E>dB.png`` per Eb/N0: one panel per attack (a shared BLER axis, so that an attack reads
+    against Gaussian jamming of the same power), one curve per defence (distinct colour and marker) with 95 %
+    intervals, zero-error points as upper bounds, the legend at the right outside the panels."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from metacomm.artefacts import save_figure
+    from metacomm.sims.plots import rate_curve, zero_error_entry
+    markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
     for eb in cfg.ebno_db:
         n = len(cfg.attack)
         cols = min(4, n)
         rows = -(-n // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols + 1.8, 3.0 * rows), squeeze=False, sharey=True,
+                                 layout="constrained")
+        zero = False
         for ai, kind in enumerate(cfg.attack):
             ax = axes[ai // cols][ai % cols]
-            for d in cfg.defence:
-                pts = sorted((r["psr_db"], r["bler"]) for r in records
-                             if r["attack"] == kind and r["defence"] == d and r["ebno_db"] == eb)
+            for di, d in enumerate(cfg.defence):
+                pts = [r for r in records if r["attack"] == kind and r["defence"] == d and r["ebno_db"] == eb]
                 if pts:
-                    ax.plot([p for p, _ in pts], [max(b, 1e-6) for _, b in pts], "o-", ms=3, label=d)
+                    zero |= rate_curve(ax, [r["psr_db"] for r in pts], [r["bler"] for r in pts],
+                                       [r.get("bler_ci") for r in pts], color=f"C{di % 10}",
+                                       marker=markers[di % len(markers)], label=d)
             ax.set_yscale("log")
             ax.set_title(kind, fontsize=9)
             ax.set_xlabel("PSR [dB]")
@@ -687,8 +695,13 @@ def _plots(records, cfg: AdversarialConfig) -> None:
             ax.grid(True, which="both", alpha=0.3)
         for ai in range(n, rows * cols):
             axes[ai // cols][ai % cols].axis("off")
-        axes[0][0].legend(fontsize=7)
-        fig.suptitle(f"BLER vs PSR at Eb/N0 {eb:g} dB")
-        fig.tight_layout()
+        if zero:
+            zero_error_entry(axes[0][0])
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        if handles:
+            fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False, title="defence",
+                       title_fontsize=8)
+        fig.suptitle(f"BLER vs PSR at Eb/N0 {eb:g} dB (95% intervals; same BLER axis for every attack)",
+                     fontsize=10)
         save_figure(fig, os.path.join(cfg.out, _figure_name(eb)), dpi=110)
         plt.close(fig)

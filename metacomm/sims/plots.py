@@ -30,7 +30,7 @@ from metacomm.artefacts import FIGURE_FORMATS, save_figure  # noqa: E402
 from metacomm.sims.results import SweepResult  # noqa: E402
 from metacomm.sims.theory import theory_curves  # noqa: E402
 
-__all__ = ["plot_results", "default_label"]
+__all__ = ["plot_results", "default_label", "rate_curve", "zero_error_entry"]
 
 
 def default_label(result: SweepResult) -> str:
@@ -140,3 +140,28 @@ def plot_results(results: SweepResult | Sequence[SweepResult], out: str | os.Pat
     fig.suptitle(title or f"Monte-Carlo error rates (error bars: {100 * float(conf):g}% confidence intervals)",
                  fontsize=10)
     return save_figure(fig, out, dpi=dpi)  # atomic; creates the directory; closes the figure
+
+
+def rate_curve(ax, x, rate, ci, *, color, marker="o", ls="-", label=None, ms=4.5) -> bool:
+    """One error-rate curve on a log-y axis: points ``(x[i], rate[i])`` with their intervals ``ci[i] = (lo, hi)``
+    as error bars (``ci[i]`` may be ``None``: no bar), joined by ``ls``; a rate of 0 (no error) is drawn as an open
+    downward triangle at its interval's upper bound -- an upper limit, as a log axis cannot show 0 -- and carries
+    the legend entry only when the curve has no other point. Returns whether any point had no error (then add
+    :func:`zero_error_entry` once per axis)."""
+    pts = sorted(zip(x, rate, ci, strict=True), key=lambda p: p[0])
+    pos = [(a, r, c) for a, r, c in pts if r is not None and r > 0]
+    zero = [(a, c[1]) for a, r, c in pts if r is not None and r <= 0 and c is not None and c[1] > 0]
+    if pos:
+        err = [[r - (c[0] if c else r) for _, r, c in pos], [(c[1] if c else r) - r for _, r, c in pos]]
+        ax.errorbar([a for a, _, _ in pos], [r for _, r, _ in pos], yerr=err, color=color, marker=marker, ms=ms,
+                    ls=ls, lw=1.2, capsize=2, label=label)
+    if zero:
+        ax.plot([a for a, _ in zero], [u for _, u in zero], "v", mfc="none", ms=ms + 2, color=color, ls="none",
+                label="_nolegend_" if pos or label is None else f"{label} (no errors)")
+    return bool(zero)
+
+
+def zero_error_entry(ax, confidence: float = 0.95) -> None:
+    """The one legend entry that says what the open triangles of :func:`rate_curve` are."""
+    ax.plot([], [], "v", mfc="none", ms=6, color="0.35", ls="none",
+            label=f"no errors: {100 * confidence:g}% upper bound")

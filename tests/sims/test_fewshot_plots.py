@@ -101,3 +101,29 @@ def test_plot_overlay_records_zero_steps_on_the_axis_and_zero_errors_as_bounds(f
     assert "no errors: 95% upper bound" in labels
     tri = [ln for ln in ax.get_lines() if ln.get_marker() == "v" and len(ln.get_xdata())]
     assert len(tri) == 1 and tri[0].get_ydata()[0] == pytest.approx(0.0037)
+
+
+def test_pack_figures_share_the_rate_axis_with_intervals_and_legends_outside(figs, tmp_path):
+    from types import SimpleNamespace
+
+    from metacomm.experiments.adversarial import _plots as adv_plots
+    from metacomm.experiments.label_noise import _plot as ln_plot
+    recs = [{"attack": a, "defence": d, "psr_db": p, "ebno_db": 10.0, **_rec("x", 0, 0, e)}
+            for a, es in (("pgd-l2", (300, 100)), ("jam-gauss", (3, 0))) for d in ("none", "hamming-ml")
+            for p, e in zip((-10.0, -6.0), es, strict=True)]
+    adv_plots(recs, SimpleNamespace(ebno_db=[10.0], attack=["pgd-l2", "jam-gauss"], defence=["none", "hamming-ml"],
+                                    out=str(tmp_path)))
+    fig = figs[0]
+    a0, a1 = fig.axes[:2]
+    assert a0.get_shared_y_axes().joined(a0, a1)  # jamming reads against the attack on one scale
+    assert all(c.has_yerr for c in a0.containers)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert sorted(labels) == ["hamming-ml", "no errors: 95% upper bound", "none"]
+    ln = [{"noise": n, "method": m, "rate": r, **_rec("x", 0, 0, e)} for n in ("symmetric", "pair")
+          for m, e in (("naive", 200), ("oracle", 20)) for r in (0.0, 0.4)]
+    ln_plot(ln, SimpleNamespace(noise=["symmetric", "pair"], train_rate_max=0.5, out=str(tmp_path)))
+    fig = figs[1]
+    assert fig.axes[0].get_shared_y_axes().joined(fig.axes[0], fig.axes[1])
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["naive", "oracle"]
+    oracle = [c for c in fig.axes[0].containers if c.get_label() == "oracle"][0]
+    assert oracle.lines[0].get_color() == "k"
