@@ -23,7 +23,8 @@ Per slot (one resource grid ``g``; receive antennas ``r`` estimated separately, 
 3. **Turbo re-estimation** (``turbo_iters`` times): LMMSE equalisation + APP demapping, 5G LDPC belief propagation
    returning a-posteriori coded-bit LLRs (``LDPC5GDecoder(return_infobits=False, hard_out=False)``), soft data
    symbols ``a = E[x]``, ``v = Var[x]`` from them, and step 2 again over **all** resource elements (pilots and data,
-   ``sigma^2 = N0 + p_r v``).
+   ``sigma^2 = N0 + p_r v``). A grid whose decoder has converged (every a-posteriori |LLR| >= ``stop_llr``) leaves
+   the loop.
 4. LMMSE equalisation (Sionna's :class:`LMMSEEqualizer` with the estimate's error variance, averaged per OFDM
    symbol) + demapping -> coded-bit LLRs ``[G, 1, 1, N_data m]`` for the link's decoder.
 
@@ -349,13 +350,15 @@ class AdaptiveOFDMReceiver(OFDMReceiver):
         forget: in :meth:`step`, the weight of the meta prior mixed into the carried belief per slot (0..1).
         rank_freq, rank_time: at most this many leading eigenvectors of the frequency / time covariance.
         name: the receiver's name (default ``"adaptive"``).
+        stop_llr: a grid leaves the turbo loop once every coded bit's a-posteriori |LLR| is at least this (the
+            decoder has converged: re-estimating would not change its decision); ``inf``: always iterate.
         antenna_power: ``None`` (estimated per grid from the pilots) or known per-antenna powers ``[R]``.
     """
 
     name = "adaptive"
 
     def __init__(self, link, prior=None, *, turbo_iters: int = 2, forget: float = 0.05, rank_freq: int = 32,
-                 rank_time: int = 6, name: str | None = None, antenna_power=None):
+                 rank_time: int = 6, name: str | None = None, antenna_power=None, stop_llr: float = 8.0):
         super().__init__(link)
         cfg = self.config
         if prior is None:
@@ -367,6 +370,9 @@ class AdaptiveOFDMReceiver(OFDMReceiver):
         if not (isinstance(forget, (int, float)) and 0.0 <= float(forget) <= 1.0):
             raise ConfigError("forget", f"must be a number in [0, 1], got {forget!r}")
         self.forget = float(forget)
+        if not (isinstance(stop_llr, (int, float)) and float(stop_llr) > 0):
+            raise ConfigError("stop_llr", f"must be a number > 0, got {stop_llr!r}")
+        self.stop_llr = float(stop_llr)
         self.rank_freq = check_positive_int("rank_freq", rank_freq, maximum=4096)
         self.rank_time = check_positive_int("rank_time", rank_time, maximum=1024)
         if name is not None:
@@ -565,19 +571,34 @@ class AdaptiveOFDMReceiver(OFDMReceiver):
         m = self.config.bits_per_symbol
         mask = self._mask.to(dev)
         didx = self._data_idx.to(dev)
+        c = self.config
+        llr = self._equalise(blocks, y, h_hat, err, no)
+        active = torch.arange(G, device=dev)  # grids still iterating
         for _ in range(self.turbo_iters):
-            llr = self._equalise(blocks, y, h_hat, err, no)
-            app = self._decode_app(blocks, llr).reshape(G, -1, m)
-            mean, var = self._soft_symbols(app)
-            a = self._pilots.to(dev).reshape(-1).repeat(G, 1)
-            v = torch.zeros(G, S * Fe, dtype=var.dtype, device=dev)
+            app = self._decode_app(blocks, llr[active])
+            # stop where the decoder has converged: every codeword bit's a-posteriori |LLR| >= stop_llr
+            conf = app.reshape(len(active), -1)[:, :c.num_codewords * c.n].abs().amin(-1)
+            go = conf < self.stop_llr
+            active, app = active[go], app[go]
+            if len(active) == 0:
+                break
+            n_a = len(active)
+            mean, var = self._soft_symbols(app.reshape(n_a, -1, m))
+            a = self._pilots.to(dev).reshape(-1).repeat(n_a, 1)
+            v = torch.zeros(n_a, S * Fe, dtype=var.dtype, device=dev)
             a[:, didx] = mean
             v[:, didx] = var
-            a, v = a.reshape(G, S, Fe), v.reshape(G, S, Fe)
-            sigma2 = no[:, None, None, None] + power[:, :, None, None] * v[:, None]
+            a, v = a.reshape(n_a, S, Fe), v.reshape(n_a, S, Fe)
+            pw = power[active]
+            sigma2 = no[active][:, None, None, None] + pw[:, :, None, None] * v[:, None]
             sigma2 = torch.where(mask[None, None] | (a.abs()[:, None] > 0), sigma2, torch.full_like(sigma2, 1e30))
-            h_hat, err = self.lmmse(ye, a, sigma2, power, eig_t, eig_f)
-        llr = self._equalise(blocks, y, h_hat, err, no)
+            et = (eig_t[0][active], eig_t[1][active])
+            ef = (eig_f[0][active], eig_f[1][active])
+            h_a, err_a = self.lmmse(ye[active], a, sigma2, pw, et, ef)
+            h_hat, err = h_hat.clone(), err.clone()
+            h_hat[active], err[active] = h_a, err_a
+            llr = llr.clone()
+            llr[active] = self._equalise(blocks, y[active], h_a, err_a, no[active])
         return llr, h_hat, err, log_post
 
     @torch.no_grad()

@@ -1,0 +1,121 @@
+"""Measure the adaptive OFDM receiver against the classical ones on the same draws (one script, the numbers of the
+adaptive-receiver results section).
+
+    OMP_NUM_THREADS=1 python scripts/measure_ofdm_adaptive.py --link sionna-nrx-tutorial \
+        --ebno-db=-1.6,-1.4,-1.2,-1.0 --blocks 1024 --out runs/adaptive-nrx.json
+
+Every point draws ``--blocks`` codewords once (``OFDMLink.draw`` from a generator seeded ``seed + point index``)
+and decodes them with every receiver (``OFDMLink.decide``): a paired comparison. Prints BLER with 95 %
+Clopper-Pearson intervals per point and the Eb/N0 where each receiver's BLER crosses each target (log-linear
+interpolation between the two grid points around it; the interval from interpolating the intervals' bounds the same
+way; ``None`` where the grid does not bracket it). ``--skip R@EBNO`` leaves a receiver out at a point (e.g. where
+it is known to be at BLER 1). Receivers: the names of ``metacomm ber --receiver``, plus ``adaptive:T`` /
+``lmmse-cov-turbo:T`` for T turbo iterations (``adaptive:0``: pilots only).
+"""
+
+import argparse
+import json
+import math
+import time
+
+import numpy as np
+import torch
+
+from metacomm.channels.base import make_generator
+from metacomm.codecs.ofdm import OFDMLink
+from metacomm.codecs.ofdm_adaptive import AdaptiveOFDMReceiver, classical_turbo_receiver
+from metacomm.sims.stats import clopper_pearson
+
+
+def crossing(ebno, bler, target):
+    """Eb/N0 where ``bler`` (decreasing in Eb/N0) crosses ``target``, log-linear between grid points, or None."""
+    for i in range(len(ebno) - 1):
+        a, b = bler[i], bler[i + 1]
+        if a >= target > b:
+            la, lb = math.log(max(a, 1e-12)), math.log(max(b, 1e-12))
+            return ebno[i] + (math.log(target) - la) / (lb - la) * (ebno[i + 1] - ebno[i])
+    return None
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--link", required=True)
+    p.add_argument("--ebno-db", required=True, help="comma-separated Eb/N0 points [dB]")
+    p.add_argument("--blocks", type=int, default=512, help="codewords per point")
+    p.add_argument("--batch", type=int, default=64, help="grids per draw")
+    p.add_argument("--receivers", default="perfect-csi,lmmse-cov,lmmse-cov-turbo,adaptive")
+    p.add_argument("--skip", default="", help="R@EBNO pairs not run (e.g. ls-lin@-1.0), comma-separated")
+    p.add_argument("--targets", default="1e-2,1e-3")
+    p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--out", default=None)
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    ebnos = [float(x) for x in a.ebno_db.split(",")]
+    names = a.receivers.split(",")
+    skip = {tuple(s.split("@")) for s in a.skip.split(",") if s}
+    link = OFDMLink(a.link, receiver="perfect-csi")
+    rx = {}
+    for n in names:
+        base, _, iters = n.partition(":")
+        if not iters:
+            rx[n] = link.get_receiver(n)
+        elif base == "adaptive":
+            rx[n] = AdaptiveOFDMReceiver(link, turbo_iters=int(iters), name=n)
+        else:
+            rx[n] = classical_turbo_receiver(link, turbo_iters=int(iters))
+    counts = {n: {"blocks": [0] * len(ebnos), "errors": [0] * len(ebnos), "bit_errors": [0] * len(ebnos),
+                  "seconds": [0.0] * len(ebnos)} for n in names}
+    t_all = time.time()
+    for i, eb in enumerate(ebnos):
+        g = make_generator(a.seed + i)
+        done = 0
+        while done < a.blocks:
+            b = min(a.batch, a.blocks - done)
+            slot = link.draw(b, eb, g)
+            for n in names:
+                if (n, f"{eb:g}") in skip:
+                    continue
+                t = time.process_time()
+                bit_err, blk_err = link.score(slot, link.decide(slot, rx[n]))
+                c = counts[n]
+                c["seconds"][i] += time.process_time() - t
+                c["blocks"][i] += b
+                c["errors"][i] += int(blk_err.sum())
+                c["bit_errors"][i] += int(bit_err.sum())
+            done += b
+        line = []
+        for n in names:
+            c = counts[n]
+            if c["blocks"][i]:
+                line.append(f"{n} {c['errors'][i]}/{c['blocks'][i]}")
+        print(f"Eb/N0 {eb:+.2f} dB: " + ", ".join(line), flush=True)
+    targets = [float(x) for x in a.targets.split(",")]
+    out = {"link": a.link, "ebno_db": ebnos, "blocks_per_point": a.blocks, "seed": a.seed,
+           "num_rx_ant": link.config.num_rx_ant, "receivers": {}, "wall_seconds": time.time() - t_all}
+    for n in names:
+        c = counts[n]
+        pts = [(eb, c["errors"][i], c["blocks"][i]) for i, eb in enumerate(ebnos) if c["blocks"][i]]
+        bl = [e / nb for _, e, nb in pts]
+        ci = [clopper_pearson(e, nb) for _, e, nb in pts]
+        xs = [eb for eb, _, _ in pts]
+        cross = {}
+        for t in targets:
+            mid = crossing(xs, bl, t)
+            lo = crossing(xs, [c_[0] for c_ in ci], t)  # the lower BLER bound crosses first
+            hi = crossing(xs, [c_[1] for c_ in ci], t)
+            cross[f"{t:g}"] = {"ebno_db": mid, "ci": [lo, hi]}
+        out["receivers"][n] = {"points": [{"ebno_db": eb, "block_errors": e, "blocks": nb, "bler": e / nb,
+                                            "bler_ci": list(clopper_pearson(e, nb))}
+                                           for eb, e, nb in pts],
+                               "crossings": cross, "cpu_seconds_per_block": sum(c["seconds"]) / max(1, sum(c["blocks"]))}
+        cs = ", ".join(f"BLER {k}: {v['ebno_db'] if v['ebno_db'] is None else round(v['ebno_db'], 3)} dB "
+                       f"[{None if v['ci'][0] is None else round(v['ci'][0], 2)}, "
+                       f"{None if v['ci'][1] is None else round(v['ci'][1], 2)}]" for k, v in cross.items())
+        print(f"{n:16s} {cs}; {out['receivers'][n]['cpu_seconds_per_block'] * 1e3:.0f} ms CPU/block")
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(out, f, indent=1, default=lambda o: float(o) if isinstance(o, np.floating) else str(o))
+
+
+if __name__ == "__main__":
+    main()
