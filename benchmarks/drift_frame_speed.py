@@ -10,7 +10,10 @@ list's ``retrain`` retraining every 10 frames, ``--frames 10`` holds one retrain
 the ratio old / new and the per-scheme split. Usage::
 
     python benchmarks/drift_frame_speed.py [--links 8,512] [--frames 10] [--threads 1] [--baseline REV]
-        [--device cpu|cuda]
+        [--baseline-tar FILE] [--device cpu|cuda]
+
+``--baseline-tar FILE``: the old code from a tar made beforehand (``git archive d9a0c18 -o build/baseline.tar``),
+for a machine whose copy of the checkout has no git history (the GPU machine: ``benchmarks/gpu_checks.sh``).
 """
 
 from __future__ import annotations
@@ -69,11 +72,15 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--baseline", default="d9a0c18")
+    ap.add_argument("--baseline-tar", default=None)
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as old:
-        arch = subprocess.run(["git", "-C", HERE, "archive", a.baseline], capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", old], input=arch, check=True)
+        if a.baseline_tar:
+            subprocess.run(["tar", "-x", "-C", old, "-f", a.baseline_tar], check=True)
+        else:
+            arch = subprocess.run(["git", "-C", HERE, "archive", a.baseline], capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", old], input=arch, check=True)
         clock = "wall (synchronised)" if a.device.startswith("cuda") else "CPU"
         print(f"doppler-fast, default schemes, device {a.device}, {a.threads} thread(s), {clock} ms per frame over "
               f"{a.frames} frames (after one warm-up frame); old = {a.baseline}")

@@ -62,6 +62,7 @@ path to batch; the old rule (size only) took it anyway, for nothing: CPU 602-616
 _use_fast`); the drift meta-gradient is bit-identical either way (checked: ``torch.equal`` on every gradient).
 
     python benchmarks/scenario_meta_step.py [--scenario fading-ae,iq-demod,drift] [--repeats 7] [--threads 1]
+        [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ WAYS = ("auto", "bmm", "vmap", "loop")
 STEP_WAYS = ("step-auto", "step-loop")
 
 
-def build_step(name: str, seed: int = 0):
+def build_step(name: str, seed: int = 0, device: str = "cpu"):
     """``(describe, fns)``: the scenario's meta-step as meta-train builds it; ``fns[way]()`` -> MetaGradient."""
     from metacomm.adaptation.functional import _use_fast, fast_path
     from metacomm.adaptation.objective import num_tasks
@@ -89,7 +90,7 @@ def build_step(name: str, seed: int = 0):
     from metacomm.experiments.meta_train import MetaTrainConfig, build
 
     out = os.path.join(tempfile.mkdtemp(prefix="scenario-meta-step-"), "unused.pt")
-    _, meta, _, settings = build(MetaTrainConfig(scenario=name, out=out, seed=seed, progress=False))
+    _, meta, _, settings = build(MetaTrainConfig(scenario=name, out=out, seed=seed, progress=False, device=device))
     cfg = meta.config
     tasks = meta.sampler(cfg.meta_batch, meta.generator)
     params = params_of(meta.model)
@@ -107,7 +108,7 @@ def build_step(name: str, seed: int = 0):
     # same trainer with MetaConfig.batched = False
     trainers = {}
     for way, batched in (("step-auto", True), ("step-loop", False)):
-        _, tr, _, _ = build(MetaTrainConfig(scenario=name, out=out, seed=seed, progress=False))
+        _, tr, _, _ = build(MetaTrainConfig(scenario=name, out=out, seed=seed, progress=False, device=device))
         tr.config.batched = batched
         trainers[way] = tr
     fns.update({way: tr.step for way, tr in trainers.items()})
@@ -128,8 +129,13 @@ def _max_err(a, b, names):
     return max(float((a.grads[n] - b.grads[n]).abs().max()) for n in names)
 
 
-def run(name: str, repeats: int) -> dict:
-    describe, fns = build_step(name)
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def run(name: str, repeats: int, device: str = "cpu") -> dict:
+    describe, fns = build_step(name, device=device)
     for fn in fns.values():  # warm-up (first-call costs: vmap tracing caches, allocator)
         fn()
     wall = {k: [] for k in fns}
@@ -141,8 +147,10 @@ def run(name: str, repeats: int) -> dict:
         order.shuffle(keys)
         for k in keys:
             fn = fns[k]
+            _sync(device)
             t0, c0 = time.perf_counter(), time.process_time()
             res[k] = fn()
+            _sync(device)
             wall[k].append(time.perf_counter() - t0)
             cpu[k].append(time.process_time() - c0)
     ref = res["loop"]
@@ -177,6 +185,7 @@ def main(argv=None):
                     help=f"comma-separated scenarios (default: {','.join(SCENARIOS)})")
     ap.add_argument("--repeats", type=int, default=7, help="interleaved rounds (median and spread reported)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     args = ap.parse_args(argv)
     names = [s.strip() for s in args.scenario.split(",") if s.strip()]
     from metacomm.scenarios import scenario_names
@@ -189,10 +198,11 @@ def main(argv=None):
         print("error: --repeats and --threads must be >= 1", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    print(f"device=cpu threads={torch.get_num_threads()} repeats={args.repeats} (interleaved; median, min-max wall)")
+    print(f"device={args.device} threads={torch.get_num_threads()} repeats={args.repeats} (interleaved; median, "
+          "min-max wall)")
     ok = True
     for name in names:
-        ok = run(name, args.repeats)["ok"] and ok
+        ok = run(name, args.repeats, args.device)["ok"] and ok
     return 0 if ok else 1
 
 
