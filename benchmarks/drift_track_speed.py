@@ -8,8 +8,8 @@ frame from the prior:
 * ``old``      -- :func:`metacomm.adaptation.tracking.track_frames` (the recursion, two full
   ``gaussian_block_logits`` passes + ``log_softmax``/``argmax``/``max`` per frame): the path before issue 24;
 * ``fused``    -- :func:`metacomm.adaptation.tracking.track_frame_decide`, re-deciding every block after the
-  decision-directed update (``redecode="all"``);
-* ``changed``  -- the same, re-deciding only the blocks whose decision can change (the default);
+  decision-directed update (``redecode="all"``, the default);
+* ``changed``  -- the same, re-deciding only the blocks whose decision can change (a proven bound);
 * ``2 plain``  -- the yardstick: two passes of plain ``baddbmm`` + ``logsumexp`` + ``argmax`` over the same
   ``[links, 64, 256]`` scores (freshly allocated, as torch does by default).
 

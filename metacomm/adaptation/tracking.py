@@ -573,14 +573,9 @@ def _redecode_some(y: torch.Tensor, images: torch.Tensor, scale: torch.Tensor, b
     return best, done
 
 
-#: ``redecode="auto"`` of :func:`track_frame_decide` re-decodes every block when a pass has fewer scores than this
-#: (links x blocks x messages; 64 links x 64 blocks x 256 messages = 2^20)
-REDECODE_ALL_BELOW = 2 ** 20
-
-
 def track_frame_decide(tr: KalmanTracker, opts: dict, tmpl: torch.Tensor, T: torch.Tensor, m: torch.Tensor,
                        P: torch.Tensor, msg_p: torch.Tensor, y_p: torch.Tensor, y_d: torch.Tensor,
-                       no: torch.Tensor, *, workspace=None, stats: dict | None = None, redecode: str = "auto"):
+                       no: torch.Tensor, *, workspace=None, stats: dict | None = None, redecode: str = "all"):
     r"""One frame of :func:`track_frames` for inference (no gradients, a tracker without phase noise, decisions at
     the belief mean -- ``soft = False``), through the fused kernel
     (:func:`~metacomm.codecs.detection.score_decide`): predict and update on the pilots, score the payload once
@@ -588,10 +583,14 @@ def track_frame_decide(tr: KalmanTracker, opts: dict, tmpl: torch.Tensor, T: tor
     :math:`\max - \operatorname{logsumexp}` from the same pass), the decision-directed update on the blocks whose
     posterior probability exceeds ``dd_threshold``, and, with ``dd_redecode``, the re-decode with the refined
     belief -- ``redecode="changed"``: only the blocks whose decision can change (:func:`redecode_candidates`, a
-    proven bound: the other blocks keep their decision exactly), ``"all"``: every block (the reference),
-    ``"auto"``: ``"all"`` below :data:`REDECODE_ALL_BELOW` scores per pass (there the bound's own small ops cost
-    more than the pass it saves; ``benchmarks/drift_track_speed.py``: 1.6 vs 1.9 ms at 8 links, equal at 64),
-    else ``"changed"``.
+    proven bound: the other blocks keep their decision exactly), ``"all"`` (the default): every block.
+
+    Measured (``benchmarks/drift_track_speed.py``, one thread, doppler-fast): the re-decode is needed -- it changes
+    0.31 % of the decisions (2013 of 655k blocks over 20 frames at 512 links: 933 corrected, 621 broken) -- but not
+    worth narrowing: the bound leaves ~68 % of the blocks out, yet the gathers and index bookkeeping of the other
+    32 % cost about what they save over a full second pass, which in the fused kernel is one ``baddbmm`` and one
+    max into warm buffers (``changed`` / ``all`` CPU time: 1.17 at 8 links, 0.96 at 64, 0.98 at 512, 1.08 at 2000,
+    1.11 at 10^4). Both give the same decisions.
 
     ``tmpl`` complex ``[M, n]`` (the templates, after any PA correction), ``T`` complex ``[M, n, L]`` their
     regressors (:meth:`KalmanTracker.regressors`), belief ``m`` ``[B, L]``, ``P`` ``[B, L, L]``, ``msg_p`` int64
@@ -614,8 +613,6 @@ def track_frame_decide(tr: KalmanTracker, opts: dict, tmpl: torch.Tensor, T: tor
         m, P = tr.update(m, P, tmpl[best], y_d, no, conf)
         if opts.get("dd_redecode", False):
             r2 = _mean_images(T, m)
-            if redecode == "auto":
-                redecode = "all" if B * N * T.shape[0] < REDECODE_ALL_BELOW else "changed"
             if redecode == "all":
                 best = score_decide(y_d, r2, scale, confidence=False, workspace=workspace, key="track")[0]
                 redone = B * N

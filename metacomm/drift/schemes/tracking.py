@@ -11,8 +11,8 @@ update the belief too). Knows: the pilots, N0 per link (as every scheme), and wh
 Speed: for a tracker without phase noise deciding at the belief mean (every shipped checkpoint but the
 phase-noise one), a frame goes through :func:`~metacomm.adaptation.tracking.track_frame_decide` -- the fused
 score-and-decide kernel (one ``baddbmm`` per pass, confidence as max minus logsumexp, buffers reused across
-frames) and, after the decision-directed update, a re-decode of only the blocks whose decision can change (a proven
-bound; ``redecode = "all"`` re-decodes every block, the reference). Same decisions as the recursion
+frames) and, after the decision-directed update, the re-decode of every block (``redecode = "changed"``: only the
+blocks whose decision can change, by a proven bound -- measured no faster). Same decisions as the recursion
 :func:`~metacomm.adaptation.tracking.track_frames` (``tests/drift/test_track_fused.py``).
 """
 
@@ -40,10 +40,10 @@ class TrackScheme(DriftScheme):
     state_attrs = ("belief",)
     #: run the codec's ``linear_tracker`` (no PA correction) instead of its ``tracker``
     linear = False
-    #: the fused path's re-decode after the decision-directed update: ``"changed"`` (only the blocks whose
-    #: decision can change), ``"all"`` (the reference) or ``"auto"`` (by size,
-    #: :func:`~metacomm.adaptation.tracking.track_frame_decide`); the decisions are the same (not a result setting)
-    redecode = "auto"
+    #: the fused path's re-decode after the decision-directed update: ``"all"`` (every block; measured the faster,
+    #: :func:`~metacomm.adaptation.tracking.track_frame_decide`) or ``"changed"`` (only the blocks whose decision can
+    #: change); the decisions are the same (not a result setting)
+    redecode = "all"
     #: use the fused path where it applies (``False``: always :func:`~metacomm.adaptation.tracking.track_frames`)
     fused = True
 
