@@ -14,7 +14,8 @@
 # A drift scenario is a TOML file: a nominal Eb/N0, the codec geometry it is meant for, and one or more segments
 # played in order, each with a fading channel, how its state drifts from frame to frame, and optionally SNR drift,
 # an impairment with drifting parameters and an attacker. The full format is on the
-# [scenario files](../scenario-files.md) page. Here we write one, check it, look at the frames it yields, and run
+# [scenario files](../scenario-files.md) page (`metacomm scenario new mine --from doppler-slow` writes an annotated
+# starter file). Here we write one, check it, look at the frames it yields, and run
 # every receiver on it. About 10 CPU-seconds on one thread (`METACOMM_TUTORIAL_QUICK=1`: a few seconds).
 
 # %%
