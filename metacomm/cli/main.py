@@ -59,6 +59,10 @@ def build_parser() -> _Parser:
         description="metacomm: adaptive communications simulator (differentiable channels, learned codecs, "
         "meta-learned adaptation to drifting channels). Eb/N0 and Es/N0 are in dB; Es = 1 per complex "
         "channel use.",
+        epilog="metacomm COMMAND --help lists a command's flags with their units. Ranges mean one thing everywhere: "
+        "START:STOP:STEP includes STOP when it is on the grid (--ebno-db 0:10:2, --seeds 0:7:1). A flag whose "
+        "names come from a registry filled at import time takes the value list (--schemes list, --scenario list, "
+        "--receiver list). Drift scenario files: metacomm scenario list | show NAME | new NAME.",
     )
     parser.add_argument("--version", action="version", version=f"metacomm {__version__}")
     parser.add_argument("-q", "--quiet", dest="global_quiet", action="store_true", help=QUIET_HELP)
