@@ -106,7 +106,7 @@ PROFILES = (*(f"cdl-{c}" for c in "abcde"), *(f"tdl-{c}" for c in "abcde"), "umi
 OFDM_NORMALIZATIONS = ("grid", "none")
 RX_POLARIZATIONS = ("auto", "single", "VH", "cross")
 MAX_RX_ANT = 4
-TX_ANT_CHOICES = (1,)
+TX_ANT_CHOICES = (1, 2)
 
 # UMi single-sector drop (see the module docstring)
 UMI_BS_HEIGHT = 10.0   # m
@@ -213,8 +213,8 @@ def check_ofdm_channel_settings(profile, *, delay_spread, carrier_frequency, spe
     except ConfigError:
         t = -1
     if t not in TX_ANT_CHOICES:
-        raise ConfigError(f["num_tx_ant"], f"transmit antennas: allowed {', '.join(map(str, TX_ANT_CHOICES))} "
-                                           f"(one stream), got {num_tx_ant!r}")
+        raise ConfigError(f["num_tx_ant"], f"transmit antennas: allowed {', '.join(map(str, TX_ANT_CHOICES))}, "
+                                           f"got {num_tx_ant!r}")
     out["num_tx_ant"] = t
     pol = check_choice(f["rx_polarization"], rx_polarization, RX_POLARIZATIONS)
     if pol == "auto":
@@ -236,13 +236,20 @@ def _rx_array(num_rx_ant: int, polarization: str, carrier_frequency: float, prec
                         device=device)
 
 
+def _ue_antenna(num_tx_ant: int, pattern: str, carrier_frequency: float, precision: str, device: str):
+    """The UE: one vertically polarised element, or for 2 transmit antennas one cross-polarised (+-45 deg) one."""
+    if num_tx_ant == 1:
+        return Antenna("single", "V", pattern, carrier_frequency, precision=precision, device=device)
+    return AntennaArray(1, 1, "dual", "cross", pattern, carrier_frequency, precision=precision, device=device)
+
+
 def _build(settings: tuple, precision: str, *, device: str):
     """(model, its Sionna objects, GenerateOFDMChannel, ApplyOFDMChannel) for one device and precision."""
     s = dict(settings)
     prof, fc, v = s["profile"], s["carrier_frequency"], s["speed"]
     family, letter = (prof.split("-") + [""])[:2]
     if family == "cdl":
-        ut = Antenna("single", "V", "38.901", fc, precision=precision, device=device)
+        ut = _ue_antenna(s["num_tx_ant"], "38.901", fc, precision, device)
         bs = _rx_array(s["num_rx_ant"], s["rx_polarization"], fc, precision, device)
         # min_speed = max_speed: in Sionna 2.2 CDL's max_speed defaults to 0 (not to min_speed as in 1.x), so
         # CDL(min_speed=v) alone would draw speeds uniformly in [0, v]
@@ -252,7 +259,7 @@ def _build(settings: tuple, precision: str, *, device: str):
         model = TDL(letter.upper(), s["delay_spread"], fc, min_speed=v, max_speed=v, num_rx_ant=s["num_rx_ant"],
                     num_tx_ant=s["num_tx_ant"], precision=precision, device=device)
     else:  # umi
-        ut = Antenna("single", "V", "omni", fc, precision=precision, device=device)
+        ut = _ue_antenna(s["num_tx_ant"], "omni", fc, precision, device)
         bs = _rx_array(s["num_rx_ant"], s["rx_polarization"], fc, precision, device)
         model = UMi(fc, "low", ut, bs, "uplink", enable_pathloss=False, enable_shadow_fading=False,
                     precision=precision, device=device)
@@ -281,7 +288,7 @@ class OFDMChannel(nn.Module):
     :param carrier_frequency: carrier frequency [Hz] (Doppler, antenna element spacing).
     :param speed: UE speed [m/s] (constant within a batch; each grid is a fresh realisation).
     :param num_rx_ant: receive antennas, 1..4.
-    :param num_tx_ant: transmit antennas: 1.
+    :param num_tx_ant: transmit antennas (UE), 1 or 2 (CDL/UMi: one cross-polarised element; TDL: uncorrelated).
     :param rx_polarization: ``"auto"``, ``"single"``, ``"VH"`` or ``"cross"`` (CDL/UMi receive array).
     :param normalize: ``"grid"`` or ``"none"``.
     :param field_names: config keys to name in errors instead of the argument names (``{"profile": "channel"}``).

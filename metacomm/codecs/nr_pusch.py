@@ -3,9 +3,10 @@ matching, scrambling, layer mapping, 5G DMRS on the resource grid) -> metacomm's
 (:class:`metacomm.channels.ofdm.OFDMChannel`) -> :class:`sionna.phy.nr.PUSCHReceiver` (channel estimation, LMMSE
 detection, TB decoding with the CRC status).
 
-Chain per slot (one transport block per slot and UE, one layer, one transmit antenna)::
+Chain per slot (one transport block per slot and UE; ``L`` = ``num_layers`` (1 or 2) layers from as many transmit
+antennas)::
 
-    b [B, 1, K_TB] --PUSCHTransmitter--> x [B, 1, 1, S, F] --OFDMChannel: y = H x + sqrt(N0) w--> y [B, 1, R, S, F]
+    b [B, 1, K_TB] --PUSCHTransmitter--> x [B, 1, L, S, F] --OFDMChannel: y = H x + sqrt(N0) w--> y [B, 1, R, S, F]
       --PUSCHReceiver(channel_estimator)--> (b_hat [B, 1, K_TB], tb_crc_status [B, 1])
 
 ``K_TB`` = :attr:`PUSCHLinkConfig.k` (TS 38.214 transport-block size of the MCS and grid), ``F = 12 num_prb``,
@@ -19,6 +20,9 @@ Receivers (``receiver``; each says what it knows):
   DMRS and N0.
 * ``ls-nn``: the same with nearest-neighbour interpolation.
 * ``perfect-csi``: the slot's true channel (``PUSCHReceiver(channel_estimator="perfect")``) -- the genie.
+* ``ls-lin-kbest`` / ``perfect-csi-kbest``: the same estimates with Sionna's :class:`~sionna.phy.ofdm.KBestDetector`
+  (list size ``kbest_k``) instead of LMMSE detection: near-ML detection of several layers (with one layer it equals
+  ML symbol detection).
 
 (``lmmse-cov`` is not offered for ``nr-pusch``: refused with the list of its receivers.)
 
@@ -55,6 +59,8 @@ PUSCH_RECEIVER_HELP = {
     "ls-lin": "PUSCHReceiver's own: LS at the DMRS + linear interpolation + LMMSE detection (knows the DMRS, N0)",
     "ls-nn": "LS at the DMRS + nearest-neighbour interpolation + LMMSE detection (knows the DMRS, N0)",
     "perfect-csi": "the true channel + LMMSE detection (genie reference: knows H and N0)",
+    "ls-lin-kbest": "LS + linear interpolation + K-best detection of the layers (near-ML; knows the DMRS, N0)",
+    "perfect-csi-kbest": "the true channel + K-best detection (genie channel, near-ML detection)",
 }
 PUSCH_RECEIVERS = tuple(PUSCH_RECEIVER_HELP)
 SUBCARRIER_SPACINGS_KHZ = (15, 30, 60)
@@ -67,6 +73,9 @@ class PUSCHLinkConfig:
     :ivar num_prb: PRBs of the carrier's grid (``n_size_grid``; 12 subcarriers each), 1..275.
     :ivar subcarrier_spacing: [kHz], 15, 30 or 60.
     :ivar mcs_index, mcs_table: TS 38.214 MCS (table 1: up to 64-QAM; 2: up to 256-QAM).
+    :ivar num_layers: MIMO layers (streams) of the UE, 1 or 2, sent from as many antenna ports (non-codebook
+        precoding; 2 antennas: one cross-polarised element for CDL/UMi); at most ``num_rx_ant``.
+    :ivar kbest_k: the list size ``K`` of the ``*-kbest`` receivers (Sionna's :class:`~sionna.phy.ofdm.KBestDetector`).
     :ivar dmrs_config_type, dmrs_length, dmrs_additional_position, num_cdm_groups_without_data: the DMRS
         (:class:`sionna.phy.nr.PUSCHDMRSConfig`).
     :ivar channel, delay_spread, carrier_frequency, speed, num_rx_ant, rx_polarization, normalize_channel: the
@@ -80,6 +89,8 @@ class PUSCHLinkConfig:
     subcarrier_spacing: int = 30
     mcs_index: int = 14
     mcs_table: int = 1
+    num_layers: int = 1
+    kbest_k: int = 32
     dmrs_config_type: int = 1
     dmrs_length: int = 1
     dmrs_additional_position: int = 1
@@ -102,14 +113,20 @@ class PUSCHLinkConfig:
         if self.subcarrier_spacing not in SUBCARRIER_SPACINGS_KHZ:
             raise ConfigError("subcarrier_spacing", f"[kHz] allowed: {', '.join(map(str, SUBCARRIER_SPACINGS_KHZ))}; "
                                                     f"got {self.subcarrier_spacing!r}")
+        if self.num_layers not in (1, 2) or isinstance(self.num_layers, bool):
+            raise ConfigError("num_layers", f"allowed 1 or 2 (streams of the UE), got {self.num_layers!r}")
+        self.kbest_k = check_positive_int("kbest_k", self.kbest_k, maximum=4096)
         ch = check_ofdm_channel_settings(self.channel, delay_spread=self.delay_spread,
                                          carrier_frequency=self.carrier_frequency, speed=self.speed,
-                                         num_rx_ant=self.num_rx_ant, num_tx_ant=1,
+                                         num_rx_ant=self.num_rx_ant, num_tx_ant=self.num_layers,
                                          rx_polarization=self.rx_polarization, normalize=self.normalize_channel,
                                          fields={"profile": "channel", "normalize": "normalize_channel"})
         self.channel, self.delay_spread, self.carrier_frequency = ch["profile"], ch["delay_spread"], \
             ch["carrier_frequency"]
         self.speed, self.num_rx_ant, self.rx_polarization = ch["speed"], ch["num_rx_ant"], ch["rx_polarization"]
+        if self.num_layers > self.num_rx_ant:
+            raise ConfigError("num_layers", f"{self.num_layers} streams need at least as many receive antennas; "
+                                            f"num_rx_ant is {self.num_rx_ant}")
         self.pusch_config()  # Sionna's own checks of the MCS / DMRS combination, as ConfigErrors
         return self
 
@@ -117,7 +134,10 @@ class PUSCHLinkConfig:
         """Sionna's :class:`~sionna.phy.nr.PUSCHConfig` of these settings (ConfigError naming the key)."""
         from sionna.phy.nr import PUSCHConfig
         c = PUSCHConfig()
-        for key, set_ in (("num_prb", lambda: setattr(c.carrier, "n_size_grid", self.num_prb)),
+        for key, set_ in (("num_layers", lambda: (setattr(c, "num_antenna_ports", self.num_layers),
+                                                   setattr(c, "num_layers", self.num_layers),
+                                                   setattr(c, "precoding", "non-codebook"))),
+                          ("num_prb", lambda: setattr(c.carrier, "n_size_grid", self.num_prb)),
                           ("subcarrier_spacing", lambda: setattr(c.carrier, "subcarrier_spacing",
                                                                  self.subcarrier_spacing)),
                           ("mcs_table", lambda: setattr(c.tb, "mcs_table", self.mcs_table)),
@@ -177,19 +197,48 @@ def pusch_config_from_dict(d: dict, *, source: str = "link") -> PUSCHLinkConfig:
 
 
 def _blocks(cfg_dict: dict, precision: str, *, device: str):
+    import numpy as np
+    from sionna.phy.mimo import StreamManagement
     from sionna.phy.nr import PUSCHLSChannelEstimator, PUSCHReceiver, PUSCHTransmitter
+    from sionna.phy.ofdm import KBestDetector
     cfg = PUSCHLinkConfig(**cfg_dict).validate()
     pc = cfg.pusch_config()
     tx = PUSCHTransmitter(pc, return_bits=False, precision=precision, device=device)
-    rxs = {"ls-lin": PUSCHReceiver(tx, return_tb_crc_status=True, precision=precision, device=device),
-           "perfect-csi": PUSCHReceiver(tx, channel_estimator="perfect", return_tb_crc_status=True,
-                                        precision=precision, device=device)}
-    est = PUSCHLSChannelEstimator(tx.resource_grid, cfg.dmrs_length, cfg.dmrs_additional_position,
-                                  cfg.num_cdm_groups_without_data, interpolation_type="nn", precision=precision,
-                                  device=device)
-    rxs["ls-nn"] = PUSCHReceiver(tx, channel_estimator=est, return_tb_crc_status=True, precision=precision,
-                                 device=device)
-    return tx, rxs
+    kw = {"return_tb_crc_status": True, "precision": precision, "device": device}
+    sm = StreamManagement(np.ones([1, 1], bool), cfg.num_layers)
+
+    m = int(pc.tb.num_bits_per_symbol)
+
+    def kbest():  # K at most the number of layer-symbol hypotheses (2^(m L): then exact ML)
+        return KBestDetector("bit", cfg.num_layers, min(cfg.kbest_k, 2 ** (m * cfg.num_layers)), tx.resource_grid,
+                             sm, "qam", m, precision=precision, device=device)
+
+    def ls(interpolation):
+        return PUSCHLSChannelEstimator(tx.resource_grid, cfg.dmrs_length, cfg.dmrs_additional_position,
+                                       cfg.num_cdm_groups_without_data, interpolation_type=interpolation,
+                                       precision=precision, device=device)
+
+    # built on first use: each receiver is a PUSCHReceiver with its estimator and detector
+    makers = {"ls-lin": lambda: PUSCHReceiver(tx, **kw),
+              "ls-nn": lambda: PUSCHReceiver(tx, channel_estimator=ls("nn"), **kw),
+              "perfect-csi": lambda: PUSCHReceiver(tx, channel_estimator="perfect", **kw),
+              "ls-lin-kbest": lambda: PUSCHReceiver(tx, channel_estimator=ls("lin"), mimo_detector=kbest(),
+                                                    stream_management=sm, **kw),
+              "perfect-csi-kbest": lambda: PUSCHReceiver(tx, channel_estimator="perfect", mimo_detector=kbest(),
+                                                         stream_management=sm, **kw)}
+    return tx, _Lazy(makers)
+
+
+class _Lazy(dict):
+    """Receivers built on first use (a K-best detector is not built for a run that does not use it)."""
+
+    def __init__(self, makers):
+        super().__init__()
+        self._makers = makers
+
+    def __missing__(self, key):
+        self[key] = value = self._makers[key]()
+        return value
 
 
 class PUSCHLink(nn.Module):
@@ -216,6 +265,7 @@ class PUSCHLink(nn.Module):
                                    subcarrier_spacing=rg.subcarrier_spacing,
                                    cyclic_prefix_length=int(rg.cyclic_prefix_length), delay_spread=c.delay_spread,
                                    carrier_frequency=c.carrier_frequency, speed=c.speed, num_rx_ant=c.num_rx_ant,
+                                   num_tx_ant=c.num_layers,
                                    rx_polarization=c.rx_polarization, normalize=c.normalize_channel)
         pc = c.pusch_config()
         self.k, self.m = int(pc.tb_size), int(pc.tb.num_bits_per_symbol)
@@ -246,7 +296,7 @@ class PUSCHLink(nn.Module):
         tx, rxs = self._blocks.get(dev, self.precision)
         rdt = torch.float64 if self.precision == "double" else torch.float32
         b = random_bits(B, self.k, generator=generator, device=dev, dtype=rdt)
-        x = tx(b[:, None, :])  # [B, 1, 1, S, F]
+        x = tx(b[:, None, :])  # [B, 1, num_layers, S, F]
         state = self.channel.sample_state(B, generator=generator, device=dev, dtype=self.dtype)
         no = self.no(ebno_db)
         w = complex_normal((B, 1, self.config.num_rx_ant, 14, self.config.fft_size), generator=generator,
@@ -254,7 +304,7 @@ class PUSCHLink(nn.Module):
         y = self.channel.apply(x, no, state, noise=w)
         no_t = torch.tensor(no, dtype=rdt, device=dev)
         rx = rxs[self.receiver_name]
-        if self.receiver_name == "perfect-csi":
+        if self.receiver_name.startswith("perfect-csi"):
             b_hat, crc = rx(y, no_t, state["h_freq"])
         else:
             b_hat, crc = rx(y, no_t)

@@ -222,6 +222,9 @@ class OFDMLinkConfig:
         self.channel = s["profile"]
         self.delay_spread, self.carrier_frequency, self.speed = s["delay_spread"], s["carrier_frequency"], s["speed"]
         self.num_rx_ant, self.num_tx_ant = s["num_rx_ant"], s["num_tx_ant"]
+        if self.num_tx_ant != 1:
+            raise ConfigError("num_tx_ant", f"this link sends one stream from one antenna: allowed 1, got "
+                                            f"{self.num_tx_ant!r} (several streams: the nr-pusch link's num_layers)")
         check_choice("rx_polarization", self.rx_polarization, RX_POLARIZATIONS)
         check_choice("normalize_channel", self.normalize_channel, OFDM_NORMALIZATIONS)
         self.ebno_convention = check_choice("ebno_convention", self.ebno_convention, EBNO_CONVENTIONS)

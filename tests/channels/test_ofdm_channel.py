@@ -123,7 +123,7 @@ def test_time_covariance_follows_jakes():
     ({"num_rx_ant": 5}, "num_rx_ant", "1..4"),
     ({"num_rx_ant": 0}, "num_rx_ant", "1..4"),
     ({"num_rx_ant": 2.5}, "num_rx_ant", "1..4"),
-    ({"num_tx_ant": 2}, "num_tx_ant", "allowed 1"),
+    ({"num_tx_ant": 3}, "num_tx_ant", "allowed 1, 2"),
     ({"num_rx_ant": 3, "rx_polarization": "VH"}, "rx_polarization", "even number"),
     ({"delay_spread": 0.0}, "delay_spread", "> 0"),
     ({"delay_spread": 100.0}, "delay_spread", "seconds"),
