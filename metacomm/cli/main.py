@@ -159,11 +159,16 @@ def main(argv: list[str] | None = None) -> int:
 def _run(parser: _Parser, args: argparse.Namespace) -> int:
     try:
         threads = getattr(args, "threads", None)
+        if threads is not None:
+            from metacomm._validation import check_positive_int
+            threads = check_positive_int("threads", threads)
+        precheck = getattr(args, "precheck", None)  # a command's own cheap checks, before torch is imported
+        if precheck is not None:
+            precheck(args)
         if threads is not None and not getattr(args, "torch_free", False):  # a torch-free command skips the import
             import torch
 
-            from metacomm._validation import check_positive_int
-            torch.set_num_threads(check_positive_int("threads", threads))
+            torch.set_num_threads(threads)
         return int(args.run(args) or 0)
     except ConfigError as e:
         sub = getattr(args, "command_parser", None) or parser.commands.get(args.command)

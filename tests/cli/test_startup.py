@@ -34,6 +34,10 @@ USAGE_ERRORS = [
     ["pack", "nope"],                                               # a bad choice of pack
     ["drift", "--scenario", "doppler-fast", "--out", "x", "--frames", "many"],  # a flag's type
     ["scenario", "show"],                                           # a missing positional
+    ["drift", "--scenario", "my_scenario.toml", "--out", "x"],      # a scenario file that is not there
+    ["drift", "--scenario", "doppler-fst", "--out", "x"],           # a mistyped built-in
+    ["demo", "--scenario", "doppler-fst"],
+    ["drift", "--scenario", "doppler-fast", "--out", "x", "--threads", "0"],
 ]
 
 _PROBE = r"""
@@ -152,3 +156,30 @@ def test_commands_are_declared_only_when_looked_up(monkeypatch):
     assert calls == ["drift"]
     assert parser.commands["ber"] is parser.commands["ber"] and calls == ["drift", "ber"]  # built once
     assert "--threads" in parser.commands["ber"]._option_string_actions
+
+
+@pytest.mark.parametrize("spec", ["doppler-fst", "nope.toml", "sub/nope", "sub/nope.toml", "doppler-fast.toml"])
+def test_the_early_scenario_check_says_what_the_loader_says(spec, tmp_path, monkeypatch):
+    from metacomm import ConfigError
+    from metacomm.cli.commands.drift import check_scenario_exists
+    from metacomm.scenarios.drift_scenarios import load_scenario
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as early:
+        check_scenario_exists(spec)
+    with pytest.raises(ConfigError) as real:
+        load_scenario(spec)
+    assert (early.value.field, str(early.value)) == (real.value.field, str(real.value))
+
+
+def test_the_early_scenario_check_passes_what_the_loader_loads(tmp_path, monkeypatch):
+    from metacomm.cli.commands.drift import check_scenario_exists
+    from metacomm.scenarios.drift_scenarios import list_scenarios, load_scenario
+    monkeypatch.chdir(tmp_path)
+    for name in list_scenarios():
+        check_scenario_exists(name)
+    f = tmp_path / "mine.toml"
+    from metacomm.cli.commands.scenario import starter
+    f.write_text(starter("mine", "doppler-fast"))
+    check_scenario_exists(str(f))
+    check_scenario_exists("mine.toml")
+    assert load_scenario("mine.toml").name == "mine"

@@ -36,8 +36,13 @@ def add_parser(subparsers, name):
                         "one, which adds the `track` scheme; else the shipped online-drift codec)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:N)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, precheck=_precheck)
     return p
+
+
+def _precheck(args) -> None:
+    from metacomm.cli.commands.drift import check_scenario_exists
+    check_scenario_exists(args.scenario)
 
 
 def run(args) -> int:

@@ -136,8 +136,32 @@ def add_parser(subparsers, name):
     p.add_argument("--quiet", action="store_true", help="no progress bar, no table")
     p.add_argument("--out", required=True, help="output directory")
     add_executor_flags(p, "seed, with --seeds")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, precheck=_precheck)
     return p
+
+
+def check_scenario_exists(scenario) -> None:
+    """Refuse, before torch is imported, a ``--scenario`` that is neither a built-in nor an existing file, with
+    the loader's own message (:func:`metacomm.scenarios.drift_scenarios.load_scenario`; ``tests/cli`` checks the
+    two agree), so that a mistyped name answers at once instead of after the imports."""
+    import os
+
+    from metacomm._validation import ConfigError
+
+    s = str(scenario)
+    builtins = _names.drift_scenarios()
+    if "/" not in s and "\\" not in s and not s.endswith(".toml") and s in builtins:
+        return
+    if os.path.isfile(s):
+        return
+    if not s.endswith(".toml") and "/" not in s:
+        raise ConfigError("scenario", f"unknown scenario {s!r}; allowed: {', '.join(builtins)} or the path of a "
+                          ".toml file")
+    raise ConfigError(s, "scenario file not found")
+
+
+def _precheck(args) -> None:
+    check_scenario_exists(args.scenario)
 
 
 def run(args) -> int:
