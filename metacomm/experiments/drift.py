@@ -17,7 +17,7 @@ pooled into ``OUT/results.json`` and ``OUT/seeds.png`` (:func:`run_drift_seeds`)
   are) -- sums of integer counts in seed order, so they do not depend on where or in which order the tasks ran;
 * ``resume``: seeds whose ``seed-<s>/results.json`` exists are read back (their settings checked), a seed with a
   ``run-state.pt`` but no results continues from it, the others run; settings that differ from the interrupted
-  run's are refused. The seed list itself may change (e.g. ``0:4`` -> ``0:8`` adds four seeds).
+  run's are refused. The seed list itself may change (e.g. ``0:3:1`` -> ``0:7:1`` adds four seeds).
 
 The scenario and the codec are loaded once per command (:class:`~metacomm.experiments.drift_session.DriftSession`)
 and the config is validated once.
@@ -68,7 +68,7 @@ class DriftConfig:
     run -- the resumed result equals an uninterrupted run's.
 
     ``seeds``: ``None`` (one run, seed ``seed``) or several seeds (a list, or a string such as ``"0,1,2"`` or
-    ``"0:8"`` = 0..7, :func:`parse_seeds`): one independent run per seed, each a task of ``executor``
+    ``"0:7:1"`` = 0..7, STOP included, :func:`parse_seeds`): one independent run per seed, each a task of ``executor``
     (``"local"`` | ``"ray"``, with ``ray_address`` and ``num_gpus`` as for ``ber``/``fewshot``), written to
     ``out/seed-<s>/`` exactly as a single run with ``seed = s`` and ``out = out/seed-<s>`` writes it, and pooled
     into ``out/results.json`` (:func:`run_drift_seeds`). Exclusive with ``seed``."""
@@ -111,7 +111,7 @@ class DriftConfig:
             self.seeds = parse_seeds(self.seeds)
         elif self.executor != "local":
             raise ConfigError("executor", "a single drift run is one task; run several seeds as tasks with seeds "
-                                          "(--seeds 0:8), or use the local executor")
+                                          "(seeds='0:7:1'), or use the local executor")
         if self.checkpoint is None:  # the shipped tracker for this scenario and pilot count, else the online codec
             tracker = shipped_tracker(self.scenario, self.pilots)
             self.checkpoint = tracker or DEFAULT_CHECKPOINT
@@ -244,7 +244,7 @@ def _segment_bler(res) -> dict:
 def run_drift_seeds(cfg: DriftConfig, *, log=print, executor=None) -> dict:
     """The many-seed run of ``cfg`` (``cfg.seeds`` given; module docstring): returns the pooled dict."""
     if cfg.seeds is None:
-        raise ConfigError("seeds", "give the seeds to run (e.g. seeds='0:8')")
+        raise ConfigError("seeds", "give the seeds to run (e.g. seeds='0:7:1')")
     return run_drift_experiment(cfg, log=log, executor=executor).pooled
 
 

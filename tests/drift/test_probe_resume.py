@@ -79,7 +79,7 @@ def test_resume_refuses_a_replaced_checkpoint(tmp_path, monkeypatch, capsys):
 
 def test_seeds_resume_refuses_a_finished_seed_cut_short(tmp_path, capsys):
     out = tmp_path / "s"
-    argv = [*BASE, "--scenario", "doppler-fast", "--seeds", "0:2", "--out", str(out)]
+    argv = [*BASE, "--scenario", "doppler-fast", "--seeds", "0:1:1", "--out", str(out)]
     assert main(argv) == 0
     rj = out / "seed-1" / "results.json"
     doc = json.loads(rj.read_text())

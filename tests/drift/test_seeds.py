@@ -30,7 +30,7 @@ ARGS = ["drift", "--scenario", "doppler-fast", "--frames", "3", "--links", "2", 
         "--retrain-every", "2", "--retrain-steps", "2", "--quiet"]
 
 
-def _cfg(out, seeds="0:3", **kw):
+def _cfg(out, seeds="0:2:1", **kw):
     from metacomm.experiments.drift import DriftConfig
     base = dict(scenario="doppler-fast", out=str(out), frames=3, links=2, payload=8, schemes=SCHEMES,
                 retrain_every=2, retrain_steps=2, progress=False, seeds=seeds)
@@ -127,7 +127,7 @@ def test_pooled_counts_are_the_sums_of_the_per_seed_files(local_run):
     assert doc["summary"]["meta"]["kind"] == "adaptive"
 
 
-@pytest.mark.parametrize("spec", ["", "a", "-1", "1,1", "0:3,2", "4:2", "0:0", "1:2:3", "0,,1", "1.5"])
+@pytest.mark.parametrize("spec", ["", "a", "-1", "1,1", "0:2:1,2", "4:2:1", "0:8", "1:2:0", "0,,1", "1.5"])
 def test_bad_seeds_exit_2_with_one_line(tmp_path, capsys, spec):
     assert main([*ARGS, "--seeds", spec, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
@@ -136,23 +136,23 @@ def test_bad_seeds_exit_2_with_one_line(tmp_path, capsys, spec):
 
 
 def test_seed_and_seeds_exclusive_and_ray_needs_seeds(tmp_path, capsys):
-    assert main([*ARGS, "--seed", "1", "--seeds", "0:2", "--out", str(tmp_path / "o")]) == 2
+    assert main([*ARGS, "--seed", "1", "--seeds", "0:1:1", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--seeds" in err and "--seed" in err
-    assert main([*ARGS, "--num-gpus", "1", "--seeds", "0:2", "--out", str(tmp_path / "o")]) == 2
+    assert main([*ARGS, "--num-gpus", "1", "--seeds", "0:1:1", "--out", str(tmp_path / "o")]) == 2
     assert "--num-gpus" in capsys.readouterr().err
     if HAS_RAY:
         assert main([*ARGS, "--executor", "ray", "--out", str(tmp_path / "o")]) == 2
         assert "--executor" in capsys.readouterr().err
-        assert main([*ARGS, "--executor", "ray", "--seeds", "0:2", "--save-every", "1", "--out",
+        assert main([*ARGS, "--executor", "ray", "--seeds", "0:1:1", "--save-every", "1", "--out",
                      str(tmp_path / "o")]) == 2
         assert "--save-every" in capsys.readouterr().err
-    assert main([*ARGS, "--seeds", "0:2", "--links", "100000000000", "--out", str(tmp_path / "o")]) == 2
+    assert main([*ARGS, "--seeds", "0:1:1", "--links", "100000000000", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err  # the single run's memory check, up front
     assert err.count("\n") == 1 and "--links" in err and "GiB" in err
     assert not (tmp_path / "o").exists()
     from metacomm.experiments.drift import parse_seeds
-    assert parse_seeds("0:4,10") == [0, 1, 2, 3, 10] and parse_seeds([5, 2]) == [5, 2]
+    assert parse_seeds("0:3:1,10") == [0, 1, 2, 3, 10] and parse_seeds([5, 2]) == [5, 2]
     for bad in (3, [1, True], [-1], []):
         with pytest.raises(Exception, match="seeds"):
             parse_seeds(bad)
@@ -176,7 +176,7 @@ class _DiesAfter(ShuffledExecutor):
 
 def test_resume_skips_finished_seeds_and_adds_new_ones(local_run, tmp_path, capsys):
     """Killed after 2 of 3 seeds: the pooled file says 2 done; --resume runs only seed 2 (1 task) and equals the
-    uninterrupted run; resuming with --seeds 0:4 runs only seed 3; other settings are refused."""
+    uninterrupted run; resuming with --seeds 0:3:1 runs only seed 3; other settings are refused."""
     from metacomm.experiments.drift import run_drift_seeds
     out = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt):
@@ -189,13 +189,13 @@ def test_resume_skips_finished_seeds_and_adds_new_ones(local_run, tmp_path, caps
     assert fake.calls == 1
     assert _pooled(out) == _pooled(local_run)
     fake = ShuffledExecutor()
-    run_drift_seeds(_cfg(out, seeds="0:4", resume=True), log=lambda s: None, executor=fake)
+    run_drift_seeds(_cfg(out, seeds="0:3:1", resume=True), log=lambda s: None, executor=fake)
     assert fake.calls == 1 and json.loads((out / "results.json").read_text())["config"]["seeds"] == [0, 1, 2, 3]
     capsys.readouterr()
-    assert main([*ARGS, "--pilots", "8", "--seeds", "0:4", "--resume", "--out", str(out)]) == 2
+    assert main([*ARGS, "--pilots", "8", "--seeds", "0:3:1", "--resume", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--resume" in err and "pilots" in err
-    assert main([*ARGS, "--seeds", "0:2", "--resume", "--out", str(tmp_path / "none")]) == 2
+    assert main([*ARGS, "--seeds", "0:1:1", "--resume", "--out", str(tmp_path / "none")]) == 2
     assert "nothing to resume" in capsys.readouterr().err
 
 
@@ -214,11 +214,11 @@ def test_resume_continues_a_half_finished_seed_from_its_run_state(local_run, tmp
         return orig(self)
 
     monkeypatch.setattr(DriftRun, "step", crash)
-    assert main([*ARGS, "--seeds", "0:3", "--save-every", "1", "--out", str(out)]) == 130
+    assert main([*ARGS, "--seeds", "0:2:1", "--save-every", "1", "--out", str(out)]) == 130
     assert (out / "seed-1" / "run-state.pt").exists() and not (out / "seed-1" / "results.json").exists()
     monkeypatch.setattr(DriftRun, "step", lambda self: (played.append(self.config.seed), orig(self))[1])
     played.clear()
-    assert main([*ARGS, "--seeds", "0:3", "--save-every", "1", "--resume", "--out", str(out)]) == 0
+    assert main([*ARGS, "--seeds", "0:2:1", "--save-every", "1", "--resume", "--out", str(out)]) == 0
     assert played == [1, 2, 2, 2]
     for s in (0, 1, 2):
         assert _frames(out / f"seed-{s}") == _frames(local_run / f"seed-{s}")
