@@ -262,6 +262,14 @@ class OFDMLink(nn.Module):
         dec = self._dec.get(llr.device, self.precision)
         return dec(llr).to(slot.bits.dtype)
 
+    @torch.no_grad()
+    def decode(self, slot: OFDMSlot, grid_llr: torch.Tensor) -> torch.Tensor:
+        """Decoded information bits ``[B, k]`` of ``slot`` from a receiver's grid LLRs ``[G, ..., N_data m]`` (a
+        stateful receiver's :meth:`step` output): split into the scored codewords, 5G LDPC decoding."""
+        c = self.config
+        llr = grid_llr.reshape(slot.num_grids, -1)[:, :c.num_codewords * c.n].reshape(-1, c.n)[:slot.num_blocks]
+        return self._dec.get(llr.device, self.precision)(llr).to(slot.bits.dtype)
+
     @staticmethod
     def score(slot: OFDMSlot, bits_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(bit_errors int64 [B], block_error bool [B])`` of a decision for ``slot``."""

@@ -64,7 +64,8 @@ def test_every_receiver_decides_the_same_slots_and_the_genie_bounds_them():
     sc = parse_scenario(TINY, default_name="tiny")
     seen = []
     run = DriftRun(sc, None, DriftRunConfig(frames=3, links=6, seed=2))
-    assert [s.name for s in run.schemes] == ["ls-nn", "ls-lin", "lmmse-cov", "perfect-csi"]
+    assert [s.name for s in run.schemes] == ["ls-nn", "ls-lin", "lmmse-cov", "lmmse-cov-turbo", "adaptive",
+                                             "perfect-csi"]
     res = run.run(on_frame=lambda f, s: seen.append(s["y"].clone()))
     alone = DriftRun(sc, None, DriftRunConfig(frames=3, links=6, seed=2, schemes=["perfect-csi"]))
     seen2 = []
@@ -74,6 +75,9 @@ def test_every_receiver_decides_the_same_slots_and_the_genie_bounds_them():
     assert summ["perfect-csi"]["block_errors"] == summ2["perfect-csi"]["block_errors"]
     assert summ["perfect-csi"]["kind"] == "reference" and summ["lmmse-cov"]["kind"] == "classical"
     assert summ["perfect-csi"]["block_errors"] <= min(summ[s]["block_errors"] for s in ("ls-nn", "ls-lin"))
+    belief = run.schemes[4].state["log_belief"]  # the adaptive receiver's per-link belief moved off the prior
+    assert belief.shape[0] == 6 and torch.isfinite(belief).all()
+    assert not torch.allclose(belief, run.schemes[4].rx.init_state(6)["log_belief"])
     assert res.config["link"] == "ofdm" and res.config["ofdm_link"]["codeword_length_bits"] == 648
     f0 = res.frames[0]
     assert abs(f0["speed"] - 10.0) < 1e-9 and f0["doppler_hz"] > 0
@@ -84,22 +88,13 @@ def test_the_cli_runs_an_ofdm_scenario_file(tmp_path, capsys):
     path.write_text(TINY)
     out = tmp_path / "run"
     rc = main(["drift", "--scenario", str(path), "--frames", "2", "--links", "2", "--out", str(out),
-               "--no-progress"] if "--no-progress" in _drift_flags() else
-              ["drift", "--scenario", str(path), "--frames", "2", "--links", "2", "--out", str(out)])
+               "--schemes", "ls-nn,ls-lin,lmmse-cov,lmmse-cov-turbo,adaptive,perfect-csi"])
     assert rc in (0, None)
     doc = json.loads((out / "results.json").read_text())
     assert doc["config"]["link"] == "ofdm" and doc["config"]["checkpoint"] is None
-    assert set(doc["summary"]) == {"ls-nn", "ls-lin", "lmmse-cov", "perfect-csi"}
+    assert set(doc["summary"]) == {"ls-nn", "ls-lin", "lmmse-cov", "lmmse-cov-turbo", "adaptive", "perfect-csi"}
+    assert doc["summary"]["adaptive"]["kind"] == "adaptive"
     assert os.path.getsize(out / "drift.png") > 0
-
-
-def _drift_flags():
-    import contextlib
-    import io
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf), contextlib.suppress(SystemExit):
-        main(["drift", "--help"])
-    return buf.getvalue()
 
 
 def test_a_checkpoint_for_an_ofdm_scenario_is_refused(tmp_path, capsys):

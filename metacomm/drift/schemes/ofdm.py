@@ -8,6 +8,11 @@ r"""The classical OFDM receivers as drift schemes (link ``"ofdm"``): every recei
   profile and delay spread (:func:`metacomm.channels.ofdm_trajectory.tdl_covariances`, the model the scenario
   plays; the speed ramp's speed is known to it slot by slot) -- the classical receiver that knows the statistics.
   Covariances are cached per (profile, delay spread, speed rounded to 1e-3 m/s).
+* ``lmmse-cov-turbo`` (``classical``): the same exact statistics, then data-aided (turbo) re-estimation from the
+  decoder's a-posteriori LLRs (the adaptive receiver's loop on one known hypothesis).
+* ``adaptive`` (``adaptive``): :class:`~metacomm.codecs.ofdm_adaptive.AdaptiveOFDMReceiver` -- a belief over a prior
+  bank learned over the 3GPP family, carried per link from slot to slot, + the turbo loop; knows neither the
+  profile nor the speed.
 * ``perfect-csi`` (``reference``): the slot's true channel + LMMSE equalisation -- the genie.
 
 Each is scored on the link's codewords after the same 5G LDPC decoder.
@@ -18,12 +23,15 @@ from __future__ import annotations
 import time
 from functools import partial
 
+import torch
+
 from metacomm._sionna import SionnaBlocks
 from metacomm.codecs.ofdm_receivers import OFDMReceiver, _lmmse_blocks
 from metacomm.drift.protocol import Decision, DriftScheme
 from metacomm.drift.registry import register_scheme
 
-__all__ = ["OFDMReceiverScheme", "PerfectCSIScheme", "LMMSEKnownCovScheme", "KnownCovReceiver"]
+__all__ = ["OFDMReceiverScheme", "PerfectCSIScheme", "LMMSEKnownCovScheme", "KnownCovReceiver",
+           "LMMSETurboKnownCovScheme", "AdaptiveOFDMScheme"]
 
 
 class OFDMReceiverScheme(DriftScheme):
@@ -100,7 +108,72 @@ class LMMSEKnownCovScheme(OFDMReceiverScheme):
         return rx
 
 
+class LMMSETurboKnownCovScheme(LMMSEKnownCovScheme):
+    """``lmmse-cov-turbo``: the data-aided (turbo) loop of the adaptive receiver run on the slot's **exact**
+    statistics (one hypothesis: :func:`~metacomm.codecs.ofdm_adaptive.single_hypothesis_bank`) -- the classical
+    receiver that knows the statistics and also re-estimates from its own decoded codewords: the fair baseline of
+    ``adaptive``'s data-aided part. Stateless."""
+
+    def __init__(self, name: str, *, turbo_iters: int = 2):
+        super().__init__(name)
+        self.turbo_iters = int(turbo_iters)
+
+    def settings(self) -> dict:
+        return {"turbo_iters": self.turbo_iters}
+
+    def _receiver(self, sig):
+        from metacomm.channels.ofdm_trajectory import tdl_covariances
+        from metacomm.codecs.ofdm_adaptive import AdaptiveOFDMReceiver, single_hypothesis_bank
+        fr = sig.frame
+        traj = fr.channel
+        key = (traj.profile, traj.delay_spread, round(float(fr.speed), 3))
+        rx = self._cache.get(key)
+        if rx is None:
+            sc = self.ctx.scenario
+            ct, cf, cs = tdl_covariances(traj, key[2], num_ofdm_symbols=sc.link.num_ofdm_symbols,
+                                         symbol_duration=sc.symbol_duration, subcarriers=self._sub)
+            bank = single_hypothesis_bank(ct, cf, sc.link, self._sub)
+            if len(self._cache) > 64:
+                self._cache.clear()
+            rx = self._cache[key] = AdaptiveOFDMReceiver(self.ctx.ofdm, bank, turbo_iters=self.turbo_iters,
+                                                         name=self.name,
+                                                         antenna_power=torch.diagonal(cs).real.float())
+        return rx
+
+
+class AdaptiveOFDMScheme(DriftScheme):
+    """``adaptive``: :class:`~metacomm.codecs.ofdm_adaptive.AdaptiveOFDMReceiver` (prior bank learned over the
+    3GPP family, per-link belief over it carried from slot to slot, data-aided turbo re-estimation). Knows the
+    pilots, N0, the code and the shipped prior bank -- not the profile, delay spread, speed or covariance. State
+    per link: its log-belief (``state``), saved and resumed with the run. Latency: the slot's receiver wall time."""
+
+    kind = "adaptive"
+    links = ("ofdm",)
+    state_attrs = ("state",)
+
+    def __init__(self, name: str, *, turbo_iters: int = 2, forget: float = 0.05, prior: str | None = None):
+        super().__init__(name)
+        self.turbo_iters, self.forget, self.prior = int(turbo_iters), float(forget), prior
+
+    def settings(self) -> dict:
+        return {"turbo_iters": self.turbo_iters, "forget": self.forget, "prior": self.prior}
+
+    def setup(self, ctx) -> None:
+        from metacomm.codecs.ofdm_adaptive import AdaptiveOFDMReceiver
+        super().setup(ctx)
+        self.rx = AdaptiveOFDMReceiver(ctx.ofdm, self.prior, turbo_iters=self.turbo_iters, forget=self.forget)
+        self.state = self.rx.init_state(ctx.links)
+
+    def decide(self, sig) -> Decision:
+        t0 = time.perf_counter()
+        llr, self.state, _ = self.rx.step(sig.slot.y, sig.no, self.state)
+        bits_hat = self.ctx.ofdm.decode(sig.slot, llr)
+        return Decision(bits_hat, (time.perf_counter() - t0) * 1e3)
+
+
 register_scheme("ls-nn", default=True)(OFDMReceiverScheme)
 register_scheme("ls-lin", default=True)(OFDMReceiverScheme)
 register_scheme("lmmse-cov", default=True)(LMMSEKnownCovScheme)
+register_scheme("lmmse-cov-turbo", default=True)(LMMSETurboKnownCovScheme)
+register_scheme("adaptive", default=True)(AdaptiveOFDMScheme)
 register_scheme("perfect-csi", default=True)(PerfectCSIScheme)
