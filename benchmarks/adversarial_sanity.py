@@ -1,6 +1,6 @@
 """Attack sanity at one point (default PSR -6 dB, Eb/N0 10 dB) under two conventions, on the same draws per link.
 
-    python benchmarks/adversarial_sanity.py --ae CKPT [--ae-complex CKPT] [--blocks 100000] [--json OUT.json]
+    python benchmarks/adversarial_sanity.py --ae CKPT [--ae-complex CKPT] [--blocks 100000] [--json OUT.json] [--device cpu|cuda]
 
 * ``metacomm`` convention: PSR = ||p||^2 / ||x||^2 of each link's own block (x: transmitted block, Es = 1 per complex
   use), perturbations and jammers on the signal's real dimensions; Eb/N0 per information bit with the link's rate.
@@ -30,9 +30,9 @@ from metacomm.codecs.checkpoint import load_codec
 from metacomm.experiments.adversarial import _received, block_errors, codec_target, craft_uap, hamming_target
 
 
-def measure(t, psr, eb, blocks, seed=0):
+def measure(t, psr, eb, blocks, seed=0, device="cpu"):
     no = float(ebnodb_to_no(eb, t.rate))
-    g = lambda s: torch.Generator().manual_seed(1000 * seed + s)  # noqa: E731
+    g = lambda s: torch.Generator(device).manual_seed(1000 * seed + s)  # noqa: E731
     lf = t.logits_at(no)
     uap = craft_uap(lf, t, no, psr, 300, g(9))
     m, x, y = _received(t, no, 1000, g(10))
@@ -53,19 +53,23 @@ def main():
     ap.add_argument("--ebno-db", type=float, default=10.0)
     ap.add_argument("--blocks", type=int, default=100000)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     a = ap.parse_args()
+    dev = torch.device(a.device)
     torch.set_num_threads(1)
     t0 = time.time()
     rows = {}
     ae, _ = load_codec(a.ae)
-    rows["metacomm: AE(7,4) 7 real uses"] = measure(codec_target("ae", ae), a.psr_db, a.ebno_db, a.blocks)
-    rows["metacomm: Hamming(7,4)+ML"] = measure(hamming_target("cpu"), a.psr_db, a.ebno_db, a.blocks)
+    rows["metacomm: AE(7,4) 7 real uses"] = measure(codec_target("ae", ae.to(dev)), a.psr_db, a.ebno_db, a.blocks,
+                                                    device=dev)
+    rows["metacomm: Hamming(7,4)+ML"] = measure(hamming_target(dev), a.psr_db, a.ebno_db, a.blocks, device=dev)
     if a.ae_complex:
         aec, _ = load_codec(a.ae_complex)
-        rows["sadeghi: AE(7,4) 7 complex uses"] = measure(codec_target("aec", aec), a.psr_db, a.ebno_db, a.blocks)
-        rows["sadeghi: Hamming(7,4)+ML (PSR - 3.01 dB)"] = measure(hamming_target("cpu"),
+        rows["sadeghi: AE(7,4) 7 complex uses"] = measure(codec_target("aec", aec.to(dev)), a.psr_db, a.ebno_db,
+                                                          a.blocks, device=dev)
+        rows["sadeghi: Hamming(7,4)+ML (PSR - 3.01 dB)"] = measure(hamming_target(dev),
                                                                    a.psr_db - 10 * math.log10(2), a.ebno_db,
-                                                                   a.blocks)
+                                                                   a.blocks, device=dev)
     for k, v in rows.items():
         print(f"{k:45s} " + "  ".join(f"{n} {b:.3g}" for n, b in v.items()) +
               f"  | pgd-l2/jam {v['pgd-l2'] / max(v['jam-gauss'], 1e-12):.3g}"

@@ -32,7 +32,7 @@ perfect-CSI LMMSE at 10 and 15 dB; it does not reach the classical iterative rec
 iterative receiver does not lower its BER beyond Monte-Carlo noise.
 
 Usage: python benchmarks/neural_rx.py [--steps 600] [--lr 5e-4] [--iterations 2] [--net-steps 6000]
-       [--net-checkpoint net.pt | --net-save net.pt]   (single-threaded; about 19 min with the net's training)
+       [--net-checkpoint net.pt | --net-save net.pt] [--device cpu|cuda]   (single-threaded; about 19 min with the net's training)
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ from metacomm.codecs.qam import UncodedQAM
 from metacomm.codecs.training import train
 
 EBNO = (5.0, 10.0, 15.0)
+#: the device everything runs on (``--device``)
+DEV = torch.device("cpu")
 
 
 def ber(link, eb, n=10, bs=4000, seed=77):
@@ -60,7 +62,7 @@ def ber(link, eb, n=10, bs=4000, seed=77):
 def ber_ci(link, eb, n=10, bs=4000, seed=77):
     """(BER, 95 % half-width) over ``n x bs`` independent blocks; the interval comes from the per-block error
     counts (bits within a block share one channel, so they are not independent)."""
-    g = make_generator(seed)
+    g = make_generator(seed, DEV)
     per_block = []
     for _ in range(n):
         b, bh = link(bs, eb, g)
@@ -80,9 +82,9 @@ def mfb_link(rx: NeuralReceiver, ch: MultipathBlockFading):
     dec = rx.decoder
 
     def link(batch, ebno_db, g):
-        bits = random_bits(batch, rx.num_info_bits, generator=g)
+        bits = random_bits(batch, rx.num_info_bits, generator=g, device=DEV)
         no = ebnodb_to_no(ebno_db, rx.rate)
-        state = ch.sample_state(batch, rx.frame_length, generator=g)
+        state = ch.sample_state(batch, rx.frame_length, generator=g, device=DEV)
         x = rx.encoder(bits)
         _, y_d, _ = dec._split(ch(x, no, state, generator=g), no)
         xd = x[:, -rx.num_channel_uses:]
@@ -108,21 +110,28 @@ def main():
     ap.add_argument("--net-checkpoint", default=None,
                     help="load the end-to-end net from this checkpoint instead of training it")
     ap.add_argument("--net-save", default=None, help="save the trained end-to-end net to this checkpoint")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    ch = MultipathBlockFading(3, mode="truncate")
-    rx = NeuralReceiver(2, 16, 8, 3, "truncate", num_iterations=args.iterations)
+    global DEV
+    DEV = torch.device(args.device)
+    ch = MultipathBlockFading(3, mode="truncate").to(DEV)
+    rx = NeuralReceiver(2, 16, 8, 3, "truncate", num_iterations=args.iterations).to(DEV)
     pilots = rx.encoder.pilots
+
+    def qam():
+        return UncodedQAM(2, 16, device=DEV).to(DEV)
+
     rows = {
-        "pilot-LS + LMMSE (fixed pilots)": PilotLink(UncodedQAM(2, 16), ch, 8, "ls", pilots=pilots),
-        "pilot-LS + LMMSE (random pilots)": PilotLink(UncodedQAM(2, 16), ch, 8, "ls"),
-        "perfect-CSI LMMSE": PilotLink(UncodedQAM(2, 16), ch, 8, "perfect", pilots=pilots),
-        "receiver, untrained": CodecLink(NeuralReceiver(2, 16, 8, 3, "truncate", num_iterations=args.iterations),
-                                         ch),
+        "pilot-LS + LMMSE (fixed pilots)": PilotLink(qam(), ch, 8, "ls", pilots=pilots),
+        "pilot-LS + LMMSE (random pilots)": PilotLink(qam(), ch, 8, "ls"),
+        "perfect-CSI LMMSE": PilotLink(qam(), ch, 8, "perfect", pilots=pilots),
+        "receiver, untrained": CodecLink(NeuralReceiver(2, 16, 8, 3, "truncate",
+                                                        num_iterations=args.iterations).to(DEV), ch),
     }
     rows["perfect-CSI matched-filter bound"] = mfb_link(rx, ch)
     h = train(rx, ch, train_ebno_db=(5.0, 15.0), steps=args.steps, batch_size=256, lr=args.lr, seed=0,
-              progress=False, val_batch_size=2000)
+              progress=False, val_batch_size=2000, device=DEV)
     print(f"training: {h.steps} steps x 256 blocks in {h.seconds:.0f} s (1 thread)")
     rows["receiver, trained"] = CodecLink(rx, ch)
     net = None
@@ -130,13 +139,14 @@ def main():
         from metacomm.codecs.checkpoint import load_codec
 
         net, meta = load_codec(args.net_checkpoint, expect={"class": "NeuralReceiver", "architecture": "net"})
+        net = net.to(DEV)
         print(f"end-to-end net: loaded {args.net_checkpoint} ({meta.get('training', {})}, "
               f"{meta.get('seconds', float('nan')):.0f} s)")
     elif args.net_steps > 0:
         net = NeuralReceiver(2, 16, 8, 3, "truncate", hidden=args.net_hidden, num_hidden_layers=args.net_blocks,
-                             architecture="net")
+                             architecture="net").to(DEV)
         hn = train(net, ch, train_ebno_db=(5.0, 15.0), steps=args.net_steps, batch_size=args.net_batch,
-                   lr=args.net_lr, seed=0, progress=False, val_batch_size=2000)
+                   lr=args.net_lr, seed=0, progress=False, val_batch_size=2000, device=DEV)
         print(f"end-to-end net ({args.net_hidden} x {args.net_blocks} blocks): {hn.steps} steps x "
               f"{args.net_batch} blocks, lr {args.net_lr} cosine, in {hn.seconds:.0f} s (1 thread)")
         if args.net_save:

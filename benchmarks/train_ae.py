@@ -10,7 +10,7 @@ at BLER 1e-3 and 1e-4 (log-linear interpolation between measured points). Refere
 * Shannon's 1959 sphere-packing lower bound for the AE's (n, k) (:mod:`metacomm.codecs.bounds`): a learned
   BLER below it at any Eb/N0 would mean an Eb/N0 <-> sigma bug; the script prints the margin in dB.
 
-Usage: python benchmarks/train_ae.py [--quick]  (single-threaded; a few minutes on 2 CPU cores)
+Usage: python benchmarks/train_ae.py [--quick] [--device cpu|cuda]  (single-threaded; a few minutes on 2 CPU cores)
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from metacomm.codecs.base import random_bits
 from metacomm.codecs.bounds import sphere_packing_bound
 from metacomm.codecs.training import train
 
+#: the device everything runs on (``--device``)
+DEV = torch.device("cpu")
 EBNO = np.arange(0.0, 8.01, 0.5)
 EBNO_22 = np.arange(0.0, 9.01, 0.5)  # AE(2,2) needs ~8.4 dB to reach BLER 1e-4
 EBNO_REF = np.arange(0.0, 12.01, 0.25)  # closed-form references: cheap, extended so every crossing exists
@@ -42,7 +44,7 @@ def q(x):
 def bler_ae(ae, eb, max_blocks, target, g):
     err = n = 0
     while n < max_blocks and err < target:
-        bits = random_bits(200_000, ae.num_info_bits, generator=g)
+        bits = random_bits(200_000, ae.num_info_bits, generator=g, device=DEV)
         no = 1.0 / (ae.rate * 10 ** (eb / 10))
         y = AWGN()(ae.encoder(bits), no, generator=g)
         err += int((ae.decide(y, no) != bits).any(-1).sum())
@@ -61,9 +63,10 @@ def bler_hamming_ml(eb, max_blocks, target, g):
     err = n = 0
     sigma = math.sqrt(1 / (2 * 4 / 7 * 10 ** (eb / 10)))
     while n < max_blocks and err < target:
-        idx = torch.randint(0, 16, (200_000,), generator=g)
-        y = SIGNALS[idx] + sigma * torch.randn(200_000, 7, generator=g)
-        err += int(((y @ SIGNALS.T).argmax(-1) != idx).sum())
+        sig = SIGNALS.to(DEV)
+        idx = torch.randint(0, 16, (200_000,), generator=g, device=DEV)
+        y = sig[idx] + sigma * torch.randn(200_000, 7, generator=g, device=DEV)
+        err += int(((y @ sig.T).argmax(-1) != idx).sum())
         n += 200_000
     return err / n
 
@@ -105,16 +108,19 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller budgets (a rough check)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    global DEV
+    DEV = torch.device(args.device)
     scale = 0.25 if args.quick else 1.0
     max_blocks, target = int(4e6 * scale), 300
-    g = make_generator(12345)
+    g = make_generator(12345, DEV)
 
     print("== AE(7,4), real uses, hidden 64, AWGN, train Eb/N0 5 dB")
-    ae = Autoencoder(4, 7, hidden=64)
+    ae = Autoencoder(4, 7, hidden=64).to(DEV)
     h = train(ae, AWGN(), train_ebno_db=5.0, steps=int(6000 * scale), batch_size=1000, lr=0.01, seed=args.seed,
-              progress=False, restarts=1)
+              progress=False, restarts=1, device=DEV)
     print(f"training time {h.seconds:.1f} s ({h.steps} steps x 1000 blocks, 1 thread)")
     t0 = time.perf_counter()
     b_ae = curve(lambda eb: bler_ae(ae, eb, max_blocks, target, g))
@@ -133,9 +139,9 @@ def main():
     sphere_packing_line("AE(7,4)", 7, 4, EBNO, b_ae)
 
     print("== AE(2,2), real uses (one complex use), hidden 16, 3 restarts, train Eb/N0 4 dB")
-    ae22 = Autoencoder(2, 2, hidden=16)
+    ae22 = Autoencoder(2, 2, hidden=16).to(DEV)
     h = train(ae22, AWGN(), train_ebno_db=4.0, steps=int(2000 * scale), batch_size=1000, lr=0.01,
-              seed=args.seed, progress=False, restarts=3)
+              seed=args.seed, progress=False, restarts=3, device=DEV)
     print(f"training time {h.seconds:.1f} s; restart validation BLERs {[round(s[0], 4) for s in h.restart_scores]}")
     b22 = curve(lambda eb: bler_ae(ae22, eb, max_blocks, target, g), EBNO_22)
     ref22 = curve(lambda eb: bpsk_bler(eb, 2), EBNO_REF)
@@ -145,9 +151,9 @@ def main():
     sphere_packing_line("AE(2,2)", 2, 2, EBNO_22, b22)
 
     print("== AE(8,8), real uses, hidden 256, train Eb/N0 5 dB")
-    ae88 = Autoencoder(8, 8, hidden=256)
+    ae88 = Autoencoder(8, 8, hidden=256).to(DEV)
     h = train(ae88, AWGN(), train_ebno_db=5.0, steps=int(4000 * scale), batch_size=2000, lr=0.005,
-              seed=args.seed, progress=False)
+              seed=args.seed, progress=False, device=DEV)
     print(f"training time {h.seconds:.1f} s")
     b88 = curve(lambda eb: bler_ae(ae88, eb, max_blocks // 2, target, g))
     ref88 = curve(lambda eb: bpsk_bler(eb, 8), EBNO_REF)
