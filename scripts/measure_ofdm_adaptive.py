@@ -37,10 +37,62 @@ def crossing(ebno, bler, target):
     return None
 
 
+def summarise(receivers: dict, targets) -> None:
+    """Print each receiver's crossings of ``targets`` from ``{name: {"points": [...]}}`` (adds ``crossings``)."""
+    for n, r in receivers.items():
+        pts = sorted(r["points"], key=lambda q: q["ebno_db"])
+        xs = [q["ebno_db"] for q in pts]
+        cross = {}
+        for t in targets:
+            mid = crossing(xs, [q["bler"] for q in pts], t)
+            lo = crossing(xs, [q["bler_ci"][0] for q in pts], t)  # the lower BLER bound crosses first
+            hi = crossing(xs, [q["bler_ci"][1] for q in pts], t)
+            cross[f"{t:g}"] = {"ebno_db": mid, "ci": [lo, hi]}
+        r["crossings"] = cross
+
+        def f(v):
+            return "None" if v is None else f"{v:+.2f}"
+
+        cs = ", ".join(f"BLER {k} at {f(v['ebno_db'])} dB [{f(v['ci'][0])}, {f(v['ci'][1])}]" for k, v in cross.items())
+        errs = sum(q["block_errors"] for q in pts)
+        blocks = sum(q["blocks"] for q in pts)
+        print(f"{n:16s} {cs}  ({blocks} blocks, {errs} block errors over {len(pts)} points)")
+
+
+def merge(paths, targets) -> dict:
+    """Pool the points of several result files of one link (a point's draws are one file's)."""
+    out = None
+    for p in paths:
+        with open(p) as fh:
+            d = json.load(fh)
+        if out is None:
+            out = {"link": d["link"], "files": [], "receivers": {}}
+        if d["link"] != out["link"]:
+            raise SystemExit(f"{p}: link {d['link']!r}, expected {out['link']!r}")
+        out["files"].append(str(p))
+        for n, r in d["receivers"].items():
+            pts = out["receivers"].setdefault(n, {"points": []})["points"]
+            for q in r["points"]:
+                same = [x for x in pts if math.isclose(x["ebno_db"], q["ebno_db"])]
+                if same:  # the same Eb/N0 in two files: pool the counts
+                    same[0]["block_errors"] += q["block_errors"]
+                    same[0]["blocks"] += q["blocks"]
+                else:
+                    pts.append(dict(q))
+    for r in out["receivers"].values():
+        for q in r["points"]:
+            q["bler"] = q["block_errors"] / q["blocks"]
+            q["bler_ci"] = list(clopper_pearson(q["block_errors"], q["blocks"]))
+    summarise(out["receivers"], targets)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--link", required=True)
-    p.add_argument("--ebno-db", required=True, help="comma-separated Eb/N0 points [dB]")
+    p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                   help="only pool the points of these result files of one link and print the crossings")
+    p.add_argument("--link")
+    p.add_argument("--ebno-db", help="comma-separated Eb/N0 points [dB]")
     p.add_argument("--blocks", type=int, default=512, help="codewords per point")
     p.add_argument("--batch", type=int, default=64, help="grids per draw")
     p.add_argument("--receivers", default="perfect-csi,lmmse-cov,lmmse-cov-turbo,adaptive")
@@ -50,6 +102,14 @@ def main() -> None:
     p.add_argument("--out", default=None)
     a = p.parse_args()
     torch.set_num_threads(1)
+    if a.merge:
+        out = merge(a.merge, [float(x) for x in a.targets.split(",")])
+        if a.out:
+            with open(a.out, "w") as f:
+                json.dump(out, f, indent=1)
+        return
+    if not a.link or not a.ebno_db:
+        p.error("--link and --ebno-db are required (or --merge FILES)")
     ebnos = [float(x) for x in a.ebno_db.split(",")]
     names = a.receivers.split(",")
     skip = {tuple(s.split("@")) for s in a.skip.split(",") if s}
