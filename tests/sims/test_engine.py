@@ -233,3 +233,30 @@ def test_written_files_follow_the_umask(tmp_path):
         assert (os.stat(p).st_mode & 0o777) == 0o644
     finally:
         os.umask(old)
+
+
+def test_invalid_hard_decisions_are_counted_exactly_for_every_dtype():
+    """The one-product validity check (count_nonzero(bh (1 - bh))) against the definition: entries other than 0
+    and 1 (NaN, +-inf, tiny, huge, near-1 values; integers that wrap) are counted, 0 and 1 never."""
+    from metacomm.sims.engine import _invalid
+
+    for dt in (torch.float16, torch.float32, torch.float64, torch.int8, torch.uint8, torch.int32, torch.int64):
+        ok = torch.tensor([0, 1, 1, 0, 1], dtype=dt)
+        assert int(_invalid(ok, False)) == 0, dt
+        if dt.is_floating_point:
+            bad = [2.0, -1.0, 0.5, 1 + 1e-3, 1e-30, 6e-8, float("nan"), float("inf"), -float("inf"), 1e30, -1e-40]
+        else:
+            bad = [2, -1, 127, 255, 2 ** 31 - 1, 2 ** 32, 2 ** 63 - 1]
+        vals = []
+        for x in bad:
+            try:
+                t = torch.tensor([x], dtype=dt)
+            except (OverflowError, RuntimeError):
+                continue
+            if float(t[0]) not in (0.0, 1.0) or torch.isnan(t[0].float()):
+                vals.append(t)
+        t = torch.cat([ok, *vals])
+        want = int((~((t == 0) | (t == 1))).sum())
+        assert want == len(vals) and int(_invalid(t, False)) == want, (dt, t)
+    assert int(_invalid(torch.tensor([True, False]), False)) == 0
+    assert int(_invalid(torch.tensor([0.3, float("nan"), -2.0]), True)) == 1  # soft: only non-finite values
