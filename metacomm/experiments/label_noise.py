@@ -341,8 +341,9 @@ def run_label_noise(cfg: LabelNoiseConfig, *, log=print) -> dict:
 def _plot(records, cfg: LabelNoiseConfig) -> None:
     """``bler_vs_rate.png``: one panel per noise model (a shared BLER axis), BLER vs label-noise rate per method
     (distinct colour and marker; the clean-label oracle black dashed) with 95 % intervals, zero-error points as
-    upper bounds, the largest meta-training noise rate as a grey line, the legend at the right outside the
-    panels."""
+    upper bounds, the largest meta-training noise rate as a grey line, the classical pilot-LS + ML reference (the
+    ``reference`` of ``out/results.json``, written before the figure) as a brown dash-dot line across every panel,
+    the legend at the right outside the panels."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -371,6 +372,11 @@ def _plot(records, cfg: LabelNoiseConfig) -> None:
         ax.set_ylabel("BLER")
         ax.axvline(cfg.train_rate_max, color="gray", lw=0.5, ls="--")
         ax.grid(True, which="both", alpha=0.3)
+    ref = _reference_of(cfg.out)  # the classical receiver with the same clean pilots (results.json, written first)
+    if ref is not None and ref.get("bler") is not None:
+        for ax in axes[0]:
+            ax.axhline(ref["bler"] if ref["bler"] > 0 else ref["bler_ci"][1], color="tab:brown", ls="-.", lw=1.2,
+                       label=f"pilot-LS + ML, {ref.get('pilots', cfg.pilots)} clean pilots (classical)")
     if zero:
         zero_error_entry(axes[0][0])
     handles, labels = axes[0][0].get_legend_handles_labels()
@@ -381,3 +387,17 @@ def _plot(records, cfg: LabelNoiseConfig) -> None:
                  f"{cfg.train_rate_max:g})", fontsize=9)
     save_figure(fig, os.path.join(cfg.out, FIGURE), dpi=110)
     plt.close(fig)
+
+
+def _reference_of(out: str) -> dict | None:
+    """The ``reference`` record (classical pilot-LS + ML) of ``out/results.json``, or ``None``."""
+    from metacomm.artefacts import read_json
+    from metacomm.experiments.packs import pack_kind
+    p = os.path.join(out, "results.json")
+    if not os.path.isfile(p):
+        return None
+    try:
+        ref = read_json(p, kind=pack_kind(PACK), field="out").get("reference")
+    except Exception:  # noqa: BLE001 -- a figure without the line rather than no figure
+        return None
+    return ref if isinstance(ref, dict) else None

@@ -127,3 +127,19 @@ def test_pack_figures_share_the_rate_axis_with_intervals_and_legends_outside(fig
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["naive", "oracle"]
     oracle = [c for c in fig.axes[0].containers if c.get_label() == "oracle"][0]
     assert oracle.lines[0].get_color() == "k"
+
+
+def test_label_noise_figure_draws_the_classical_reference_from_its_results(figs, tmp_path):
+    from types import SimpleNamespace
+
+    from metacomm.experiments.label_noise import _plot as ln_plot
+    from metacomm.experiments.packs import bler_record, write_pack_results
+    ln = [{"noise": "symmetric", "method": m, "rate": r, **_rec("x", 0, 0, e)} for m, e in (("naive", 200),)
+          for r in (0.0, 0.4)]
+    write_pack_results(str(tmp_path), "label-noise", {"noise": ["symmetric"]}, ln,
+                       reference=bler_record(45, 1000, method="pilot-ls-ml", pilots=4))
+    ln_plot(ln, SimpleNamespace(noise=["symmetric"], train_rate_max=0.5, pilots=4, out=str(tmp_path)))
+    ax = figs[0].axes[0]
+    ref = [ln for ln in ax.get_lines() if ln.get_label().startswith("pilot-LS + ML")]
+    assert len(ref) == 1 and ref[0].get_ydata()[0] == pytest.approx(0.045)
+    assert any(t.get_text().startswith("pilot-LS + ML, 4 clean pilots") for t in figs[0].legends[0].get_texts())
