@@ -4,8 +4,11 @@
 
 A link = one frame on a fresh 3-tap Rayleigh channel (Park et al. SPAWC 2020 geometry, k = 8, n = 8 complex
 uses): 16 pilot messages adapt the shipped meta-learned decoder with one SGD step (one link per block of the
-batch, all adapted in one call), then the payload block is decoded. The engine sweeps Eb/N0 and reports BER and
-BLER with confidence intervals; compare with the genie (ML with the true taps) printed alongside.
+batch, all adapted in one call), then the payload block is decoded. The engine sweeps Eb/N0 (4, 7, 10 dB) and
+prints BER and BLER per point with the counts and why each point stopped (``SweepResult.summary``).
+
+runtime: 6 s on one CPU thread (CPU time; 32 s wall on a busy shared 2-core machine)
+claim: BLER falls with Eb/N0 at every step (4 -> 7 -> 10 dB)
 """
 
 import os

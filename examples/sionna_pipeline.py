@@ -7,6 +7,10 @@ Per frame and link: k_ldpc = 256 information bits -> LDPC5GEncoder (rate 1/2, 51
 bits = one AE message -> 8 complex uses each (the shipped meta-learned codec, k = 8, n = 8) -> the
 ``doppler-fast`` channel (3-tap Rayleigh, rho = 0.5 per frame; Eb/N0 from the scenario, corrected for the code
 rate) -> AdaptiveCodec.decode gives exact bit LLRs (ln P(b=1)/P(b=0), Sionna's convention) -> LDPC5GDecoder.
+Ten frames of 16 links; the last line is the coded BLER over the 160 codewords.
+
+runtime: 6 s on one CPU thread (CPU time; 25 s wall on a busy shared 2-core machine)
+claim: coded BLER over the run below 0.2
 """
 
 import os
@@ -33,6 +37,7 @@ if __name__ == "__main__":
     g = make_generator(0)
     blocks = N // cfg.k  # AE messages per codeword
     coderate = K / N
+    errors = 0
     for fr in sc.frames(FRAMES, batch_size=LINKS, generator=make_generator(sc.seed)):
         no = fr.no / coderate  # Eb/N0 per *information* bit: N0 scaled by 1/coderate
         info = torch.randint(0, 2, (LINKS, K), generator=g).float()
@@ -50,3 +55,5 @@ if __name__ == "__main__":
         info_hat = dec(llr.reshape(LINKS, N))
         bler = float((info_hat != info).any(-1).float().mean())
         print(f"frame {fr.index:3d}: coded BLER {bler:.3f} ({LINKS} links), adaptation {ac.last_latency_s * 1e3:.1f} ms")
+        errors += int((info_hat != info).any(-1).sum())
+    print(f"coded BLER over the run: {errors / (FRAMES * LINKS):.4f} ({FRAMES * LINKS} codewords)")

@@ -1,6 +1,6 @@
 """The adaptive codec in a standard Sionna coded link over a 3GPP TDL channel, next to Sionna's own receiver chain.
 
-    python examples/sionna_tdl_ldpc.py [--frames 50] [--links 16]
+    python examples/sionna_tdl_ldpc.py [--frames 200] [--links 16]
 
 Per frame and link: 256 information bits -> Sionna ``LDPC5GEncoder`` (rate 1/2, 512 coded bits) -> 64 blocks of 8
 complex channel uses -> the TDL-A segment of the ``regime-switch`` drift scenario (3GPP TDL-A, 100 ns delay spread
@@ -20,7 +20,12 @@ frame, and see the same channel realisations and noise:
   single-carrier, so the LS step is written here -- the equaliser, demapper and decoder are Sionna's.)
 * ``sionna-perfect-csi``: the same chain with the true 8 x 8 channel matrix of every block (a genie reference).
 
-Prints the coded BLER (a codeword is in error when any of its 256 information bits is) per frame and over the run.
+Prints the coded BLER (a codeword is in error when any of its 256 information bits is) per frame and over the run,
+then how track compares with Sionna's chain (95 % Clopper-Pearson intervals of the codeword counts).
+
+runtime: 39 s on one CPU thread (CPU time; 8.2 min wall on a busy shared 2-core machine) (the default 200 frames, 3200 codewords per receiver; with --frames 50: 14 s CPU, where
+the intervals still overlap)
+verdict: track is worse than sionna-ls-lmmse
 """
 
 from __future__ import annotations
@@ -36,9 +41,11 @@ from sionna.phy.mimo import lmmse_equalizer
 from metacomm.adaptation.tracking import tap_conv_matrix
 from metacomm.channels.base import complex_normal, make_generator
 from metacomm.codecs.learned_base import bit_llrs_from_block_logits, bits_to_index, message_bit_table
+from metacomm.drift.result import verdict
 from metacomm.experiments.drift import load_drift_codec
 from metacomm.scenarios.drift_scenarios import load_scenario
 from metacomm.scenarios.drift_track import track_frames
+from metacomm.sims.stats import clopper_pearson
 
 CKPT = os.path.join(os.path.dirname(__file__), "..", "metacomm", "checkpoints", "drift_track_regime-switch_p16.pt")
 K, N, PILOTS, n, k = 256, 512, 16, 8, 8
@@ -79,7 +86,7 @@ def sionna_receiver(y, H, no, demapper):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=50)
+    ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--links", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -128,6 +135,10 @@ def main() -> None:
     total = args.frames * L
     print("coded BLER over the run: " + ", ".join(f"{name} {e / total:.4f}" for name, e in errs.items())
           + f" ({total} codewords each)")
+    rows = {name: {"bler": e / total, "bler_ci": list(clopper_pearson(e, total))} for name, e in errs.items()}
+    apart = verdict(rows["track"], rows["sionna-ls-lmmse"]) != "not distinguishable from"
+    print(f"verdict: track is {verdict(rows['track'], rows['sionna-ls-lmmse'])} sionna-ls-lmmse "
+          f"(95 % intervals {'apart' if apart else 'overlap'})")
 
 
 if __name__ == "__main__":
