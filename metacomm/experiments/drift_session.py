@@ -119,8 +119,9 @@ def check_drift_memory(cfg) -> None:
     per frame and scheme in the result (about 512 bytes).
 
     Per block (measured peak RSS growth for the k = 8 built-ins, doppler-fast, 250 -> 2000 links, 16 + 64 blocks per
-    link: 3.2 KiB with pilot-ls, 2.9 KiB with the genie, 5.7 KiB with the tracker -- the Gaussian belief's per-block
-    logits and covariance terms): 3.5 KiB, 6 KiB when a ``track*`` scheme runs."""
+    link, with the fused score-and-decide kernel: 2.09 KiB with pilot-ls, 2.97 KiB with the genie, 3.04 KiB with the
+    tracker; 2.94 KiB for the tracker at 250 -> 10^4 links): 3.5 KiB for every scheme (estimate / measured 1.19 for
+    track at 10^4 links, 1.18 genie, 1.68 pilot-ls; ``benchmarks/drift_memory.py``)."""
     from metacomm._validation import check_memory
     for f in ("links", "pilots", "payload"):
         if getattr(cfg, f, None) is not None:
@@ -128,8 +129,7 @@ def check_drift_memory(cfg) -> None:
     blocks = (getattr(cfg, "links", None) or 8) * ((getattr(cfg, "pilots", None) or 16)
                                                   + (getattr(cfg, "payload", None) or 64))
     schemes = cfg.schemes if isinstance(getattr(cfg, "schemes", None), list | tuple) else ()
-    tracker = any(str(s).startswith("track") for s in schemes) or getattr(cfg, "schemes", None) is None
-    per_block = (6.0 if tracker else 3.5) * 1024
+    per_block = 3.5 * 1024
     sizes = sorted(("payload", "pilots", "links"), key=lambda f: -(getattr(cfg, f, None) or 0))  # largest first
     check_memory(tuple(sizes), per_block * blocks, "one frame of pilot and payload blocks")
     check_memory("frames", 512.0 * cfg.frames * (len(schemes) or 16), "the per-frame results")

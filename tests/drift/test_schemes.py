@@ -42,7 +42,8 @@ def _raise(token):
 
 BUILTINS = ("static", "retrain", "meta", "warm", "online-meta", "on-detection", "reset-on-change", "track",
             "track-linear", "track-pa-adapt", "pilot-ls", "wide-ls", "wl-ls", "pa-ls", "pn-ls", "pilot-lmmse", "kalman",
-            "pa-kalman", "pn-kalman", "genie", "ls-nn", "ls-lin", "lmmse-cov", "perfect-csi")  # the last 4: OFDM
+            "pa-kalman", "pn-kalman", "genie", "ls-nn", "ls-lin", "lmmse-cov", "lmmse-cov-turbo", "adaptive",
+            "perfect-csi")  # the last 6: OFDM
 PACKS = ("meta-adv", "dd-mwnet", "dd-naive", "dd-l2rw", "dd-gated", "meta-q8", "meta-q4")
 
 
