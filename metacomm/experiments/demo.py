@@ -122,8 +122,8 @@ def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] = print) -> dict:
             f"{static:.4f}{times(static)}")
     if vs_classical is not None:
         vc = vs_classical
-        how = ("better than" if s[head]["bler"] < vc["bler"] else "worse than" if s[head]["bler"] > vc["bler"]
-               else "equal to")
+        from metacomm.drift.result import verdict as compare
+        how = compare(s[head], s[vc["scheme"]])  # "not distinguishable from" whenever the 95 % intervals overlap
         sure = "95 % intervals apart" if vc["intervals_apart"] else "95 % intervals overlap"
         ratio = "n/a" if math.isnan(vc["ratio"]) else f"{vc['ratio']:.3g} x"
         log(f"{label} vs the best classical scheme ({vc['scheme']}: {vc['bler']:.4f}): {ratio}, "

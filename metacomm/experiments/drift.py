@@ -153,6 +153,21 @@ class DriftOutcome:
     pooled: dict | None = None
     paths: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        if self.pooled is not None:
+            seeds = self.pooled.get("config", {}).get("seeds", [])
+            return f"DriftOutcome(pooled over {len(seeds)} seeds, files={sorted(self.paths)})"
+        return f"DriftOutcome(result={self.result!r}, files={sorted(self.paths)})"
+
+    def to_dataframe(self):
+        """Long-format table (pandas): one row per frame x scheme of a single run
+        (:meth:`~metacomm.drift.result.DriftResult.to_dataframe`), one row per seed x scheme of a many-seed run
+        (:func:`~metacomm.drift.pooled.seeds_dataframe`)."""
+        if self.pooled is not None:
+            from metacomm.drift.pooled import seeds_dataframe
+            return seeds_dataframe(self.pooled)
+        return self.result.to_dataframe()
+
     def table(self) -> str:
         """The summary table (per scheme; pooled over the seeds for a many-seed run)."""
         if self.pooled is not None:
