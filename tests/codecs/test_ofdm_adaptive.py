@@ -228,3 +228,13 @@ def test_metacomm_ber_reaches_the_adaptive_receiver(tmp_path):
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     assert res["config"]["receiver"] == "adaptive" and res["points"][0]["block_errors"] == 0
+
+
+@pytest.mark.slow
+def test_the_example_runs_and_its_belief_names_the_true_profile(capsys):
+    import runpy
+    from pathlib import Path
+
+    runpy.run_path(str(Path(__file__).resolve().parents[2] / "examples" / "ofdm_adaptive_rx.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "adaptive     BLER" in out and "belief: cdl-c" in out, out
