@@ -633,6 +633,13 @@ class AdaptiveOFDMReceiver(OFDMReceiver):
         h7 = h_hat[:, None, :, None, None]
         return h7, err[:, None, :, None, None, :, None].expand_as(h7.real).contiguous()
 
+    def describe(self) -> dict:
+        """Settings for a results file: the prior's source and size, and the loop's settings."""
+        return {"receiver": self.name, "prior": self.prior_source, "hypotheses": self.bank.num_hypotheses,
+                "prior_meta": {k: v for k, v in self.bank.meta.items() if isinstance(v, (int, float, str, list))},
+                "turbo_iters": self.turbo_iters, "stop_llr": self.stop_llr, "forget": self.forget,
+                "rank_freq": self.rank_freq, "rank_time": self.rank_time}
+
     def extra_repr(self) -> str:
         return (f"name={self.name!r}, hypotheses={self.bank.num_hypotheses}, turbo_iters={self.turbo_iters}, "
                 f"forget={self.forget}, prior={self.prior_source!r}")

@@ -211,6 +211,8 @@ def test_receiver_table_and_shipped_prior():
     assert path is not None
     bank = load_prior_bank(path)
     assert bank.num_hypotheses > 100 and "cpu_seconds" in bank.meta
+    d = AdaptiveOFDMReceiver(OFDMLink(cfg, "perfect-csi")).describe()
+    assert d["prior"] == str(path) and d["hypotheses"] == bank.num_hypotheses and d["turbo_iters"] == 2
     assert np.all(np.isfinite(bank.freq_lags.abs().numpy()))
 
 
