@@ -151,12 +151,14 @@ class OFDMLink(nn.Module):
             ``perfect-csi``) or an :class:`~metacomm.codecs.ofdm_receivers.OFDMReceiver` instance.
         device: where the Sionna blocks are built first (``None``: CPU); a call computes on its generator's device.
         precision: ``"single"`` (complex64) or ``"double"``.
+        receiver_checkpoint: the ``adaptive`` receiver's prior bank (default: the shipped one for the grid).
 
     ``num_info_bits`` = ``k`` (one block = one codeword); :meth:`forward` ``(batch_size, ebno_db, generator)`` ->
     ``(bits [B, k], bits_hat [B, k])`` float 0/1.
     """
 
-    def __init__(self, config, receiver="ls-nn", *, device=None, precision: str = "single"):
+    def __init__(self, config, receiver="ls-nn", *, device=None, precision: str = "single",
+                 receiver_checkpoint=None):
         super().__init__()
         self.config = load_link_config(config)
         self.precision = check_choice("precision", precision, ("single", "double"))
@@ -167,7 +169,7 @@ class OFDMLink(nn.Module):
         self._tx = SionnaBlocks(partial(_tx_blocks, cfg_dict))
         self._dec = SionnaBlocks(partial(_decoder, cfg_dict))
         self._receivers: dict[str, nn.Module] = {}
-        self.receiver = make_receiver(receiver, self)
+        self.receiver = make_receiver(receiver, self, checkpoint=receiver_checkpoint)
         self.receiver_name = getattr(self.receiver, "name", type(self.receiver).__name__)
 
     # -- sizes ---------------------------------------------------------------------------------------------
@@ -209,7 +211,9 @@ class OFDMLink(nn.Module):
                 "block_length_bits": c.k, "codeword_length_bits": c.n, "codewords_per_grid": c.num_codewords,
                 "pad_bits_per_grid": c.pad_bits, "data_res_per_grid": c.num_data_symbols,
                 "pilot_res_per_grid": c.num_pilot_symbols, "rate_bits_per_channel_use": self.rate,
-                "ebno_convention": c.ebno_convention, "ebno_overhead_db": ebno_overhead_db(c)}
+                "ebno_convention": c.ebno_convention, "ebno_overhead_db": ebno_overhead_db(c),
+                **({"receiver_settings": self.receiver.describe()} if callable(getattr(self.receiver, "describe",
+                                                                                       None)) else {})}
 
     # -- one slot --------------------------------------------------------------------------------------------
     @torch.no_grad()

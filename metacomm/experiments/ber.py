@@ -173,6 +173,9 @@ class BerConfig:
             if getattr(self, key) is not None:
                 raise ConfigError(key, "cannot be combined with --link: the link preset or TOML file describes the "
                                        "whole link (code, grid, channel); give either --link or --codec/--channel")
+        if self.checkpoint is not None and self.receiver != "adaptive":
+            raise ConfigError("checkpoint", "with --link only --receiver adaptive takes a checkpoint (its prior bank, "
+                                            "scripts/make_ofdm_adaptive_prior.py); the other receivers take none")
         link_cfg = load_ofdm_link_config(self.link)
         if getattr(link_cfg, "kind", "ofdm") == "nr-pusch":  # PUSCHReceiver's own default: LS + linear
             from metacomm.codecs.nr_pusch import PUSCH_RECEIVERS
@@ -205,7 +208,7 @@ def run_ber(cfg: BerConfig, *, log: Callable[[str], None] = print, executor=None
     link_cfg = {"codec": cfg.codec, "decoder": cfg.decoder, "channel": cfg.channel, "block_length": cfg.block_length,
                 "checkpoint": cfg.checkpoint, "device": str(device), "csi": cfg.csi, "num_pilots": cfg.num_pilots}
     if cfg.link is not None:
-        link_cfg = {"link": cfg.link, "receiver": cfg.receiver, "device": str(device)}
+        link_cfg = {"link": cfg.link, "receiver": cfg.receiver, "device": str(device), "checkpoint": cfg.checkpoint}
     link = build_link(link_cfg)
     decoder = cfg.decoder
     if decoder is None and cfg.codec in CLASSICAL_CODECS:

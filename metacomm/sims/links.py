@@ -46,7 +46,8 @@ DECODERS = ("app", "maxlog", "ml", "hard", "bp")
 CSI_CHOICES = ("ls", "perfect")
 OFDM_DEFAULT_RECEIVER = "ls-nn"
 #: keys that describe a codec link and must not be given together with ``link``
-LINK_EXCLUSIVE = ("codec", "channel", "decoder", "checkpoint", "block_length", "num_pilots")
+#: codec-link keys that cannot be combined with ``link`` (``checkpoint`` may: the adaptive OFDM receiver's prior bank)
+LINK_EXCLUSIVE = ("codec", "channel", "decoder", "block_length", "num_pilots")
 
 
 def ofdm_receivers() -> tuple[str, ...]:
@@ -162,7 +163,7 @@ def build_ofdm_link(cfg: Any):
     if getattr(link_cfg, "kind", "ofdm") == "nr-pusch":  # Sionna's PUSCHTransmitter / PUSCHReceiver
         from metacomm.codecs.nr_pusch import PUSCHLink
         return PUSCHLink(link_cfg, _get(cfg, "receiver") or "ls-lin", device=device)
-    return OFDMLink(link_cfg, receiver, device=device)
+    return OFDMLink(link_cfg, receiver, device=device, receiver_checkpoint=_get(cfg, "checkpoint"))
 
 
 def link_info(link: Any) -> dict[str, Any]:

@@ -93,7 +93,9 @@ def add_parser(subparsers, name: str = "ber") -> argparse.ArgumentParser:
                    "demapper, maxlog = max-log demapper, ml = soft ML block decoding, hard = hard-decision "
                    "syndrome decoding, bp = belief propagation); default: the codec's own default")
     p.add_argument("--checkpoint", default=None, metavar="PATH",
-                   help="checkpoint file of a learned codec (--codec ae|constellation|neural-rx)")
+                   help="checkpoint file of a learned codec (--codec ae|constellation|neural-rx), or with --link "
+                        "--receiver adaptive the adaptive OFDM receiver's prior bank (default: the shipped one for "
+                        "the link's grid)")
     p.add_argument("--channel", default=None, metavar="NAME",
                    help="(required without --link) channel model: "
                    f"{_names.listing('metacomm.experiments.ber', 'CHANNELS')} (awgn: additive noise of N0 per complex sample; rayleigh/rician: flat block fading, one gain per block (receiver "
