@@ -90,13 +90,14 @@ class OFDMSlotLink(DriftLink):
 
     def frame_record(self, ctx: DriftContext, sig: OFDMSignals) -> dict:
         """``gain_db`` (mean over links of the channel power per resource element and antenna, and its 10th/90th
-        percentiles across links), the slot's ``speed`` [m/s] and ``doppler_hz``."""
+        percentiles across links), the slot's ``speed`` [m/s], ``doppler_hz`` and the segment's ``delay_spread_s``."""
         with torch.no_grad():
             g = sig.slot.h_freq.abs().square().flatten(1).mean(1)
             g_db = 10 * torch.log10(g.clamp_min(1e-12)).cpu()
         return {"gain_db": {"mean": float(10 * torch.log10(g.mean().clamp_min(1e-12))),
                             "p10": float(torch.quantile(g_db, 0.1)), "p90": float(torch.quantile(g_db, 0.9))},
-                "speed": float(sig.frame.speed), "doppler_hz": float(sig.frame.doppler_hz)}
+                "speed": float(sig.frame.speed), "doppler_hz": float(sig.frame.doppler_hz),
+                "delay_spread_s": float(sig.frame.channel.delay_spread)}
 
     def config_record(self, ctx: DriftContext) -> dict:
         """The link's settings for ``results.json`` (replacing the block link's pilot/payload counts)."""

@@ -158,6 +158,9 @@ class Decision:
 
     msg_hat: torch.Tensor
     latency_ms: float | None = None
+    #: optional numbers the scheme reports about itself this frame (JSON-able floats, e.g. its Doppler estimate
+    #: ``doppler_hz_est``), recorded in the frame's row next to the counts
+    info: dict | None = None
 
 
 class DriftScheme:

@@ -540,16 +540,70 @@ def plot_drift(result: DriftResult, out: str | os.PathLike, *, window: int | Non
                    fontsize=8, frameon=False)
     left_out = [s for s in result.schemes if s not in schemes]
     c = result.config
-    axes[0].set_title(f"{c.get('scenario')}: {c.get('pilots')} pilots, {c.get('steps')} step(s), "
-                      f"{c.get('links')} links x {c.get('payload_blocks_per_link')} blocks/frame; bands: 95% CI of "
+    ofdm = c.get("link") == "ofdm"
+    what_runs = (f"OFDM link {c.get('ofdm_link', {}).get('link')}, {c.get('links')} links x "
+                 f"{c.get('payload_blocks_per_link')} codeword(s)/slot" if ofdm else
+                 f"{c.get('pilots')} pilots, {c.get('steps')} step(s), {c.get('links')} links x "
+                 f"{c.get('payload_blocks_per_link')} blocks/frame")
+    axes[0].set_title(f"{c.get('scenario')}: {what_runs}; bands: 95% CI of "
                       "the best adaptive, best classical and genie" +
                       (f"; not drawn (BLER ~1): {', '.join(left_out)}" if left_out else ""), fontsize=9)
-    axes[2].set_xlabel("frame")
+    axes[2].set_xlabel("slot" if ofdm else "frame")
     axes[2].set_xlim(0, T - 1)
     for ax in axes[:2]:
         ax.tick_params(labelbottom=False)
     headline_panel(axh, summ, styles=styles,
                    title=f"who wins over all {T} frames: mean BLER, best at the top")
+    p = Path(out)
+    save_figure(fig, p, dpi=110, field="out")
+    return p
+
+
+def plot_belief(result: DriftResult, out: str | os.PathLike) -> Path | None:
+    """``belief.png``: what the adaptive schemes have learned, against the truth, slot by slot -- for every scheme
+    whose rows carry ``doppler_hz_est`` (the OFDM ``adaptive`` receiver's posterior-mean maximum Doppler [Hz]) the
+    estimate against the slot's true :math:`f_D = v f_c / c` (``doppler_hz`` of the frame), and, where recorded, its
+    delay-spread estimate [ns] against the segment's true RMS delay spread. ``None`` (nothing written) when no scheme
+    reports an estimate."""
+    est = [s for s in result.schemes
+           if any(f["schemes"].get(s, {}).get("doppler_hz_est") is not None for f in result.frames)]
+    if not est or not any("doppler_hz" in f for f in result.frames):
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from metacomm.artefacts import save_figure
+
+    t = [f["frame"] for f in result.frames]
+    fig, axes = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    axes[0].plot(t, [f.get("doppler_hz") for f in result.frames], color="black", lw=2, label="true f_D = v f_c / c")
+    styles = scheme_styles(result.schemes, result.kinds)
+    for s in est:
+        st = styles.get(s, {})
+        axes[0].plot(t, [f["schemes"][s].get("doppler_hz_est") for f in result.frames], color=st.get("color"),
+                     marker=st.get("marker"), markevery=max(1, len(t) // 20), lw=1.2,
+                     label=f"{s}: posterior-mean Doppler")
+    axes[0].set_ylabel("max. Doppler [Hz]")
+    axes[0].legend(fontsize=8, loc="best", framealpha=0.8)
+    axes[0].grid(True, alpha=0.3)
+    has_ds = any("delay_spread_s" in f for f in result.frames)
+    if has_ds:
+        axes[1].plot(t, [1e9 * f["delay_spread_s"] for f in result.frames], color="black", lw=2,
+                     label="true RMS delay spread")
+    for s in est:
+        vals = [f["schemes"][s].get("delay_spread_s_est") for f in result.frames]
+        if any(v is not None for v in vals):
+            st = styles.get(s, {})
+            axes[1].plot(t, [None if v is None else 1e9 * v for v in vals], color=st.get("color"),
+                         marker=st.get("marker"), markevery=max(1, len(t) // 20), lw=1.2,
+                         label=f"{s}: posterior-mean delay spread")
+    axes[1].set_ylabel("RMS delay spread [ns]")
+    axes[1].set_xlabel("slot" if result.config.get("link") == "ofdm" else "frame")
+    axes[1].legend(fontsize=8, loc="best", framealpha=0.8)
+    axes[1].grid(True, alpha=0.3)
+    axes[0].set_title(f"{result.config.get('scenario')}: what the adaptive receiver believes vs the truth "
+                      "(mean over links)", fontsize=9)
     p = Path(out)
     save_figure(fig, p, dpi=110, field="out")
     return p

@@ -140,7 +140,7 @@ def run_frame(ctx: DriftContext, schemes: Sequence[DriftScheme], frame, g_data: 
             counts = link.score(ctx, sig, dec)
         except ConfigError as e:
             raise ConfigError("scheme", f"{s!r}: {error_message(e)}") from None
-        rows[s.name] = {**counts, "latency_ms": dec.latency_ms}
+        rows[s.name] = {**counts, "latency_ms": dec.latency_ms, **(dec.info or {})}
     record = {"frame": frame.index, "segment": frame.segment, "drift": frame.drift_value,
               "ebno_db": float(frame.ebno_db.mean()), **link.frame_record(ctx, sig), "schemes": rows}
     return record, sig

@@ -136,7 +136,7 @@ class DriftConfig:
             return self
         from metacomm.artefacts import check_output_dir
         check_output_dir(self.out, results="results.json", kind="metacomm-drift", field="out",
-                         others=("results.csv", "drift.png"))
+                         others=("results.csv", "drift.png", "belief.png"))
         if self.resume and not os.path.exists(os.path.join(self.out, RUN_STATE)):
             raise ConfigError("resume", f"no saved run state in {self.out} ({RUN_STATE}); was the run started "
                                         "with save_every (--save-every)?")

@@ -149,7 +149,7 @@ def check_seeds_output(cfg) -> None:
     check_output_dir(cfg.out, results="results.json", kind=SEEDS_KIND, field="out", others=("seeds.png",))
     for s in cfg.seeds:
         check_output_dir(seed_dir(cfg.out, s), results="results.json", kind="metacomm-drift", field="out",
-                         others=("results.csv", "drift.png"))
+                         others=("results.csv", "drift.png", "belief.png"))
     if cfg.save_every and cfg.executor != "local":
         raise ConfigError("save_every", "periodic run states are written by the local executor only (a remote "
                                         "task returns a whole seed; a resumed run recomputes the unfinished seeds)")
@@ -170,6 +170,8 @@ def save_run(res, out: str, checkpoint: str, ck: dict, digests: dict | None = No
     os.makedirs(out, exist_ok=True)
     pj, pc = res.save(out)
     png = plot_drift(res, os.path.join(out, "drift.png"))
+    from metacomm.drift.result import plot_belief
+    plot_belief(res, os.path.join(out, "belief.png"))  # only when a scheme reports its estimates (OFDM adaptive)
     return pj, pc, png
 
 

@@ -135,3 +135,17 @@ def test_lmmse_with_the_true_covariance_beats_ls_linear_at_high_doppler():
     hi = lambda k: s[k]["bler_ci"][1]  # noqa: E731
     assert hi("lmmse-cov") < lo("ls-lin"), s
     assert s["perfect-csi"]["bler"] <= s["lmmse-cov"]["bler"]
+
+
+def test_the_adaptive_rows_carry_its_beliefs_and_belief_png_draws_them(tmp_path):
+    from metacomm.drift.result import plot_belief
+    sc = parse_scenario(TINY, default_name="tiny")
+    res = DriftRun(sc, None, DriftRunConfig(frames=2, links=2, seed=0, schemes=["adaptive", "ls-lin"])).run()
+    rows = [f["schemes"]["adaptive"] for f in res.frames]
+    assert all(r["doppler_hz_est"] > 0 and r["delay_spread_s_est"] > 0 for r in rows)
+    assert "doppler_hz_est" not in res.frames[0]["schemes"]["ls-lin"]
+    assert res.frames[0]["delay_spread_s"] == sc.segments[0].delay_spread
+    p = plot_belief(res, tmp_path / "belief.png")
+    assert p is not None and p.stat().st_size > 0
+    no = DriftRun(sc, None, DriftRunConfig(frames=1, links=2, seed=0, schemes=["ls-lin"])).run()
+    assert plot_belief(no, tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()

@@ -145,7 +145,9 @@ class AdaptiveOFDMScheme(DriftScheme):
     """``adaptive``: :class:`~metacomm.codecs.ofdm_adaptive.AdaptiveOFDMReceiver` (prior bank learned over the
     3GPP family, per-link belief over it carried from slot to slot, data-aided turbo re-estimation). Knows the
     pilots, N0, the code and the shipped prior bank -- not the profile, delay spread, speed or covariance. State
-    per link: its log-belief (``state``), saved and resumed with the run. Latency: the slot's receiver wall time."""
+    per link: its log-belief (``state``), saved and resumed with the run. Latency: the slot's receiver wall time.
+    Each frame's row also records ``doppler_hz_est`` / ``delay_spread_s_est``: the belief's posterior means (averaged
+    over links); ``belief.png`` draws them against the truth."""
 
     kind = "adaptive"
     links = ("ofdm",)
@@ -166,9 +168,12 @@ class AdaptiveOFDMScheme(DriftScheme):
 
     def decide(self, sig) -> Decision:
         t0 = time.perf_counter()
-        llr, self.state, _ = self.rx.step(sig.slot.y, sig.no, self.state)
+        llr, self.state, info = self.rx.step(sig.slot.y, sig.no, self.state)
         bits_hat = self.ctx.ofdm.decode(sig.slot, llr)
-        return Decision(bits_hat, (time.perf_counter() - t0) * 1e3)
+        ms = (time.perf_counter() - t0) * 1e3
+        # what it has learned, for the belief plot: the posterior-mean Doppler and delay spread (mean over links)
+        return Decision(bits_hat, ms, {"doppler_hz_est": float(info["doppler_hz"].mean()),
+                                       "delay_spread_s_est": float(info["delay_spread_s"].mean())})
 
 
 register_scheme("ls-nn", default=True)(OFDMReceiverScheme)
