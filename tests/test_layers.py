@@ -18,7 +18,7 @@ DOC = os.path.join(ROOT, "docs", "ARCHITECTURE.md")
 
 #: bottom-up: a module may import from its own layer and the layers below it, never from one above
 LAYERS = [
-    ("base", ("metacomm", "metacomm._validation", "metacomm._io", "metacomm._lazy", "metacomm._sionna",
+    ("base", ("metacomm", "metacomm._validation", "metacomm._io", "metacomm._log", "metacomm._lazy", "metacomm._sionna",
               "metacomm.artefacts", "metacomm.checkpoints")),
     ("channels", ("metacomm.channels",)),
     ("codecs", ("metacomm.codecs",)),

@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metacomm._log import info
 from metacomm._validation import (
     MAX_WORK,
     ConfigError,
@@ -430,7 +431,7 @@ def _deploy(model, cfg: AdversarialConfig, no: float, g: torch.Generator):
     return m2.eval()
 
 
-def run_adversarial(cfg: AdversarialConfig, *, log: Callable[[str], None] = print) -> dict:
+def run_adversarial(cfg: AdversarialConfig, *, log: Callable[[str], None] = info) -> dict:
     """Run the sweep of ``cfg`` (module docstring); writes ``results.json`` and the plots; returns the results."""
     from metacomm.experiments.packs import bler_record, progress, summary_table, write_pack_results
     cfg.validate()

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from metacomm._log import info
 from metacomm._validation import (
     ConfigError,
     check_choice,
@@ -185,7 +186,7 @@ class BerConfig:
         return link_cfg
 
 
-def run_ber(cfg: BerConfig, *, log: Callable[[str], None] = print, executor=None):
+def run_ber(cfg: BerConfig, *, log: Callable[[str], None] = info, executor=None):
     """Run the sweep of ``cfg``; returns ``(SweepResult, results.json path, plot path)``. With a non-local
     ``cfg.executor`` (or ``executor``, an :class:`~metacomm.experiments.executors.Executor` object) every point is
     a task; the driver merges the points and applies the early stop (the result equals the sequential sweep's)."""
@@ -331,7 +332,7 @@ def _sweep_key(cfg: BerConfig) -> dict:
     return key
 
 
-def _finished_points(cfg: BerConfig, out, log: Callable[[str], None] = print) -> dict:
+def _finished_points(cfg: BerConfig, out, log: Callable[[str], None] = info) -> dict:
     """The points an interrupted run of the same sweep left in ``out/results.json`` (by index). No results.json
     (a run killed before its first point finished writes none) or one with no finished point: none, the sweep
     starts. A foreign file, or the results of another sweep, is refused."""

@@ -56,6 +56,7 @@ from dataclasses import dataclass
 
 import torch
 
+from metacomm._log import info
 from metacomm._validation import MAX_WORK, ConfigError, check_nonneg_int, check_positive, check_positive_int
 from metacomm.artefacts import register_kind, retire_files
 from metacomm.experiments._common import check_out_dir, int_list, resolve_device
@@ -406,7 +407,7 @@ def _add_db_losses(rows: list[dict]) -> None:
             r[f"db_loss_at_{_tname(t)}"] = (mine - ref) if (mine is not None and ref is not None) else None
 
 
-def run_compression(cfg: CompressionConfig, *, log: Callable[[str], None] = print) -> dict:
+def run_compression(cfg: CompressionConfig, *, log: Callable[[str], None] = info) -> dict:
     """Run the pack (module docstring); writes ``cfg.out/results.json``, ``bler_vs_bits.png``,
     ``db_loss_vs_bytes.png`` and ``codecs.pt`` (the methods' initialisations, each with its step-1 rule as an
     ``inner_rule`` entry, :func:`~metacomm.adaptation.update_rules.rule_spec`); returns the results dict.

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from metacomm._log import info
 from metacomm._validation import ConfigError
 from metacomm.experiments.drift import DEFAULT_CHECKPOINT, DriftConfig, run_drift_experiment, shipped_tracker
 from metacomm.experiments.drift_session import check_drift_memory
@@ -50,7 +51,7 @@ class DemoConfig:
         return self
 
 
-def ensure_checkpoint(path: str, *, progress: bool = True, log: Callable[[str], None] = print) -> None:
+def ensure_checkpoint(path: str, *, progress: bool = True, log: Callable[[str], None] = info) -> None:
     """Meta-train and write the demo codec at ``path`` if no file is there (about 3 minutes on a CPU core).
 
     Only the shipped default path is filled in this way: any other missing ``path`` is a user's typo and raises
@@ -69,7 +70,7 @@ def ensure_checkpoint(path: str, *, progress: bool = True, log: Callable[[str], 
                                  "produced_by": "metacomm demo"})
 
 
-def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] = print) -> dict:
+def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] = info) -> dict:
     """Run the demo; returns ``{"result": DriftResult, "results_json", "results_csv", "plot", "verdict",
     "vs_classical", "headline"}`` (``headline``: the adaptive scheme the verdict is about -- ``track`` when the
     tracker runs, else ``meta``; ``verdict``: ``"within"`` / ``"NOT within"`` 1 dB of the genie, or ``None``

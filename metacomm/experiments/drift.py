@@ -30,6 +30,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from metacomm._log import info
 from metacomm._validation import ConfigError, check_nonneg_int, check_positive_int, check_probability
 from metacomm.experiments._common import check_out_dir, parse_seeds
 from metacomm.experiments.drift_session import (
@@ -204,7 +205,7 @@ def _items(schemes) -> list[str]:
     return [s.strip() for s in raw if s.strip()]
 
 
-def run_drift_experiment(cfg: DriftConfig, *, log=print, executor=None) -> DriftOutcome:
+def run_drift_experiment(cfg: DriftConfig, *, log=info, executor=None) -> DriftOutcome:
     """Validate once, load the scenario and the codec once, run one seed (``cfg.seed``) or many (``cfg.seeds``,
     :func:`run_drift_seeds`), save, plot. ``log``: progress lines of a many-seed run; ``executor``: an
     :class:`~metacomm.experiments.executors.Executor` to use instead of ``cfg.executor``'s."""
@@ -256,7 +257,7 @@ def _segment_bler(res) -> dict:
     return {k: {s: e / n for s, (e, n) in v.items()} for k, v in out.items()}
 
 
-def run_drift_seeds(cfg: DriftConfig, *, log=print, executor=None) -> dict:
+def run_drift_seeds(cfg: DriftConfig, *, log=info, executor=None) -> dict:
     """The many-seed run of ``cfg`` (``cfg.seeds`` given; module docstring): returns the pooled dict."""
     if cfg.seeds is None:
         raise ConfigError("seeds", "give the seeds to run (e.g. seeds='0:7:1')")
@@ -320,7 +321,7 @@ def _seed_task(session: DriftSession, spec):
     return session.play(scfg, state=state)
 
 
-def _run_seeds(cfg: DriftConfig, session: DriftSession, *, log=print, executor=None) -> dict:
+def _run_seeds(cfg: DriftConfig, session: DriftSession, *, log=info, executor=None) -> dict:
     """Run the seeds of ``cfg`` as tasks of ``cfg.executor`` (or ``executor``), write every seed's directory and
     the pooled ``results.json`` (module docstring); returns the pooled dict."""
     from metacomm.artefacts import read_json, write_json

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from metacomm._log import info
 from metacomm._validation import ConfigError, check_choice
 from metacomm.experiments._common import check_out_file
 
@@ -230,7 +231,7 @@ def write_onnx(path: str | os.PathLike, data: bytes, *, overwrite: bool = False,
     return len(data)
 
 
-def run_export(cfg: ExportConfig, *, log: Callable[[str], None] = print) -> dict:
+def run_export(cfg: ExportConfig, *, log: Callable[[str], None] = info) -> dict:
     """Export the decoder of ``cfg``; returns ``{"out", "bytes_file", "model_bytes_decoder", "bits", ...}``."""
     from metacomm.codecs.quantization import model_bytes
     cfg.validate()

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
+from metacomm._log import info
 from metacomm._validation import (
     MAX_WORK,
     ConfigError,
@@ -164,7 +165,7 @@ def _point_task(ctx, spec):
     return sc.classical(scheme, pilots=p, generator=g, test_blocks=st["test_blocks"])
 
 
-def run_fewshot(cfg: FewShotConfig, *, log: Callable[[str], None] = print, executor=None) -> dict:
+def run_fewshot(cfg: FewShotConfig, *, log: Callable[[str], None] = info, executor=None) -> dict:
     """Run the evaluation of ``cfg``; writes ``cfg.out/results.json`` and the two plots; returns the results
     dict (``{"config", "results"}``: one row per scheme, pilot count and step count). Every (scheme, pilot
     count) point is a task of ``cfg.executor`` (``executor``: an :class:`~metacomm.experiments.executors.Executor`
@@ -315,7 +316,7 @@ def run_fewshot(cfg: FewShotConfig, *, log: Callable[[str], None] = print, execu
     return results
 
 
-def _finished_points(out: str, key: dict, log: Callable[[str], None] = print) -> dict:
+def _finished_points(out: str, key: dict, log: Callable[[str], None] = info) -> dict:
     """The points an interrupted evaluation with the same settings left in ``out/results.json`` (by point id);
     none (the evaluation starts) when there is no results.json yet: a run killed before its first point finished
     wrote nothing. A results file of another evaluation is refused."""

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from metacomm._log import info
 from metacomm._validation import MAX_WORK, ConfigError, check_nonneg_int, check_positive, check_positive_int
 from metacomm.adaptation.label_noise import (
     NOISE_MODELS,
@@ -263,7 +264,7 @@ def train_robust_init(sc, model, params, *, steps: int, meta_batch: int, outer_l
     return {n: t.detach().clone() for n, t in theta.items()}
 
 
-def run_label_noise(cfg: LabelNoiseConfig, *, log=print) -> dict:
+def run_label_noise(cfg: LabelNoiseConfig, *, log=info) -> dict:
     """Run the sweep of ``cfg`` (module docstring); writes ``cfg.out/results.json`` (and ``bler_vs_rate.png``)
     and returns ``{"config", "results"}``."""
     from metacomm.channels import make_generator

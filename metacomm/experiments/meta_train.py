@@ -26,6 +26,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from metacomm._log import info
 from metacomm._validation import (
     ConfigError,
     check_choice,
@@ -277,7 +278,7 @@ def _restart_task(ctx, r: int) -> dict:
     return {"restart": r, "selection": _selection(meta, settings["select"], r), "state": meta.state_dict()}
 
 
-def run_meta_train(cfg: MetaTrainConfig, *, log: Callable[[str], None] = print, executor=None) -> dict:
+def run_meta_train(cfg: MetaTrainConfig, *, log: Callable[[str], None] = info, executor=None) -> dict:
     """Run (or resume) the meta-training of ``cfg`` and write the checkpoint ``cfg.out``.
 
     With a non-local ``cfg.executor`` (or ``executor``, an :class:`~metacomm.experiments.executors.Executor`),

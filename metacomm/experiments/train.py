@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from metacomm._log import info
 from metacomm._validation import (
     ConfigError,
     check_choice,
@@ -170,7 +171,7 @@ def build_codec(cfg):
     return codec, channel_name, channel_kwargs
 
 
-def run_train(cfg: TrainConfig, *, log: Callable[[str], None] = print) -> dict:
+def run_train(cfg: TrainConfig, *, log: Callable[[str], None] = info) -> dict:
     """Train the codec of ``cfg``; writes the checkpoint ``cfg.out`` and, next to it, ``<stem>_curve.csv``,
     ``<stem>_curve.png`` and ``<stem>_codec.png``. Returns ``{"codec", "history", "validation_bler", "meta",
     "files"}``."""

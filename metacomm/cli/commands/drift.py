@@ -177,9 +177,10 @@ def run(args) -> int:
 
 def execute(cfg: DriftConfig) -> int:
     """Run the drift run of ``cfg`` (one seed or many) and print its table (shared with ``metacomm run``)."""
+    from metacomm._log import info
     from metacomm.experiments.drift import run_drift_experiment
 
-    out = run_drift_experiment(cfg, log=print if cfg.progress else (lambda s: None))
+    out = run_drift_experiment(cfg, log=info if cfg.progress else (lambda s: None))
     if cfg.progress:
         print(out.table())
     if out.pooled is not None:
