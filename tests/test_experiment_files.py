@@ -73,6 +73,13 @@ def test_examples_run_end_to_end_and_record_their_settings(tmp_path, monkeypatch
         assert rec["seed"] == (1 if hasattr(cfg, "seed") else None)
         assert rec["source"].endswith(name) and rec["versions"]["torch"] == torch.__version__
         assert rec["versions"]["metacomm"]
+        import platform
+
+        import numpy
+        assert rec["versions"]["numpy"] == numpy.__version__ and rec["versions"]["python"] == platform.python_version()
+        assert rec["wall_s"] > 0 and rec["started_utc"].endswith("+00:00") and rec["host"]
+        if os.path.exists(os.path.join(os.path.dirname(EXAMPLES), ".git")):  # a checkout: the commit is recorded
+            assert len(rec["git"]["commit"]) == 40
     assert os.path.exists("runs/qpsk-awgn/results.json") and os.path.exists("runs/iq4-fewshot/results.json")
     capsys.readouterr()
 

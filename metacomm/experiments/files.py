@@ -35,6 +35,7 @@ import dataclasses
 import os
 import tomllib
 import typing
+from datetime import UTC
 from typing import Any
 
 from metacomm._validation import ConfigError, error_message
@@ -236,8 +237,32 @@ def _validate_collecting(cls, values: dict, fields: dict):
     return None, problems
 
 
-def experiment_record(command: str, cfg, source: str | None = None) -> dict:
-    """The resolved settings of a run with the versions that produced it (what ``experiment.json`` holds)."""
+def source_commit() -> dict | None:
+    """The git commit of the metacomm source when it runs from a checkout (``{"commit", "dirty"}``; ``dirty``: files
+    differ from it), else ``None`` (an installed wheel). Never raises."""
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if not os.path.exists(os.path.join(root, ".git")):
+        return None
+    try:
+        run = dict(cwd=root, capture_output=True, text=True, timeout=10, check=True)
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], **run).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **run).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": dirty}
+
+
+def experiment_record(command: str, cfg, source: str | None = None, *, started: float | None = None,
+                      wall_s: float | None = None) -> dict:
+    """The resolved settings of a run with what produced it (what ``experiment.json`` holds): the versions
+    (metacomm, torch, sionna, numpy, Python), the git commit when metacomm runs from a checkout, the host and
+    platform, the start time (UTC, ISO 8601) and wall time [s] when given."""
+    import platform
+    import socket
+    from datetime import datetime
+
+    import numpy
     import torch
 
     from metacomm import __version__
@@ -248,7 +273,11 @@ def experiment_record(command: str, cfg, source: str | None = None) -> dict:
         sionna = None
     return {"command": command, "config": dataclasses.asdict(cfg), "source": source,
             "seed": getattr(cfg, "seed", None),
-            "versions": {"metacomm": __version__, "torch": torch.__version__, "sionna": sionna}}
+            "versions": {"metacomm": __version__, "torch": torch.__version__, "sionna": sionna,
+                         "numpy": numpy.__version__, "python": platform.python_version()},
+            "git": source_commit(), "host": socket.gethostname(), "platform": platform.platform(),
+            "started_utc": None if started is None else datetime.fromtimestamp(started, UTC).isoformat(),
+            "wall_s": wall_s}
 
 
 def record_path(command: str, cfg) -> str:
@@ -286,10 +315,11 @@ def check_experiment_record(command: str, cfg, *, overwrite: bool = False, field
                              "(choose another out, or replace it with --overwrite)")
 
 
-def write_experiment_record(command: str, cfg, source: str | None = None, *, overwrite: bool = False) -> str:
+def write_experiment_record(command: str, cfg, source: str | None = None, *, overwrite: bool = False,
+                            started: float | None = None, wall_s: float | None = None) -> str:
     """Write :func:`experiment_record` next to the run's output (strict JSON, atomic) at :func:`record_path`;
     a foreign file there is refused unless ``overwrite`` (:func:`check_experiment_record`). Returns the path."""
     from metacomm.artefacts import write_json
     path = check_experiment_record(command, cfg, overwrite=overwrite)
-    record = experiment_record(command, cfg, source)
+    record = experiment_record(command, cfg, source, started=started, wall_s=wall_s)
     return str(write_json(path, record, kind=RECORD_KIND, field="out"))

@@ -52,7 +52,10 @@ def run(args) -> int:
     overwrite = bool(args.overwrite or getattr(cfg, "overwrite", False) is True)
     check_experiment_record(command, cfg, overwrite=overwrite)  # before any work: never a foreign experiment.json
     module = importlib.import_module(f"metacomm.cli.commands.{command.replace(' ', '_').replace('-', '_')}")
+    import time
+    started, t0 = time.time(), time.perf_counter()
     rc = module.execute(cfg)
-    record = write_experiment_record(command, cfg, args.experiment, overwrite=overwrite)
+    record = write_experiment_record(command, cfg, args.experiment, overwrite=overwrite, started=started,
+                                     wall_s=round(time.perf_counter() - t0, 3))
     print(f"run: settings and versions -> {record}")
     return rc
