@@ -58,6 +58,7 @@ from sionna.phy.ofdm import LMMSEEqualizer
 
 from metacomm._sionna import SionnaBlocks
 from metacomm._validation import ConfigError, check_nonneg_int, check_positive_int
+from metacomm.artefacts import register_kind
 from metacomm.channels.ofdm import OFDMChannel
 from metacomm.codecs.ofdm_config import OFDMLinkConfig, build_resource_grid
 from metacomm.codecs.ofdm_receiver_base import OFDMReceiver
@@ -67,6 +68,9 @@ __all__ = ["PriorBank", "AdaptiveOFDMReceiver", "build_prior_bank", "load_prior_
 
 PRIOR_KIND = "ofdm-adaptive-prior"
 PRIOR_VERSION = 1
+register_kind(PRIOR_KIND, PRIOR_VERSION, "prior bank of the adaptive OFDM receiver",
+              "scripts/make_ofdm_adaptive_prior.py (PriorBank.save)",
+              weights=("freq_lags", "time_lags", "log_prior"))  # doppler/delay_spread: NaN where undefined (UMi)
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 FAMILY_PROFILES = ("cdl-a", "cdl-b", "cdl-c", "cdl-d", "cdl-e", "tdl-a", "tdl-b", "tdl-c", "tdl-d", "tdl-e", "umi")
 #: RMS delay spreads [s] of the family's CDL/TDL hypotheses (UMi draws its own); 100 ns is deliberately absent
@@ -152,7 +156,9 @@ class PriorBank:
         return bank
 
     def save(self, path) -> None:
-        torch.save(self.to_dict(), str(path))
+        """Write the bank as a metacomm checkpoint of kind :data:`PRIOR_KIND` (atomic, format-tagged)."""
+        from metacomm.artefacts import save_checkpoint
+        save_checkpoint(path, self.to_dict(), kind=PRIOR_KIND, field="out")
 
     def check_link(self, cfg: OFDMLinkConfig, *, field_name: str = "checkpoint") -> None:
         """ConfigError ``field_name`` unless ``cfg``'s numerology is the one the bank was learned on."""
@@ -177,10 +183,8 @@ def load_prior_bank(spec, *, field_name: str = "checkpoint") -> PriorBank:
     p = Path(spec)
     if not p.is_file():
         raise ConfigError(field_name, f"no such file: {str(spec)!r}")
-    try:
-        d = torch.load(str(p), map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is one line
-        raise ConfigError(field_name, f"cannot read {str(spec)!r} as a checkpoint: {type(e).__name__}") from None
+    from metacomm.artefacts import load_checkpoint
+    d = load_checkpoint(p, kinds=PRIOR_KIND, field=field_name)  # torch.load(weights_only=True), kind + finiteness
     return PriorBank.from_dict(d, field_name=field_name)
 
 

@@ -196,7 +196,7 @@ def test_checkpoint_checks(tmp_path):
     with pytest.raises(ConfigError, match="checkpoint.*another OFDM grid"):
         AdaptiveOFDMReceiver(OFDMLink(cfg, "perfect-csi"), other)
     torch.save({"kind": "something-else"}, tmp_path / "x.pt")
-    with pytest.raises(ConfigError, match="checkpoint.*not an adaptive OFDM receiver prior"):
+    with pytest.raises(ConfigError, match="checkpoint.*not a prior bank of the adaptive OFDM receiver"):
         load_prior_bank(tmp_path / "x.pt")
     with pytest.raises(ConfigError, match="checkpoint.*no such file"):
         load_prior_bank(tmp_path / "missing.pt")
