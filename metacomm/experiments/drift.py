@@ -68,6 +68,9 @@ class DriftConfig:
     ``save_every``: write the run state every N frames (0: never) so that ``resume`` can continue an interrupted
     run -- the resumed result equals an uninterrupted run's.
 
+    ``out``: the output directory; ``None`` keeps a single run's result in memory (``DriftOutcome.result``; nothing
+    written; not with ``seeds``, ``save_every`` or ``resume``).
+
     ``seeds``: ``None`` (one run, seed ``seed``) or several seeds (a list, or a string such as ``"0,1,2"`` or
     ``"0:7:1"`` = 0..7, STOP included, :func:`parse_seeds`): one independent run per seed, each a task of ``executor``
     (``"local"`` | ``"ray"``, with ``ray_address`` and ``num_gpus`` as for ``ber``/``fewshot``), written to
@@ -75,7 +78,7 @@ class DriftConfig:
     into ``out/results.json`` (:func:`run_drift_seeds`). Exclusive with ``seed``."""
 
     scenario: str
-    out: str
+    out: str | None = None
     checkpoint: str | None = None
     frames: int = 200
     pilots: int = 16
@@ -132,6 +135,13 @@ class DriftConfig:
         self.retrain_steps = check_nonneg_int("retrain_steps", self.retrain_steps)
         check_drift_memory(self)
         self.save_every = check_nonneg_int("save_every", self.save_every)
+        if self.out is None:  # results in memory only (a notebook): nothing to write, so nothing to resume
+            for key, bad in (("seeds", self.seeds is not None), ("save_every", self.save_every),
+                             ("resume", self.resume)):
+                if bad:
+                    raise ConfigError(key, "needs out: a many-seed run writes one directory per seed, and run states "
+                                           "are files; give out, or run one seed in memory")
+            return self
         if self.seeds is not None:  # the pooled directory and every seed's directory
             check_seeds_output(self)
             return self
@@ -238,6 +248,10 @@ def run_drift_experiment(cfg: DriftConfig, *, log=info, executor=None) -> DriftO
         res.config["jamming_twin"] = {"summary": {s: {k: r[k] for k in ("bler", "bler_ci", "block_errors", "blocks")}
                                                   for s, r in jam.summary().items()},
                                       "segments": _segment_bler(jam)}
+    if cfg.out is None:  # in memory: the caller saves (res.save(dir), plot_drift) if it wants files
+        res.config.update(session.recorded(), checkpoint=_abspath(cfg.checkpoint),
+                          checkpoint_meta=session.ck.get("meta", {}))
+        return DriftOutcome(result=res)
     pj, pc, png = save_run(res, cfg.out, cfg.checkpoint, session.ck, session.recorded())
     return DriftOutcome(result=res, paths={"results": pj, "csv": pc, "plot": png})
 

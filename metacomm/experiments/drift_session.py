@@ -325,7 +325,7 @@ class DriftSession:
         from metacomm.drift.run import DriftRun
         run = DriftRun(self.scenario, self.model, self.run_config(cfg), rule=self.codec.rule, link=drift_link(
             self.scenario))
-        path = os.path.join(cfg.out, RUN_STATE)
+        path = None if cfg.out is None else os.path.join(cfg.out, RUN_STATE)
         fp = self.fingerprint(cfg)
         if state is not None:
             run.load_state_dict(state["run"])

@@ -149,3 +149,17 @@ def test_the_adaptive_rows_carry_its_beliefs_and_belief_png_draws_them(tmp_path)
     assert p is not None and p.stat().st_size > 0
     no = DriftRun(sc, None, DriftRunConfig(frames=1, links=2, seed=0, schemes=["ls-lin"])).run()
     assert plot_belief(no, tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
+
+
+def test_a_drift_run_in_memory_writes_nothing(tmp_path, monkeypatch):
+    from metacomm.experiments.drift import DriftConfig, run_drift_experiment
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    out = run_drift_experiment(DriftConfig(scenario=str(path), frames=1, links=2, schemes="ls-lin,perfect-csi",
+                                           progress=False))
+    assert out.paths == {} and sorted(out.result.summary()) == ["ls-lin", "perfect-csi"]
+    assert sorted(os.listdir(tmp_path)) == ["tiny.toml"] and "DriftOutcome(result=DriftResult(" in repr(out)
+    with pytest.raises(ConfigError) as e:
+        run_drift_experiment(DriftConfig(scenario=str(path), frames=1, seeds="0,1"))
+    assert e.value.field == "seeds"
