@@ -12,7 +12,7 @@ CDL-B 300 ns at 10 m/s, 1 x 2 VH, LS + linear interpolation + LMMSE, Eb/N0 via `
 
 Both run the same fixed number of blocks per point (no early stop) and print BLER with 95 % Clopper-Pearson
 intervals (do they overlap?) and the wall-time ratio sionna / metacomm (> 1: metacomm faster), measured in this one
-process. Usage::
+process (repeats alternate which side runs first). Usage::
 
     python benchmarks/nr_pusch_vs_sim_ber.py [--ebno-db 2,4] [--blocks 200] [--batch-size 20] [--device cpu]
         [--threads 1] [--repeats 3]
@@ -83,16 +83,26 @@ def main() -> None:
     simulate(link, [pts[0]], batch_size=2, max_blocks=2, target_block_errors=None, quiet=True, device=a.device)
     mc(2, pts[0])  # warm-up both
     errs_m, errs_s, ratios, t_m, t_s = [0] * len(pts), [0] * len(pts), [], 0.0, 0.0
-    for rep in range(a.repeats):  # interleaved: each repeat times both sides back to back (paired ratios)
+    def run_metacomm(rep):
         t0 = time.perf_counter()
-        res = simulate(link, pts, batch_size=a.batch_size, max_blocks=blocks, target_block_errors=None, quiet=True,
-                       early_stop=False, device=a.device, seed=rep)
-        dm = time.perf_counter() - t0
+        r = simulate(link, pts, batch_size=a.batch_size, max_blocks=blocks, target_block_errors=None, quiet=True,
+                     early_stop=False, device=a.device, seed=rep)
+        return r, time.perf_counter() - t0
+
+    def run_sionna(rep):
         torch.manual_seed(rep)
         t0 = time.perf_counter()
-        _, bler_s = sim_ber(mc, torch.tensor(pts), batch_size=a.batch_size, max_mc_iter=iters, early_stop=False,
-                            verbose=False, device=a.device)
-        ds = time.perf_counter() - t0
+        _, b = sim_ber(mc, torch.tensor(pts), batch_size=a.batch_size, max_mc_iter=iters, early_stop=False,
+                       verbose=False, device=a.device)
+        return b, time.perf_counter() - t0
+
+    for rep in range(a.repeats):  # interleaved, the order alternating per repeat: paired ratios without order bias
+        if rep % 2 == 0:
+            res, dm = run_metacomm(rep)
+            bler_s, ds = run_sionna(rep)
+        else:
+            bler_s, ds = run_sionna(rep)
+            res, dm = run_metacomm(rep)
         for i, p in enumerate(res.points):
             errs_m[i] += int(p.block_errors)
             errs_s[i] += int(round(float(bler_s[i]) * blocks))
