@@ -110,6 +110,12 @@ def _decoder(cfg_dict: dict, precision: str, *, device: str) -> LDPC5GDecoder:
                          device=device)
 
 
+def _receiver_settings(receiver) -> dict:
+    """``{"receiver_settings": ...}`` of a receiver that describes itself (the adaptive one), else ``{}``."""
+    describe = getattr(receiver, "describe", None)
+    return {"receiver_settings": describe()} if callable(describe) else {}
+
+
 # -- the link --------------------------------------------------------------------------------------------------
 @dataclass
 class OFDMSlot:
@@ -212,8 +218,7 @@ class OFDMLink(nn.Module):
                 "pad_bits_per_grid": c.pad_bits, "data_res_per_grid": c.num_data_symbols,
                 "pilot_res_per_grid": c.num_pilot_symbols, "rate_bits_per_channel_use": self.rate,
                 "ebno_convention": c.ebno_convention, "ebno_overhead_db": ebno_overhead_db(c),
-                **({"receiver_settings": self.receiver.describe()} if callable(getattr(self.receiver, "describe",
-                                                                                       None)) else {})}
+                **_receiver_settings(self.receiver)}
 
     # -- one slot --------------------------------------------------------------------------------------------
     @torch.no_grad()
