@@ -244,12 +244,16 @@ class MetaTrainer:
 
     def train(self, num_steps: int, *, progress: bool = True, checkpoint_path: str | None = None,
               checkpoint_every: int = 0, extra_state: Callable[[], dict] | None = None,
-              checkpoint_kind: str = "metacomm-meta-trainer") -> list[dict]:
+              checkpoint_kind: str = "metacomm-meta-trainer",
+              on_metrics: Callable[[int, dict], None] | None = None) -> list[dict]:
         """Run meta-steps until ``step_count == num_steps`` (a resumed trainer continues where it stopped).
 
         Shows a tqdm bar with the meta-loss and query BLER/error rate; validates every ``val_every`` steps;
         writes a checkpoint every ``checkpoint_every`` steps and at the end if ``checkpoint_path`` is given
         (``extra_state()`` is merged into the checkpoint, written as ``checkpoint_kind``). Returns the history.
+        ``on_metrics(step, entry)``: called after every meta-step with the history entry's numbers (meta-loss,
+        query BLER / error rate, and the held-out ``val_*`` scores on validation steps) -- e.g. a TensorBoard
+        writer (:func:`metacomm.experiments.metrics.tensorboard_metrics`).
         """
         num_steps = check_nonneg_int("meta_steps", num_steps)
         checkpoint_every = check_nonneg_int("checkpoint_every", checkpoint_every)
@@ -273,6 +277,10 @@ class MetaTrainer:
                     post.update({k: f"{v:.3g}" for k, v in val.items() if k in ("val_loss", "val_bler")})
                 bar.set_postfix(post)
                 bar.update(1)
+                if on_metrics is not None:
+                    on_metrics(self.step_count, {k: float(v) for k, v in self.history[-1].items()
+                                                 if isinstance(v, int | float) and not isinstance(v, bool)
+                                                 and k != "step"})
                 if checkpoint_path and checkpoint_every and self.step_count % checkpoint_every == 0:
                     self.save(checkpoint_path, extra_state() if extra_state else None, kind=checkpoint_kind)
         finally:

@@ -24,6 +24,7 @@ import copy
 import csv
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -140,7 +141,7 @@ def evaluate(codec: Codec, channel: Channel, *, ebno_db, batch_size: int, seed: 
 def train(codec: Codec, channel: Channel, *, train_ebno_db, steps: int, batch_size: int, lr: float = 1e-3,
           seed: int = 0, lr_schedule: str = "cosine", loss: str | None = None, device=None,
           progress: bool = True, restarts: int = 1, reinit: bool = True, val_batch_size: int = 20000,
-          ) -> TrainingHistory:
+          on_metrics: Callable[[int, dict], None] | None = None) -> TrainingHistory:
     """Train ``codec`` end to end over ``channel`` with Adam; the codec is left holding the best restart.
 
     Args:
@@ -158,6 +159,9 @@ def train(codec: Codec, channel: Channel, *, train_ebno_db, steps: int, batch_si
         restarts: independent re-initialisations; the one with the lowest validation BLER is kept.
         reinit: re-initialise the parameters from the seed before training (required when restarts > 1);
             ``False`` fine-tunes the current parameters.
+        on_metrics: called after every step as ``on_metrics(step, {"loss", "bler", "running_bler", "lr",
+            "restart"})`` (``step`` counts over all restarts) -- e.g. a TensorBoard writer
+            (:func:`metacomm.experiments.metrics.tensorboard_metrics`).
         val_batch_size: blocks in the fixed validation set that ranks the restarts.
 
     Returns: :class:`TrainingHistory` of the kept restart.
@@ -226,6 +230,9 @@ def train(codec: Codec, channel: Channel, *, train_ebno_db, steps: int, batch_si
             hist.loss.append(v)
             hist.bler.append(b)
             hist.running_bler.append(running)
+            if on_metrics is not None:
+                on_metrics(r * steps + len(hist.loss), {"loss": v, "bler": b, "running_bler": running,
+                                                        "lr": hist.lr[-1], "restart": r})
             if progress:
                 bar.set_postfix(loss=f"{v:.4f}", bler=f"{running:.2e}", refresh=False)
         bar.close()

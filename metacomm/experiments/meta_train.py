@@ -84,6 +84,9 @@ class MetaTrainConfig:
     resume: str | None = None
     overwrite: bool = False
     progress: bool = True
+    #: a directory for TensorBoard scalars of every meta-step (meta-loss, query BLER, held-out scores; one tag
+    #: prefix per restart), or None
+    tensorboard: str | None = None
     executor: str = "local"
     ray_address: str | None = None
     num_gpus: float = 0.0
@@ -289,17 +292,23 @@ def run_meta_train(cfg: MetaTrainConfig, *, log: Callable[[str], None] = info, e
     Returns a summary: ``{"out", "init"`` (the shipped selection), ``"restarts"``, ``"joint_val"`` (held-out
     scores of the joint baseline, ``{}`` without one), ``"metric"``, ``"steps"``, ``"skipped"}``."""
     cfg.validate()
+    metrics = None
+    if cfg.tensorboard is not None:  # scalars of every meta-step of the local restarts
+        from metacomm.experiments.metrics import tensorboard_metrics
+        metrics = tensorboard_metrics(cfg.tensorboard)
     started = _start_distributed(cfg)
     try:
-        return _run_meta_train(cfg, log=log, executor=executor)
+        return _run_meta_train(cfg, log=log, executor=executor, metrics=metrics)
     finally:
+        if metrics is not None:
+            metrics.close()
         if started:
             import torch.distributed as dist
             dist.barrier()
             dist.destroy_process_group()
 
 
-def _run_meta_train(cfg: MetaTrainConfig, *, log, executor) -> dict:
+def _run_meta_train(cfg: MetaTrainConfig, *, log, executor, metrics=None) -> dict:
     from metacomm.adaptation import distributed
     from metacomm.experiments.executors import LocalExecutor, make_executor
     from metacomm.experiments.meta_init import RULE_KEY, rule_entry
@@ -339,7 +348,8 @@ def _run_meta_train(cfg: MetaTrainConfig, *, log, executor) -> dict:
     if not remote:
         while True:
             meta.train(settings["meta_steps"], progress=cfg.progress, checkpoint_path=out, checkpoint_every=every,
-                       extra_state=extra, checkpoint_kind=KIND)
+                       extra_state=extra, checkpoint_kind=KIND,
+                       on_metrics=None if metrics is None else metrics.with_prefix(f"restart{restart}/"))
             if len(results) <= restart:
                 results.append(_selection(meta, settings["select"], restart))
                 sel = results[restart]

@@ -64,6 +64,8 @@ class TrainConfig:
     threads: object = 1
     overwrite: bool = False
     progress: bool = True
+    #: a directory for TensorBoard scalars of every training step (loss, BLER, running BLER, lr), or None
+    tensorboard: str | None = None
 
     def validate(self) -> TrainConfig:
         """Check the codec-independent settings (the codec's own are checked when it is built)."""
@@ -198,12 +200,18 @@ def run_train(cfg: TrainConfig, *, log: Callable[[str], None] = info) -> dict:
 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
+    metrics = None
+    if cfg.tensorboard is not None:
+        from metacomm.experiments.metrics import tensorboard_metrics
+        metrics = tensorboard_metrics(cfg.tensorboard)
     try:
         hist = train(codec, channel, train_ebno_db=ebno, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                      lr_schedule=cfg.lr_schedule, loss=cfg.loss, device=device, progress=cfg.progress,
-                     restarts=restarts)
+                     restarts=restarts, on_metrics=metrics)
     finally:
         torch.set_num_threads(previous_threads)
+        if metrics is not None:
+            metrics.close()
     codec.to("cpu")
     channel.to("cpu")
     val_bler, val_loss = evaluate(codec, channel, ebno_db=ebno, batch_size=20000, seed=seed + 7,

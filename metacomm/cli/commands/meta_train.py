@@ -106,6 +106,8 @@ def add_parser(subparsers, name):
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file (refused otherwise)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="output checkpoint file (e.g. meta.pt)")
+    p.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="write TensorBoard scalars of every step into DIR (needs the tensorboard package)")
     add_executor_flags(p, "restart")
     p.set_defaults(run=run)
     return p
@@ -126,7 +128,8 @@ def config_from_args(args) -> MetaTrainConfig:
         outer_lr=args.outer_lr, adapt=args.adapt, joint_steps=args.joint_steps, scenario_config=sc_cfg,
         ebno_db=args.ebno_db, snr_db=args.snr_db, support_pilots=args.support_pilots, val_every=args.val_every,
         val_tasks=args.val_tasks, checkpoint_every=args.checkpoint_every, seed=args.seed, device=args.device,
-        resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, **executor_kwargs(args))
+        resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, tensorboard=args.tensorboard,
+        **executor_kwargs(args))
 
 
 def run(args) -> int:

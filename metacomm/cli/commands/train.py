@@ -89,6 +89,8 @@ def add_parser(subparsers, name: str = "train") -> argparse.ArgumentParser:
                    help="CPU threads for torch (default 1: these networks are tiny and intra-op threading on a "
                    "shared CPU only costs time)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    p.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="write TensorBoard scalars of every step into DIR (needs the tensorboard package)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out checkpoint and its _curve/_codec files (refused otherwise)")
     p.add_argument("--out", required=True, metavar="CKPT.pt", help="checkpoint file to write")
