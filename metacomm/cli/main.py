@@ -111,11 +111,12 @@ class _StdHandler(logging.Handler):
 
 
 def log_level(args: argparse.Namespace) -> int:
-    """The ``metacomm`` logger's level for parsed ``args``: WARNING with ``--quiet``, DEBUG with ``-v``, else INFO
-    (``-v`` wins over ``--quiet``)."""
+    """The ``metacomm`` logger's level for parsed ``args``: WARNING with the global ``-q/--quiet`` (before the
+    command), DEBUG with ``-v``, else INFO (``-v`` wins over ``-q``). A command's own ``--quiet`` (no progress bar)
+    leaves the level alone, as it did when the library printed."""
     if getattr(args, "global_verbose", 0) or getattr(args, "verbose", 0):
         return logging.DEBUG
-    if getattr(args, "global_quiet", False) or getattr(args, "quiet", False):
+    if getattr(args, "global_quiet", False):  # a command's own --quiet only hides its progress bar
         return logging.WARNING
     return logging.INFO
 

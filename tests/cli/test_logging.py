@@ -13,9 +13,9 @@ DRIFT = ["drift", "--scenario", "doppler-fast", "--out", "o"]
 
 @pytest.mark.parametrize("argv,level", [
     (DRIFT, logging.INFO), (["-q", *DRIFT], logging.WARNING), (["--quiet", *DRIFT], logging.WARNING),
-    ([*DRIFT, "--quiet"], logging.WARNING), (["-v", *DRIFT], logging.DEBUG), (["--verbose", *DRIFT], logging.DEBUG),
+    ([*DRIFT, "--quiet"], logging.INFO), (["-v", *DRIFT], logging.DEBUG), (["--verbose", *DRIFT], logging.DEBUG),
     (["plot", "r.json", "--out", "f.png", "-v"], logging.DEBUG), (["plot", "r.json", "--out", "f.png", "--quiet"],
-                                                                 logging.WARNING),
+                                                                 logging.INFO),  # a command's --quiet: no bar
     (["run", "x.toml", "-vv"], logging.DEBUG), (["-q", "scenario", "list"], logging.WARNING),
     (["-q", "-v", *DRIFT], logging.DEBUG),
 ])
