@@ -83,13 +83,18 @@ class KnownCovReceiver(OFDMReceiver):
 
 
 class LMMSEKnownCovScheme(OFDMReceiverScheme):
-    """``lmmse-cov`` with the slot's exact statistics (module docstring)."""
+    """``lmmse-cov`` with the slot's exact statistics (module docstring). Its receiver is built from the slot's
+    covariances (:meth:`_build`) and cached per (profile, delay spread, speed rounded to 1e-3 m/s)."""
 
     def setup(self, ctx) -> None:
         DriftScheme.setup(self, ctx)
-        self._cache: dict[tuple, KnownCovReceiver] = {}
+        self._cache: dict[tuple, OFDMReceiver] = {}
         rg = ctx.ofdm.resource_grid()
         self._sub = [int(i) for i in rg.effective_subcarrier_ind]
+
+    def _build(self, covs: tuple) -> OFDMReceiver:
+        """The receiver for exact covariances ``(time [S, S], frequency [F', F'], space [R, R])``."""
+        return KnownCovReceiver(self.ctx.ofdm, covs)
 
     def _receiver(self, sig):
         from metacomm.channels.ofdm_trajectory import tdl_covariances
@@ -104,7 +109,7 @@ class LMMSEKnownCovScheme(OFDMReceiverScheme):
                                    dtype=self.ctx.ofdm.dtype)
             if len(self._cache) > 64:
                 self._cache.clear()
-            rx = self._cache[key] = KnownCovReceiver(self.ctx.ofdm, covs)
+            rx = self._cache[key] = self._build(covs)
         return rx
 
 
@@ -121,24 +126,12 @@ class LMMSETurboKnownCovScheme(LMMSEKnownCovScheme):
     def settings(self) -> dict:
         return {"turbo_iters": self.turbo_iters}
 
-    def _receiver(self, sig):
-        from metacomm.channels.ofdm_trajectory import tdl_covariances
+    def _build(self, covs: tuple) -> OFDMReceiver:
         from metacomm.codecs.ofdm_adaptive import AdaptiveOFDMReceiver, single_hypothesis_bank
-        fr = sig.frame
-        traj = fr.channel
-        key = (traj.profile, traj.delay_spread, round(float(fr.speed), 3))
-        rx = self._cache.get(key)
-        if rx is None:
-            sc = self.ctx.scenario
-            ct, cf, cs = tdl_covariances(traj, key[2], num_ofdm_symbols=sc.link.num_ofdm_symbols,
-                                         symbol_duration=sc.symbol_duration, subcarriers=self._sub)
-            bank = single_hypothesis_bank(ct, cf, sc.link, self._sub)
-            if len(self._cache) > 64:
-                self._cache.clear()
-            rx = self._cache[key] = AdaptiveOFDMReceiver(self.ctx.ofdm, bank, turbo_iters=self.turbo_iters,
-                                                         name=self.name,
-                                                         antenna_power=torch.diagonal(cs).real.float())
-        return rx
+        ct, cf, cs = covs
+        bank = single_hypothesis_bank(ct, cf, self.ctx.scenario.link, self._sub)
+        return AdaptiveOFDMReceiver(self.ctx.ofdm, bank, turbo_iters=self.turbo_iters, name=self.name,
+                                    antenna_power=torch.diagonal(cs).real.float())
 
 
 class AdaptiveOFDMScheme(DriftScheme):
