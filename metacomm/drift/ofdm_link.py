@@ -11,20 +11,19 @@ run's data generator, in this order per frame: information bits ``[B C, k]``, pa
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from metacomm._validation import ConfigError, check_memory
-from metacomm.drift.protocol import Decision, DriftContext, DriftLink
+from metacomm.drift.protocol import Decision, DriftContext, DriftLink, SharedSignals
 
 __all__ = ["OFDMSlotLink", "OFDMSignals"]
 
 
 @dataclass
-class OFDMSignals:
+class OFDMSignals(SharedSignals):
     """One frame's signals of the OFDM link, shared by every scheme.
 
     :ivar frame: the :class:`~metacomm.scenarios.ofdm_drift.OFDMFrame` (true channel, speed, N0 per link).
@@ -37,15 +36,6 @@ class OFDMSignals:
     no: torch.Tensor
     slot: Any
     _memo: dict = field(default_factory=dict, repr=False)
-
-    @property
-    def index(self) -> int:
-        return int(self.frame.index)
-
-    def memo(self, key: str, fn: Callable[[], Any]) -> Any:
-        if key not in self._memo:
-            self._memo[key] = fn()
-        return self._memo[key]
 
     def shared(self) -> dict:
         """What ``DriftRun.run(on_frame=...)`` hands out: the bits and the received grids."""

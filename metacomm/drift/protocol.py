@@ -38,7 +38,7 @@ import torch
 
 from metacomm._validation import ConfigError
 
-__all__ = ["SCHEME_KINDS", "DriftContext", "FrameSignals", "Decision", "DriftScheme", "DriftLink", "genie_name"]
+__all__ = ["SCHEME_KINDS", "DriftContext", "SharedSignals", "FrameSignals", "Decision", "DriftScheme", "DriftLink", "genie_name"]
 
 #: what a result row is: a learned/adapted receiver, a model-based estimator + detector, or a yardstick that
 #: knows the true channel
@@ -113,8 +113,25 @@ class DriftContext:
         return 2 ** self.k
 
 
+class SharedSignals:
+    """What every link's frame signals share: the frame's index and a per-frame memo (``_memo`` dict field)."""
+
+    frame: Any
+    _memo: dict
+
+    @property
+    def index(self) -> int:
+        return int(self.frame.index)
+
+    def memo(self, key: str, fn: Callable[[], Any]) -> Any:
+        """``fn()`` computed once per frame and shared between schemes (e.g. the genie's codeword images)."""
+        if key not in self._memo:
+            self._memo[key] = fn()
+        return self._memo[key]
+
+
 @dataclass
-class FrameSignals:
+class FrameSignals(SharedSignals):
     """The signals of one frame, drawn once by the link and shared by every scheme (common random numbers).
 
     :ivar frame: the :class:`~metacomm.channels.drift.Frame` (``index``, ``channel``, ``state`` per link,
@@ -139,15 +156,6 @@ class FrameSignals:
     clean_d: torch.Tensor
     _memo: dict = field(default_factory=dict, repr=False)
 
-    @property
-    def index(self) -> int:
-        return int(self.frame.index)
-
-    def memo(self, key: str, fn: Callable[[], Any]) -> Any:
-        """``fn()`` computed once per frame and shared between schemes (e.g. the genie's codeword images)."""
-        if key not in self._memo:
-            self._memo[key] = fn()
-        return self._memo[key]
 
 
 @dataclass
